@@ -1,0 +1,109 @@
+// swift-tools-version:6.1
+// tts-cluster: a coordinator/worker system that runs and evaluates the Korean fine-tuning
+// of IndexTTS-2's GPT stage across a few GPU boxes. See README.md and docs/.
+
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "tts-cluster",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tts-coordinator", targets: ["TTSCoordinatorCLI"]),
+        .executable(name: "tts-worker", targets: ["TTSWorkerCLI"]),
+        .executable(name: "tts-bench", targets: ["TTSBench"]),
+        .executable(name: "nng-echo", targets: ["NNGEcho"]),
+        .library(name: "Shared", targets: ["Shared"]),
+        .library(name: "Coordinator", targets: ["Coordinator"]),
+        .library(name: "Worker", targets: ["Worker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // System libraries (Debian -dev packages); one folder each.
+        .systemLibrary(name: "CNNG", providers: [.apt(["libnng-dev"])]),
+        .systemLibrary(name: "CCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CSndfile", providers: [.apt(["libsndfile1-dev"])]),
+
+        // Protocol, transport and everything both processes share.
+        .target(
+            name: "Shared",
+            dependencies: [
+                "CNNG",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Store, scheduler, ingest, liveness and the request router of the coordinator.
+        .target(
+            name: "Coordinator",
+            dependencies: [
+                "Shared",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Agent loop, GPU probe and shard executors of a worker.
+        .target(
+            name: "Worker",
+            dependencies: [
+                "Shared",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Thin executables: argument parsing and wiring only.
+        .executableTarget(
+            name: "TTSCoordinatorCLI",
+            dependencies: [
+                "Shared", "Coordinator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "TTSWorkerCLI",
+            dependencies: [
+                "Shared", "Worker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Benchmarks: a raw NNG echo server in C (the baseline) and the load generator.
+        .executableTarget(
+            name: "NNGEcho",
+            dependencies: ["CNNG"]
+        ),
+        .executableTarget(
+            name: "TTSBench",
+            dependencies: [
+                "Shared",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: strict),
+        .testTarget(
+            name: "CoordinatorTests",
+            dependencies: ["Coordinator", "Shared", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Shared"], swiftSettings: strict),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Shared", "TTSCoordinatorCLI", "TTSWorkerCLI"],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

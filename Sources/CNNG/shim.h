@@ -1,0 +1,7 @@
+#ifndef CNNG_SHIM_H
+#define CNNG_SHIM_H
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/tls/tls.h>
+#endif

@@ -1,0 +1,156 @@
+import Foundation
+
+/// A worker as the CLI (and later the REST API) shows it.
+public struct WorkerSummary: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var host: String
+    public var device: DeviceInfo
+    public var capabilities: [String]
+    public var version: String
+    /// `live`, `lost` or `gone` (drained and exited).
+    public var state: String
+    /// `idle`, `busy`, `draining`, `stopping` as last reported.
+    public var status: String
+    public var lastSeen: Date?
+    public var registeredAt: Date?
+    public var currentShard: Int64?
+    public var progress: ShardProgress?
+    public var telemetry: DeviceTelemetry?
+
+    public init(
+        id: String, name: String, host: String, device: DeviceInfo, capabilities: [String], version: String,
+        state: String, status: String, lastSeen: Date?, registeredAt: Date?, currentShard: Int64?,
+        progress: ShardProgress?, telemetry: DeviceTelemetry?
+    ) {
+        self.id = id
+        self.name = name
+        self.host = host
+        self.device = device
+        self.capabilities = capabilities
+        self.version = version
+        self.state = state
+        self.status = status
+        self.lastSeen = lastSeen
+        self.registeredAt = registeredAt
+        self.currentShard = currentShard
+        self.progress = progress
+        self.telemetry = telemetry
+    }
+}
+
+/// One attempt at running a shard.
+public struct ShardAttemptSummary: Codable, Sendable, Equatable {
+    public var attempt: Int
+    public var leaseEpoch: Int64
+    public var workerId: String
+    public var workerName: String
+    /// `leased`, `running`, `succeeded`, `failed`, `lost`, `cancelled`, `requeued`.
+    public var state: String
+    public var leasedAt: Date?
+    public var startedAt: Date?
+    public var endedAt: Date?
+    public var message: String
+
+    public init(attempt: Int, leaseEpoch: Int64, workerId: String, workerName: String, state: String, leasedAt: Date?, startedAt: Date?, endedAt: Date?, message: String) {
+        self.attempt = attempt
+        self.leaseEpoch = leaseEpoch
+        self.workerId = workerId
+        self.workerName = workerName
+        self.state = state
+        self.leasedAt = leasedAt
+        self.startedAt = startedAt
+        self.endedAt = endedAt
+        self.message = message
+    }
+}
+
+/// A shard as the CLI shows it, with its attempt history.
+public struct ShardSummary: Codable, Sendable, Equatable {
+    public var id: Int64
+    public var jobId: Int64
+    public var kind: String
+    public var state: String
+    public var attempts: Int
+    public var failures: Int
+    public var maxRetries: Int
+    public var leaseEpoch: Int64
+    public var workerId: String?
+    public var workerName: String?
+    public var createdAt: Date?
+    public var finishedAt: Date?
+    public var message: String
+    public var output: String
+    public var history: [ShardAttemptSummary]
+
+    public init(id: Int64, jobId: Int64, kind: String, state: String, attempts: Int, failures: Int, maxRetries: Int, leaseEpoch: Int64, workerId: String?, workerName: String?, createdAt: Date?, finishedAt: Date?, message: String, output: String, history: [ShardAttemptSummary]) {
+        self.id = id
+        self.jobId = jobId
+        self.kind = kind
+        self.state = state
+        self.attempts = attempts
+        self.failures = failures
+        self.maxRetries = maxRetries
+        self.leaseEpoch = leaseEpoch
+        self.workerId = workerId
+        self.workerName = workerName
+        self.createdAt = createdAt
+        self.finishedAt = finishedAt
+        self.message = message
+        self.output = output
+        self.history = history
+    }
+}
+
+/// The cluster at a glance.
+public struct ClusterStatus: Codable, Sendable, Equatable {
+    public var coordinatorVersion: String
+    public var listen: String
+    public var database: String
+    public var uptimeSeconds: Double
+    public var workersByState: [String: Int]
+    public var shardsByState: [String: Int]
+    public var jobs: Int
+
+    public init(coordinatorVersion: String, listen: String, database: String, uptimeSeconds: Double, workersByState: [String: Int], shardsByState: [String: Int], jobs: Int) {
+        self.coordinatorVersion = coordinatorVersion
+        self.listen = listen
+        self.database = database
+        self.uptimeSeconds = uptimeSeconds
+        self.workersByState = workersByState
+        self.shardsByState = shardsByState
+        self.jobs = jobs
+    }
+}
+
+/// Arguments of the `enqueue` admin command: `count` shards of a built-in kind.
+public struct EnqueueRequest: Codable, Sendable, Equatable {
+    public var kind: String
+    public var count: Int
+    /// The shard parameters (e.g. `{"seconds": 2}` for `sleep`, `{"text": "hi"}` for `echo`).
+    public var payload: [String: JSONValue]
+    public var maxRetries: Int?
+    public var name: String?
+
+    public init(kind: String, count: Int, payload: [String: JSONValue], maxRetries: Int? = nil, name: String? = nil) {
+        self.kind = kind
+        self.count = count
+        self.payload = payload
+        self.maxRetries = maxRetries
+        self.name = name
+    }
+}
+
+public struct EnqueueReply: Codable, Sendable, Equatable {
+    public var jobId: Int64
+    public var shardIds: [Int64]
+    public init(jobId: Int64, shardIds: [Int64]) {
+        self.jobId = jobId
+        self.shardIds = shardIds
+    }
+}
+
+/// Admin commands the coordinator understands over NNG.
+public enum AdminCommand: String, Sendable, CaseIterable {
+    case workers, shards, status, enqueue, drain
+}

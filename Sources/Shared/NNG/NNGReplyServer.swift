@@ -1,0 +1,220 @@
+import CNNG
+import Synchronization
+
+/// A REP server that serves many requests at once on a pool of nng contexts, each driven by
+/// an asynchronous-I/O state machine (receive → handle → send → receive) in nng's callbacks.
+/// No thread is dedicated to a client; the pool grows while every context is busy (for example
+/// with held long-polls), up to `maxContexts`.
+///
+/// The handler runs on an nng task thread: it must not block. It either replies at once (the
+/// heartbeat fast path) or hands the request to a task that replies later.
+public final class NNGReplyServer: Sendable {
+    public typealias Handler = @Sendable (NNGIncomingRequest) -> Void
+
+    let socket: NNGSocket
+    let handler: Handler
+    private let minIdle: Int
+    private let maxContexts: Int
+    private let pool = Mutex<Pool>(Pool())
+
+    private struct Pool {
+        var contexts: [ReplyContext] = []
+        var idle = 0
+        var closed = false
+    }
+
+    /// - Parameters:
+    ///   - socket: an open REP socket (listen on it before or after `start`).
+    ///   - initialContexts: contexts posted at start.
+    ///   - minIdle: when fewer contexts than this wait for a request, another is opened.
+    ///   - maxContexts: the pool never grows beyond this.
+    public init(
+        socket: NNGSocket, initialContexts: Int = 16, minIdle: Int = 4, maxContexts: Int = 65_536,
+        handler: @escaping Handler
+    ) {
+        precondition(socket.role == .reply, "NNGReplyServer needs a REP socket")
+        self.socket = socket
+        self.handler = handler
+        self.minIdle = minIdle
+        self.maxContexts = max(maxContexts, initialContexts)
+        self.initialContexts = initialContexts
+    }
+
+    private let initialContexts: Int
+
+    /// Posts the initial receives.
+    public func start() throws(NNGError) {
+        for _ in 0..<initialContexts { try addContext() }
+    }
+
+    /// Number of contexts opened so far.
+    public var contextCount: Int { pool.withLock { $0.contexts.count } }
+
+    var isClosed: Bool { pool.withLock { $0.closed } }
+
+    private func addContext() throws(NNGError) {
+        let rc = try ReplyContext(server: self)
+        let ok = pool.withLock { p -> Bool in
+            guard !p.closed else { return false }
+            p.contexts.append(rc)
+            p.idle += 1
+            return true
+        }
+        if ok { rc.postReceive() } else { rc.free() }
+    }
+
+    func contextBecameBusy() {
+        let grow = pool.withLock { p -> Bool in
+            p.idle -= 1
+            return !p.closed && p.idle < minIdle && p.contexts.count < maxContexts
+        }
+        if grow { try? addContext() }
+    }
+
+    func contextBecameIdle() { pool.withLock { $0.idle += 1 } }
+
+    /// Closes the socket and frees every context. Requests being handled are abandoned (their
+    /// `reply` becomes a no-op). Must not be called from the handler.
+    public func close() {
+        let contexts = pool.withLock { p -> [ReplyContext] in
+            p.closed = true
+            return p.contexts
+        }
+        socket.close()
+        for rc in contexts { rc.free() }
+    }
+}
+
+/// A request received by ``NNGReplyServer``. Answer it exactly once with ``reply(_:)`` or
+/// ``drop()``; later calls are ignored.
+public struct NNGIncomingRequest: Sendable {
+    /// The message as received.
+    public let bytes: [UInt8]
+    /// The connection it came on (see ``PipeEvent``).
+    public let pipeID: UInt32
+    let context: ReplyContext
+    let generation: UInt64
+
+    /// Sends `bytes` as the reply. Returns false when this request was already answered or the
+    /// server is closed.
+    @discardableResult
+    public func reply(_ bytes: [UInt8]) -> Bool { context.reply(bytes, generation: generation) }
+
+    /// Discards the request without answering (the requester times out and may retry).
+    public func drop() { context.drop(generation: generation) }
+}
+
+/// One REP context and its aio. The server's pool holds the only strong reference until the
+/// server closes; the C callback borrows it unretained, so the callback never releases the
+/// object that frees the aio (nng 1.5.2's self-deadlock).
+final class ReplyContext: Sendable {
+    private enum Phase: UInt64 { case receiving = 0, handling = 1, sending = 2, freed = 3 }
+
+    private unowned let server: NNGReplyServer
+    private let ctx: nng_ctx
+    /// The aio pointer's bits, stored once right after allocation.
+    private let aioBits = Atomic<UInt>(0)
+    /// `generation << 8 | phase`: a reply for an older generation is ignored.
+    private let state = Atomic<UInt64>(0)
+
+    init(server: NNGReplyServer) throws(NNGError) {
+        self.server = server
+        var c = nng_ctx()
+        try NNGError.check(nng_ctx_open(&c, server.socket.raw), "open REP context")
+        ctx = c
+        var aio: OpaquePointer?
+        let rv = nng_aio_alloc(&aio, { arg in
+            Unmanaged<ReplyContext>.fromOpaque(arg!).takeUnretainedValue().ioCompleted()
+        }, Unmanaged.passUnretained(self).toOpaque())
+        guard rv == 0, let aio else {
+            nng_ctx_close(c)
+            throw NNGError(rv, "allocate aio")
+        }
+        aioBits.store(UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(aio))), ordering: .releasing)
+    }
+
+    private var aio: OpaquePointer { OpaquePointer(bitPattern: aioBits.load(ordering: .acquiring))! }
+
+    private static func pack(_ gen: UInt64, _ phase: Phase) -> UInt64 { gen << 8 | phase.rawValue }
+
+    func postReceive() {
+        let gen = state.load(ordering: .acquiring) >> 8
+        state.store(Self.pack(gen, .receiving), ordering: .releasing)
+        nng_ctx_recv(ctx, aio)
+    }
+
+    private func ioCompleted() {
+        let st = state.load(ordering: .acquiring)
+        let gen = st >> 8
+        let rv = nng_aio_result(aio)
+        switch Phase(rawValue: st & 0xff) {
+        case .receiving:
+            if rv != 0 {
+                if rv == NNGError.Code.closed.rawValue || server.isClosed { return }
+                nng_ctx_recv(ctx, aio)
+                return
+            }
+            guard let msg = nng_aio_get_msg(aio) else {
+                nng_ctx_recv(ctx, aio)
+                return
+            }
+            let len = nng_msg_len(msg)
+            let bytes: [UInt8] = len == 0 ? [] : [UInt8](UnsafeRawBufferPointer(start: nng_msg_body(msg), count: len))
+            let pipe = nng_msg_get_pipe(msg).id
+            nng_aio_set_msg(aio, nil)
+            nng_msg_free(msg)
+            let next = gen &+ 1
+            state.store(Self.pack(next, .handling), ordering: .releasing)
+            server.contextBecameBusy()
+            server.handler(NNGIncomingRequest(bytes: bytes, pipeID: pipe, context: self, generation: next))
+        case .sending:
+            if rv != 0, let m = nng_aio_get_msg(aio) {
+                nng_aio_set_msg(aio, nil)
+                nng_msg_free(m)
+            }
+            if rv == NNGError.Code.closed.rawValue || server.isClosed { return }
+            state.store(Self.pack(gen, .receiving), ordering: .releasing)
+            server.contextBecameIdle()
+            nng_ctx_recv(ctx, aio)
+        case .handling, .freed, .none:
+            return
+        }
+    }
+
+    private func claim(_ generation: UInt64, to phase: Phase) -> Bool {
+        state.compareExchange(
+            expected: Self.pack(generation, .handling), desired: Self.pack(generation, phase),
+            ordering: .acquiringAndReleasing
+        ).exchanged
+    }
+
+    func reply(_ bytes: [UInt8], generation: UInt64) -> Bool {
+        guard claim(generation, to: .sending) else { return false }
+        var msg: OpaquePointer?
+        guard nng_msg_alloc(&msg, 0) == 0, let msg else {
+            state.store(Self.pack(generation, .receiving), ordering: .releasing)
+            server.contextBecameIdle()
+            nng_ctx_recv(ctx, aio)
+            return false
+        }
+        _ = bytes.withUnsafeBytes { nng_msg_append(msg, $0.baseAddress, $0.count) }
+        nng_aio_set_msg(aio, msg)
+        nng_ctx_send(ctx, aio)
+        return true
+    }
+
+    func drop(generation: UInt64) {
+        guard claim(generation, to: .receiving) else { return }
+        server.contextBecameIdle()
+        nng_ctx_recv(ctx, aio)
+    }
+
+    /// Frees the aio (waiting for a running callback) and closes the context. Called once, by
+    /// the server, on a thread that is not an nng callback.
+    func free() {
+        state.store(Self.pack(0, .freed), ordering: .releasing)
+        let bits = aioBits.exchange(0, ordering: .acquiringAndReleasing)
+        if let p = OpaquePointer(bitPattern: bits) { nng_aio_free(p) }
+        nng_ctx_close(ctx)
+    }
+}

@@ -1,0 +1,46 @@
+/// `event`: something happened on a worker that the coordinator should record: a shard started,
+/// a checkpoint was saved, CUDA ran out of memory, a log line, a warning.
+public struct EventRequest: Sendable, Equatable, WireCodable {
+    /// Well-known kinds; runners may send others.
+    public struct Kind: RawRepresentable, Hashable, Sendable, Codable {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+
+        public static let shardStarted = Kind(rawValue: "shard_started")
+        public static let checkpointSaved = Kind(rawValue: "checkpoint_saved")
+        public static let outOfMemory = Kind(rawValue: "oom")
+        public static let log = Kind(rawValue: "log")
+        public static let warning = Kind(rawValue: "warning")
+    }
+
+    public var kind: Kind
+    public var shard: ShardRef?
+    public var message: String
+    /// Extra structured data as a JSON object (may be empty).
+    public var data: [UInt8]
+    public var wallTime: Double
+
+    public init(kind: Kind, shard: ShardRef?, message: String, data: [UInt8] = [], wallTime: Double) {
+        self.kind = kind
+        self.shard = shard
+        self.message = message
+        self.data = data
+        self.wallTime = wallTime
+    }
+
+    public init(from r: inout WireReader) throws(WireError) {
+        kind = Kind(rawValue: try r.readString("event.kind"))
+        shard = try r.readOptional("event.shard") { (r) throws(WireError) in try ShardRef(from: &r) }
+        message = try r.readString("event.message")
+        data = try r.readBytes("event.data")
+        wallTime = try r.readDouble("event.wallTime")
+    }
+
+    public func encode(to w: inout WireWriter) {
+        w.write(kind.rawValue)
+        w.writeOptional(shard) { $1.encode(to: &$0) }
+        w.write(message)
+        w.writeBytes(data)
+        w.write(wallTime)
+    }
+}

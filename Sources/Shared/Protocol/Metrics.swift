@@ -1,0 +1,81 @@
+/// One scalar a trainer produced: `(run, step, key, value, wall time)`. NaN and ±Inf are
+/// carried bit for bit.
+public struct MetricPoint: Sendable, Equatable, WireCodable {
+    public var runId: String
+    public var step: Int64
+    public var key: String
+    public var value: Double
+    /// Seconds since the Unix epoch when the trainer produced it.
+    public var wallTime: Double
+
+    public init(runId: String, step: Int64, key: String, value: Double, wallTime: Double) {
+        self.runId = runId
+        self.step = step
+        self.key = key
+        self.value = value
+        self.wallTime = wallTime
+    }
+
+    public init(from r: inout WireReader) throws(WireError) {
+        runId = try r.readString("metric.runId")
+        step = try r.readSigned("metric.step")
+        key = try r.readString("metric.key")
+        value = try r.readDouble("metric.value")
+        wallTime = try r.readDouble("metric.wallTime")
+    }
+
+    public func encode(to w: inout WireWriter) {
+        w.write(runId)
+        w.writeSigned(step)
+        w.write(key)
+        w.write(value)
+        w.write(wallTime)
+    }
+
+    // NaN != NaN, but a carried NaN is the same point.
+    public static func == (a: MetricPoint, b: MetricPoint) -> Bool {
+        a.runId == b.runId && a.step == b.step && a.key == b.key
+            && a.value.bitPattern == b.value.bitPattern && a.wallTime == b.wallTime
+    }
+}
+
+/// `metrics`: a batch of points. The envelope sequence is the batch's idempotency key; the
+/// reply acknowledges the highest sequence of this session that is durably stored.
+public struct MetricsRequest: Sendable, Equatable, WireCodable {
+    public var points: [MetricPoint]
+
+    public init(points: [MetricPoint]) { self.points = points }
+
+    public init(from r: inout WireReader) throws(WireError) {
+        points = try r.readArray("metrics.points") { (r) throws(WireError) in try MetricPoint(from: &r) }
+    }
+
+    public func encode(to w: inout WireWriter) { w.writeArray(points) { $1.encode(to: &$0) } }
+}
+
+/// The reply to `metrics`, `event` and `result`: the request was stored (or had been already).
+public struct Ack: Sendable, Equatable, WireCodable {
+    /// The highest sequence of this session that is durably stored.
+    public var highestSequence: UInt64
+    /// False when the request was understood but refused (for a `result`: the lease moved on).
+    public var accepted: Bool
+    public var note: String
+
+    public init(highestSequence: UInt64, accepted: Bool = true, note: String = "") {
+        self.highestSequence = highestSequence
+        self.accepted = accepted
+        self.note = note
+    }
+
+    public init(from r: inout WireReader) throws(WireError) {
+        highestSequence = try r.readVarint("ack.highestSequence")
+        accepted = try r.readBool("ack.accepted")
+        note = try r.readString("ack.note")
+    }
+
+    public func encode(to w: inout WireWriter) {
+        w.writeVarint(highestSequence)
+        w.write(accepted)
+        w.write(note)
+    }
+}

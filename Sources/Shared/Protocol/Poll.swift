@@ -1,0 +1,64 @@
+/// `poll`: a long-poll for work. The coordinator answers as soon as a shard is leased to this
+/// worker, or with no assignment after `waitMs`.
+///
+/// Poll is idempotent: when a reply is lost and the worker polls again, a shard already leased to
+/// it (and not yet started) is returned again rather than a second one being leased.
+public struct PollRequest: Sendable, Equatable, WireCodable {
+    public var waitMs: UInt32
+
+    public init(waitMs: UInt32) { self.waitMs = waitMs }
+
+    public init(from r: inout WireReader) throws(WireError) {
+        waitMs = UInt32(truncatingIfNeeded: try r.readVarint("poll.waitMs"))
+    }
+
+    public func encode(to w: inout WireWriter) { w.writeVarint(UInt64(waitMs)) }
+}
+
+/// A shard leased to a worker: what to run, under which lease epoch.
+public struct ShardAssignment: Sendable, Equatable, Codable, WireCodable {
+    public var shard: ShardRef
+    public var jobId: Int64
+    /// The executor that runs it, e.g. `sleep`, `echo`.
+    public var kind: String
+    /// 1 for the first attempt, 2 after one requeue, …
+    public var attempt: Int
+    /// The shard's parameters as a JSON object.
+    public var payload: [UInt8]
+
+    public init(shard: ShardRef, jobId: Int64, kind: String, attempt: Int, payload: [UInt8]) {
+        self.shard = shard
+        self.jobId = jobId
+        self.kind = kind
+        self.attempt = attempt
+        self.payload = payload
+    }
+
+    public init(from r: inout WireReader) throws(WireError) {
+        shard = try ShardRef(from: &r)
+        jobId = try r.readSigned("assignment.jobId")
+        kind = try r.readString("assignment.kind")
+        attempt = try r.readInt("assignment.attempt")
+        payload = try r.readBytes("assignment.payload")
+    }
+
+    public func encode(to w: inout WireWriter) {
+        shard.encode(to: &w)
+        w.writeSigned(jobId)
+        w.write(kind)
+        w.writeVarint(attempt)
+        w.writeBytes(payload)
+    }
+}
+
+public struct PollReply: Sendable, Equatable, WireCodable {
+    public var assignment: ShardAssignment?
+
+    public init(assignment: ShardAssignment?) { self.assignment = assignment }
+
+    public init(from r: inout WireReader) throws(WireError) {
+        assignment = try r.readOptional("pollReply.assignment") { (r) throws(WireError) in try ShardAssignment(from: &r) }
+    }
+
+    public func encode(to w: inout WireWriter) { w.writeOptional(assignment) { $1.encode(to: &$0) } }
+}
