@@ -81,7 +81,8 @@ let package = Package(
         // Benchmarks: a raw NNG echo server in C (the baseline) and the load generator.
         .executableTarget(
             name: "NNGEcho",
-            dependencies: ["CNNG"]
+            dependencies: ["CNNG"],
+            linkerSettings: [.linkedLibrary("nng")]
         ),
         .executableTarget(
             name: "TTSBench",

@@ -1,0 +1,64 @@
+import Foundation
+import Logging
+import Shared
+
+/// Answers the CLI's admin commands (`workers`, `shards`, `status`, `enqueue`, `drain`) with
+/// JSON documents.
+public struct AdminService: Sendable {
+    let store: Store
+    let registry: WorkerRegistry
+    let scheduler: Scheduler
+    let configuration: CoordinatorConfiguration
+    let startedAt: Date
+
+    public func handle(_ request: AdminRequest) async throws(ProtocolError) -> [UInt8] {
+        guard let command = AdminCommand(rawValue: request.command) else {
+            throw ProtocolError(.invalidRequest, "unknown admin command \(request.command); known: \(AdminCommand.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        do {
+            switch command {
+            case .workers:
+                return try JSONCoding.encode(try store.workers())
+            case .shards:
+                let args = request.arguments.isEmpty ? [:] : (try? JSONCoding.decode([String: JSONValue].self, from: request.arguments)) ?? [:]
+                let state = args["state"]?.stringValue
+                let job = args["job"]?.doubleValue.map { Int64($0) }
+                return try JSONCoding.encode(try store.shards(state: state, jobId: job))
+            case .status:
+                let c = try store.counts()
+                let status = ClusterStatus(
+                    coordinatorVersion: TTSCluster.version, listen: configuration.listen, database: store.path,
+                    uptimeSeconds: Date().timeIntervalSince(startedAt), workersByState: c.workers, shardsByState: c.shards, jobs: c.jobs)
+                return try JSONCoding.encode(status)
+            case .enqueue:
+                let req: EnqueueRequest
+                do {
+                    req = try JSONCoding.decode(EnqueueRequest.self, from: request.arguments)
+                } catch {
+                    throw ProtocolError(.invalidRequest, "enqueue needs {kind, count, payload}: \(error)")
+                }
+                guard ["sleep", "echo"].contains(req.kind) else {
+                    throw ProtocolError(.invalidRequest, "unknown shard kind \(req.kind): the built-in kinds are sleep and echo")
+                }
+                guard (1...100_000).contains(req.count) else {
+                    throw ProtocolError(.invalidRequest, "count must be between 1 and 100000 (got \(req.count))")
+                }
+                let reply = try store.enqueue(req, defaultMaxRetries: configuration.defaultMaxRetries)
+                await scheduler.workAvailable()
+                return try JSONCoding.encode(reply)
+            case .drain:
+                let args = (try? JSONCoding.decode([String: String].self, from: request.arguments)) ?? [:]
+                guard let target = args["worker"] else { throw ProtocolError(.invalidRequest, "drain needs {\"worker\": NAME or ID}") }
+                let match = try store.workers().first { $0.id == target || $0.name == target }
+                guard let match, registry.requestDrain(workerId: match.id) else {
+                    throw ProtocolError(.notFound, "no worker named \(target)")
+                }
+                return try JSONCoding.encode(["drain": match.name])
+            }
+        } catch let e as ProtocolError {
+            throw e
+        } catch {
+            throw ProtocolError(.internal, "\(command.rawValue) failed: \(error)", retryable: true)
+        }
+    }
+}

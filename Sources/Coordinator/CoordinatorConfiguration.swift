@@ -1,0 +1,45 @@
+import Shared
+
+/// Everything `tts-coordinator serve` can be told. The defaults run a single-machine cluster
+/// with no configuration at all: loopback, `./tts-coordinator.sqlite`, no token.
+public struct CoordinatorConfiguration: Sendable {
+    /// Where workers dial in.
+    public var listen = "tcp://127.0.0.1:5555"
+    public var databasePath = "./tts-coordinator.sqlite"
+    /// Required for any non-loopback listen address unless `insecure`.
+    public var token: ClusterToken?
+    /// Allow a non-loopback listen address without a token (a trusted lab network).
+    public var insecure = false
+    public var tls: NNGTLSConfiguration?
+    public var heartbeatIntervalMs = 2_000
+    /// A worker silent for this long is lost and its shards are requeued.
+    public var lostAfterMs = 10_000
+    /// Largest message accepted; a larger one drops that connection.
+    public var maxMessageBytes = 16 << 20
+    /// Retries of a shard after failures or losses before it fails for good.
+    public var defaultMaxRetries = 3
+    /// Longest a poll is held when there is no work.
+    public var maxPollWaitMs = 30_000
+    /// How often in-memory heartbeat state is written to the database.
+    public var heartbeatFlushMs = 1_000
+    /// Accepted clock skew of token proofs.
+    public var proofWindowSeconds = 300.0
+
+    public init() {}
+
+    /// Checks the combination of settings before anything is opened.
+    public func validate() throws(ConfigurationError) {
+        let endpoint = try Endpoint(listen)
+        if !endpoint.isLoopback && token == nil && !insecure {
+            throw ConfigurationError(
+                "refusing to listen on \(listen) without a cluster token: anyone who can reach it could join. "
+                    + "Pass --token-file FILE (or TTS_CLUSTER_TOKEN_FILE), or --insecure on a trusted network.")
+        }
+        if endpoint.isTLS && tls?.certificateKeyFile == nil {
+            throw ConfigurationError("\(listen) is a TLS address: pass --tls-cert FILE (certificate and key in one PEM file)")
+        }
+        guard heartbeatIntervalMs > 0, lostAfterMs > heartbeatIntervalMs else {
+            throw ConfigurationError("--lost-after (\(lostAfterMs) ms) must be longer than the heartbeat interval (\(heartbeatIntervalMs) ms)")
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import Logging
+import Shared
+
+/// A running coordinator: the NNG listener with its REP context pool, the liveness monitor and
+/// the heartbeat flusher, all over one ``Store``.
+public final class CoordinatorServer: Sendable {
+    public let configuration: CoordinatorConfiguration
+    public let store: Store
+    public let registry: WorkerRegistry
+    public let scheduler: Scheduler
+    let router: RequestRouter
+    let logger: Logger
+
+    /// Validates the configuration and opens the database (nothing listens yet).
+    public init(configuration: CoordinatorConfiguration, logger: Logger) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = logger
+        store = try Store(path: configuration.databasePath)
+        registry = WorkerRegistry()
+        scheduler = Scheduler(store: store, registry: registry, logger: logger)
+        router = RequestRouter(store: store, registry: registry, scheduler: scheduler, configuration: configuration, logger: logger)
+        // Rebuild the live picture: every known worker gets a full liveness period to re-attach.
+        for w in try store.loadWorkers() where w.state != "gone" {
+            registry.upsert(workerId: w.id, name: w.name, session: w.session, capabilities: w.capabilities,
+                            liveness: w.state == "lost" ? .lost : .live, status: w.status)
+        }
+        for lease in try store.activeLeases() { registry.leaseGranted(workerId: lease.workerId, lease.shard) }
+    }
+
+    /// Listens and serves until the task is cancelled (SIGINT/SIGTERM in the CLI), then closes
+    /// the socket and flushes heartbeat state.
+    public func run(onListening: @Sendable () -> Void = {}) async throws {
+        let socket = try NNGSocket(.reply)
+        let pipes = PipeTracker(logger: logger)
+        try socket.onPipeEvent { pipes.record($0) }
+        let server = NNGReplyServer(socket: socket, initialContexts: 64, minIdle: 16) { [router] in router.handle($0) }
+        try server.start()
+        do {
+            try socket.listen(configuration.listen, maxMessageBytes: configuration.maxMessageBytes, tls: configuration.tls)
+        } catch {
+            server.close()
+            throw ConfigurationError("cannot listen on \(configuration.listen): \(error). Is another coordinator running there?")
+        }
+        logger.notice("coordinator \(TTSCluster.version) listening on \(configuration.listen), database \(configuration.databasePath)\(configuration.token == nil ? " (no token: open cluster)" : " (token required)")")
+        onListening()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.monitorLiveness() }
+            group.addTask { await self.flushHeartbeats() }
+            await group.next()
+            group.cancelAll()
+        }
+        server.close()
+        try? store.flushHeartbeats(registry.takeDirty())
+        logger.notice("coordinator stopped")
+    }
+
+    private func monitorLiveness() async {
+        let lostAfter = Duration.milliseconds(configuration.lostAfterMs)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(250))
+            for lost in registry.expire(lostAfter: lostAfter) {
+                let silent = Double(lost.silentFor.components.seconds) + Double(lost.silentFor.components.attoseconds) / 1e18
+                do {
+                    let requeued = try store.markWorkerLost(workerId: lost.workerId, silentFor: silent)
+                    for s in requeued { registry.leaseEnded(shardId: s) }
+                    logger.warning("worker \(lost.name) lost: silent for \(String(format: "%.1f", silent)) s; requeued shards \(requeued)")
+                    await scheduler.dropWaiters(workerId: lost.workerId)
+                    if !requeued.isEmpty { await scheduler.workAvailable() }
+                } catch {
+                    logger.error("could not record loss of worker \(lost.name): \(error)")
+                }
+            }
+        }
+    }
+
+    private func flushHeartbeats() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(configuration.heartbeatFlushMs))
+            do {
+                try store.flushHeartbeats(registry.takeDirty())
+            } catch {
+                logger.error("could not persist heartbeats: \(error)")
+            }
+        }
+    }
+}
+
+/// Logs connections as they come and go (addresses are cached at connect: nng cannot read them
+/// at disconnect).
+final class PipeTracker: Sendable {
+    private let logger: Logger
+    private let addresses = Synchronization.Mutex<[UInt32: String]>([:])
+
+    init(logger: Logger) { self.logger = logger }
+
+    func record(_ e: PipeEvent) {
+        switch e.kind {
+        case .connected:
+            addresses.withLock { $0[e.pipeID] = e.remoteAddress ?? "?" }
+            logger.debug("connection \(e.pipeID) from \(e.remoteAddress ?? "?")")
+        case .disconnected:
+            let addr = addresses.withLock { $0.removeValue(forKey: e.pipeID) } ?? "?"
+            logger.debug("connection \(e.pipeID) from \(addr) closed")
+        }
+    }
+}
+
+import Synchronization

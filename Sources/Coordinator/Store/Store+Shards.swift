@@ -1,0 +1,146 @@
+import Foundation
+import GRDB
+import Shared
+
+/// What happened to a reported result.
+public struct ResultDisposition: Sendable, Equatable {
+    public var accepted: Bool
+    public var note: String
+    /// The shard went back to the queue (a failure within the retry budget, or a drain).
+    public var requeued: Bool
+}
+
+extension Store {
+    /// Creates a job of `count` shards of a built-in kind.
+    public func enqueue(_ request: EnqueueRequest, defaultMaxRetries: Int, now: Date = Date()) throws -> EnqueueReply {
+        try pool.write { db in
+            let payload = jsonString(request.payload) ?? "{}"
+            try db.execute(sql: "INSERT INTO jobs (name, kind, spec, state, created_at) VALUES (?, ?, ?, 'active', ?)",
+                           arguments: [request.name ?? "\(request.kind) x\(request.count)", request.kind, jsonString(request) ?? "{}", now.unixSeconds])
+            let jobId = db.lastInsertedRowID
+            var ids: [Int64] = []
+            for _ in 0..<request.count {
+                try db.execute(sql: """
+                    INSERT INTO shards (job_id, kind, payload, state, max_retries, created_at, updated_at)
+                    VALUES (?, ?, ?, 'queued', ?, ?, ?)
+                    """, arguments: [jobId, request.kind, payload, request.maxRetries ?? defaultMaxRetries, now.unixSeconds, now.unixSeconds])
+                ids.append(db.lastInsertedRowID)
+            }
+            return EnqueueReply(jobId: jobId, shardIds: ids)
+        }
+    }
+
+    /// Leases the oldest queued shard this worker can run, or returns the shard already leased
+    /// to it and not yet started (so a retried poll never leases a second shard).
+    public func lease(workerId: String, workerName: String, session: UInt64, kinds: [String], now: Date = Date()) throws -> ShardAssignment? {
+        try pool.write { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT * FROM shards WHERE worker_id = ? AND session = ? AND state = 'leased' ORDER BY id LIMIT 1", arguments: [workerId, Int64(session)]) {
+                return assignment(row)
+            }
+            guard !kinds.isEmpty else { return nil }
+            let marks = Array(repeating: "?", count: kinds.count).joined(separator: ",")
+            guard var row = try Row.fetchOne(db, sql: "SELECT * FROM shards WHERE state = 'queued' AND kind IN (\(marks)) ORDER BY id LIMIT 1", arguments: StatementArguments(kinds)) else {
+                return nil
+            }
+            let id: Int64 = row["id"]
+            let attempt: Int = (row["attempts"] as Int) + 1
+            let epoch: Int64 = (row["lease_epoch"] as Int64) + 1
+            try db.execute(sql: """
+                UPDATE shards SET state = 'leased', attempts = ?, lease_epoch = ?, worker_id = ?, session = ?, updated_at = ?
+                WHERE id = ? AND state = 'queued'
+                """, arguments: [attempt, epoch, workerId, Int64(session), now.unixSeconds, id])
+            guard db.changesCount == 1 else { return nil }
+            try db.execute(sql: """
+                INSERT INTO shard_attempts (shard_id, attempt, lease_epoch, worker_id, worker_name, state, leased_at)
+                VALUES (?, ?, ?, ?, ?, 'leased', ?)
+                """, arguments: [id, attempt, epoch, workerId, workerName, now.unixSeconds])
+            row = try Row.fetchOne(db, sql: "SELECT * FROM shards WHERE id = ?", arguments: [id])!
+            return assignment(row)
+        }
+    }
+
+    private func assignment(_ row: Row) -> ShardAssignment {
+        ShardAssignment(
+            shard: ShardRef(shardId: row["id"], leaseEpoch: row["lease_epoch"]), jobId: row["job_id"],
+            kind: row["kind"], attempt: row["attempts"], payload: Array((row["payload"] as String).utf8))
+    }
+
+    /// Every shard currently leased or running, with its holder (for the in-memory lease map).
+    public func activeLeases() throws -> [(workerId: String, shard: ShardRef)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, lease_epoch, worker_id FROM shards WHERE state IN ('leased', 'running')").map {
+                (workerId: $0["worker_id"], shard: ShardRef(shardId: $0["id"], leaseEpoch: $0["lease_epoch"]))
+            }
+        }
+    }
+
+    /// Ends the current attempt of a shard and decides where the shard goes next.
+    /// - Returns: true when the shard went back to the queue.
+    func endAttempt(_ db: Database, shardId: Int64, attemptState: String, message: String, countsAsFailure: Bool, now: Date) throws -> Bool {
+        guard let row = try Row.fetchOne(db, sql: "SELECT attempts, failures, max_retries, cancel_requested FROM shards WHERE id = ?", arguments: [shardId]) else { return false }
+        let attempts: Int = row["attempts"]
+        let failures: Int = (row["failures"] as Int) + (countsAsFailure ? 1 : 0)
+        let maxRetries: Int = row["max_retries"]
+        let cancelRequested: Bool = row["cancel_requested"]
+        try db.execute(sql: "UPDATE shard_attempts SET state = ?, ended_at = ?, message = ? WHERE shard_id = ? AND attempt = ?",
+                       arguments: [attemptState, now.unixSeconds, message, shardId, attempts])
+        let next: String
+        if cancelRequested { next = "cancelled" }
+        else if failures > maxRetries { next = "failed" }
+        else { next = "queued" }
+        let terminal = next != "queued"
+        try db.execute(sql: """
+            UPDATE shards SET state = ?, failures = ?, worker_id = CASE WHEN ? THEN worker_id ELSE NULL END, session = NULL,
+                updated_at = ?, finished_at = CASE WHEN ? THEN ? ELSE NULL END, message = ?
+            WHERE id = ?
+            """, arguments: [next, failures, terminal, now.unixSeconds, terminal, now.unixSeconds,
+                             next == "failed" ? "\(message) (retry budget of \(maxRetries) exhausted)" : message, shardId])
+        return next == "queued"
+    }
+
+    /// Records that the lease holder started running the shard (leased → running).
+    /// Returns false when `ref` is not the worker's current lease.
+    func markStarted(_ db: Database, workerId: String, ref: ShardRef, now: Date) throws -> Bool {
+        try db.execute(sql: "UPDATE shards SET state = 'running', updated_at = ? WHERE id = ? AND lease_epoch = ? AND worker_id = ? AND state = 'leased'",
+                       arguments: [now.unixSeconds, ref.shardId, ref.leaseEpoch, workerId])
+        guard db.changesCount == 1 else { return false }
+        try db.execute(sql: "UPDATE shard_attempts SET state = 'running', started_at = ? WHERE shard_id = ? AND lease_epoch = ?",
+                       arguments: [now.unixSeconds, ref.shardId, ref.leaseEpoch])
+        return true
+    }
+
+    /// Applies a result from the lease holder; refuses a stale one (fencing by lease epoch).
+    func applyResult(_ db: Database, workerId: String, result: ResultRequest, now: Date) throws -> ResultDisposition {
+        guard let row = try Row.fetchOne(db, sql: "SELECT state, lease_epoch, worker_id FROM shards WHERE id = ?", arguments: [result.shard.shardId]) else {
+            return ResultDisposition(accepted: false, note: "shard \(result.shard.shardId) does not exist", requeued: false)
+        }
+        let state: String = row["state"]
+        let epoch: Int64 = row["lease_epoch"]
+        let holder: String? = row["worker_id"]
+        guard epoch == result.shard.leaseEpoch, holder == workerId, state == "leased" || state == "running" else {
+            return ResultDisposition(
+                accepted: false,
+                note: "stale lease: shard \(result.shard.shardId) epoch \(result.shard.leaseEpoch) is no longer held by this worker (now \(state), epoch \(epoch))",
+                requeued: false)
+        }
+        let output = String(decoding: result.output, as: UTF8.self)
+        switch result.outcome {
+        case .succeeded:
+            try db.execute(sql: "UPDATE shard_attempts SET state = 'succeeded', ended_at = ?, message = ? WHERE shard_id = ? AND lease_epoch = ?",
+                           arguments: [now.unixSeconds, result.message, result.shard.shardId, epoch])
+            try db.execute(sql: """
+                UPDATE shards SET state = 'succeeded', updated_at = ?, finished_at = ?, message = ?, output = ?, session = NULL WHERE id = ?
+                """, arguments: [now.unixSeconds, now.unixSeconds, result.message, output, result.shard.shardId])
+            return ResultDisposition(accepted: true, note: "", requeued: false)
+        case .failed, .outOfMemory:
+            var msg = result.message
+            if !result.logTail.isEmpty { msg += "\n" + result.logTail.suffix(20).joined(separator: "\n") }
+            let requeued = try endAttempt(db, shardId: result.shard.shardId, attemptState: result.outcome == .failed ? "failed" : "oom", message: msg, countsAsFailure: true, now: now)
+            if !output.isEmpty { try db.execute(sql: "UPDATE shards SET output = ? WHERE id = ?", arguments: [output, result.shard.shardId]) }
+            return ResultDisposition(accepted: true, note: "", requeued: requeued)
+        case .cancelled:
+            let requeued = try endAttempt(db, shardId: result.shard.shardId, attemptState: "cancelled", message: result.message, countsAsFailure: false, now: now)
+            return ResultDisposition(accepted: true, note: "", requeued: requeued)
+        }
+    }
+}

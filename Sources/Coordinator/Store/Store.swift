@@ -1,0 +1,159 @@
+import Foundation
+import GRDB
+import Shared
+
+/// The coordinator's durable state: one SQLite database in WAL mode, opened through GRDB over
+/// the system libsqlite3. Every shard transition is one transaction; a coordinator restart
+/// continues from here.
+public final class Store: Sendable {
+    let pool: DatabasePool
+    public let path: String
+
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    /// - Throws: ``StoreError`` naming the file when it cannot be opened or migrated.
+    public init(path: String) throws(StoreError) {
+        self.path = path
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try Store.migrator.migrate(pool)
+        } catch {
+            throw StoreError("cannot open the coordinator database \(path): \(error). Check that the directory exists and is writable, and that no other coordinator uses this file.")
+        }
+    }
+
+    /// Current schema version (number of applied migrations).
+    public func schemaVersion() throws -> Int {
+        try pool.read { db in try Store.migrator.appliedMigrations(db).count }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1: workers, sessions, jobs, runs, shards, attempts, events, metrics") { db in
+            try db.execute(sql: """
+                CREATE TABLE workers (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    host TEXT NOT NULL,
+                    device TEXT NOT NULL,            -- DeviceInfo as JSON
+                    capabilities TEXT NOT NULL,      -- JSON array
+                    version TEXT NOT NULL,
+                    pid INTEGER NOT NULL,
+                    session INTEGER NOT NULL,
+                    state TEXT NOT NULL,             -- live | lost | gone
+                    status TEXT NOT NULL,            -- idle | busy | draining | stopping
+                    registered_at REAL NOT NULL,
+                    last_seen REAL NOT NULL,
+                    progress TEXT,                   -- ShardProgress as JSON
+                    telemetry TEXT                   -- DeviceTelemetry as JSON
+                );
+                CREATE TABLE sessions (
+                    session INTEGER PRIMARY KEY,
+                    worker_id TEXT NOT NULL REFERENCES workers(id),
+                    created_at REAL NOT NULL,
+                    high_water INTEGER NOT NULL DEFAULT 0,   -- highest durable request sequence
+                    last_reply BLOB                          -- reply to that request, for retries
+                );
+                CREATE TABLE jobs (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    name TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    spec TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    created_at REAL NOT NULL
+                );
+                CREATE TABLE runs (
+                    id TEXT PRIMARY KEY,
+                    job_id INTEGER NOT NULL REFERENCES jobs(id),
+                    name TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    created_at REAL NOT NULL
+                );
+                CREATE TABLE shards (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    job_id INTEGER NOT NULL REFERENCES jobs(id),
+                    run_id TEXT,
+                    kind TEXT NOT NULL,
+                    payload TEXT NOT NULL,
+                    state TEXT NOT NULL,             -- queued | leased | running | succeeded | failed | cancelled
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    failures INTEGER NOT NULL DEFAULT 0,
+                    max_retries INTEGER NOT NULL,
+                    lease_epoch INTEGER NOT NULL DEFAULT 0,
+                    worker_id TEXT,
+                    session INTEGER,
+                    cancel_requested INTEGER NOT NULL DEFAULT 0,
+                    created_at REAL NOT NULL,
+                    updated_at REAL NOT NULL,
+                    finished_at REAL,
+                    message TEXT NOT NULL DEFAULT '',
+                    output TEXT NOT NULL DEFAULT ''
+                );
+                CREATE INDEX shards_by_state ON shards(state, id);
+                CREATE INDEX shards_by_worker ON shards(worker_id, state);
+                CREATE TABLE shard_attempts (
+                    shard_id INTEGER NOT NULL REFERENCES shards(id),
+                    attempt INTEGER NOT NULL,
+                    lease_epoch INTEGER NOT NULL,
+                    worker_id TEXT NOT NULL,
+                    worker_name TEXT NOT NULL,
+                    state TEXT NOT NULL,             -- leased | running | succeeded | failed | lost | cancelled | requeued
+                    leased_at REAL NOT NULL,
+                    started_at REAL,
+                    ended_at REAL,
+                    message TEXT NOT NULL DEFAULT '',
+                    PRIMARY KEY (shard_id, attempt)
+                );
+                CREATE TABLE events (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    worker_id TEXT,
+                    shard_id INTEGER,
+                    kind TEXT NOT NULL,
+                    message TEXT NOT NULL,
+                    data TEXT NOT NULL DEFAULT '',
+                    wall_time REAL NOT NULL,
+                    received_at REAL NOT NULL
+                );
+                CREATE TABLE metrics (
+                    run_id TEXT NOT NULL,
+                    step INTEGER NOT NULL,
+                    key TEXT NOT NULL,
+                    value_bits INTEGER NOT NULL,     -- IEEE-754 bits: NaN and ±Inf kept exactly
+                    wall_time REAL NOT NULL,
+                    PRIMARY KEY (run_id, key, step)
+                ) WITHOUT ROWID;
+                """)
+        }
+        return m
+    }
+}
+
+/// A store operation that failed, with what to do about it.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+extension Date {
+    var unixSeconds: Double { timeIntervalSince1970 }
+}
+
+func dateFrom(_ seconds: Double?) -> Date? {
+    seconds.map { Date(timeIntervalSince1970: $0) }
+}
+
+func jsonString<T: Encodable>(_ value: T?) -> String? {
+    guard let value, let data = try? JSONCoding.encoder.encode(value) else { return nil }
+    return String(decoding: data, as: UTF8.self)
+}
+
+func jsonDecode<T: Decodable>(_: T.Type, _ text: String?) -> T? {
+    guard let text, !text.isEmpty else { return nil }
+    return try? JSONCoding.decoder.decode(T.self, from: Data(text.utf8))
+}

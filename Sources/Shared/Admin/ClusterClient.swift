@@ -1,0 +1,73 @@
+import Foundation
+
+/// What the CLI needs from a coordinator. The NNG implementation is ``NNGClusterClient``;
+/// a REST implementation can replace it without touching the commands.
+public protocol ClusterClient: Sendable {
+    func workers() async throws -> [WorkerSummary]
+    func shards(state: String?, jobId: Int64?) async throws -> [ShardSummary]
+    func status() async throws -> ClusterStatus
+    func enqueue(_ request: EnqueueRequest) async throws -> EnqueueReply
+    func drain(worker: String) async throws
+}
+
+/// Why a CLI command could not talk to the coordinator, worded for the user.
+public struct ClusterClientError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Admin commands over the coordinator's NNG endpoint.
+public final class NNGClusterClient: ClusterClient {
+    private let requester: NNGRequester
+    private let token: ClusterToken?
+    private let timeoutMs: Int
+    public let url: String
+
+    public init(url: String, token: ClusterToken?, tls: NNGTLSConfiguration? = nil, timeoutMs: Int = 5_000) throws {
+        _ = try Endpoint(url)
+        requester = try NNGRequester(url: url, tls: tls, reconnectMinMs: 50, reconnectMaxMs: 500)
+        self.token = token
+        self.timeoutMs = timeoutMs
+        self.url = url
+    }
+
+    deinit { requester.close() }
+
+    private func call<T: Decodable>(_ command: AdminCommand, _ arguments: [UInt8] = [], as: T.Type) async throws -> T {
+        let proof = token?.prove("admin|\(command.rawValue)") ?? .none
+        let env = Envelope(.admin, AdminRequest(command: command.rawValue, arguments: arguments, proof: proof))
+        let bytes: [UInt8]
+        do {
+            bytes = try await requester.request(env.encoded(), timeoutMs: timeoutMs)
+        } catch {
+            throw ClusterClientError("the coordinator at \(url) is not reachable (\(error.code == .timedOut ? "no answer within \(timeoutMs / 1000) s" : error.description)). Is `tts-coordinator serve` running there? Use --connect URL or TTS_COORDINATOR to point at it.")
+        }
+        let reply = try Envelope.decode(bytes)
+        if reply.type == .error {
+            let e = try reply.decodeBody(ProtocolError.self)
+            throw ClusterClientError("the coordinator refused `\(command.rawValue)`: \(e.message)")
+        }
+        let body = try reply.decodeBody(AdminReply.self)
+        return try JSONCoding.decode(T.self, from: body.json)
+    }
+
+    public func workers() async throws -> [WorkerSummary] { try await call(.workers, as: [WorkerSummary].self) }
+
+    public func shards(state: String?, jobId: Int64?) async throws -> [ShardSummary] {
+        var args: [String: JSONValue] = [:]
+        if let state { args["state"] = .string(state) }
+        if let jobId { args["job"] = .number(Double(jobId)) }
+        return try await call(.shards, try JSONCoding.encode(args), as: [ShardSummary].self)
+    }
+
+    public func status() async throws -> ClusterStatus { try await call(.status, as: ClusterStatus.self) }
+
+    public func enqueue(_ request: EnqueueRequest) async throws -> EnqueueReply {
+        try await call(.enqueue, try JSONCoding.encode(request), as: EnqueueReply.self)
+    }
+
+    public func drain(worker: String) async throws {
+        _ = try await call(.drain, try JSONCoding.encode(["worker": worker]), as: [String: String].self)
+    }
+}

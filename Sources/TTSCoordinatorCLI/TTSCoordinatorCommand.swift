@@ -1,0 +1,234 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import Logging
+import Shared
+
+@main
+struct TTSCoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tts-coordinator",
+        abstract: "Coordinates tts-cluster workers: leases training and evaluation shards, stores state, watches liveness.",
+        version: TTSCluster.version,
+        subcommands: [Serve.self, Workers.self, Shards.self, Status.self, Enqueue.self, Drain.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Options every client command shares.
+struct ClientOptions: ParsableArguments {
+    @Option(help: "Coordinator address (env TTS_COORDINATOR).")
+    var connect: String = ProcessInfo.processInfo.environment["TTS_COORDINATOR"] ?? "tcp://127.0.0.1:5555"
+
+    @Option(help: "File holding the cluster token (env TTS_CLUSTER_TOKEN_FILE).")
+    var tokenFile: String? = ProcessInfo.processInfo.environment["TTS_CLUSTER_TOKEN_FILE"]
+
+    @Option(help: "CA certificate (PEM) to verify a tls+tcp:// coordinator.")
+    var tlsCa: String?
+
+    @Option(help: "Server name to verify in the coordinator's certificate.")
+    var tlsServerName: String?
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func client() throws -> any ClusterClient {
+        let token = try tokenFile.map { path throws(ConfigurationError) in try ClusterToken.load(fromFile: path) }
+        let tls = tlsCa.map { NNGTLSConfiguration(caFile: $0, serverName: tlsServerName) }
+        return try NNGClusterClient(url: connect, token: token, tls: tls)
+    }
+}
+
+/// Runs `body`, printing client errors as one clear line and exiting 1.
+func runClient(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let e as ClusterClientError {
+        FileHandle.standardError.write(Data("error: \(e.message)\n".utf8))
+        throw ExitCode(1)
+    } catch let e as ConfigurationError {
+        FileHandle.standardError.write(Data("error: \(e.message)\n".utf8))
+        throw ExitCode(2)
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let e = JSONCoding.encoder
+    e.outputFormatting = [.sortedKeys, .prettyPrinted]
+    print(String(decoding: try e.encode(value), as: UTF8.self))
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the coordinator (zero-config: loopback, ./tts-coordinator.sqlite, no token).")
+
+    @Option(help: "Listen address, tcp://HOST:PORT or tls+tcp://HOST:PORT (env TTS_LISTEN).")
+    var listen: String = ProcessInfo.processInfo.environment["TTS_LISTEN"] ?? "tcp://127.0.0.1:5555"
+
+    @Option(help: "SQLite database file (env TTS_DB).")
+    var db: String = ProcessInfo.processInfo.environment["TTS_DB"] ?? "./tts-coordinator.sqlite"
+
+    @Option(help: "File holding the cluster token (env TTS_CLUSTER_TOKEN_FILE). Required off loopback.")
+    var tokenFile: String? = ProcessInfo.processInfo.environment["TTS_CLUSTER_TOKEN_FILE"]
+
+    @Flag(help: "Allow a non-loopback listen address without a token (trusted networks only).")
+    var insecure = false
+
+    @Option(help: "Certificate and private key (one PEM file) for tls+tcp://.")
+    var tlsCert: String?
+
+    @Option(help: "CA (PEM) that worker client certificates must chain to (mutual TLS).")
+    var tlsCa: String?
+
+    @Option(help: "Heartbeat interval told to workers, in milliseconds.")
+    var heartbeatMs = 2_000
+
+    @Option(help: "A worker silent this long (ms) is lost and its shards are requeued.")
+    var lostAfterMs = 10_000
+
+    @Option(help: "Retries of a failed or lost shard before it fails for good.")
+    var maxRetries = 3
+
+    @Option(help: "Largest accepted message, in bytes.")
+    var maxMessageBytes = 16 << 20
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let logger = LogSetup.bootstrap(label: "tts-coordinator", level: logLevel)
+        var config = CoordinatorConfiguration()
+        config.listen = listen
+        config.databasePath = db
+        config.insecure = insecure
+        config.heartbeatIntervalMs = heartbeatMs
+        config.lostAfterMs = lostAfterMs
+        config.defaultMaxRetries = maxRetries
+        config.maxMessageBytes = maxMessageBytes
+        if let tlsCert { config.tls = NNGTLSConfiguration(certificateKeyFile: tlsCert, caFile: tlsCa) }
+        let server: CoordinatorServer
+        do {
+            if let tokenFile { config.token = try ClusterToken.load(fromFile: tokenFile) }
+            server = try CoordinatorServer(configuration: config, logger: logger)
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(2)
+        }
+        let task = Task { try await server.run() }
+        let watcher = SignalWatcher { sig in
+            logger.notice("received signal \(sig): shutting down")
+            task.cancel()
+        }
+        defer { _ = watcher }
+        do {
+            try await task.value
+        } catch let e as ConfigurationError {
+            logger.critical("\(e.message)")
+            throw ExitCode(2)
+        }
+    }
+}
+
+struct Workers: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List workers: name, host, device, memory, state, last seen, shard.")
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        try await runClient {
+            let workers = try await options.client().workers()
+            if options.json { return try printJSON(workers) }
+            let now = Date()
+            Table.print(
+                header: ["NAME", "HOST", "GPU", "DEVICE", "MEMORY", "STATE", "STATUS", "LAST SEEN", "SHARD"],
+                rows: workers.map { w in
+                    [w.name, w.host, "\(w.device.index)", w.device.name, Table.bytes(w.device.memoryBytes), w.state, w.status,
+                     w.lastSeen.map { Table.ago(now.timeIntervalSince($0)) } ?? "-", w.currentShard.map { "\($0)" } ?? "-"]
+                })
+        }
+    }
+}
+
+struct Shards: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List shards with their attempts.")
+    @OptionGroup var options: ClientOptions
+    @Option(help: "Only shards in this state (queued, leased, running, succeeded, failed, cancelled).")
+    var state: String?
+    @Option(help: "Only shards of this job.")
+    var job: Int64?
+    @Flag(help: "Show every attempt of every shard.")
+    var attempts = false
+
+    func run() async throws {
+        try await runClient {
+            let shards = try await options.client().shards(state: state, jobId: job)
+            if options.json { return try printJSON(shards) }
+            var rows: [[String]] = []
+            for s in shards {
+                rows.append(["\(s.id)", "\(s.jobId)", s.kind, s.state, "\(s.attempts)", s.workerName ?? "-", String(s.message.prefix(60))])
+                if attempts {
+                    for a in s.history {
+                        rows.append(["", "", "  #\(a.attempt)", a.state, "e\(a.leaseEpoch)", a.workerName, String(a.message.prefix(60))])
+                    }
+                }
+            }
+            Table.print(header: ["SHARD", "JOB", "KIND", "STATE", "ATTEMPTS", "WORKER", "MESSAGE"], rows: rows)
+        }
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The cluster at a glance.")
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        try await runClient {
+            let s = try await options.client().status()
+            if options.json { return try printJSON(s) }
+            print("coordinator \(s.coordinatorVersion) on \(s.listen), database \(s.database), up \(Table.ago(s.uptimeSeconds))")
+            print("workers: " + s.workersByState.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+            print("shards:  " + s.shardsByState.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+            print("jobs:    \(s.jobs)")
+        }
+    }
+}
+
+struct Enqueue: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Queue built-in test shards (sleep, echo) for demos and tests.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "Shard kind: sleep or echo.")
+    var kind: String
+    @Option(help: "How many shards.")
+    var count = 1
+    @Option(name: .customLong("param"), help: "A parameter KEY=VALUE, e.g. seconds=2 (repeatable).")
+    var params: [String] = []
+    @Option(help: "Retries before a shard fails for good (default: the coordinator's).")
+    var maxRetries: Int?
+
+    func run() async throws {
+        var payload: [String: JSONValue] = [:]
+        for p in params {
+            guard let eq = p.firstIndex(of: "=") else { throw ValidationError("--param \(p): write it as KEY=VALUE") }
+            payload[String(p[..<eq])] = JSONValue.parse(String(p[p.index(after: eq)...]))
+        }
+        try await runClient {
+            let reply = try await options.client().enqueue(EnqueueRequest(kind: kind, count: count, payload: payload, maxRetries: maxRetries))
+            if options.json { return try printJSON(reply) }
+            print("job \(reply.jobId): queued \(reply.shardIds.count) \(kind) shard(s) \(reply.shardIds.first ?? 0)…\(reply.shardIds.last ?? 0)")
+        }
+    }
+}
+
+struct Drain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Ask a worker to finish its shard, take no more work, and exit.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "Worker name or id.")
+    var worker: String
+
+    func run() async throws {
+        try await runClient {
+            try await options.client().drain(worker: worker)
+            print("drain requested for \(worker)")
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

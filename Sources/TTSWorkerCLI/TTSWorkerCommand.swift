@@ -1,0 +1,115 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Shared
+import Worker
+
+@main
+struct TTSWorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tts-worker",
+        abstract: "A tts-cluster GPU worker: dials the coordinator, runs the shards it leases.",
+        version: TTSCluster.version,
+        subcommands: [Join.self],
+        defaultSubcommand: Join.self
+    )
+}
+
+struct Join: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Join a cluster and run shards until drained (SIGTERM) or stopped.")
+
+    @Argument(help: "Coordinator address, e.g. tcp://10.0.0.5:5555 (env TTS_COORDINATOR).")
+    var coordinator: String = ProcessInfo.processInfo.environment["TTS_COORDINATOR"] ?? "tcp://127.0.0.1:5555"
+
+    @Option(help: "GPU index this worker drives (also sets CUDA_VISIBLE_DEVICES).")
+    var gpu = 0
+
+    @Option(help: "Worker name (default HOST-gpuN).")
+    var name: String?
+
+    @Option(help: "File holding the cluster token (env TTS_CLUSTER_TOKEN_FILE).")
+    var tokenFile: String? = ProcessInfo.processInfo.environment["TTS_CLUSTER_TOKEN_FILE"]
+
+    @Option(help: "State directory (identity, spool). Default ./tts-worker-state/NAME.")
+    var stateDir: String?
+
+    @Option(help: "CA certificate (PEM) to verify a tls+tcp:// coordinator.")
+    var tlsCa: String?
+
+    @Option(help: "Server name expected in the coordinator's certificate.")
+    var tlsServerName: String?
+
+    @Option(help: "Client certificate and key (one PEM) for mutual TLS.")
+    var tlsCert: String?
+
+    @Option(help: "Report this device name instead of probing (tests; broken drivers).")
+    var deviceName: String?
+
+    @Option(help: "With --device-name: the device memory in GiB.")
+    var deviceMemoryGb: Double = 24
+
+    @Option(help: "Path of libnvidia-ml (default: found by the loader).")
+    var nvmlLibrary: String?
+
+    @Option(help: "How long one poll waits for work at the coordinator, in ms.")
+    var pollWaitMs = 20_000
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let logger = LogSetup.bootstrap(label: "tts-worker", level: logLevel)
+        setenv("CUDA_VISIBLE_DEVICES", "\(gpu)", 1)
+        var config = WorkerConfiguration()
+        config.coordinator = coordinator
+        config.gpuIndex = gpu
+        config.name = name
+        config.stateDirectory = stateDir
+        config.nvmlLibrary = nvmlLibrary
+        config.pollWaitMs = pollWaitMs
+        if tlsCa != nil || tlsCert != nil {
+            config.tls = NNGTLSConfiguration(certificateKeyFile: tlsCert, caFile: tlsCa, serverName: tlsServerName)
+        }
+        if let deviceName {
+            config.deviceOverride = DeviceInfo(kind: .cuda, index: gpu, name: deviceName, memoryBytes: UInt64(deviceMemoryGb * Double(1 << 30)))
+        }
+        let agent: WorkerAgent
+        do {
+            _ = try Endpoint(coordinator)
+            if let tokenFile { config.token = try ClusterToken.load(fromFile: tokenFile) }
+            let (probe, note) = DeviceProbes.make(gpuIndex: gpu, override: config.deviceOverride, nvmlLibrary: nvmlLibrary)
+            logger.info("device: \(note)")
+            agent = try WorkerAgent(configuration: config, probe: probe, executors: [SleepExecutor(), EchoExecutor()], logger: logger)
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(2)
+        }
+        let task = Task { try await agent.run() }
+        let signals = SignalCounter()
+        let watcher = SignalWatcher { sig in
+            if signals.increment() == 1 {
+                agent.drain(reason: "signal \(sig)")
+            } else {
+                logger.warning("second signal: stopping now")
+                task.cancel()
+            }
+        }
+        defer { _ = watcher }
+        do {
+            try await task.value
+        } catch let e as WorkerFatalError {
+            logger.critical("\(e.message)")
+            throw ExitCode(3)
+        } catch is CancellationError {
+            throw ExitCode(130)
+        }
+    }
+}
+
+final class SignalCounter: Sendable {
+    private let count = Synchronization.Atomic<Int>(0)
+    func increment() -> Int { count.add(1, ordering: .relaxed).newValue }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+import Synchronization

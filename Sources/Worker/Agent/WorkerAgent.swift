@@ -1,0 +1,238 @@
+import Foundation
+import Logging
+import Shared
+import Synchronization
+
+/// A worker's life: register, heartbeat, poll for shards, run them, report results; reconnect
+/// forever when the coordinator is away; drain on SIGTERM or on the coordinator's command.
+public final class WorkerAgent: Sendable {
+    public let configuration: WorkerConfiguration
+    public let workerId: String
+    let logger: Logger
+    let probe: any DeviceProbe
+    let executors: [String: any ShardExecutor]
+    let connection: CoordinatorConnection
+    private let state = LockedBox(State())
+
+    struct State {
+        var current: ShardAssignment?
+        var currentTask: Task<ShardReport, any Error>?
+        var step: Int64 = 0
+        var totalSteps: Int64 = 0
+        var stepStarted = ContinuousClock.now
+        var stepsPerSecond = 0.0
+        var draining = false
+        var cancelReason: String?
+        var heartbeatIntervalMs = 2_000
+    }
+
+    public init(configuration: WorkerConfiguration, probe: any DeviceProbe, executors: [any ShardExecutor], logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.probe = probe
+        self.executors = Dictionary(executors.map { ($0.kind, $0) }, uniquingKeysWith: { a, _ in a })
+        workerId = try WorkerIdentity.load(directory: configuration.resolvedStateDirectory)
+        let device = probe.describe()
+        let caps = executors.map { "shard:\($0.kind)" }.sorted()
+        let name = configuration.displayName
+        let host = configuration.hostName
+        let stateRef = state
+        connection = try CoordinatorConnection(configuration: configuration, workerId: workerId, logger: logger) {
+            let active = stateRef.withLock { $0.current?.shard }
+            return RegisterRequest(name: name, host: host, device: device, capabilities: caps, version: TTSCluster.version,
+                                   pid: Int(getpid()), proof: .none, activeShard: active)
+        }
+    }
+
+    /// Asks the worker to finish (or checkpoint) its shard, take no more work, and exit.
+    public func drain(reason: String) {
+        let first = state.withLock { s -> Bool in
+            defer { s.draining = true }
+            return !s.draining
+        }
+        if first { logger.notice("draining (\(reason)): finishing the current shard, taking no new work") }
+    }
+
+    var isDraining: Bool { state.withLock { $0.draining } }
+
+    /// Runs until drained (returns) or refused by the coordinator (throws ``WorkerFatalError``).
+    public func run() async throws {
+        let device = probe.describe()
+        logger.notice("worker \(configuration.displayName) (\(workerId)) joining \(configuration.coordinator) with \(device.name), \(device.memoryBytes >> 20) MiB")
+        await connection.setOnRegistered { [logger, state] reply in
+            state.withLock { $0.heartbeatIntervalMs = Int(reply.heartbeatIntervalMs) }
+            logger.info("registered: session \(String(reply.session, radix: 16)), heartbeat every \(reply.heartbeatIntervalMs) ms")
+            if !reply.activeShardKept, let current = state.withLock({ $0.current }) {
+                // Our lease did not survive (the coordinator requeued it): stop running it.
+                state.withLock { s in
+                    s.cancelReason = "lease of shard \(current.shard.shardId) was not kept at re-registration"
+                    s.currentTask?.cancel()
+                }
+            }
+        }
+        try await connection.register()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.heartbeatLoop() }
+            group.addTask { try await self.workLoop() }
+            // The work loop returns when drained; then the heartbeat loop is stopped.
+            try await group.next()
+            group.cancelAll()
+        }
+        await sendFinalHeartbeat()
+        await connection.close()
+        logger.notice("worker \(configuration.displayName) stopped")
+    }
+
+    // MARK: heartbeats
+
+    private func heartbeatLoop() async throws {
+        var warned = false
+        while !Task.isCancelled {
+            let interval = state.withLock { $0.heartbeatIntervalMs }
+            let hb = currentHeartbeat()
+            do {
+                let (reply, _): (HeartbeatReply, UInt64) = try await connection.call(.heartbeat, hb, expect: .heartbeatReply, timeoutMs: max(1_000, interval))
+                if warned {
+                    logger.notice("heartbeats reach the coordinator again")
+                    warned = false
+                }
+                apply(reply.commands)
+            } catch let e as WorkerFatalError {
+                throw e
+            } catch is CancellationError {
+                return
+            } catch {
+                if !warned {
+                    logger.warning("heartbeat failed (\(error)); the current shard keeps running, retrying")
+                    warned = true
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(interval))
+        }
+    }
+
+    private func currentHeartbeat() -> HeartbeatRequest {
+        let telemetry = probe.sample()
+        return state.withLock { s in
+            let progress = s.current.map {
+                ShardProgress(shard: $0.shard, step: s.step, totalSteps: s.totalSteps, stepsPerSecond: s.stepsPerSecond)
+            }
+            let status: WorkerStatus = s.draining ? .draining : (s.current == nil ? .idle : .busy)
+            return HeartbeatRequest(status: status, progress: progress, telemetry: telemetry)
+        }
+    }
+
+    private func apply(_ commands: [WorkerCommand]) {
+        for c in commands {
+            switch c {
+            case .drain:
+                drain(reason: "the coordinator asked")
+            case .cancelShard(let ref, let reason):
+                state.withLock { s in
+                    guard s.current?.shard == ref, s.cancelReason == nil else { return }
+                    s.cancelReason = reason
+                    s.currentTask?.cancel()
+                }
+                logger.warning("cancelling shard \(ref.shardId): \(reason)")
+            }
+        }
+    }
+
+    private func sendFinalHeartbeat() async {
+        let hb = HeartbeatRequest(status: .stopping, progress: nil, telemetry: nil)
+        _ = try? await connection.call(.heartbeat, hb, expect: .heartbeatReply, timeoutMs: 2_000) as (HeartbeatReply, UInt64)
+    }
+
+    // MARK: work
+
+    private func workLoop() async throws {
+        var backoff = Backoff(baseMs: 200, capMs: 5_000)
+        while !Task.isCancelled && !isDraining {
+            let assignment: ShardAssignment?
+            do {
+                let (reply, _): (PollReply, UInt64) = try await connection.call(
+                    .poll, PollRequest(waitMs: UInt32(configuration.pollWaitMs)), expect: .pollReply,
+                    timeoutMs: configuration.pollWaitMs + configuration.requestTimeoutMs)
+                assignment = reply.assignment
+                backoff.reset()
+            } catch let e as WorkerFatalError {
+                throw e
+            } catch is CancellationError {
+                return
+            } catch {
+                try? await Task.sleep(for: .milliseconds(backoff.nextDelayMs()))
+                continue
+            }
+            guard let assignment else { continue }
+            if isDraining {
+                // Leased just as we started draining: hand it back.
+                try await report(assignment, ShardReport(outcome: .cancelled, message: "worker draining before start"))
+                break
+            }
+            try await execute(assignment)
+        }
+    }
+
+    private func execute(_ a: ShardAssignment) async throws {
+        guard let executor = executors[a.kind] else {
+            try await report(a, ShardReport(outcome: .failed, message: "this worker cannot run \(a.kind) shards"))
+            return
+        }
+        state.withLock { s in
+            s.current = a
+            s.step = 0
+            s.totalSteps = 0
+            s.stepsPerSecond = 0
+            s.stepStarted = .now
+            s.cancelReason = nil
+        }
+        defer { state.withLock { $0.current = nil; $0.currentTask = nil } }
+        let started = try await connection.deliver(.event, EventRequest(kind: .shardStarted, shard: a.shard, message: "attempt \(a.attempt) on \(configuration.displayName)", wallTime: Date().timeIntervalSince1970), expect: .eventAck)
+        guard started.accepted else {
+            logger.warning("shard \(a.shard.shardId) is no longer ours (\(started.note)); skipping it")
+            return
+        }
+        logger.info("running shard \(a.shard.shardId) (\(a.kind), attempt \(a.attempt))")
+        let context = ShardContext(assignment: a) { [state] step, total in
+            state.withLock { s in
+                let elapsed = ContinuousClock.now - s.stepStarted
+                let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                if secs > 0 { s.stepsPerSecond = Double(step) / secs }
+                s.step = step
+                s.totalSteps = total
+            }
+        }
+        let task = Task { try await executor.run(a, context: context) }
+        let cancelledEarly = state.withLock { s -> Bool in
+            s.currentTask = task
+            return s.cancelReason != nil
+        }
+        if cancelledEarly { task.cancel() }
+        let result: ShardReport
+        do {
+            result = try await task.value
+        } catch is CancellationError {
+            let reason = state.withLock { $0.cancelReason } ?? "cancelled"
+            result = ShardReport(outcome: .cancelled, message: reason)
+        } catch {
+            result = ShardReport(outcome: .failed, message: "\(error)")
+        }
+        try await report(a, result)
+    }
+
+    private func report(_ a: ShardAssignment, _ r: ShardReport) async throws {
+        let ack = try await connection.deliver(.result, ResultRequest(shard: a.shard, outcome: r.outcome, message: r.message, output: r.output, logTail: r.logTail), expect: .resultAck)
+        if ack.accepted {
+            logger.info("shard \(a.shard.shardId) \(r.outcome.name)\(r.message.isEmpty ? "" : ": \(r.message)")")
+        } else {
+            logger.warning("the coordinator refused the result of shard \(a.shard.shardId): \(ack.note)")
+        }
+    }
+}
+
+/// A value behind a mutex, in a class so that closures can share it.
+final class LockedBox<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R { try mutex.withLock { try body(&$0) } }
+}

@@ -1,0 +1,33 @@
+import Foundation
+import Shared
+
+/// Everything `tts-worker join` can be told.
+public struct WorkerConfiguration: Sendable {
+    /// The coordinator to dial, e.g. `tcp://10.0.0.5:5555` or `tls+tcp://coord:5555`.
+    public var coordinator = "tcp://127.0.0.1:5555"
+    /// `--gpu N`: the device this worker drives (also exported as `CUDA_VISIBLE_DEVICES`).
+    public var gpuIndex = 0
+    /// Display name; defaults to `HOST-gpuN`.
+    public var name: String?
+    public var token: ClusterToken?
+    /// Holds the worker's durable identity (and, later, its metric spool).
+    public var stateDirectory: String?
+    public var tls: NNGTLSConfiguration?
+    /// Stand-in device for tests and broken drivers.
+    public var deviceOverride: DeviceInfo?
+    public var nvmlLibrary: String?
+    /// How long one poll waits for work at the coordinator.
+    public var pollWaitMs = 20_000
+    /// Request timeout for everything but polls.
+    public var requestTimeoutMs = 5_000
+
+    public init() {}
+
+    public var hostName: String { ProcessInfo.processInfo.hostName }
+    public var displayName: String { name ?? "\(hostName)-gpu\(gpuIndex)" }
+
+    /// The state directory actually used: `--state-dir`, else `./tts-worker-state/NAME`.
+    public var resolvedStateDirectory: String {
+        stateDirectory ?? FileManager.default.currentDirectoryPath + "/tts-worker-state/\(displayName)"
+    }
+}
