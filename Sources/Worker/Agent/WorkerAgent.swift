@@ -24,6 +24,8 @@ public final class WorkerAgent: Sendable {
         var draining = false
         var cancelReason: String?
         var heartbeatIntervalMs = 2_000
+        /// Registration in progress at start; a drain before it succeeds stops the worker.
+        var startup: Task<RegisterReply, any Error>?
     }
 
     public init(configuration: WorkerConfiguration, probe: any DeviceProbe, executors: [any ShardExecutor], logger: Logger) throws {
@@ -48,6 +50,7 @@ public final class WorkerAgent: Sendable {
     public func drain(reason: String) {
         let first = state.withLock { s -> Bool in
             defer { s.draining = true }
+            s.startup?.cancel()
             return !s.draining
         }
         if first { logger.notice("draining (\(reason)): finishing the current shard, taking no new work") }
@@ -70,7 +73,16 @@ public final class WorkerAgent: Sendable {
                 }
             }
         }
-        try await connection.register()
+        let startup = Task { try await connection.register() }
+        if state.withLock({ s -> Bool in s.startup = startup; return s.draining }) { startup.cancel() }
+        do {
+            _ = try await startup.value
+        } catch is CancellationError {
+            logger.notice("stopped before registering")
+            await connection.close()
+            return
+        }
+        state.withLock { $0.startup = nil }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.heartbeatLoop() }
             group.addTask { try await self.workLoop() }

@@ -54,7 +54,8 @@ public actor CoordinatorConnection {
         let t = Task { try await self.registerLoop() }
         registering = t
         defer { registering = nil }
-        let reply = try await t.value
+        // Cancelling the caller (a drain before the first registration) stops the attempts.
+        let reply = try await withTaskCancellationHandler { try await t.value } onCancel: { t.cancel() }
         session = reply.session
         if let f = onRegistered { await f(reply) }
         return reply
@@ -78,7 +79,8 @@ public actor CoordinatorConnection {
                 throw CancellationError()
             } catch {
                 if !warned {
-                    logger.warning("cannot register with the coordinator at \(requester.url) (\(error)); retrying with backoff")
+                    let hint = requester.url.hasPrefix("tls+") ? " (for TLS check --tls-ca and --tls-server-name: the name must match a DNS name in the coordinator's certificate)" : ""
+                    logger.warning("cannot register with the coordinator at \(requester.url) (\(error))\(hint); retrying with backoff")
                     warned = true
                 }
                 try await Task.sleep(for: .milliseconds(backoff.nextDelayMs()))

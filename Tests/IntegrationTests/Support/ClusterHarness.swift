@@ -1,0 +1,154 @@
+import Foundation
+import Shared
+import Synchronization
+import Testing
+
+/// Real processes on loopback: a coordinator, workers and CLI invocations, each with its own
+/// log file in a temporary directory that is removed at the end.
+final class ClusterHarness: @unchecked Sendable { // used from one test at a time; children are only touched under `lock`.
+    let dir: URL
+    let port: Int
+    let binDir: URL
+    private let lock = NSLock()
+    private var children: [String: Process] = [:]
+    private var coordinatorArgs: [String] = []
+
+    var url: String { "tcp://127.0.0.1:\(port)" }
+
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-it-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        port = freePort()
+        binDir = try Self.locateBinaries()
+    }
+
+    deinit {
+        lock.lock()
+        for p in children.values where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        lock.unlock()
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// The directory with `tts-coordinator` and `tts-worker`: next to the test bundle, or `TTS_BIN_DIR`.
+    static func locateBinaries() throws -> URL {
+        if let env = ProcessInfo.processInfo.environment["TTS_BIN_DIR"] { return URL(fileURLWithPath: env) }
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var candidate = exe.deletingLastPathComponent()
+        for _ in 0..<4 {
+            if FileManager.default.isExecutableFile(atPath: candidate.appendingPathComponent("tts-coordinator").path) { return candidate }
+            candidate = candidate.deletingLastPathComponent()
+        }
+        throw HarnessError("tts-coordinator was not found next to the test binary (\(exe.path)); run the tests with `swift test` from the package root, or set TTS_BIN_DIR")
+    }
+
+    @discardableResult
+    func start(_ name: String, _ binary: String, _ args: [String], environment: [String: String] = [:]) throws -> Process {
+        let p = Process()
+        p.executableURL = binDir.appendingPathComponent(binary)
+        p.arguments = args
+        p.currentDirectoryURL = dir
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        let log = dir.appendingPathComponent("\(name).log")
+        if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
+        let handle = try FileHandle(forWritingTo: log)
+        handle.seekToEndOfFile()
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        lock.lock()
+        children[name] = p
+        lock.unlock()
+        return p
+    }
+
+    /// Starts the coordinator on this harness's port and database and waits until it listens.
+    @discardableResult
+    func startCoordinator(_ extra: [String] = [], scheme: String = "tcp") async throws -> Process {
+        coordinatorArgs = ["serve", "--listen", "\(scheme)://127.0.0.1:\(port)", "--db", dir.appendingPathComponent("coordinator.sqlite").path] + extra
+        let p = try start("coordinator", "tts-coordinator", coordinatorArgs)
+        let before = listenLines
+        try await waitUntil("the coordinator listens", timeout: 20) {
+            if !p.isRunning { throw HarnessError("the coordinator exited: \(self.log("coordinator"))") }
+            return self.listenLines > before
+        }
+        return p
+    }
+
+    private var listenLines: Int { log("coordinator").components(separatedBy: "listening on").count - 1 }
+
+    @discardableResult
+    func startWorker(_ name: String, _ extra: [String] = [], url: String? = nil) throws -> Process {
+        try start(name, "tts-worker", ["join", url ?? self.url, "--name", name, "--state-dir", dir.appendingPathComponent("state-\(name)").path, "--poll-wait-ms", "3000"] + extra)
+    }
+
+    func process(_ name: String) -> Process? {
+        lock.lock()
+        defer { lock.unlock() }
+        return children[name]
+    }
+
+    func kill9(_ name: String) {
+        guard let p = process(name) else { return }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+
+    func log(_ name: String) -> String {
+        (try? String(contentsOf: dir.appendingPathComponent("\(name).log"), encoding: .utf8)) ?? ""
+    }
+
+    /// Runs `tts-coordinator ARGS --connect URL` and returns its exit status and output.
+    func cli(_ args: [String], connect: Bool = true) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = binDir.appendingPathComponent("tts-coordinator")
+        p.arguments = args + (connect ? ["--connect", url] : [])
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func cliJSON<T: Decodable>(_ args: [String], as: T.Type) throws -> T {
+        let r = try cli(args + ["--json"])
+        guard r.status == 0 else { throw HarnessError("`tts-coordinator \(args.joined(separator: " "))` failed (\(r.status)): \(r.err)") }
+        return try JSONCoding.decoder.decode(T.self, from: Data(r.out.utf8))
+    }
+
+    func workers() throws -> [WorkerSummary] { try cliJSON(["workers"], as: [WorkerSummary].self) }
+    func shards() throws -> [ShardSummary] { try cliJSON(["shards"], as: [ShardSummary].self) }
+
+    /// Polls `condition` every 100 ms until it holds or `timeout` seconds pass (then fails with
+    /// the coordinator's log tail).
+    func waitUntil(_ what: String, timeout: Double, _ condition: () throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? condition()) == true { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError("timed out after \(timeout) s waiting until \(what)\n--- coordinator log tail ---\n\(log("coordinator").split(separator: "\n").suffix(15).joined(separator: "\n"))")
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// A loopback TCP port that was free a moment ago.
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
