@@ -95,4 +95,48 @@ struct ClusterBackboneTests {
         let completions = ["w1", "w2", "w3"].flatMap { h.log($0).split(separator: "\n").filter { $0.contains("succeeded: slept") } }
         #expect(completions.count == 9, "every shard ran to completion exactly once: \(completions)")
     }
+
+    @Test("SIGTERM drains a worker: it finishes its shard, reports it, takes no more work and exits")
+    func sigtermDrains() async throws {
+        let h = try ClusterHarness()
+        try await h.startCoordinator()
+        let w = try h.startWorker("drainer")
+        try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
+        _ = try h.cli(["enqueue", "sleep", "--count", "3", "--param", "seconds=3"])
+        try await h.waitUntil("a shard runs", timeout: 20) { try h.shards().contains { $0.state == "running" } }
+        kill(w.processIdentifier, SIGTERM)
+        try await h.waitUntil("the worker exits", timeout: 20) { !w.isRunning }
+        #expect(w.terminationStatus == 0)
+        let shards = try h.shards()
+        #expect(shards.filter { $0.state == "succeeded" }.count == 1, "the running shard was finished: \(shards.map(\.state))")
+        #expect(shards.filter { $0.state == "queued" }.count == 2, "no new work was taken")
+        try await h.waitUntil("the coordinator marks it gone", timeout: 10) { try h.workers().first?.state == "gone" }
+        // A second worker picks up the rest.
+        try h.startWorker("successor")
+        try await h.waitUntil("the rest succeed", timeout: 30) { try h.shards().allSatisfy { $0.state == "succeeded" } }
+    }
+
+    @Test("`tts-coordinator drain NAME` drains a worker through its heartbeat")
+    func drainCommand() async throws {
+        let h = try ClusterHarness()
+        try await h.startCoordinator()
+        let w = try h.startWorker("target")
+        try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
+        let r = try h.cli(["drain", "target"])
+        #expect(r.status == 0, "\(r.err)")
+        try await h.waitUntil("the worker exits", timeout: 20) { !w.isRunning }
+        #expect(w.terminationStatus == 0)
+        let missing = try h.cli(["drain", "nobody"])
+        #expect(missing.status == 1)
+        #expect(missing.err.contains("no worker named nobody"))
+    }
+
+    @Test("CLI commands say clearly when the coordinator is not reachable")
+    func unreachable() throws {
+        let h = try ClusterHarness()
+        let r = try h.cli(["workers"])
+        #expect(r.status == 1)
+        #expect(r.err.contains("not reachable"))
+        #expect(r.err.contains("tts-coordinator serve"))
+    }
 }
