@@ -30,12 +30,15 @@ let package = Package(
         .systemLibrary(name: "CNNG", providers: [.apt(["libnng-dev"])]),
         .systemLibrary(name: "CCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CSndfile", providers: [.apt(["libsndfile1-dev"])]),
+        // Typed wrappers for libcurl's variadic setopt/getinfo, which Swift cannot call.
+        .target(name: "CCurlShim", dependencies: ["CCurl"]),
 
         // Protocol, transport and everything both processes share.
         .target(
             name: "Shared",
             dependencies: [
                 "CNNG",
+                "CCurlShim",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -138,4 +138,7 @@ public final class WorkerRegistry: Sendable {
     }
 
     public var count: Int { entries.withLock { $0.count } }
+
+    /// The worker's display name (its id when unknown), for log lines.
+    public func name(of workerId: String) -> String { entries.withLock { $0[workerId]?.name } ?? workerId }
 }

@@ -93,13 +93,13 @@ public final class RequestRouter: Sendable {
                     do {
                         if effect.stopping {
                             let requeued = try self.store.markWorkerGone(workerId: id)
-                            self.logger.info("worker \(id) drained and left the cluster")
+                            self.logger.info("worker \(self.registry.name(of: id)) drained and left the cluster")
                             for s in requeued { self.registry.leaseEnded(shardId: s) }
                             await self.scheduler.dropWaiters(workerId: id)
                             if !requeued.isEmpty { await self.scheduler.workAvailable() }
                         } else {
                             try self.store.markWorkerLive(workerId: id)
-                            self.logger.notice("worker \(id) is back after being declared lost")
+                            self.logger.notice("worker \(self.registry.name(of: id)) is back after being declared lost")
                         }
                     } catch {
                         self.logger.error("could not record worker state change for \(id): \(error)")
@@ -189,10 +189,10 @@ public final class RequestRouter: Sendable {
             if case .result(let r) = durable, let d = outcome.disposition, !outcome.duplicate {
                 if d.accepted {
                     registry.leaseEnded(shardId: r.shard.shardId)
-                    logger.info("shard \(r.shard.shardId) \(r.outcome.name) on \(env.workerId)\(r.message.isEmpty ? "" : ": \(r.message)")\(d.requeued ? " (requeued)" : "")")
+                    logger.info("shard \(r.shard.shardId) \(r.outcome.name) on \(registry.name(of: env.workerId))\(r.message.isEmpty ? "" : ": \(r.message)")\(d.requeued ? " (requeued)" : "")")
                     if d.requeued { await scheduler.workAvailable() }
                 } else {
-                    logger.warning("refused result of shard \(r.shard.shardId) from \(env.workerId): \(d.note)")
+                    logger.warning("refused result of shard \(r.shard.shardId) from \(registry.name(of: env.workerId)): \(d.note)")
                 }
             }
             let type: MessageType = env.type == .metrics ? .metricsAck : env.type == .event ? .eventAck : .resultAck
@@ -220,35 +220,5 @@ public final class RequestRouter: Sendable {
         } catch {
             reply(request, to: env, error: error)
         }
-    }
-}
-
-/// Logs at most `limit` lines per window and then one summary of what was suppressed, so a
-/// flood of garbage cannot flood the log.
-final class RateLimitedLog: Sendable {
-    private struct State { var windowStart = ContinuousClock.now; var count = 0; var suppressed = 0 }
-    private let limit: Int
-    private let window: Duration
-    private let state = Mutex(State())
-
-    init(limit: Int, perSeconds: Int) {
-        self.limit = limit
-        window = .seconds(perSeconds)
-    }
-
-    func log(_ logger: Logger, _ message: String) {
-        let (emit, summary) = state.withLock { s -> (Bool, Int) in
-            let now = ContinuousClock.now
-            var summary = 0
-            if now - s.windowStart > window {
-                summary = s.suppressed
-                s = State(windowStart: now, count: 0, suppressed: 0)
-            }
-            s.count += 1
-            if s.count > limit { s.suppressed += 1; return (false, summary) }
-            return (true, summary)
-        }
-        if summary > 0 { logger.warning("\(summary) similar messages suppressed") }
-        if emit { logger.warning("\(message)") }
     }
 }
