@@ -10,7 +10,7 @@ struct TTSCoordinatorCommand: AsyncParsableCommand {
         commandName: "tts-coordinator",
         abstract: "Coordinates tts-cluster workers: leases training and evaluation shards, stores state, watches liveness.",
         version: TTSCluster.version,
-        subcommands: [Serve.self, Workers.self, Shards.self, Status.self, Enqueue.self, Drain.self],
+        subcommands: [Serve.self, Workers.self, Shards.self, Status.self, Enqueue.self, Drain.self, Metrics.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -212,7 +212,33 @@ struct Enqueue: AsyncParsableCommand {
         try await runClient {
             let reply = try await options.client().enqueue(EnqueueRequest(kind: kind, count: count, payload: payload, maxRetries: maxRetries))
             if options.json { return try printJSON(reply) }
-            print("job \(reply.jobId): queued \(reply.shardIds.count) \(kind) shard(s) \(reply.shardIds.first ?? 0)…\(reply.shardIds.last ?? 0)")
+            print("job \(reply.jobId): queued \(reply.shardIds.count) \(kind) shard(s) \(reply.shardIds.first ?? 0)…\(reply.shardIds.last ?? 0)\(reply.runId.map { ", run \($0)" } ?? "")")
+        }
+    }
+}
+
+struct Metrics: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "A run's stored metrics: points per key, or one series.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "Run id.")
+    var run: String
+    @Option(help: "Print this key's series (step, value).")
+    var key: String?
+    @Option(help: "First step of the series.")
+    var from: Int64?
+    @Option(help: "Last step of the series.")
+    var to: Int64?
+
+    func run() async throws {
+        try await runClient {
+            let report = try await options.client().metrics(run: run, key: key, fromStep: from, toStep: to)
+            if options.json { return try printJSON(report) }
+            if let series = report.series {
+                Table.print(header: ["STEP", key ?? "VALUE"], rows: series.map { ["\($0.step)", $0.value.map { "\($0)" } ?? $0.text ?? "?"] })
+            } else {
+                Table.print(header: ["KEY", "POINTS"], rows: report.pointsByKey.sorted { $0.key < $1.key }.map { [$0.key, "\($0.value)"] })
+                print("total: \(report.totalPoints) points")
+            }
         }
     }
 }

@@ -79,7 +79,10 @@ struct Join: AsyncParsableCommand {
             if let tokenFile { config.token = try ClusterToken.load(fromFile: tokenFile) }
             let (probe, note) = DeviceProbes.make(gpuIndex: gpu, override: config.deviceOverride, nvmlLibrary: nvmlLibrary)
             logger.info("device: \(note)")
-            agent = try WorkerAgent(configuration: config, probe: probe, executors: [SleepExecutor(), EchoExecutor()], logger: logger)
+            let spool = try MetricSpool(directory: config.resolvedStateDirectory + "/spool")
+            if spool.backlog > 0 { logger.notice("spool: \(spool.backlog) entries from an earlier run will be delivered") }
+            agent = try WorkerAgent(configuration: config, probe: probe, spool: spool,
+                                    executors: [SleepExecutor(), EchoExecutor(), SyntheticMetricsExecutor(spool: spool)], logger: logger)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(2)

@@ -25,9 +25,9 @@ struct ShardLifecycleTests {
         try store.enqueue(EnqueueRequest(kind: "sleep", count: n, payload: [:], maxRetries: retries), defaultMaxRetries: 3).shardIds
     }
 
-    @Test("the database is in WAL mode with the v1 schema")
+    @Test("the database is in WAL mode with every migration applied")
     func schema() throws {
-        #expect(try store.schemaVersion() == 1)
+        #expect(try store.schemaVersion() == 3)
         let mode = try store.pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
         #expect(mode == "wal")
     }
@@ -82,37 +82,69 @@ struct ShardLifecycleTests {
         #expect(shard.history.map(\.workerName) == ["w1", "w2"])
     }
 
-    @Test("a retried request with the same (session, sequence) is stored once and answered the same")
+    @Test("a retried result with the same (session, sequence) is applied once and answered the same")
     func dedup() throws {
         let s = try register("w1")
-        let points = (0..<5).map { MetricPoint(runId: "r1", step: Int64($0), key: "train/text_loss", value: Double($0), wallTime: 0) }
-        let first = try store.ingest(workerId: "w1", session: s, sequence: 7, .metrics(points))
-        let retry = try store.ingest(workerId: "w1", session: s, sequence: 7, .metrics(points))
+        _ = try enqueue(1)
+        let a = try #require(try store.lease(workerId: "w1", workerName: "w1", session: s, kinds: ["sleep"]))
+        let first = try store.ingest(workerId: "w1", session: s, sequence: 7, .result(ResultRequest(shard: a.shard, outcome: .failed, message: "x")))
+        let retry = try store.ingest(workerId: "w1", session: s, sequence: 7, .result(ResultRequest(shard: a.shard, outcome: .failed, message: "x")))
         #expect(!first.duplicate)
         #expect(retry.duplicate)
         #expect(retry.ack == first.ack)
-        #expect(try store.metricSeries(runId: "r1", key: "train/text_loss").count == 5)
-        let older = try store.ingest(workerId: "w1", session: s, sequence: 3, .metrics(points))
-        #expect(older.duplicate)
+        #expect(try store.shards().first?.failures == 1, "the failure was counted once")
+        #expect(try store.ingest(workerId: "w1", session: s, sequence: 3, .result(ResultRequest(shard: a.shard, outcome: .failed))).duplicate)
     }
 
-    @Test("NaN and infinities are stored bit for bit")
+    func entry(_ seq: UInt64, run: String = "r1", steps: Range<Int64>) -> SpoolEntry {
+        SpoolEntry(sequence: seq, points: steps.flatMap { step in
+            ["train/text_loss", "train/mel_loss"].map { MetricPoint(runId: run, step: step, key: $0, value: Double(step), wallTime: 1) }
+        })
+    }
+
+    @Test("spool entries are stored exactly once across re-sends, by the worker's spool sequence")
+    func spoolDedup() throws {
+        let first = try store.ingestSpool(workerId: "w1", entries: [entry(1, steps: 0..<5), entry(2, steps: 5..<10)])
+        #expect(first.highWater == 2)
+        #expect(first.storedPoints == 20)
+        // A lost ack: the same entries again, plus one new.
+        let again = try store.ingestSpool(workerId: "w1", entries: [entry(1, steps: 0..<5), entry(2, steps: 5..<10), entry(3, steps: 10..<12)])
+        #expect(again.highWater == 3)
+        #expect(again.storedPoints == 4)
+        #expect(try store.metricSeries(runId: "r1", key: "train/text_loss").map(\.step) == Array(0..<12))
+        #expect(try store.pointCount(runId: "r1") == 24)
+        // Another worker's sequences are its own.
+        #expect(try store.ingestSpool(workerId: "w2", entries: [entry(1, run: "r2", steps: 0..<1)]).storedPoints == 2)
+    }
+
+    @Test("an entry after a gap is not stored; the worker re-sends from the mark")
+    func spoolGap() throws {
+        _ = try store.ingestSpool(workerId: "w1", entries: [entry(1, steps: 0..<1)])
+        let gap = try store.ingestSpool(workerId: "w1", entries: [entry(3, steps: 2..<3)])
+        #expect(gap.highWater == 1)
+        #expect(gap.storedEntries == 0)
+    }
+
+    @Test("NaN and infinities are stored bit for bit; series can be read by step range")
     func nonFinite() throws {
-        let s = try register("w1")
-        _ = try store.ingest(workerId: "w1", session: s, sequence: 1, .metrics([
+        _ = try store.ingestSpool(workerId: "w1", entries: [SpoolEntry(sequence: 1, points: [
             MetricPoint(runId: "r", step: 1, key: "k", value: .nan, wallTime: 0),
             MetricPoint(runId: "r", step: 2, key: "k", value: .infinity, wallTime: 0),
-        ]))
+            MetricPoint(runId: "r", step: 3, key: "k", value: -.infinity, wallTime: 0),
+        ])])
         let series = try store.metricSeries(runId: "r", key: "k")
         #expect(series[0].value.isNaN)
         #expect(series[1].value == .infinity)
+        #expect(series[2].value == -.infinity)
+        #expect(try store.metricSeries(runId: "r", key: "k", fromStep: 2, toStep: 2).map(\.step) == [2])
+        #expect(try store.metricKeys(runId: "r") == ["k"])
     }
 
     @Test("a request under a session that is not the worker's is refused as unknown")
     func unknownSession() throws {
         _ = try register("w1")
         #expect(throws: ProtocolError.self) {
-            try store.ingest(workerId: "w1", session: 12345, sequence: 1, .metrics([]))
+            try store.ingest(workerId: "w1", session: 12345, sequence: 1, .event(EventRequest(kind: .log, shard: nil, message: "", wallTime: 0)))
         }
     }
 

@@ -37,8 +37,8 @@ public struct AdminService: Sendable {
                 } catch {
                     throw ProtocolError(.invalidRequest, "enqueue needs {kind, count, payload}: \(error)")
                 }
-                guard ["sleep", "echo"].contains(req.kind) else {
-                    throw ProtocolError(.invalidRequest, "unknown shard kind \(req.kind): the built-in kinds are sleep and echo")
+                guard ["sleep", "echo", "synthetic"].contains(req.kind) else {
+                    throw ProtocolError(.invalidRequest, "unknown shard kind \(req.kind): the built-in kinds are sleep, echo and synthetic")
                 }
                 guard (1...100_000).contains(req.count) else {
                     throw ProtocolError(.invalidRequest, "count must be between 1 and 100000 (got \(req.count))")
@@ -46,6 +46,17 @@ public struct AdminService: Sendable {
                 let reply = try store.enqueue(req, defaultMaxRetries: configuration.defaultMaxRetries)
                 await scheduler.workAvailable()
                 return try JSONCoding.encode(reply)
+            case .metrics:
+                let args = (try? JSONCoding.decode([String: JSONValue].self, from: request.arguments)) ?? [:]
+                guard let run = args["run"]?.stringValue else { throw ProtocolError(.invalidRequest, "metrics needs {\"run\": RUN_ID}") }
+                var byKey: [String: Int] = [:]
+                for k in try store.metricKeys(runId: run) { byKey[k] = try store.metricSeries(runId: run, key: k).count }
+                let key = args["key"]?.stringValue
+                let series = try key.map { k in
+                    try store.metricSeries(runId: run, key: k, fromStep: args["from"]?.doubleValue.map { Int64($0) }, toStep: args["to"]?.doubleValue.map { Int64($0) })
+                        .map { MetricsReport.Point(step: $0.step, value: $0.value, wallTime: $0.wallTime) }
+                }
+                return try JSONCoding.encode(MetricsReport(run: run, pointsByKey: byKey, totalPoints: byKey.values.reduce(0, +), key: key, series: series))
             case .drain:
                 let args = (try? JSONCoding.decode([String: String].self, from: request.arguments)) ?? [:]
                 guard let target = args["worker"] else { throw ProtocolError(.invalidRequest, "drain needs {\"worker\": NAME or ID}") }

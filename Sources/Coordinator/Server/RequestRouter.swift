@@ -176,7 +176,8 @@ public final class RequestRouter: Sendable {
         switch env.type {
         case .metrics:
             guard let m = decode(MetricsRequest.self, env, request) else { return }
-            durable = .metrics(m.points)
+            await handleMetrics(m, env, request)
+            return
         case .event:
             guard let e = decode(EventRequest.self, env, request) else { return }
             durable = .event(e)
@@ -195,13 +196,29 @@ public final class RequestRouter: Sendable {
                     logger.warning("refused result of shard \(r.shard.shardId) from \(registry.name(of: env.workerId)): \(d.note)")
                 }
             }
-            let type: MessageType = env.type == .metrics ? .metricsAck : env.type == .event ? .eventAck : .resultAck
+            let type: MessageType = env.type == .event ? .eventAck : .resultAck
             reply(request, to: env, type, outcome.ack)
         } catch let e as ProtocolError {
             reply(request, to: env, error: e)
         } catch {
             logger.error("could not store \(env.type) from \(env.workerId): \(error)")
             reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store this \(env.type); it was not acknowledged, retry", retryable: true))
+        }
+    }
+
+    /// Spool entries: deduplicated by the worker's spool sequence (its identity survives restarts),
+    /// acknowledged only after the transaction that stores them has committed.
+    private func handleMetrics(_ m: MetricsRequest, _ env: Envelope, _ request: NNGIncomingRequest) async {
+        guard registry.validate(workerId: env.workerId, session: env.session) != nil else {
+            reply(request, to: env, error: ProtocolError(.unknownSession, "unknown session; register again"))
+            return
+        }
+        do {
+            let outcome = try store.ingestSpool(workerId: env.workerId, entries: m.entries)
+            reply(request, to: env, .metricsAck, Ack(highestSequence: outcome.highWater))
+        } catch {
+            logger.error("could not store \(m.pointCount) points from \(registry.name(of: env.workerId)): \(error)")
+            reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store these metrics: \(error); they were not acknowledged, the worker keeps them and retries", retryable: true))
         }
     }
 

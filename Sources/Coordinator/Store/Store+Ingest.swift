@@ -2,9 +2,10 @@ import Foundation
 import GRDB
 import Shared
 
-/// A request that changes durable state and is deduplicated by `(session, sequence)`.
+/// A request that changes durable state and is deduplicated by `(session, sequence)`. (Metrics
+/// travel as spool entries and are deduplicated by spool sequence instead: see
+/// ``Store/ingestSpool(workerId:entries:now:)``.)
 public enum DurableRequest: Sendable {
-    case metrics([MetricPoint])
     case event(EventRequest)
     case result(ResultRequest)
 }
@@ -40,11 +41,6 @@ extension Store {
             }
             var outcome = IngestOutcome(ack: Ack(highestSequence: sequence), duplicate: false)
             switch request {
-            case .metrics(let points):
-                let stmt = try db.cachedStatement(sql: "INSERT OR IGNORE INTO metrics (run_id, step, key, value_bits, wall_time) VALUES (?, ?, ?, ?, ?)")
-                for p in points {
-                    try stmt.execute(arguments: [p.runId, p.step, p.key, Int64(bitPattern: p.value.bitPattern), p.wallTime])
-                }
             case .event(let e):
                 try db.execute(sql: "INSERT INTO events (worker_id, shard_id, kind, message, data, wall_time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                                arguments: [workerId, e.shard?.shardId, e.kind.rawValue, e.message, String(decoding: e.data, as: UTF8.self), e.wallTime, now.unixSeconds])
@@ -67,14 +63,4 @@ extension Store {
             return outcome
         }
     }
-
-    /// Points stored for a run and key, in step order.
-    public func metricSeries(runId: String, key: String) throws -> [MetricPoint] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT step, value_bits, wall_time FROM metrics WHERE run_id = ? AND key = ? ORDER BY step", arguments: [runId, key]).map {
-                MetricPoint(runId: runId, step: $0["step"], key: key, value: Double(bitPattern: UInt64(bitPattern: $0["value_bits"] as Int64)), wallTime: $0["wall_time"])
-            }
-        }
-    }
 }
-

@@ -11,23 +11,53 @@ public struct ResultDisposition: Sendable, Equatable {
 }
 
 extension Store {
-    /// Creates a job of `count` shards of a built-in kind.
+    /// Creates a job of `count` shards of a built-in kind. A `synthetic` job is one run (its
+    /// W&B run): shard i logs steps `[i·steps, (i+1)·steps)` of it.
     public func enqueue(_ request: EnqueueRequest, defaultMaxRetries: Int, now: Date = Date()) throws -> EnqueueReply {
         try pool.write { db in
-            let payload = jsonString(request.payload) ?? "{}"
             try db.execute(sql: "INSERT INTO jobs (name, kind, spec, state, created_at) VALUES (?, ?, ?, 'active', ?)",
                            arguments: [request.name ?? "\(request.kind) x\(request.count)", request.kind, jsonString(request) ?? "{}", now.unixSeconds])
             let jobId = db.lastInsertedRowID
-            var ids: [Int64] = []
-            for _ in 0..<request.count {
+            var runId: String?
+            if request.kind == "synthetic" {
+                let id = request.payload["run"]?.stringValue ?? WandbRunInfo.newRunId()
+                runId = id
+                var config = request.payload
+                config["run"] = nil
                 try db.execute(sql: """
-                    INSERT INTO shards (job_id, kind, payload, state, max_retries, created_at, updated_at)
-                    VALUES (?, ?, ?, 'queued', ?, ?, ?)
-                    """, arguments: [jobId, request.kind, payload, request.maxRetries ?? defaultMaxRetries, now.unixSeconds, now.unixSeconds])
+                    INSERT INTO runs (id, job_id, name, state, created_at, project, group_name, job_type, config)
+                    VALUES (?, ?, ?, 'running', ?, ?, ?, 'train', ?)
+                    """, arguments: [id, jobId, request.name ?? "synthetic-\(id)", now.unixSeconds,
+                                     request.payload["project"]?.stringValue ?? "tts-cluster", request.payload["group"]?.stringValue,
+                                     jsonString(config) ?? "{}"])
+            }
+            var ids: [Int64] = []
+            let steps = Int64(request.payload["steps"]?.doubleValue ?? 100)
+            for i in 0..<request.count {
+                var payload = request.payload
+                if let runId {
+                    payload["run"] = .string(runId)
+                    payload["first_step"] = .number(Double(Int64(i) * steps))
+                }
+                try db.execute(sql: """
+                    INSERT INTO shards (job_id, run_id, kind, payload, state, max_retries, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)
+                    """, arguments: [jobId, runId, request.kind, jsonString(payload) ?? "{}", request.maxRetries ?? defaultMaxRetries, now.unixSeconds, now.unixSeconds])
                 ids.append(db.lastInsertedRowID)
             }
-            return EnqueueReply(jobId: jobId, shardIds: ids)
+            return EnqueueReply(jobId: jobId, shardIds: ids, runId: runId)
         }
+    }
+
+    /// Marks a run finished once none of its shards can run again; returns whether it did.
+    func settleRun(_ db: Database, shardId: Int64, now: Date) throws -> Bool {
+        guard let runId = try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [shardId]) else { return false }
+        let open = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state IN ('queued', 'leased', 'running')", arguments: [runId]) ?? 0
+        guard open == 0 else { return false }
+        let failed = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state IN ('failed', 'cancelled')", arguments: [runId]) ?? 0
+        try db.execute(sql: "UPDATE runs SET state = ?, finished_at = ?, exit_code = ? WHERE id = ? AND finished_at IS NULL",
+                       arguments: [failed == 0 ? "succeeded" : "failed", now.unixSeconds, failed == 0 ? 0 : 1, runId])
+        return db.changesCount > 0
     }
 
     /// Leases the oldest queued shard this worker can run, or returns the shard already leased
@@ -95,6 +125,7 @@ extension Store {
             WHERE id = ?
             """, arguments: [next, failures, terminal, now.unixSeconds, terminal, now.unixSeconds,
                              next == "failed" ? "\(message) (retry budget of \(maxRetries) exhausted)" : message, shardId])
+        if terminal { _ = try settleRun(db, shardId: shardId, now: now) }
         return next == "queued"
     }
 
@@ -131,6 +162,7 @@ extension Store {
             try db.execute(sql: """
                 UPDATE shards SET state = 'succeeded', updated_at = ?, finished_at = ?, message = ?, output = ?, session = NULL WHERE id = ?
                 """, arguments: [now.unixSeconds, now.unixSeconds, result.message, output, result.shard.shardId])
+            _ = try settleRun(db, shardId: result.shard.shardId, now: now)
             return ResultDisposition(accepted: true, note: "", requeued: false)
         case .failed, .outOfMemory:
             var msg = result.message

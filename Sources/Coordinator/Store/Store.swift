@@ -16,7 +16,8 @@ public final class Store: Sendable {
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // FULL: a commit is on disk before the coordinator acknowledges what it holds.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         do {
@@ -127,6 +128,59 @@ public final class Store: Sendable {
                     wall_time REAL NOT NULL,
                     PRIMARY KEY (run_id, key, step)
                 ) WITHOUT ROWID;
+                """)
+        }
+        m.registerMigration("v2: metric series and points, spool high-water marks") { db in
+            try db.execute(sql: """
+                DROP TABLE metrics;
+                CREATE TABLE series (
+                    id INTEGER PRIMARY KEY,
+                    run_id TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    UNIQUE (run_id, key)
+                );
+                CREATE TABLE points (
+                    series_id INTEGER NOT NULL,
+                    step INTEGER NOT NULL,
+                    ingest_seq INTEGER NOT NULL,     -- coordinator-wide arrival order
+                    value_bits INTEGER NOT NULL,     -- IEEE-754 bits: NaN and ±Inf kept exactly
+                    wall_time REAL NOT NULL,
+                    PRIMARY KEY (series_id, step, ingest_seq)
+                ) WITHOUT ROWID;
+                CREATE INDEX points_by_arrival ON points(ingest_seq);
+                CREATE TABLE spool_marks (
+                    worker_id TEXT PRIMARY KEY,
+                    high_water INTEGER NOT NULL      -- highest spool sequence stored for this worker
+                );
+                """)
+        }
+        m.registerMigration("v3: run identity for W&B, W&B delivery state") { db in
+            try db.execute(sql: """
+                ALTER TABLE runs ADD COLUMN project TEXT NOT NULL DEFAULT 'tts-cluster';
+                ALTER TABLE runs ADD COLUMN entity TEXT;
+                ALTER TABLE runs ADD COLUMN group_name TEXT;
+                ALTER TABLE runs ADD COLUMN job_type TEXT;
+                ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+                ALTER TABLE runs ADD COLUMN notes TEXT;
+                ALTER TABLE runs ADD COLUMN config TEXT NOT NULL DEFAULT '{}';
+                ALTER TABLE runs ADD COLUMN finished_at REAL;
+                ALTER TABLE runs ADD COLUMN exit_code INTEGER;
+                CREATE TABLE wandb_state (
+                    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+                    mode TEXT NOT NULL,                  -- online | offline
+                    cursor INTEGER NOT NULL DEFAULT 0,   -- points with ingest_seq <= cursor are delivered
+                    last_step INTEGER,                   -- last history step delivered (_step never rewinds)
+                    history_lines INTEGER NOT NULL DEFAULT 0,
+                    events_lines INTEGER NOT NULL DEFAULT 0,
+                    summary TEXT NOT NULL DEFAULT '{}',  -- the run summary as delivered
+                    storage_id TEXT,                     -- online: the server's bucket id
+                    entity TEXT,                         -- online: as read back from UpsertBucket
+                    offline_dir TEXT,                    -- offline: the offline-run directory
+                    offline_size INTEGER NOT NULL DEFAULT 0,     -- offline: bytes of the .wandb known durable
+                    offline_records INTEGER NOT NULL DEFAULT 0,  -- offline: records in those bytes
+                    finished INTEGER NOT NULL DEFAULT 0,
+                    last_error TEXT
+                );
                 """)
         }
         return m

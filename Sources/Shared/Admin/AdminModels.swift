@@ -144,13 +144,52 @@ public struct EnqueueRequest: Codable, Sendable, Equatable {
 public struct EnqueueReply: Codable, Sendable, Equatable {
     public var jobId: Int64
     public var shardIds: [Int64]
-    public init(jobId: Int64, shardIds: [Int64]) {
+    /// The run created for the job (jobs that train or log metrics).
+    public var runId: String?
+    public init(jobId: Int64, shardIds: [Int64], runId: String? = nil) {
         self.jobId = jobId
         self.shardIds = shardIds
+        self.runId = runId
+    }
+}
+
+/// A run's stored metrics: points per key, and one series when asked.
+public struct MetricsReport: Codable, Sendable, Equatable {
+    public struct Point: Codable, Sendable, Equatable {
+        public var step: Int64
+        /// nil for NaN and ±Inf (JSON has no such numbers); see `text`.
+        public var value: Double?
+        /// `NaN`, `Infinity` or `-Infinity` when `value` is nil.
+        public var text: String?
+        public var wallTime: Double
+
+        public init(step: Int64, value: Double, wallTime: Double) {
+            self.step = step
+            self.wallTime = wallTime
+            if value.isFinite {
+                self.value = value
+            } else {
+                self.text = value.isNaN ? "NaN" : value > 0 ? "Infinity" : "-Infinity"
+            }
+        }
+    }
+
+    public var run: String
+    public var pointsByKey: [String: Int]
+    public var totalPoints: Int
+    public var key: String?
+    public var series: [Point]?
+
+    public init(run: String, pointsByKey: [String: Int], totalPoints: Int, key: String?, series: [Point]?) {
+        self.run = run
+        self.pointsByKey = pointsByKey
+        self.totalPoints = totalPoints
+        self.key = key
+        self.series = series
     }
 }
 
 /// Admin commands the coordinator understands over NNG.
 public enum AdminCommand: String, Sendable, CaseIterable {
-    case workers, shards, status, enqueue, drain
+    case workers, shards, status, enqueue, drain, metrics
 }

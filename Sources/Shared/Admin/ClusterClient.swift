@@ -8,6 +8,7 @@ public protocol ClusterClient: Sendable {
     func status() async throws -> ClusterStatus
     func enqueue(_ request: EnqueueRequest) async throws -> EnqueueReply
     func drain(worker: String) async throws
+    func metrics(run: String, key: String?, fromStep: Int64?, toStep: Int64?) async throws -> MetricsReport
 }
 
 /// Why a CLI command could not talk to the coordinator, worded for the user.
@@ -65,6 +66,14 @@ public final class NNGClusterClient: ClusterClient {
 
     public func enqueue(_ request: EnqueueRequest) async throws -> EnqueueReply {
         try await call(.enqueue, try JSONCoding.encode(request), as: EnqueueReply.self)
+    }
+
+    public func metrics(run: String, key: String?, fromStep: Int64?, toStep: Int64?) async throws -> MetricsReport {
+        var args: [String: JSONValue] = ["run": .string(run)]
+        if let key { args["key"] = .string(key) }
+        if let fromStep { args["from"] = .number(Double(fromStep)) }
+        if let toStep { args["to"] = .number(Double(toStep)) }
+        return try await call(.metrics, try JSONCoding.encode(args), as: MetricsReport.self)
     }
 
     public func drain(worker: String) async throws {

@@ -39,18 +39,21 @@ public struct MetricPoint: Sendable, Equatable, WireCodable {
     }
 }
 
-/// `metrics`: a batch of points. The envelope sequence is the batch's idempotency key; the
-/// reply acknowledges the highest sequence of this session that is durably stored.
+/// `metrics`: spool entries in sequence order. The coordinator stores the entries above the
+/// worker's spool high-water mark in one transaction, and the reply's `highestSequence` is the
+/// worker's new high-water mark: everything up to it is durable and may be trimmed.
 public struct MetricsRequest: Sendable, Equatable, WireCodable {
-    public var points: [MetricPoint]
+    public var entries: [SpoolEntry]
 
-    public init(points: [MetricPoint]) { self.points = points }
+    public init(entries: [SpoolEntry]) { self.entries = entries }
 
     public init(from r: inout WireReader) throws(WireError) {
-        points = try r.readArray("metrics.points") { (r) throws(WireError) in try MetricPoint(from: &r) }
+        entries = try r.readArray("metrics.entries") { (r) throws(WireError) in try SpoolEntry(from: &r) }
     }
 
-    public func encode(to w: inout WireWriter) { w.writeArray(points) { $1.encode(to: &$0) } }
+    public func encode(to w: inout WireWriter) { w.writeArray(entries) { $1.encode(to: &$0) } }
+
+    public var pointCount: Int { entries.reduce(0) { $0 + $1.points.count } }
 }
 
 /// The reply to `metrics`, `event` and `result`: the request was stored (or had been already).

@@ -28,7 +28,11 @@ public final class WorkerAgent: Sendable {
         var startup: Task<RegisterReply, any Error>?
     }
 
-    public init(configuration: WorkerConfiguration, probe: any DeviceProbe, executors: [any ShardExecutor], logger: Logger) throws {
+    /// The durable spool of metrics and events (in the state directory).
+    public let spool: MetricSpool
+
+    public init(configuration: WorkerConfiguration, probe: any DeviceProbe, spool: MetricSpool, executors: [any ShardExecutor], logger: Logger) throws {
+        self.spool = spool
         self.configuration = configuration
         self.logger = logger
         self.probe = probe
@@ -83,6 +87,7 @@ public final class WorkerAgent: Sendable {
             return
         }
         state.withLock { $0.startup = nil }
+        let sender = Task { await SpoolSender(spool: spool, connection: connection, logger: logger).run() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.heartbeatLoop() }
             group.addTask { try await self.workLoop() }
@@ -90,6 +95,10 @@ public final class WorkerAgent: Sendable {
             try await group.next()
             group.cancelAll()
         }
+        // Last flush and delivery attempt; whatever is left stays in the spool for next time.
+        sender.cancel()
+        await sender.value
+        if spool.backlog > 0 { logger.notice("\(spool.backlog) spool entries not yet delivered; they are kept on disk and sent at the next start") }
         await sendFinalHeartbeat()
         await connection.close()
         logger.notice("worker \(configuration.displayName) stopped")

@@ -38,3 +38,43 @@ public struct EchoExecutor: ShardExecutor {
         return ShardReport(outcome: .succeeded, message: "echo", output: try JSONCoding.encode(["text": text]))
     }
 }
+
+/// `synthetic`: a stand-in trainer that logs `keys` scalars (default 10) for `steps` steps of run
+/// `run` through the spool, at up to `rate` steps per second (0: as fast as possible). Values
+/// are deterministic (`key index + step / 1000`), so tests can check every point.
+public struct SyntheticMetricsExecutor: ShardExecutor {
+    public let kind = "synthetic"
+    let spool: MetricSpool
+
+    public init(spool: MetricSpool) { self.spool = spool }
+
+    public static func value(keyIndex: Int, step: Int64) -> Double { Double(keyIndex) + Double(step) / 1000 }
+
+    public func run(_ assignment: ShardAssignment, context: ShardContext) async throws -> ShardReport {
+        let p = context.parameters
+        guard let run = p["run"]?.stringValue, !run.isEmpty else {
+            return ShardReport(outcome: .failed, message: "synthetic: the parameter run=RUN_ID is required")
+        }
+        let steps = Int64(p["steps"]?.doubleValue ?? 100)
+        let keys = Int(p["keys"]?.doubleValue ?? 10)
+        let rate = p["rate"]?.doubleValue ?? 0
+        let first = Int64(p["first_step"]?.doubleValue ?? 0)
+        let names = (0..<keys).map { $0 == 0 ? "train/text_loss" : $0 == 1 ? "train/mel_loss" : "train/metric_\($0)" }
+        let started = ContinuousClock.now
+        for step in first..<(first + steps) {
+            try Task.checkCancellation()
+            let now = Date().timeIntervalSince1970
+            spool.append(points: names.enumerated().map { i, k in
+                MetricPoint(runId: run, step: step, key: k, value: Self.value(keyIndex: i, step: step), wallTime: now)
+            })
+            context.progress(step: step - first + 1, of: steps)
+            if rate > 0 {
+                let due = started + .milliseconds(Int(Double(step - first + 1) * 1000 / rate))
+                if due > .now { try await Task.sleep(until: due) }
+            } else if (step - first) % 1000 == 999 {
+                await Task.yield()
+            }
+        }
+        return ShardReport(outcome: .succeeded, message: "logged \(steps) steps × \(keys) keys for run \(run)")
+    }
+}
