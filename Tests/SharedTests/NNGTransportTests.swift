@@ -105,6 +105,32 @@ struct NNGTransportTests {
         #expect(ContinuousClock.now - started < .seconds(5))
     }
 
+    @Test("closing the server while replies are being sent from other threads is safe (regression: use after free)")
+    func closeDuringReplies() async throws {
+        for round in 0..<5 {
+            let url = "tcp://127.0.0.1:\(freePort())"
+            let sock = try NNGSocket(.reply)
+            let server = NNGReplyServer(socket: sock, initialContexts: 4, minIdle: 2) { req in
+                Task.detached {
+                    try? await Task.sleep(for: .microseconds(Int.random(in: 0...2_000)))
+                    req.reply(req.bytes)
+                }
+            }
+            try server.start()
+            try sock.listen(url, maxMessageBytes: 1 << 20)
+            let client = try NNGRequester(url: url)
+            let load = Task {
+                await withTaskGroup(of: Void.self) { g in
+                    for i in 0..<100 { g.addTask { _ = try? await client.request([UInt8(i % 256)], timeoutMs: 2_000) } }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(5 + round * 3))
+            server.close()
+            await load.value
+            client.close()
+        }
+    }
+
     @Test("the pipe handler sees connects with the peer address and disconnects")
     func pipeEvents() async throws {
         let url = "tcp://127.0.0.1:\(freePort())"

@@ -1,5 +1,8 @@
 import CNNG
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A REP server that serves many requests at once on a pool of nng contexts, each driven by
 /// an asynchronous-I/O state machine (receive → handle → send → receive) in nng's callbacks.
@@ -107,15 +110,28 @@ public struct NNGIncomingRequest: Sendable {
 /// One REP context and its aio. The server's pool holds the only strong reference until the
 /// server closes; the C callback borrows it unretained, so the callback never releases the
 /// object that frees the aio (nng 1.5.2's self-deadlock).
+///
+/// Threads: the aio callback runs on nng's task threads; `reply`/`drop` run on whatever thread
+/// answers the request; `free` runs on the closing thread. The slot's mutex orders them: `reply`
+/// and `drop` claim the slot and count themselves in under it, start their nng operation outside
+/// it (so a completion delivered inline could take the lock), and count themselves out; `free`
+/// marks the slot freed under it, waits until no such call is in flight, and only then calls
+/// `nng_aio_free`.
 final class ReplyContext: Sendable {
-    private enum Phase: UInt64 { case receiving = 0, handling = 1, sending = 2, freed = 3 }
+    private enum Phase { case receiving, handling, sending, freed }
+
+    private struct Slot {
+        var phase = Phase.receiving
+        var generation: UInt64 = 0
+        /// The aio pointer's bits (0 once freed).
+        var aio: UInt = 0
+        /// `reply`/`drop` calls between their claim and the end of their nng call.
+        var inFlight = 0
+    }
 
     private unowned let server: NNGReplyServer
     private let ctx: nng_ctx
-    /// The aio pointer's bits, stored once right after allocation.
-    private let aioBits = Atomic<UInt>(0)
-    /// `generation << 8 | phase`: a reply for an older generation is ignored.
-    private let state = Atomic<UInt64>(0)
+    private let slot = Mutex(Slot())
 
     init(server: NNGReplyServer) throws(NNGError) {
         self.server = server
@@ -130,32 +146,32 @@ final class ReplyContext: Sendable {
             nng_ctx_close(c)
             throw NNGError(rv, "allocate aio")
         }
-        aioBits.store(UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(aio))), ordering: .releasing)
+        let bits = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(aio)))
+        slot.withLock { $0.aio = bits }
     }
 
-    private var aio: OpaquePointer { OpaquePointer(bitPattern: aioBits.load(ordering: .acquiring))! }
-
-    private static func pack(_ gen: UInt64, _ phase: Phase) -> UInt64 { gen << 8 | phase.rawValue }
-
     func postReceive() {
-        let gen = state.load(ordering: .acquiring) >> 8
-        state.store(Self.pack(gen, .receiving), ordering: .releasing)
-        nng_ctx_recv(ctx, aio)
+        slot.withLock { s in
+            guard s.phase != .freed, let aio = OpaquePointer(bitPattern: s.aio) else { return }
+            s.phase = .receiving
+            nng_ctx_recv(ctx, aio)
+        }
     }
 
     private func ioCompleted() {
-        let st = state.load(ordering: .acquiring)
-        let gen = st >> 8
+        // While this callback runs, nng_aio_free (in `free`) waits for it: the aio stays valid.
+        let (phase, generation, bits) = slot.withLock { ($0.phase, $0.generation, $0.aio) }
+        guard phase != .freed, let aio = OpaquePointer(bitPattern: bits) else { return }
         let rv = nng_aio_result(aio)
-        switch Phase(rawValue: st & 0xff) {
+        switch phase {
         case .receiving:
             if rv != 0 {
                 if rv == NNGError.Code.closed.rawValue || server.isClosed { return }
-                nng_ctx_recv(ctx, aio)
+                postReceive()
                 return
             }
             guard let msg = nng_aio_get_msg(aio) else {
-                nng_ctx_recv(ctx, aio)
+                postReceive()
                 return
             }
             let len = nng_msg_len(msg)
@@ -163,8 +179,14 @@ final class ReplyContext: Sendable {
             let pipe = nng_msg_get_pipe(msg).id
             nng_aio_set_msg(aio, nil)
             nng_msg_free(msg)
-            let next = gen &+ 1
-            state.store(Self.pack(next, .handling), ordering: .releasing)
+            let next = generation &+ 1
+            let handling = slot.withLock { s -> Bool in
+                guard s.phase == .receiving else { return false }
+                s.phase = .handling
+                s.generation = next
+                return true
+            }
+            guard handling else { return }
             server.contextBecameBusy()
             server.handler(NNGIncomingRequest(bytes: bytes, pipeID: pipe, context: self, generation: next))
         case .sending:
@@ -173,48 +195,60 @@ final class ReplyContext: Sendable {
                 nng_msg_free(m)
             }
             if rv == NNGError.Code.closed.rawValue || server.isClosed { return }
-            state.store(Self.pack(gen, .receiving), ordering: .releasing)
             server.contextBecameIdle()
-            nng_ctx_recv(ctx, aio)
-        case .handling, .freed, .none:
+            postReceive()
+        case .handling, .freed:
             return
         }
     }
 
-    private func claim(_ generation: UInt64, to phase: Phase) -> Bool {
-        state.compareExchange(
-            expected: Self.pack(generation, .handling), desired: Self.pack(generation, phase),
-            ordering: .acquiringAndReleasing
-        ).exchanged
-    }
-
     func reply(_ bytes: [UInt8], generation: UInt64) -> Bool {
-        guard claim(generation, to: .sending) else { return false }
         var msg: OpaquePointer?
         guard nng_msg_alloc(&msg, 0) == 0, let msg else {
-            state.store(Self.pack(generation, .receiving), ordering: .releasing)
-            server.contextBecameIdle()
-            nng_ctx_recv(ctx, aio)
+            drop(generation: generation)
             return false
         }
         _ = bytes.withUnsafeBytes { nng_msg_append(msg, $0.baseAddress, $0.count) }
+        guard let aio = claim(generation, next: .sending) else {
+            nng_msg_free(msg)
+            return false
+        }
         nng_aio_set_msg(aio, msg)
         nng_ctx_send(ctx, aio)
+        slot.withLock { $0.inFlight -= 1 }
         return true
     }
 
     func drop(generation: UInt64) {
-        guard claim(generation, to: .receiving) else { return }
+        guard let aio = claim(generation, next: .receiving) else { return }
         server.contextBecameIdle()
         nng_ctx_recv(ctx, aio)
+        slot.withLock { $0.inFlight -= 1 }
+    }
+
+    /// Moves a request being handled to `next` and counts the caller in; nil when the request
+    /// was already answered or the context is being freed.
+    private func claim(_ generation: UInt64, next: Phase) -> OpaquePointer? {
+        slot.withLock { s -> OpaquePointer? in
+            guard s.phase == .handling, s.generation == generation, let aio = OpaquePointer(bitPattern: s.aio) else { return nil }
+            s.phase = next
+            s.inFlight += 1
+            return aio
+        }
     }
 
     /// Frees the aio (waiting for a running callback) and closes the context. Called once, by
     /// the server, on a thread that is not an nng callback.
     func free() {
-        state.store(Self.pack(0, .freed), ordering: .releasing)
-        let bits = aioBits.exchange(0, ordering: .acquiringAndReleasing)
+        var bits = slot.withLock { s -> UInt in
+            s.phase = .freed
+            return s.aio
+        }
+        // A reply or drop that claimed the slot just before finishes its (non-blocking) nng call.
+        while slot.withLock({ $0.inFlight }) > 0 { sched_yield() }
+        bits = slot.withLock { $0.aio }
         if let p = OpaquePointer(bitPattern: bits) { nng_aio_free(p) }
+        slot.withLock { $0.aio = 0 }
         nng_ctx_close(ctx)
     }
 }

@@ -1,0 +1,97 @@
+import Foundation
+import GRDB
+import Shared
+
+/// A run's W&B delivery state (table `wandb_state`).
+public struct WandbDeliveryState: Sendable, Equatable {
+    public var runId: String
+    public var mode: String
+    public var cursor: Int64
+    public var lastStep: Int64?
+    public var historyLines: Int
+    /// Raw JSON text per summary key.
+    public var summary: [String: String]
+    public var offlineDirectory: String?
+    public var offlineSize: Int
+    public var offlineRecords: Int
+    public var finished: Bool
+}
+
+/// A run that W&B delivery should look at.
+public struct WandbPendingRun: Sendable {
+    public var info: WandbRunInfo
+    public var state: WandbDeliveryState?
+    /// The run is over (every shard settled) with this exit code.
+    public var exitCode: Int32?
+    public var finishedAt: Date?
+}
+
+extension Store {
+    /// Runs whose W&B delivery is not finished.
+    public func wandbPendingRuns(host: String) throws -> [WandbPendingRun] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT r.*, w.run_id AS w_run, w.mode, w.cursor, w.last_step, w.history_lines, w.summary, w.offline_dir,
+                       w.offline_size, w.offline_records, w.finished AS w_finished
+                FROM runs r LEFT JOIN wandb_state w ON w.run_id = r.id
+                WHERE w.finished IS NULL OR w.finished = 0
+                ORDER BY r.created_at
+                """).map { row in
+                let info = WandbRunInfo(
+                    runId: row["id"], project: row["project"], entity: row["entity"], displayName: row["name"],
+                    group: row["group_name"], jobType: row["job_type"], tags: jsonDecode([String].self, row["tags"]) ?? [],
+                    notes: row["notes"], host: host, config: jsonDecode([String: JSONValue].self, row["config"]) ?? [:],
+                    startTime: Date(timeIntervalSince1970: row["created_at"]))
+                var state: WandbDeliveryState?
+                if (row["w_run"] as String?) != nil {
+                    state = WandbDeliveryState(
+                        runId: row["id"], mode: row["mode"], cursor: row["cursor"], lastStep: row["last_step"],
+                        historyLines: row["history_lines"], summary: jsonDecode([String: String].self, row["summary"]) ?? [:],
+                        offlineDirectory: row["offline_dir"], offlineSize: row["offline_size"], offlineRecords: row["offline_records"],
+                        finished: row["w_finished"])
+                }
+                let exit: Int64? = row["exit_code"]
+                return WandbPendingRun(info: info, state: state, exitCode: exit.map { Int32($0) }, finishedAt: dateFrom(row["finished_at"]))
+            }
+        }
+    }
+
+    /// Points of a run stored after `cursor`, in arrival order (at most `limit`).
+    public func pointsAfter(runId: String, cursor: Int64, limit: Int) throws -> [HistoryBuilder.Point] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT p.ingest_seq, p.step, s.key, p.value_bits, p.wall_time FROM points p JOIN series s ON s.id = p.series_id
+                WHERE s.run_id = ? AND p.ingest_seq > ? ORDER BY p.ingest_seq LIMIT ?
+                """, arguments: [runId, cursor, limit]).map {
+                HistoryBuilder.Point(seq: $0["ingest_seq"], step: $0["step"], key: $0["key"],
+                                     value: Double(bitPattern: UInt64(bitPattern: $0["value_bits"] as Int64)), wallTime: $0["wall_time"])
+            }
+        }
+    }
+
+    /// Records delivery progress (one transaction, after the sink made it durable).
+    public func saveWandbState(_ s: WandbDeliveryState, error: String? = nil) throws {
+        try pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO wandb_state (run_id, mode, cursor, last_step, history_lines, summary, offline_dir, offline_size, offline_records, finished, last_error)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(run_id) DO UPDATE SET mode = excluded.mode, cursor = excluded.cursor, last_step = excluded.last_step,
+                    history_lines = excluded.history_lines, summary = excluded.summary, offline_dir = excluded.offline_dir,
+                    offline_size = excluded.offline_size, offline_records = excluded.offline_records, finished = excluded.finished,
+                    last_error = excluded.last_error
+                """, arguments: [s.runId, s.mode, s.cursor, s.lastStep, s.historyLines, jsonString(s.summary) ?? "{}", s.offlineDirectory,
+                                 s.offlineSize, s.offlineRecords, s.finished, error])
+        }
+    }
+
+    /// The delivery state of one run (nil before delivery starts).
+    public func wandbState(runId: String) throws -> WandbDeliveryState? {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM wandb_state WHERE run_id = ?", arguments: [runId]) else { return nil }
+            return WandbDeliveryState(
+                runId: runId, mode: row["mode"], cursor: row["cursor"], lastStep: row["last_step"], historyLines: row["history_lines"],
+                summary: jsonDecode([String: String].self, row["summary"]) ?? [:], offlineDirectory: row["offline_dir"],
+                offlineSize: row["offline_size"], offlineRecords: row["offline_records"], finished: row["finished"])
+        }
+    }
+}
