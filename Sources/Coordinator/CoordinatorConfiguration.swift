@@ -25,6 +25,12 @@ public struct CoordinatorConfiguration: Sendable {
     /// Accepted clock skew of token proofs.
     public var proofWindowSeconds = 300.0
 
+    /// W&B delivery: `offline` writes `.wandb` runs under `wandbDirectory` for `wandb sync`;
+    /// `disabled` keeps metrics in the store only.
+    public var wandbMode: WandbOutbox.Mode = .offline
+    /// `WANDB_DIR`: offline runs go to `<dir>/wandb/offline-run-…`.
+    public var wandbDirectory = "."
+
     public init() {}
 
     /// Checks the combination of settings before anything is opened.

@@ -91,6 +91,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest accepted message, in bytes.")
     var maxMessageBytes = 16 << 20
 
+    @Option(help: "W&B mode: offline (runs written for `wandb sync`) or disabled (env WANDB_MODE).")
+    var wandbMode: String = ProcessInfo.processInfo.environment["WANDB_MODE"] ?? "offline"
+
+    @Option(help: "W&B directory: offline runs go to DIR/wandb/offline-run-… (env WANDB_DIR; default: the working directory).")
+    var wandbDir: String = ProcessInfo.processInfo.environment["WANDB_DIR"] ?? "."
+
+    @Flag(help: "Turn W&B off (same as --wandb-mode disabled).")
+    var noWandb = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -105,6 +114,19 @@ struct Serve: AsyncParsableCommand {
         config.defaultMaxRetries = maxRetries
         config.maxMessageBytes = maxMessageBytes
         if let tlsCert { config.tls = NNGTLSConfiguration(certificateKeyFile: tlsCert, caFile: tlsCa) }
+        config.wandbDirectory = wandbDir
+        switch noWandb ? "disabled" : wandbMode.lowercased() {
+        case "disabled", "off", "dryrun": config.wandbMode = .disabled
+        case "offline": config.wandbMode = .offline
+        case "online":
+            // The online client lands with this next step; until then nothing is lost:
+            // runs are written offline and `wandb sync` uploads them.
+            logger.warning("WANDB_MODE=online is not available in this build yet: writing offline runs under \(wandbDir)/wandb for `wandb sync`")
+            config.wandbMode = .offline
+        default:
+            logger.critical("unknown W&B mode \(wandbMode): use offline or disabled")
+            throw ExitCode(2)
+        }
         let server: CoordinatorServer
         do {
             if let tokenFile { config.token = try ClusterToken.load(fromFile: tokenFile) }

@@ -49,8 +49,7 @@ public struct AdminService: Sendable {
             case .metrics:
                 let args = (try? JSONCoding.decode([String: JSONValue].self, from: request.arguments)) ?? [:]
                 guard let run = args["run"]?.stringValue else { throw ProtocolError(.invalidRequest, "metrics needs {\"run\": RUN_ID}") }
-                var byKey: [String: Int] = [:]
-                for k in try store.metricKeys(runId: run) { byKey[k] = try store.metricSeries(runId: run, key: k).count }
+                let byKey = try store.pointCounts(runId: run)
                 let key = args["key"]?.stringValue
                 let series = try key.map { k in
                     try store.metricSeries(runId: run, key: k, fromStep: args["from"]?.doubleValue.map { Int64($0) }, toStep: args["to"]?.doubleValue.map { Int64($0) })

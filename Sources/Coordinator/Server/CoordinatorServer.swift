@@ -9,6 +9,7 @@ public final class CoordinatorServer: Sendable {
     public let store: Store
     public let registry: WorkerRegistry
     public let scheduler: Scheduler
+    public let wandb: WandbOutbox
     let router: RequestRouter
     let logger: Logger
 
@@ -21,6 +22,7 @@ public final class CoordinatorServer: Sendable {
         registry = WorkerRegistry()
         scheduler = Scheduler(store: store, registry: registry, logger: logger)
         router = RequestRouter(store: store, registry: registry, scheduler: scheduler, configuration: configuration, logger: logger)
+        wandb = WandbOutbox(store: store, mode: configuration.wandbMode, root: configuration.wandbDirectory, logger: logger)
         // Rebuild the live picture: every known worker gets a full liveness period to re-attach.
         for w in try store.loadWorkers() where w.state != "gone" {
             registry.upsert(workerId: w.id, name: w.name, session: w.session, capabilities: w.capabilities,
@@ -48,8 +50,9 @@ public final class CoordinatorServer: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.monitorLiveness() }
             group.addTask { await self.flushHeartbeats() }
-            await group.next()
-            group.cancelAll()
+            group.addTask { await self.wandb.run() }
+            // Every loop runs until this task is cancelled (a disabled sink returns at once).
+            await group.waitForAll()
         }
         server.close()
         try? store.flushHeartbeats(registry.takeDirty())

@@ -83,6 +83,17 @@ extension Store {
         }
     }
 
+    /// Points stored per key of a run.
+    public func pointCounts(runId: String) throws -> [String: Int] {
+        try pool.read { db in
+            var out: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT s.key, COUNT(*) AS n FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = ? GROUP BY s.key", arguments: [runId]) {
+                out[row["key"]] = row["n"]
+            }
+            return out
+        }
+    }
+
     /// The keys logged for a run.
     public func metricKeys(runId: String) throws -> [String] {
         try pool.read { db in try String.fetchAll(db, sql: "SELECT key FROM series WHERE run_id = ? ORDER BY key", arguments: [runId]) }

@@ -92,7 +92,7 @@ extension Store {
     private func assignment(_ row: Row) -> ShardAssignment {
         ShardAssignment(
             shard: ShardRef(shardId: row["id"], leaseEpoch: row["lease_epoch"]), jobId: row["job_id"],
-            kind: row["kind"], attempt: row["attempts"], payload: Array((row["payload"] as String).utf8))
+            kind: row["kind"], attempt: row["attempts"], payload: Array((row["payload"] as String).utf8), runId: row["run_id"])
     }
 
     /// Every shard currently leased or running, with its holder (for the in-memory lease map).

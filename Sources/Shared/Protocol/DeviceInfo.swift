@@ -89,6 +89,20 @@ public struct DeviceTelemetry: Sendable, Equatable, Codable, WireCodable {
         w.write(powerWatts)
     }
 
+    /// The sample as W&B system-metric keys for GPU `index` (`gpu.N.gpu`, `.memoryAllocated`,
+    /// `.memoryAllocatedBytes`, `.temp`, `.powerWatts`); unknown values are left out.
+    public func wandbStats(gpuIndex index: Int) -> [(key: String, value: Double)] {
+        var out: [(String, Double)] = []
+        if utilization.isFinite { out.append(("gpu.\(index).gpu", utilization)) }
+        if memoryTotalBytes > 0 {
+            out.append(("gpu.\(index).memoryAllocated", Double(memoryUsedBytes) / Double(memoryTotalBytes) * 100))
+        }
+        out.append(("gpu.\(index).memoryAllocatedBytes", Double(memoryUsedBytes)))
+        if temperatureC.isFinite { out.append(("gpu.\(index).temp", temperatureC)) }
+        if powerWatts.isFinite { out.append(("gpu.\(index).powerWatts", powerWatts)) }
+        return out
+    }
+
     enum CodingKeys: String, CodingKey { case utilization, memoryUsedBytes, memoryTotalBytes, temperatureC, powerWatts }
 
     // JSON has no NaN: unknown values are encoded as null.

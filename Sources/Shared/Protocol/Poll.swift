@@ -25,13 +25,16 @@ public struct ShardAssignment: Sendable, Equatable, Codable, WireCodable {
     public var attempt: Int
     /// The shard's parameters as a JSON object.
     public var payload: [UInt8]
+    /// The run the shard belongs to (its metrics and system metrics are logged under it).
+    public var runId: String?
 
-    public init(shard: ShardRef, jobId: Int64, kind: String, attempt: Int, payload: [UInt8]) {
+    public init(shard: ShardRef, jobId: Int64, kind: String, attempt: Int, payload: [UInt8], runId: String? = nil) {
         self.shard = shard
         self.jobId = jobId
         self.kind = kind
         self.attempt = attempt
         self.payload = payload
+        self.runId = runId
     }
 
     public init(from r: inout WireReader) throws(WireError) {
@@ -40,6 +43,7 @@ public struct ShardAssignment: Sendable, Equatable, Codable, WireCodable {
         kind = try r.readString("assignment.kind")
         attempt = try r.readInt("assignment.attempt")
         payload = try r.readBytes("assignment.payload")
+        runId = try r.readOptional("assignment.runId") { (r) throws(WireError) in try r.readString("assignment.runId") }
     }
 
     public func encode(to w: inout WireWriter) {
@@ -48,6 +52,7 @@ public struct ShardAssignment: Sendable, Equatable, Codable, WireCodable {
         w.write(kind)
         w.writeVarint(attempt)
         w.writeBytes(payload)
+        w.writeOptional(runId) { $0.write($1) }
     }
 }
 

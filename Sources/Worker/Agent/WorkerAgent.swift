@@ -24,6 +24,7 @@ public final class WorkerAgent: Sendable {
         var draining = false
         var cancelReason: String?
         var heartbeatIntervalMs = 2_000
+        var lastSystemSample = ContinuousClock.now - .seconds(3600)
         /// Registration in progress at start; a drain before it succeeds stops the worker.
         var startup: Task<RegisterReply, any Error>?
     }
@@ -132,8 +133,12 @@ public final class WorkerAgent: Sendable {
         }
     }
 
+    /// The key prefix of system metrics in the spool; the coordinator turns them into W&B stats.
+    public static let systemMetricPrefix = "system/"
+
     private func currentHeartbeat() -> HeartbeatRequest {
         let telemetry = probe.sample()
+        recordSystemMetrics(telemetry)
         return state.withLock { s in
             let progress = s.current.map {
                 ShardProgress(shard: $0.shard, step: s.step, totalSteps: s.totalSteps, stepsPerSecond: s.stepsPerSecond)
@@ -141,6 +146,23 @@ public final class WorkerAgent: Sendable {
             let status: WorkerStatus = s.draining ? .draining : (s.current == nil ? .idle : .busy)
             return HeartbeatRequest(status: status, progress: progress, telemetry: telemetry)
         }
+    }
+
+    /// Spools a telemetry sample under the current shard's run (at most every 15 s, W&B's
+    /// sampling interval), so system metrics reach W&B through the same exactly-once path.
+    private func recordSystemMetrics(_ telemetry: DeviceTelemetry?) {
+        guard let telemetry else { return }
+        let due = state.withLock { s -> String? in
+            guard let run = s.current?.runId, ContinuousClock.now - s.lastSystemSample >= .seconds(15) else { return nil }
+            s.lastSystemSample = .now
+            return run
+        }
+        guard let run = due else { return }
+        let step = state.withLock { $0.step }
+        let now = Date().timeIntervalSince1970
+        spool.append(points: telemetry.wandbStats(gpuIndex: configuration.gpuIndex).map {
+            MetricPoint(runId: run, step: step, key: Self.systemMetricPrefix + $0.key, value: $0.value, wallTime: now)
+        })
     }
 
     private func apply(_ commands: [WorkerCommand]) {
@@ -237,6 +259,12 @@ public final class WorkerAgent: Sendable {
             result = ShardReport(outcome: .cancelled, message: reason)
         } catch {
             result = ShardReport(outcome: .failed, message: "\(error)")
+        }
+        // Results follow metrics: everything the shard logged is acknowledged before the result
+        // (which may finish the run) is reported.
+        let logged = spool.lastAppendedSequence
+        while spool.ackedSequence < logged {
+            try await Task.sleep(for: .milliseconds(20))
         }
         try await report(a, result)
     }

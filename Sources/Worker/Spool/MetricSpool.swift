@@ -39,6 +39,15 @@ public final class MetricSpool: Sendable {
     struct Disk: Sendable {
         var segments: [Segment] = []
         var fd: Int32 = -1
+        /// Where the last `entries(after:)` stopped, so the next call continues there instead
+        /// of re-reading the segment from its start.
+        var readPosition: ReadPosition?
+    }
+
+    struct ReadPosition: Sendable {
+        var path: String
+        var offset: Int
+        var lastSequence: UInt64
     }
 
     /// Opens (and recovers) the spool in `directory`.
@@ -142,20 +151,31 @@ public final class MetricSpool: Sendable {
     // MARK: sending
 
     /// Durable entries after `sequence`, in order, up to about `maxPoints` points (at least one
-    /// entry). Read from the segment files (the page cache makes this cheap).
+    /// entry). Continues from where the previous call stopped when `sequence` is where it
+    /// stopped (the usual case: the previous batch was acknowledged); otherwise re-reads.
     public func entries(after sequence: UInt64, maxPoints: Int = 20_000) throws(SpoolError) -> [SpoolEntry] {
-        let segments = disk.withLock { $0.segments }
+        let (segments, position) = disk.withLock { ($0.segments, $0.readPosition) }
         let durable = durableSequence
         var out: [SpoolEntry] = []
         var points = 0
-        for seg in segments where seg.lastSequence > sequence && seg.firstSequence <= durable {
-            let scan = try Self.scan(path: seg.path, truncateTornTail: false, limit: seg.size)
-            for e in scan.entries where e.sequence > sequence && e.sequence <= durable {
-                if !out.isEmpty && points + e.points.count > maxPoints { return out }
-                out.append(e)
-                points += e.points.count
+        var newPosition: ReadPosition?
+        outer: for seg in segments where seg.lastSequence > sequence && seg.firstSequence <= durable {
+            var offset = 0
+            if let p = position, p.path == seg.path, p.lastSequence == sequence, p.offset <= seg.size { offset = p.offset }
+            let chunk = try Self.read(path: seg.path, from: offset, to: seg.size)
+            var pos = 0
+            while let (e, length) = Self.decodeRecord(chunk, at: pos) {
+                if e.sequence > durable { break }
+                if e.sequence > sequence {
+                    if !out.isEmpty && points + e.points.count > maxPoints { break outer }
+                    out.append(e)
+                    points += e.points.count
+                    newPosition = ReadPosition(path: seg.path, offset: offset + pos + length, lastSequence: e.sequence)
+                }
+                pos += length
             }
         }
+        if let newPosition { disk.withLock { $0.readPosition = newPosition } }
         return out
     }
 
@@ -213,6 +233,32 @@ public final class MetricSpool: Sendable {
         bytes.append(contentsOf: payload)
     }
 
+    /// Bytes `[from, to)` of a file.
+    static func read(path: String, from: Int, to: Int) throws(SpoolError) -> [UInt8] {
+        guard to > from else { return [] }
+        guard let h = FileHandle(forReadingAtPath: path) else { throw SpoolError("cannot read the spool file \(path)") }
+        defer { try? h.close() }
+        do {
+            try h.seek(toOffset: UInt64(from))
+            return [UInt8](try h.read(upToCount: to - from) ?? Data())
+        } catch {
+            throw SpoolError("cannot read the spool file \(path): \(error.localizedDescription)")
+        }
+    }
+
+    /// The record starting at `pos` and its framed length; nil at a torn or corrupt record.
+    static func decodeRecord(_ bytes: [UInt8], at pos: Int) -> (SpoolEntry, Int)? {
+        guard pos + 8 <= bytes.count else { return nil }
+        func u32(_ at: Int) -> UInt32 {
+            UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
+        }
+        let len = Int(u32(pos))
+        guard pos + 8 + len <= bytes.count else { return nil }
+        let payload = bytes[(pos + 8)..<(pos + 8 + len)]
+        guard CRC32.checksum(payload) == u32(pos + 4), let e = try? SpoolEntry.decode(Array(payload)) else { return nil }
+        return (e, 8 + len)
+    }
+
     struct Scan {
         var entries: [SpoolEntry]
         var validSize: Int
@@ -226,17 +272,9 @@ public final class MetricSpool: Sendable {
         let bytes = [UInt8](limit.map { data.prefix($0) } ?? data)
         var entries: [SpoolEntry] = []
         var pos = 0
-        func u32(_ at: Int) -> UInt32 {
-            UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
-        }
-        while pos + 8 <= bytes.count {
-            let len = Int(u32(pos))
-            let crc = u32(pos + 4)
-            guard pos + 8 + len <= bytes.count else { break }
-            let payload = Array(bytes[(pos + 8)..<(pos + 8 + len)])
-            guard CRC32.checksum(payload) == crc, let e = try? SpoolEntry.decode(payload) else { break }
+        while let (e, length) = decodeRecord(bytes, at: pos) {
             entries.append(e)
-            pos += 8 + len
+            pos += length
         }
         if truncateTornTail && pos < bytes.count {
             _ = truncate(path, off_t(pos))

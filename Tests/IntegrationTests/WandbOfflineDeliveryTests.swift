@@ -1,0 +1,60 @@
+import Foundation
+import Shared
+import Testing
+
+/// Issue 3: the W&B outbox writes each history row exactly once into the run's `.wandb` file,
+/// whatever happens to the coordinator.
+@Suite("W&B offline delivery (real processes)", .serialized)
+struct WandbOfflineDeliveryTests {
+    /// History steps and the exit code found in a `.wandb` file.
+    func readRun(_ path: String) throws -> (steps: [Int64], keysPerRow: Set<Int>, exitSeen: Bool, exitCode: UInt64, stats: Int) {
+        var steps: [Int64] = []
+        var keys = Set<Int>()
+        var exit = false
+        var code: UInt64 = 0
+        var stats = 0
+        for payload in try TransactionLogReader.readAll(path: path) {
+            let record = try ProtobufFields(payload)
+            if let history = try record.message(2) {
+                let items = try history.all(1).map { try ProtobufFields($0) }
+                keys.insert(items.count)
+                let step = try #require(items.first { $0.string(1) == "_step" }?.string(16))
+                steps.append(try #require(Int64(step)))
+            }
+            if try record.message(7) != nil { stats += 1 }
+            if let e = try record.message(18) {
+                exit = true
+                code = e.varint(1) ?? 0
+            }
+        }
+        return (steps, keys, exit, code, stats)
+    }
+
+    @Test("a run delivered offline across two coordinator kill -9s has every step once, in order, then exit 0")
+    func crashLoopOffline() async throws {
+        let h = try ClusterHarness()
+        let wandbDir = h.dir.appendingPathComponent("wandb-root").path
+        try FileManager.default.createDirectory(atPath: wandbDir, withIntermediateDirectories: true)
+        try await h.startCoordinator(["--wandb-dir", wandbDir])
+        try h.startWorker("trainer")
+        try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
+        let reply = try h.cliJSON(["enqueue", "synthetic", "--param", "steps=4000", "--param", "keys=5", "--param", "rate=800"], as: EnqueueReply.self)
+        let run = try #require(reply.runId)
+        try await Task.sleep(for: .seconds(1.5))
+        for _ in 0..<2 {
+            h.kill9("coordinator")
+            try await Task.sleep(for: .seconds(1))
+            try await h.startCoordinator(["--wandb-dir", wandbDir])
+            try await Task.sleep(for: .seconds(1.2))
+        }
+        try await h.waitUntil("the W&B run is complete", timeout: 60) { h.log("coordinator").contains("W&B: run \(run) complete offline") }
+        let runs = try FileManager.default.contentsOfDirectory(atPath: wandbDir + "/wandb")
+        let dir = try #require(runs.first { $0.hasPrefix("offline-run-") && $0.hasSuffix("-\(run)") }, "offline run directory in \(runs)")
+        let file = "\(wandbDir)/wandb/\(dir)/run-\(run).wandb"
+        let content = try readRun(file)
+        #expect(content.steps == Array(0..<4000), "each step once, in order (got \(content.steps.count) rows)")
+        #expect(content.keysPerRow == [8], "5 metrics + _step, _timestamp, _runtime in every row")
+        #expect(content.exitSeen)
+        #expect(content.exitCode == 0)
+    }
+}
