@@ -7,7 +7,8 @@ import Testing
 @Suite("W&B offline delivery (real processes)", .serialized)
 struct WandbOfflineDeliveryTests {
     /// History steps and the exit code found in a `.wandb` file.
-    func readRun(_ path: String) throws -> (steps: [Int64], keysPerRow: Set<Int>, exitSeen: Bool, exitCode: UInt64, stats: Int) {
+    func readRun(_ path: String) throws -> (steps: [Int64], keysPerRow: Set<Int>, exitSeen: Bool, exitCode: UInt64, stats: Int, artifacts: [(type: String, aliases: [String])]) {
+        var artifacts: [(String, [String])] = []
         var steps: [Int64] = []
         var keys = Set<Int>()
         var exit = false
@@ -22,12 +23,15 @@ struct WandbOfflineDeliveryTests {
                 steps.append(try #require(Int64(step)))
             }
             if try record.message(7) != nil { stats += 1 }
+            if let a = try record.message(8) {
+                artifacts.append((a.string(4) ?? "", a.all(11).map { String(decoding: $0, as: UTF8.self) }))
+            }
             if let e = try record.message(18) {
                 exit = true
                 code = e.varint(1) ?? 0
             }
         }
-        return (steps, keys, exit, code, stats)
+        return (steps, keys, exit, code, stats, artifacts)
     }
 
     @Test("a run delivered offline across two coordinator kill -9s has every step once, in order, then exit 0")
@@ -38,7 +42,9 @@ struct WandbOfflineDeliveryTests {
         try await h.startCoordinator(["--wandb-dir", wandbDir])
         try h.startWorker("trainer")
         try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
-        let reply = try h.cliJSON(["enqueue", "synthetic", "--param", "steps=4000", "--param", "keys=5", "--param", "rate=800"], as: EnqueueReply.self)
+        let checkpoints = h.dir.appendingPathComponent("checkpoints").path
+        let reply = try h.cliJSON(["enqueue", "synthetic", "--param", "steps=4000", "--param", "keys=5", "--param", "rate=800",
+                                   "--param", "checkpoint_every=500", "--param", "checkpoint_dir=\(checkpoints)"], as: EnqueueReply.self)
         let run = try #require(reply.runId)
         try await Task.sleep(for: .seconds(1.5))
         for _ in 0..<2 {
@@ -56,5 +62,8 @@ struct WandbOfflineDeliveryTests {
         #expect(content.keysPerRow == [8], "5 metrics + _step, _timestamp, _runtime in every row")
         #expect(content.exitSeen)
         #expect(content.exitCode == 0)
+        // Checkpoints every 500 steps; artifact versions every 1,000 (the default cadence).
+        #expect(content.artifacts.count == 4, "artifacts at steps 1000, 2000, 3000, 4000")
+        #expect(content.artifacts.allSatisfy { $0.type == "model" && $0.aliases.contains("latest") })
     }
 }

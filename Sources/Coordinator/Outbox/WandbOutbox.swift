@@ -20,10 +20,13 @@ public actor WandbOutbox {
     let logger: Logger
     let host: String
     let batchPoints: Int
+    /// Checkpoints become artifact versions every this many steps (and whenever one is the best).
+    let artifactEvery: Int64
     private var writers: [String: OfflineRunWriter] = [:]
     private var failing: Set<String> = []
 
-    public init(store: Store, mode: Mode, root: String, logger: Logger, batchPoints: Int = 50_000) {
+    public init(store: Store, mode: Mode, root: String, logger: Logger, batchPoints: Int = 50_000, artifactEvery: Int64 = 1_000) {
+        self.artifactEvery = artifactEvery
         self.store = store
         self.mode = mode
         self.root = root
@@ -96,6 +99,7 @@ public actor WandbOutbox {
         if !out.rows.isEmpty {
             try writer.summary(bestValues(state))
         }
+        let artifacts = try deliverCheckpoints(info, writer, &state)
         state.historyLines += out.rows.count
         if let c = out.cursor { state.cursor = c }
         state.lastStep = out.lastStep
@@ -111,7 +115,7 @@ public actor WandbOutbox {
             logger.info("W&B: run \(info.runId) complete offline in \(state.offlineDirectory ?? "?") (\(state.historyLines) history rows); upload later with `wandb sync`")
             return false
         }
-        guard out.cursor != nil else { return false }
+        guard out.cursor != nil || artifacts else { return false }
         let durable = try writer.sync()
         state.offlineSize = durable.size
         state.offlineRecords = durable.records
@@ -148,6 +152,29 @@ public actor WandbOutbox {
     }
 
     static let systemPrefix = "system/"
+
+    /// Logs checkpoints reported by the trainer as `model` artifacts (aliases `latest`, and
+    /// `best` for the best one) every `artifactEvery` steps. Returns whether any event was taken.
+    private func deliverCheckpoints(_ info: WandbRunInfo, _ writer: OfflineRunWriter, _ state: inout WandbDeliveryState) throws -> Bool {
+        let events = try store.runEvents(runId: info.runId, after: state.eventCursor, kinds: [EventRequest.Kind.checkpointSaved.rawValue])
+        guard let last = events.last else { return false }
+        for e in events {
+            guard let step = e.data["step"]?.doubleValue.map({ Int64($0) }), let path = e.data["path"]?.stringValue else { continue }
+            let best = e.data["best"] == .bool(true)
+            guard best || step % artifactEvery == 0 else { continue }
+            guard FileManager.default.fileExists(atPath: path) else {
+                logger.warning("W&B: checkpoint \(path) of run \(info.runId) is not readable from the coordinator (checkpoints must be on storage the coordinator can read); not logged as an artifact")
+                continue
+            }
+            var metadata = e.data
+            metadata["path"] = nil
+            try writer.artifact(WandbArtifactUpload(
+                name: "model-\(info.runId)", type: "model", aliases: best ? ["latest", "best"] : ["latest"], metadata: metadata,
+                files: [WandbRunFile(runPath: (path as NSString).lastPathComponent, localPath: path)], historyStep: step))
+        }
+        state.eventCursor = last.id
+        return true
+    }
 
     /// Groups system points by sample time into stats records (keys without the prefix).
     static func statsSamples(_ points: [HistoryBuilder.Point], startTime: Double) -> [WandbStatsSample] {

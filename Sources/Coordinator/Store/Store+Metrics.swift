@@ -21,7 +21,10 @@ extension Store {
             var hw = UInt64(bitPattern: try Int64.fetchOne(db, sql: "SELECT high_water FROM spool_marks WHERE worker_id = ?", arguments: [workerId]) ?? 0)
             var out = SpoolIngestOutcome(highWater: hw, storedEntries: 0, storedPoints: 0, storedEvents: 0)
             let insertPoint = try db.cachedStatement(sql: "INSERT OR IGNORE INTO points (series_id, step, ingest_seq, value_bits, wall_time) VALUES (?, ?, ?, ?, ?)")
-            let insertEvent = try db.cachedStatement(sql: "INSERT INTO events (worker_id, shard_id, kind, message, data, wall_time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            let insertEvent = try db.cachedStatement(sql: """
+                INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
+                VALUES (?, ?, (SELECT run_id FROM shards WHERE id = ?), ?, ?, ?, ?, ?)
+                """)
             var seriesCache: [SeriesKey: Int64] = [:]
             var ingest = try nextIngestSequence(db)
             for e in entries {
@@ -33,7 +36,7 @@ extension Store {
                     ingest += 1
                 }
                 for ev in e.events {
-                    try insertEvent.execute(arguments: [workerId, ev.shard?.shardId, ev.kind.rawValue, ev.message, String(decoding: ev.data, as: UTF8.self), ev.wallTime, now.timeIntervalSince1970])
+                    try insertEvent.execute(arguments: [workerId, ev.shard?.shardId, ev.shard?.shardId, ev.kind.rawValue, ev.message, String(decoding: ev.data, as: UTF8.self), ev.wallTime, now.timeIntervalSince1970])
                 }
                 hw = e.sequence
                 out.storedEntries += 1

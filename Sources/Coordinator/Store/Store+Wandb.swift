@@ -15,6 +15,16 @@ public struct WandbDeliveryState: Sendable, Equatable {
     public var offlineSize: Int
     public var offlineRecords: Int
     public var finished: Bool
+    /// Run events with `id <= eventCursor` are delivered (checkpoint artifacts).
+    public var eventCursor: Int64 = 0
+}
+
+/// A stored run event (for W&B: checkpoints).
+public struct StoredRunEvent: Sendable, Equatable {
+    public var id: Int64
+    public var kind: String
+    public var data: [String: JSONValue]
+    public var wallTime: Double
 }
 
 /// A run that W&B delivery should look at.
@@ -32,7 +42,7 @@ extension Store {
         try pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT r.*, w.run_id AS w_run, w.mode, w.cursor, w.last_step, w.history_lines, w.summary, w.offline_dir,
-                       w.offline_size, w.offline_records, w.finished AS w_finished
+                       w.offline_size, w.offline_records, w.finished AS w_finished, w.event_cursor
                 FROM runs r LEFT JOIN wandb_state w ON w.run_id = r.id
                 WHERE w.finished IS NULL OR w.finished = 0
                 ORDER BY r.created_at
@@ -48,7 +58,7 @@ extension Store {
                         runId: row["id"], mode: row["mode"], cursor: row["cursor"], lastStep: row["last_step"],
                         historyLines: row["history_lines"], summary: jsonDecode([String: String].self, row["summary"]) ?? [:],
                         offlineDirectory: row["offline_dir"], offlineSize: row["offline_size"], offlineRecords: row["offline_records"],
-                        finished: row["w_finished"])
+                        finished: row["w_finished"], eventCursor: row["event_cursor"])
                 }
                 let exit: Int64? = row["exit_code"]
                 return WandbPendingRun(info: info, state: state, exitCode: exit.map { Int32($0) }, finishedAt: dateFrom(row["finished_at"]))
@@ -73,14 +83,14 @@ extension Store {
     public func saveWandbState(_ s: WandbDeliveryState, error: String? = nil) throws {
         try pool.write { db in
             try db.execute(sql: """
-                INSERT INTO wandb_state (run_id, mode, cursor, last_step, history_lines, summary, offline_dir, offline_size, offline_records, finished, last_error)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO wandb_state (run_id, mode, cursor, last_step, history_lines, summary, offline_dir, offline_size, offline_records, finished, last_error, event_cursor)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(run_id) DO UPDATE SET mode = excluded.mode, cursor = excluded.cursor, last_step = excluded.last_step,
                     history_lines = excluded.history_lines, summary = excluded.summary, offline_dir = excluded.offline_dir,
                     offline_size = excluded.offline_size, offline_records = excluded.offline_records, finished = excluded.finished,
-                    last_error = excluded.last_error
+                    last_error = excluded.last_error, event_cursor = excluded.event_cursor
                 """, arguments: [s.runId, s.mode, s.cursor, s.lastStep, s.historyLines, jsonString(s.summary) ?? "{}", s.offlineDirectory,
-                                 s.offlineSize, s.offlineRecords, s.finished, error])
+                                 s.offlineSize, s.offlineRecords, s.finished, error, s.eventCursor])
         }
     }
 
@@ -91,7 +101,24 @@ extension Store {
             return WandbDeliveryState(
                 runId: runId, mode: row["mode"], cursor: row["cursor"], lastStep: row["last_step"], historyLines: row["history_lines"],
                 summary: jsonDecode([String: String].self, row["summary"]) ?? [:], offlineDirectory: row["offline_dir"],
-                offlineSize: row["offline_size"], offlineRecords: row["offline_records"], finished: row["finished"])
+                offlineSize: row["offline_size"], offlineRecords: row["offline_records"], finished: row["finished"],
+                eventCursor: row["event_cursor"])
         }
+    }
+
+    /// Events of a run after `cursor` (by id), of the given kinds.
+    public func runEvents(runId: String, after cursor: Int64, kinds: [String], limit: Int = 1_000) throws -> [StoredRunEvent] {
+        try pool.read { db in
+            let marks = Array(repeating: "?", count: kinds.count).joined(separator: ",")
+            return try Row.fetchAll(db, sql: "SELECT id, kind, data, wall_time FROM events WHERE run_id = ? AND id > ? AND kind IN (\(marks)) ORDER BY id LIMIT ?",
+                                    arguments: StatementArguments([runId, cursor] as [any DatabaseValueConvertible] + kinds + [limit])).map {
+                StoredRunEvent(id: $0["id"], kind: $0["kind"], data: jsonDecode([String: JSONValue].self, $0["data"]) ?? [:], wallTime: $0["wall_time"])
+            }
+        }
+    }
+
+    /// The highest event id of a run (to skip events of kinds W&B does not take).
+    public func lastEventId(runId: String) throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM events WHERE run_id = ?", arguments: [runId]) ?? 0 }
     }
 }

@@ -183,6 +183,13 @@ public final class Store: Sendable {
                 );
                 """)
         }
+        m.registerMigration("v4: events carry their run; W&B event cursor") { db in
+            try db.execute(sql: """
+                ALTER TABLE events ADD COLUMN run_id TEXT;
+                CREATE INDEX events_by_run ON events(run_id, id);
+                ALTER TABLE wandb_state ADD COLUMN event_cursor INTEGER NOT NULL DEFAULT 0;
+                """)
+        }
         return m
     }
 }

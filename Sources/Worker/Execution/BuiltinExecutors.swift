@@ -59,6 +59,8 @@ public struct SyntheticMetricsExecutor: ShardExecutor {
         let keys = Int(p["keys"]?.doubleValue ?? 10)
         let rate = p["rate"]?.doubleValue ?? 0
         let first = Int64(p["first_step"]?.doubleValue ?? 0)
+        let checkpointEvery = Int64(p["checkpoint_every"]?.doubleValue ?? 0)
+        let checkpointDir = p["checkpoint_dir"]?.stringValue
         let names = (0..<keys).map { $0 == 0 ? "train/text_loss" : $0 == 1 ? "train/mel_loss" : "train/metric_\($0)" }
         let started = ContinuousClock.now
         for step in first..<(first + steps) {
@@ -68,6 +70,9 @@ public struct SyntheticMetricsExecutor: ShardExecutor {
                 MetricPoint(runId: run, step: step, key: k, value: Self.value(keyIndex: i, step: step), wallTime: now)
             })
             context.progress(step: step - first + 1, of: steps)
+            if checkpointEvery > 0, let dir = checkpointDir, (step + 1) % checkpointEvery == 0 {
+                try writeCheckpoint(dir: dir, run: run, step: step + 1, assignment: assignment)
+            }
             if rate > 0 {
                 let due = started + .milliseconds(Int(Double(step - first + 1) * 1000 / rate))
                 if due > .now { try await Task.sleep(until: due) }
@@ -76,5 +81,19 @@ public struct SyntheticMetricsExecutor: ShardExecutor {
             }
         }
         return ShardReport(outcome: .succeeded, message: "logged \(steps) steps × \(keys) keys for run \(run)")
+    }
+
+    /// Writes a small stand-in checkpoint (temp file, then rename) and reports it through the spool.
+    private func writeCheckpoint(dir: String, run: String, step: Int64, assignment: ShardAssignment) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let path = "\(dir)/model_step\(step).pth"
+        let bytes = Array("checkpoint of \(run) at step \(step)\n".utf8) + [UInt8](repeating: UInt8(step % 251), count: 4096)
+        try Data(bytes).write(to: URL(fileURLWithPath: path + ".tmp"))
+        guard rename(path + ".tmp", path) == 0 else { throw ShardFailure("cannot write checkpoint \(path)") }
+        let data = try JSONCoding.encode([
+            "step": JSONValue.number(Double(step)), "path": .string(path), "size": .number(Double(bytes.count)),
+            "sha256": .string(SHA256.hash(bytes).hexString),
+        ])
+        spool.append(points: [], events: [EventRequest(kind: .checkpointSaved, shard: assignment.shard, message: "checkpoint at step \(step)", data: data, wallTime: Date().timeIntervalSince1970)])
     }
 }
