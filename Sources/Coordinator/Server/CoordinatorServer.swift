@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Shared
+import Synchronization
 
 /// A running coordinator: the NNG listener with its REP context pool, the liveness monitor and
 /// the heartbeat flusher, all over one ``Store``.
@@ -59,22 +60,36 @@ public final class CoordinatorServer: Sendable {
         logger.notice("coordinator stopped")
     }
 
+    /// Declares silent workers lost. Runs on a thread of its own so that blocking database
+    /// work on Swift's (2-thread) cooperative pool can never delay it.
     private func monitorLiveness() async {
-        let lostAfter = Duration.milliseconds(configuration.lostAfterMs)
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(250))
-            for lost in registry.expire(lostAfter: lostAfter) {
-                let silent = Double(lost.silentFor.components.seconds) + Double(lost.silentFor.components.attoseconds) / 1e18
-                do {
-                    let requeued = try store.markWorkerLost(workerId: lost.workerId, silentFor: silent)
-                    for s in requeued { registry.leaseEnded(shardId: s) }
-                    logger.warning("worker \(lost.name) lost: silent for \(String(format: "%.1f", silent)) s; requeued shards \(requeued)")
-                    await scheduler.dropWaiters(workerId: lost.workerId)
-                    if !requeued.isEmpty { await scheduler.workAvailable() }
-                } catch {
-                    logger.error("could not record loss of worker \(lost.name): \(error)")
+        let stop = LivenessThreadStop()
+        let thread = Thread { [self] in
+            let lostAfter = Duration.milliseconds(configuration.lostAfterMs)
+            while !stop.isSet {
+                Thread.sleep(forTimeInterval: 0.25)
+                for lost in registry.expire(lostAfter: lostAfter) {
+                    let silent = Double(lost.silentFor.components.seconds) + Double(lost.silentFor.components.attoseconds) / 1e18
+                    do {
+                        let requeued = try store.markWorkerLost(workerId: lost.workerId, silentFor: silent)
+                        for s in requeued { registry.leaseEnded(shardId: s) }
+                        logger.warning("worker \(lost.name) lost: silent for \(String(format: "%.1f", silent)) s; requeued shards \(requeued)")
+                        Task {
+                            await self.scheduler.dropWaiters(workerId: lost.workerId)
+                            if !requeued.isEmpty { await self.scheduler.workAvailable() }
+                        }
+                    } catch {
+                        logger.error("could not record loss of worker \(lost.name): \(error)")
+                    }
                 }
             }
+        }
+        thread.name = "tts-liveness"
+        thread.start()
+        await withTaskCancellationHandler {
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        } onCancel: {
+            stop.set()
         }
     }
 
@@ -88,4 +103,11 @@ public final class CoordinatorServer: Sendable {
             }
         }
     }
+}
+
+/// A flag the liveness thread polls.
+final class LivenessThreadStop: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func set() { flag.store(true, ordering: .releasing) }
+    var isSet: Bool { flag.load(ordering: .acquiring) }
 }
