@@ -99,7 +99,7 @@ public actor WandbOutbox {
         if !out.rows.isEmpty {
             try writer.summary(bestValues(state))
         }
-        let artifacts = try deliverCheckpoints(info, writer, &state)
+        let artifacts = try deliverEvents(info, writer, &state)
         state.historyLines += out.rows.count
         if let c = out.cursor { state.cursor = c }
         state.lastStep = out.lastStep
@@ -153,12 +153,20 @@ public actor WandbOutbox {
 
     static let systemPrefix = "system/"
 
-    /// Logs checkpoints reported by the trainer as `model` artifacts (aliases `latest`, and
-    /// `best` for the best one) every `artifactEvery` steps. Returns whether any event was taken.
-    private func deliverCheckpoints(_ info: WandbRunInfo, _ writer: OfflineRunWriter, _ state: inout WandbDeliveryState) throws -> Bool {
-        let events = try store.runEvents(runId: info.runId, after: state.eventCursor, kinds: [EventRequest.Kind.checkpointSaved.rawValue])
+    /// Delivers the run's events in order: trainer console lines (`log` events: the message is
+    /// the line; data `{"stream": "stderr"}` for stderr) go to `output.log`; checkpoints become `model` artifacts (aliases
+    /// `latest`, and `best` for the best one) every `artifactEvery` steps. Returns whether any
+    /// event was taken.
+    private func deliverEvents(_ info: WandbRunInfo, _ writer: OfflineRunWriter, _ state: inout WandbDeliveryState) throws -> Bool {
+        let events = try store.runEvents(runId: info.runId, after: state.eventCursor,
+                                         kinds: [EventRequest.Kind.checkpointSaved.rawValue, EventRequest.Kind.log.rawValue])
         guard let last = events.last else { return false }
         for e in events {
+            if e.kind == EventRequest.Kind.log.rawValue {
+                try writer.output(lines: [e.message], stderr: e.data["stream"]?.stringValue == "stderr",
+                                  timestamp: Date(timeIntervalSince1970: e.wallTime))
+                continue
+            }
             guard let step = e.data["step"]?.doubleValue.map({ Int64($0) }), let path = e.data["path"]?.stringValue else { continue }
             let best = e.data["best"] == .bool(true)
             guard best || step % artifactEvery == 0 else { continue }

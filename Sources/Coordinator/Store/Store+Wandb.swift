@@ -23,6 +23,7 @@ public struct WandbDeliveryState: Sendable, Equatable {
 public struct StoredRunEvent: Sendable, Equatable {
     public var id: Int64
     public var kind: String
+    public var message: String
     public var data: [String: JSONValue]
     public var wallTime: Double
 }
@@ -110,9 +111,9 @@ extension Store {
     public func runEvents(runId: String, after cursor: Int64, kinds: [String], limit: Int = 1_000) throws -> [StoredRunEvent] {
         try pool.read { db in
             let marks = Array(repeating: "?", count: kinds.count).joined(separator: ",")
-            return try Row.fetchAll(db, sql: "SELECT id, kind, data, wall_time FROM events WHERE run_id = ? AND id > ? AND kind IN (\(marks)) ORDER BY id LIMIT ?",
+            return try Row.fetchAll(db, sql: "SELECT id, kind, message, data, wall_time FROM events WHERE run_id = ? AND id > ? AND kind IN (\(marks)) ORDER BY id LIMIT ?",
                                     arguments: StatementArguments([runId, cursor] as [any DatabaseValueConvertible] + kinds + [limit])).map {
-                StoredRunEvent(id: $0["id"], kind: $0["kind"], data: jsonDecode([String: JSONValue].self, $0["data"]) ?? [:], wallTime: $0["wall_time"])
+                StoredRunEvent(id: $0["id"], kind: $0["kind"], message: $0["message"], data: jsonDecode([String: JSONValue].self, $0["data"]) ?? [:], wallTime: $0["wall_time"])
             }
         }
     }
