@@ -26,7 +26,8 @@ Endpoints (W&B)
         CreateRunFiles (upload URLs on this server + uploadHeaders ["X-Mock-Upload:run-file"]),
         CreateArtifact, CreateArtifactManifest, CreateArtifactFiles (0.31 `$input` shape and
         the older top-level-variables shape), CompleteMultipartUploadArtifact, CommitArtifact,
-        UseArtifact, ServerFeaturesQuery (no features); anything else -> {"data":{}}
+        UseArtifact, ArtifactType (the Python SDK's pre-log_artifact query),
+        ServerFeaturesQuery (no features); anything else -> {"data":{}}
     POST /files/<entity>/<project>/<run>/file_stream   -> {"exitcode": null, "limits": {}}
         writes each file's `content` at line index `offset` (overwrite semantics)
     PUT  /upload/<anything>                stores the bytes; checks Content-MD5 when sent
@@ -480,6 +481,15 @@ class Handler(BaseHTTPRequestHandler):
     def gql_Viewer(self, v):
         return {"viewer": {"id": "VXNlcjox", "entity": self.server.state.entity, "username": "mockuser",
                            "email": "mock@example.com", "flags": "{}", "teams": {"edges": []}}}
+
+    def gql_ArtifactType(self, v):
+        # The Python SDK asks this before log_artifact (its public-API path).
+        name = (v.get("name") or "").split(":")[0]
+        state = self.server.state
+        with state.lock:
+            found = [a for a in state.artifacts.values() if a["collection"] == name]
+        artifact = {"artifactType": {"name": found[-1]["type"]}} if found else None
+        return {"project": {"artifact": artifact}}
 
     def gql_ServerFeaturesQuery(self, v):
         return {"serverInfo": {"features": []}}
