@@ -25,9 +25,13 @@ public struct CoordinatorConfiguration: Sendable {
     /// Accepted clock skew of token proofs.
     public var proofWindowSeconds = 300.0
 
-    /// W&B delivery: `offline` writes `.wandb` runs under `wandbDirectory` for `wandb sync`;
-    /// `disabled` keeps metrics in the store only.
+    /// W&B delivery: `online` streams to the W&B API (`wandbSettings`), `offline` writes
+    /// `.wandb` runs under `wandbDirectory` for `wandb sync`, `disabled` keeps metrics in the store only.
     public var wandbMode: WandbOutbox.Mode = .offline
+    /// API key, base URL, entity and project defaults (from `WANDB_*`), for online mode.
+    public var wandbSettings: WandbSettings?
+    /// Online: least time between two `file_stream` requests of a run.
+    public var wandbStreamIntervalMs = 15_000
     /// `WANDB_DIR`: offline runs go to `<dir>/wandb/offline-run-…`.
     public var wandbDirectory = "."
 

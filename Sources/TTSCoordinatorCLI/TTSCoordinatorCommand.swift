@@ -91,8 +91,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest accepted message, in bytes.")
     var maxMessageBytes = 16 << 20
 
-    @Option(help: "W&B mode: offline (runs written for `wandb sync`) or disabled (env WANDB_MODE).")
-    var wandbMode: String = ProcessInfo.processInfo.environment["WANDB_MODE"] ?? "offline"
+    @Option(help: "W&B mode: online (needs WANDB_API_KEY; WANDB_BASE_URL, WANDB_ENTITY, WANDB_PROJECT), offline (runs written for `wandb sync`) or disabled. Default: env WANDB_MODE, else online with a key and offline without.")
+    var wandbMode: String?
+
+    @Option(help: "Online: least milliseconds between two file_stream requests of a run (W&B's cadence: 15000).")
+    var wandbStreamIntervalMs = 15_000
 
     @Option(help: "W&B directory: offline runs go to DIR/wandb/offline-run-… (env WANDB_DIR; default: the working directory).")
     var wandbDir: String = ProcessInfo.processInfo.environment["WANDB_DIR"] ?? "."
@@ -115,18 +118,23 @@ struct Serve: AsyncParsableCommand {
         config.maxMessageBytes = maxMessageBytes
         if let tlsCert { config.tls = NNGTLSConfiguration(certificateKeyFile: tlsCert, caFile: tlsCa) }
         config.wandbDirectory = wandbDir
-        switch noWandb ? "disabled" : wandbMode.lowercased() {
-        case "disabled", "off", "dryrun": config.wandbMode = .disabled
-        case "offline": config.wandbMode = .offline
-        case "online":
-            // The online client lands with this next step; until then nothing is lost:
-            // runs are written offline and `wandb sync` uploads them.
-            logger.warning("WANDB_MODE=online is not available in this build yet: writing offline runs under \(wandbDir)/wandb for `wandb sync`")
-            config.wandbMode = .offline
-        default:
-            logger.critical("unknown W&B mode \(wandbMode): use offline or disabled")
-            throw ExitCode(2)
+        config.wandbStreamIntervalMs = wandbStreamIntervalMs
+        var overrides = WandbSettings.Overrides(directory: wandbDir)
+        if noWandb { overrides.mode = .disabled } else if let m = wandbMode {
+            guard let mode = WandbSettings.Mode(rawValue: m.lowercased()) else {
+                logger.critical("unknown W&B mode \(m): use online, offline or disabled")
+                throw ExitCode(2)
+            }
+            overrides.mode = mode
         }
+        let settings = WandbSettings(overrides: overrides)
+        config.wandbSettings = settings
+        switch settings.mode {
+        case .online: config.wandbMode = .online
+        case .offline: config.wandbMode = .offline
+        case .disabled: config.wandbMode = .disabled
+        }
+        logger.info("W&B: \(settings.mode.rawValue) (\(settings.modeReason))")
         let server: CoordinatorServer
         do {
             if let tokenFile { config.token = try ClusterToken.load(fromFile: tokenFile) }

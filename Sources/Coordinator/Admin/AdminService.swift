@@ -43,7 +43,8 @@ public struct AdminService: Sendable {
                 guard (1...100_000).contains(req.count) else {
                     throw ProtocolError(.invalidRequest, "count must be between 1 and 100000 (got \(req.count))")
                 }
-                let reply = try store.enqueue(req, defaultMaxRetries: configuration.defaultMaxRetries)
+                let reply = try store.enqueue(req, defaultMaxRetries: configuration.defaultMaxRetries,
+                                              defaultProject: configuration.wandbSettings?.project ?? "tts-cluster")
                 await scheduler.workAvailable()
                 return try JSONCoding.encode(reply)
             case .metrics:

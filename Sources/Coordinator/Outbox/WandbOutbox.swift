@@ -2,36 +2,48 @@ import Foundation
 import Logging
 import Shared
 
-/// Delivers every run's metrics to W&B exactly once, from the store.
+/// Delivers every run's metrics, system metrics, console lines and checkpoints to W&B exactly
+/// once, from the store.
 ///
 /// The store is the outbox: points are stored once (spool dedup), and each run keeps a durable
-/// cursor (`wandb_state`). A pass reads the points after the cursor, builds history rows
-/// (``HistoryBuilder``), hands them to the sink, makes the sink durable, and only then records the
-/// new cursor. Offline, the `.wandb` file's durable size is recorded with the cursor; after a
-/// crash the file is cut back to that size and the same rows are written again, so each row is
-/// in the file exactly once.
+/// cursor (`wandb_state`). A pass reads what is after the cursor, builds history rows
+/// (``HistoryBuilder``), hands everything to the run's sink, and only once the sink has it
+/// durably records the new cursor:
+/// - **offline**: the `.wandb` file is fsync'd and its size recorded with the cursor; after a
+///   crash the file is cut back to that size and the same records are written again.
+/// - **online**: one `file_stream` request (line offsets from the durable counters) is in flight
+///   per run; after a crash the same lines are sent at the same offsets, which the server
+///   overwrites. A rejected key (401/403) is reported once, loudly, and the data stays queued.
 public actor WandbOutbox {
-    public enum Mode: String, Sendable { case offline, disabled }
+    public enum Mode: String, Sendable { case online, offline, disabled }
 
     let store: Store
     let mode: Mode
-    /// `WANDB_DIR`: runs go to `<root>/wandb/offline-run-…`.
+    /// `WANDB_DIR`: offline runs go to `<root>/wandb/offline-run-…`.
     let root: String
     let logger: Logger
     let host: String
     let batchPoints: Int
     /// Checkpoints become artifact versions every this many steps (and whenever one is the best).
     let artifactEvery: Int64
+    /// Online: least time between two `file_stream` requests of a run (W&B's cadence is 15 s).
+    let streamInterval: Duration
+    let api: WandbAPI?
     private var writers: [String: OfflineRunWriter] = [:]
+    private var lastStreamed: [String: ContinuousClock.Instant] = [:]
     private var failing: Set<String> = []
+    private var keyRejected = false
 
-    public init(store: Store, mode: Mode, root: String, logger: Logger, batchPoints: Int = 50_000, artifactEvery: Int64 = 1_000) {
-        self.artifactEvery = artifactEvery
+    public init(store: Store, mode: Mode, root: String, logger: Logger, api: WandbAPI? = nil, batchPoints: Int = 50_000,
+                artifactEvery: Int64 = 1_000, streamIntervalMs: Int = 15_000) {
         self.store = store
-        self.mode = mode
+        self.mode = api == nil && mode == .online ? .offline : mode
         self.root = root
         self.logger = logger
+        self.api = api
         self.batchPoints = batchPoints
+        self.artifactEvery = artifactEvery
+        streamInterval = .milliseconds(streamIntervalMs)
         host = ProcessInfo.processInfo.hostName
     }
 
@@ -51,15 +63,24 @@ public actor WandbOutbox {
         guard mode != .disabled else { return }
         let runs: [WandbPendingRun]
         do {
-            runs = try store.wandbPendingRuns(host: host)
+            runs = try store.wandbPendingRuns(host: host, defaultEntity: api?.settings.entity)
         } catch {
             logger.error("W&B outbox: cannot read pending runs: \(error)")
             return
         }
         for run in runs {
             do {
-                while try deliver(run) {}
+                while try await deliver(run) {}
                 if failing.remove(run.info.runId) != nil { logger.notice("W&B: run \(run.info.runId) delivers again") }
+            } catch let e as WandbAPIError {
+                if case .unauthorized = e {
+                    if !keyRejected {
+                        keyRejected = true
+                        logger.critical("W&B REJECTED THE API KEY (\(e)). Nothing is lost: every run's data stays queued in the coordinator and is sent once WANDB_API_KEY is fixed and the coordinator restarted.")
+                    }
+                } else if failing.insert(run.info.runId).inserted {
+                    logger.error("W&B: delivery of run \(run.info.runId) failed: \(e); the data stays queued and is retried")
+                }
             } catch {
                 if failing.insert(run.info.runId).inserted {
                     logger.error("W&B: delivery of run \(run.info.runId) failed: \(error); the data stays queued and is retried")
@@ -70,57 +91,131 @@ public actor WandbOutbox {
         }
     }
 
+    /// What one pass delivers for a run.
+    struct Batch {
+        var rows: [WandbHistoryRow] = []
+        var stats: [WandbStatsSample] = []
+        var artifacts: [WandbArtifactUpload] = []
+        var output: [(line: String, stderr: Bool, time: Date)] = []
+        var cursor: Int64?
+        var lastStep: Int64?
+        var eventCursor: Int64?
+        /// The run is over and everything of it is in this batch.
+        var final = false
+        var more = false
+        var isEmpty: Bool { cursor == nil && eventCursor == nil && !final }
+    }
+
     /// Delivers one batch; returns true when more may be pending.
-    private func deliver(_ pending: WandbPendingRun) throws -> Bool {
+    private func deliver(_ pending: WandbPendingRun) async throws -> Bool {
         let info = pending.info
         var state = try store.wandbState(runId: info.runId) ?? WandbDeliveryState(
             runId: info.runId, mode: mode.rawValue, cursor: 0, lastStep: nil, historyLines: 0, summary: [:],
             offlineDirectory: nil, offlineSize: 0, offlineRecords: 0, finished: false)
         if state.finished { return false }
-        let writer = try writerFor(info, &state)
-        let points = try store.pointsAfter(runId: info.runId, cursor: state.cursor, limit: batchPoints)
-        let over = pending.exitCode != nil && points.count < batchPoints
-        // System metrics (spooled by the worker as `system/…`) become stats records; the rest history.
-        let system = points.filter { $0.key.hasPrefix(Self.systemPrefix) }
-        let history = points.filter { !$0.key.hasPrefix(Self.systemPrefix) }
-        var out = HistoryBuilder.build(points: history, lastStep: state.lastStep, final: over, startTime: info.startTime.timeIntervalSince1970)
-        if over, let lastSeq = points.last?.seq { out.cursor = max(out.cursor ?? 0, lastSeq) }
-        // Stats are written only for points the new cursor covers, so a replay never repeats them.
-        let covered = out.cursor ?? state.cursor
-        for sample in Self.statsSamples(system.filter { $0.seq <= covered }, startTime: info.startTime.timeIntervalSince1970) {
-            try writer.stats(sample)
-        }
-        for row in out.rows {
-            try writer.log(row)
-            for (k, v) in row.values { state.summary[k] = v.jsonText }
-            state.summary["_step"] = String(row.step)
-            try updateBest(row, &state)
-        }
-        if !out.rows.isEmpty {
-            try writer.summary(bestValues(state))
-        }
-        let artifacts = try deliverEvents(info, writer, &state)
-        state.historyLines += out.rows.count
-        if let c = out.cursor { state.cursor = c }
-        state.lastStep = out.lastStep
-        if over && (out.cursor != nil || points.isEmpty) {
-            let runtime = (pending.finishedAt ?? Date()).timeIntervalSince(info.startTime)
-            let durable = try writer.finish(exitCode: pending.exitCode ?? 0, runtime: runtime)
-            state.offlineSize = durable.size
-            state.offlineRecords = durable.records
-            state.finished = true
-            try store.saveWandbState(state)
-            writer.close()
-            writers[info.runId] = nil
-            logger.info("W&B: run \(info.runId) complete offline in \(state.offlineDirectory ?? "?") (\(state.historyLines) history rows); upload later with `wandb sync`")
+        if mode == .online, let last = lastStreamed[info.runId], ContinuousClock.now - last < streamInterval, pending.exitCode == nil {
             return false
         }
-        guard out.cursor != nil || artifacts else { return false }
-        let durable = try writer.sync()
+        let batch = try makeBatch(pending, state)
+        if batch.isEmpty {
+            if mode == .online, let api, let handle = handle(state), let last = lastStreamed[info.runId],
+               ContinuousClock.now - last > .seconds(30) {
+                _ = try await api.heartbeat(handle)
+                lastStreamed[info.runId] = .now
+            }
+            return false
+        }
+        for row in batch.rows {
+            for (k, v) in row.values { state.summary[k] = v.jsonText }
+            state.summary["_step"] = String(row.step)
+            state.summary["_runtime"] = String(row.runtime)
+            state.summary["_timestamp"] = String(row.timestamp)
+            updateBest(row, &state)
+        }
+        let runtime = (pending.finishedAt ?? Date()).timeIntervalSince(info.startTime)
+        switch mode {
+        case .offline:
+            try deliverOffline(info, batch, &state, exitCode: pending.exitCode ?? 0, runtime: runtime)
+        case .online:
+            try await deliverOnline(info, batch, &state, exitCode: pending.exitCode ?? 0)
+        case .disabled:
+            return false
+        }
+        if let c = batch.cursor { state.cursor = c }
+        state.lastStep = batch.lastStep
+        if let e = batch.eventCursor { state.eventCursor = e }
+        state.historyLines += batch.rows.count
+        state.finished = batch.final
+        try store.saveWandbState(state)
+        if batch.final {
+            logger.info("W&B: run \(info.runId) complete (\(mode.rawValue), \(state.historyLines) history rows)\(mode == .offline ? " in \(state.offlineDirectory ?? "?"); upload later with `wandb sync`" : "")")
+        }
+        return batch.more
+    }
+
+    /// Reads what is after the run's cursors and turns it into rows, stats, console lines and
+    /// artifacts. Pure with respect to the store: the same state gives the same batch.
+    private func makeBatch(_ pending: WandbPendingRun, _ state: WandbDeliveryState) throws -> Batch {
+        let info = pending.info
+        let start = info.startTime.timeIntervalSince1970
+        let points = try store.pointsAfter(runId: info.runId, cursor: state.cursor, limit: batchPoints)
+        let over = pending.exitCode != nil && points.count < batchPoints
+        // System metrics (spooled by the worker as `system/…`) become stats; the rest history.
+        let system = points.filter { $0.key.hasPrefix(Self.systemPrefix) }
+        let history = points.filter { !$0.key.hasPrefix(Self.systemPrefix) }
+        var out = HistoryBuilder.build(points: history, lastStep: state.lastStep, final: over, startTime: start)
+        if over, let lastSeq = points.last?.seq { out.cursor = max(out.cursor ?? 0, lastSeq) }
+        var batch = Batch(rows: out.rows, cursor: out.cursor, lastStep: out.lastStep)
+        // Stats only for points the new cursor covers, so a replay never repeats them.
+        let covered = out.cursor ?? state.cursor
+        batch.stats = Self.statsSamples(system.filter { $0.seq <= covered }, startTime: start)
+        let events = try store.runEvents(runId: info.runId, after: state.eventCursor,
+                                         kinds: [EventRequest.Kind.checkpointSaved.rawValue, EventRequest.Kind.log.rawValue])
+        for e in events {
+            if e.kind == EventRequest.Kind.log.rawValue {
+                batch.output.append((e.message, e.data["stream"]?.stringValue == "stderr", Date(timeIntervalSince1970: e.wallTime)))
+            } else if let artifact = checkpointArtifact(info, e) {
+                batch.artifacts.append(artifact)
+            }
+        }
+        batch.eventCursor = events.last?.id
+        batch.final = over
+        batch.more = points.count >= batchPoints || events.count >= 1_000
+        return batch
+    }
+
+    /// A checkpoint event as a `model` artifact version, when it falls on the cadence or is the best.
+    private func checkpointArtifact(_ info: WandbRunInfo, _ e: StoredRunEvent) -> WandbArtifactUpload? {
+        guard let step = e.data["step"]?.doubleValue.map({ Int64($0) }), let path = e.data["path"]?.stringValue else { return nil }
+        let best = e.data["best"] == .bool(true)
+        guard best || step % artifactEvery == 0 else { return nil }
+        guard FileManager.default.fileExists(atPath: path) else {
+            logger.warning("W&B: checkpoint \(path) of run \(info.runId) is not readable from the coordinator (checkpoints must be on storage the coordinator can read); not logged as an artifact")
+            return nil
+        }
+        var metadata = e.data
+        metadata["path"] = nil
+        return WandbArtifactUpload(name: "model-\(info.runId)", type: "model", aliases: best ? ["latest", "best"] : ["latest"],
+                                   metadata: metadata, files: [WandbRunFile(runPath: (path as NSString).lastPathComponent, localPath: path)],
+                                   historyStep: step)
+    }
+
+    // MARK: offline
+
+    private func deliverOffline(_ info: WandbRunInfo, _ batch: Batch, _ state: inout WandbDeliveryState, exitCode: Int32, runtime: Double) throws {
+        let writer = try writerFor(info, &state)
+        for row in batch.rows { try writer.log(row) }
+        if !batch.rows.isEmpty { try writer.summary(bestValues(state)) }
+        for s in batch.stats { try writer.stats(s) }
+        for o in batch.output { try writer.output(lines: [o.line], stderr: o.stderr, timestamp: o.time) }
+        for a in batch.artifacts { try writer.artifact(a) }
+        let durable = batch.final ? try writer.finish(exitCode: exitCode, runtime: runtime) : try writer.sync()
         state.offlineSize = durable.size
         state.offlineRecords = durable.records
-        try store.saveWandbState(state)
-        return points.count >= batchPoints
+        if batch.final {
+            writer.close()
+            writers[info.runId] = nil
+        }
     }
 
     private func writerFor(_ info: WandbRunInfo, _ state: inout WandbDeliveryState) throws -> OfflineRunWriter {
@@ -129,17 +224,13 @@ public actor WandbOutbox {
         if let dir = state.offlineDirectory {
             // Continue after a restart: cut the file back to what the database knows is durable.
             w = try OfflineRunWriter.reopen(directory: dir, validSize: state.offlineSize)
-        } else if FileManager.default.fileExists(atPath: OfflineRunWriter.directory(root: root, run: info)) {
-            // A crash between creating the run's directory and recording it: only the header and
-            // run records can be in the file (rows are written after the directory is recorded).
-            w = try OfflineRunWriter.reopen(directory: OfflineRunWriter.directory(root: root, run: info), validSize: nil)
-            let durable = try w.sync()
-            state.offlineDirectory = w.directory
-            state.offlineSize = durable.size
-            state.offlineRecords = durable.records
-            try store.saveWandbState(state)
         } else {
-            w = try OfflineRunWriter(root: root, run: info)
+            let dir = OfflineRunWriter.directory(root: root, run: info)
+            // A crash between creating the directory and recording it leaves only the header and
+            // run records (rows are written after the directory is recorded): continue after them.
+            w = FileManager.default.fileExists(atPath: dir)
+                ? try OfflineRunWriter.reopen(directory: dir, validSize: nil)
+                : try OfflineRunWriter(root: root, run: info)
             let durable = try w.sync()
             state.offlineDirectory = w.directory
             state.offlineSize = durable.size
@@ -151,38 +242,60 @@ public actor WandbOutbox {
         return w
     }
 
-    static let systemPrefix = "system/"
+    // MARK: online
 
-    /// Delivers the run's events in order: trainer console lines (`log` events: the message is
-    /// the line; data `{"stream": "stderr"}` for stderr) go to `output.log`; checkpoints become `model` artifacts (aliases
-    /// `latest`, and `best` for the best one) every `artifactEvery` steps. Returns whether any
-    /// event was taken.
-    private func deliverEvents(_ info: WandbRunInfo, _ writer: OfflineRunWriter, _ state: inout WandbDeliveryState) throws -> Bool {
-        let events = try store.runEvents(runId: info.runId, after: state.eventCursor,
-                                         kinds: [EventRequest.Kind.checkpointSaved.rawValue, EventRequest.Kind.log.rawValue])
-        guard let last = events.last else { return false }
-        for e in events {
-            if e.kind == EventRequest.Kind.log.rawValue {
-                try writer.output(lines: [e.message], stderr: e.data["stream"]?.stringValue == "stderr",
-                                  timestamp: Date(timeIntervalSince1970: e.wallTime))
-                continue
-            }
-            guard let step = e.data["step"]?.doubleValue.map({ Int64($0) }), let path = e.data["path"]?.stringValue else { continue }
-            let best = e.data["best"] == .bool(true)
-            guard best || step % artifactEvery == 0 else { continue }
-            guard FileManager.default.fileExists(atPath: path) else {
-                logger.warning("W&B: checkpoint \(path) of run \(info.runId) is not readable from the coordinator (checkpoints must be on storage the coordinator can read); not logged as an artifact")
-                continue
-            }
-            var metadata = e.data
-            metadata["path"] = nil
-            try writer.artifact(WandbArtifactUpload(
-                name: "model-\(info.runId)", type: "model", aliases: best ? ["latest", "best"] : ["latest"], metadata: metadata,
-                files: [WandbRunFile(runPath: (path as NSString).lastPathComponent, localPath: path)], historyStep: step))
-        }
-        state.eventCursor = last.id
-        return true
+    private func handle(_ state: WandbDeliveryState) -> WandbRunHandle? {
+        guard let storage = state.storageId, let entity = state.entity, let project = state.project else { return nil }
+        return WandbRunHandle(runId: state.runId, entity: entity, project: project, storageId: storage, historyLineCount: state.historyLines)
     }
+
+    private func deliverOnline(_ info: WandbRunInfo, _ batch: Batch, _ state: inout WandbDeliveryState, exitCode: Int32) async throws {
+        guard let api else { return }
+        var h = handle(state)
+        if h == nil {
+            let created = try await api.upsertRun(info)
+            state.storageId = created.storageId
+            state.entity = created.entity
+            state.project = created.project
+            try store.saveWandbState(state)
+            logger.info("W&B: run \(info.runId) (\(info.displayName)) streaming to \(created.entity)/\(created.project)")
+            h = created
+        }
+        guard let handle = h else { return }
+        var files: [String: FileStreamChunk] = [:]
+        if !batch.rows.isEmpty {
+            files[FileStreamRequest.historyFile] = FileStreamChunk(offset: state.historyLines, lines: batch.rows.map(FileStreamLines.history))
+            files[FileStreamRequest.summaryFile] = FileStreamChunk(offset: 0, lines: [Self.summaryLine(state.summary)])
+        }
+        if !batch.stats.isEmpty {
+            files[FileStreamRequest.eventsFile] = FileStreamChunk(offset: state.eventsLines, lines: batch.stats.map(FileStreamLines.events))
+        }
+        if !batch.output.isEmpty {
+            files[FileStreamRequest.outputFile] = FileStreamChunk(offset: state.outputLines, lines: batch.output.map {
+                FileStreamLines.output($0.line, stream: $0.stderr ? .stderr : .stdout, at: $0.time)
+            })
+        }
+        for a in batch.artifacts { _ = try await api.logArtifact(handle, a) }
+        let request = batch.final
+            ? FileStreamRequest.final(summaryLine: Self.summaryLine(state.summary), uploaded: [], exitCode: exitCode,
+                                      otherFiles: files.filter { $0.key != FileStreamRequest.summaryFile })
+            : FileStreamRequest(files: files)
+        if !request.files.isEmpty || batch.final {
+            _ = try await api.fileStream(handle, request)
+            lastStreamed[info.runId] = .now
+        }
+        state.eventsLines += batch.stats.count
+        state.outputLines += batch.output.count
+    }
+
+    /// The whole summary as one JSON object line (keys sorted).
+    static func summaryLine(_ summary: [String: String]) -> String {
+        "{" + summary.sorted { $0.key < $1.key }.map { "\(WandbValue.quote($0.key)):\($0.value)" }.joined(separator: ",") + "}"
+    }
+
+    // MARK: shared helpers
+
+    static let systemPrefix = "system/"
 
     /// Groups system points by sample time into stats records (keys without the prefix).
     static func statsSamples(_ points: [HistoryBuilder.Point], startTime: Double) -> [WandbStatsSample] {
@@ -199,7 +312,7 @@ public actor WandbOutbox {
     }
 
     /// Tracks `val/best_text_loss` with `val/best_step`, and the best (lowest) `eval/cer`.
-    private func updateBest(_ row: WandbHistoryRow, _ state: inout WandbDeliveryState) throws {
+    private func updateBest(_ row: WandbHistoryRow, _ state: inout WandbDeliveryState) {
         for (k, v) in row.values {
             guard case .number(let x) = v, x.isFinite else { continue }
             let bestKey: String

@@ -23,7 +23,12 @@ public final class CoordinatorServer: Sendable {
         registry = WorkerRegistry()
         scheduler = Scheduler(store: store, registry: registry, logger: logger)
         router = RequestRouter(store: store, registry: registry, scheduler: scheduler, configuration: configuration, logger: logger)
-        wandb = WandbOutbox(store: store, mode: configuration.wandbMode, root: configuration.wandbDirectory, logger: logger)
+        var api: WandbAPI?
+        if configuration.wandbMode == .online, let settings = configuration.wandbSettings {
+            api = try WandbAPI(settings: settings, client: HTTPClient(), logger: logger)
+        }
+        wandb = WandbOutbox(store: store, mode: configuration.wandbMode, root: configuration.wandbDirectory, logger: logger, api: api,
+                            streamIntervalMs: configuration.wandbStreamIntervalMs)
         // Rebuild the live picture: every known worker gets a full liveness period to re-attach.
         for w in try store.loadWorkers() where w.state != "gone" {
             registry.upsert(workerId: w.id, name: w.name, session: w.session, capabilities: w.capabilities,

@@ -13,7 +13,7 @@ public struct ResultDisposition: Sendable, Equatable {
 extension Store {
     /// Creates a job of `count` shards of a built-in kind. A `synthetic` job is one run (its
     /// W&B run): shard i logs steps `[i·steps, (i+1)·steps)` of it.
-    public func enqueue(_ request: EnqueueRequest, defaultMaxRetries: Int, now: Date = Date()) throws -> EnqueueReply {
+    public func enqueue(_ request: EnqueueRequest, defaultMaxRetries: Int, defaultProject: String = "tts-cluster", now: Date = Date()) throws -> EnqueueReply {
         try pool.write { db in
             try db.execute(sql: "INSERT INTO jobs (name, kind, spec, state, created_at) VALUES (?, ?, ?, 'active', ?)",
                            arguments: [request.name ?? "\(request.kind) x\(request.count)", request.kind, jsonString(request) ?? "{}", now.unixSeconds])
@@ -28,7 +28,7 @@ extension Store {
                     INSERT INTO runs (id, job_id, name, state, created_at, project, group_name, job_type, config)
                     VALUES (?, ?, ?, 'running', ?, ?, ?, 'train', ?)
                     """, arguments: [id, jobId, request.name ?? "synthetic-\(id)", now.unixSeconds,
-                                     request.payload["project"]?.stringValue ?? "tts-cluster", request.payload["group"]?.stringValue,
+                                     request.payload["project"]?.stringValue ?? defaultProject, request.payload["group"]?.stringValue,
                                      jsonString(config) ?? "{}"])
             }
             var ids: [Int64] = []

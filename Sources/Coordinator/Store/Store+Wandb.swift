@@ -17,6 +17,13 @@ public struct WandbDeliveryState: Sendable, Equatable {
     public var finished: Bool
     /// Run events with `id <= eventCursor` are delivered (checkpoint artifacts).
     public var eventCursor: Int64 = 0
+    /// Online: lines already sent of `wandb-events.jsonl` and `output.log`.
+    public var eventsLines = 0
+    public var outputLines = 0
+    /// Online: the server's bucket id, entity and project, once the run is upserted.
+    public var storageId: String?
+    public var entity: String?
+    public var project: String?
 }
 
 /// A stored run event (for W&B: checkpoints).
@@ -39,17 +46,18 @@ public struct WandbPendingRun: Sendable {
 
 extension Store {
     /// Runs whose W&B delivery is not finished.
-    public func wandbPendingRuns(host: String) throws -> [WandbPendingRun] {
+    public func wandbPendingRuns(host: String, defaultEntity: String? = nil) throws -> [WandbPendingRun] {
         try pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT r.*, w.run_id AS w_run, w.mode, w.cursor, w.last_step, w.history_lines, w.summary, w.offline_dir,
-                       w.offline_size, w.offline_records, w.finished AS w_finished, w.event_cursor
+                       w.offline_size, w.offline_records, w.finished AS w_finished, w.event_cursor,
+                       w.events_lines, w.output_lines, w.storage_id, w.entity AS w_entity, w.project AS w_project
                 FROM runs r LEFT JOIN wandb_state w ON w.run_id = r.id
                 WHERE w.finished IS NULL OR w.finished = 0
                 ORDER BY r.created_at
                 """).map { row in
                 let info = WandbRunInfo(
-                    runId: row["id"], project: row["project"], entity: row["entity"], displayName: row["name"],
+                    runId: row["id"], project: row["project"], entity: (row["entity"] as String?) ?? defaultEntity, displayName: row["name"],
                     group: row["group_name"], jobType: row["job_type"], tags: jsonDecode([String].self, row["tags"]) ?? [],
                     notes: row["notes"], host: host, config: jsonDecode([String: JSONValue].self, row["config"]) ?? [:],
                     startTime: Date(timeIntervalSince1970: row["created_at"]))
@@ -59,7 +67,8 @@ extension Store {
                         runId: row["id"], mode: row["mode"], cursor: row["cursor"], lastStep: row["last_step"],
                         historyLines: row["history_lines"], summary: jsonDecode([String: String].self, row["summary"]) ?? [:],
                         offlineDirectory: row["offline_dir"], offlineSize: row["offline_size"], offlineRecords: row["offline_records"],
-                        finished: row["w_finished"], eventCursor: row["event_cursor"])
+                        finished: row["w_finished"], eventCursor: row["event_cursor"], eventsLines: row["events_lines"],
+                        outputLines: row["output_lines"], storageId: row["storage_id"], entity: row["w_entity"], project: row["w_project"])
                 }
                 let exit: Int64? = row["exit_code"]
                 return WandbPendingRun(info: info, state: state, exitCode: exit.map { Int32($0) }, finishedAt: dateFrom(row["finished_at"]))
@@ -84,14 +93,17 @@ extension Store {
     public func saveWandbState(_ s: WandbDeliveryState, error: String? = nil) throws {
         try pool.write { db in
             try db.execute(sql: """
-                INSERT INTO wandb_state (run_id, mode, cursor, last_step, history_lines, summary, offline_dir, offline_size, offline_records, finished, last_error, event_cursor)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO wandb_state (run_id, mode, cursor, last_step, history_lines, summary, offline_dir, offline_size, offline_records, finished, last_error, event_cursor,
+                    events_lines, output_lines, storage_id, entity, project)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(run_id) DO UPDATE SET mode = excluded.mode, cursor = excluded.cursor, last_step = excluded.last_step,
                     history_lines = excluded.history_lines, summary = excluded.summary, offline_dir = excluded.offline_dir,
                     offline_size = excluded.offline_size, offline_records = excluded.offline_records, finished = excluded.finished,
-                    last_error = excluded.last_error, event_cursor = excluded.event_cursor
+                    last_error = excluded.last_error, event_cursor = excluded.event_cursor, events_lines = excluded.events_lines,
+                    output_lines = excluded.output_lines, storage_id = excluded.storage_id, entity = excluded.entity, project = excluded.project
                 """, arguments: [s.runId, s.mode, s.cursor, s.lastStep, s.historyLines, jsonString(s.summary) ?? "{}", s.offlineDirectory,
-                                 s.offlineSize, s.offlineRecords, s.finished, error, s.eventCursor])
+                                 s.offlineSize, s.offlineRecords, s.finished, error, s.eventCursor, s.eventsLines, s.outputLines,
+                                 s.storageId, s.entity, s.project])
         }
     }
 
@@ -103,7 +115,8 @@ extension Store {
                 runId: runId, mode: row["mode"], cursor: row["cursor"], lastStep: row["last_step"], historyLines: row["history_lines"],
                 summary: jsonDecode([String: String].self, row["summary"]) ?? [:], offlineDirectory: row["offline_dir"],
                 offlineSize: row["offline_size"], offlineRecords: row["offline_records"], finished: row["finished"],
-                eventCursor: row["event_cursor"])
+                eventCursor: row["event_cursor"], eventsLines: row["events_lines"], outputLines: row["output_lines"],
+                storageId: row["storage_id"], entity: row["entity"], project: row["project"])
         }
     }
 

@@ -190,6 +190,12 @@ public final class Store: Sendable {
                 ALTER TABLE wandb_state ADD COLUMN event_cursor INTEGER NOT NULL DEFAULT 0;
                 """)
         }
+        m.registerMigration("v5: W&B online stream offsets") { db in
+            try db.execute(sql: """
+                ALTER TABLE wandb_state ADD COLUMN output_lines INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE wandb_state ADD COLUMN project TEXT;
+                """)
+        }
         return m
     }
 }

@@ -65,9 +65,9 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
 
     /// Starts the coordinator on this harness's port and database and waits until it listens.
     @discardableResult
-    func startCoordinator(_ extra: [String] = [], scheme: String = "tcp") async throws -> Process {
+    func startCoordinator(_ extra: [String] = [], scheme: String = "tcp", environment: [String: String] = [:]) async throws -> Process {
         coordinatorArgs = ["serve", "--listen", "\(scheme)://127.0.0.1:\(port)", "--db", dir.appendingPathComponent("coordinator.sqlite").path] + extra
-        let p = try start("coordinator", "tts-coordinator", coordinatorArgs)
+        let p = try start("coordinator", "tts-coordinator", coordinatorArgs, environment: environment)
         let before = listenLines
         try await waitUntil("the coordinator listens", timeout: 20) {
             if !p.isRunning { throw HarnessError("the coordinator exited: \(self.log("coordinator"))") }

@@ -1,0 +1,121 @@
+import Foundation
+import Shared
+import Testing
+
+/// A loopback W&B server (Tests/Fixtures/wandb/mock_wandb_server.py) as a child process.
+final class MockWandbServer {
+    let process = Process()
+    let port: Int
+    private let stdinPipe = Pipe()
+
+    init(record: String) throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/wandb/mock_wandb_server.py").path
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", fixture, "--port", "0", "--record", record, "--exit-on-stdin-close"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardInput = stdinPipe
+        do {
+            try process.run()
+        } catch {
+            throw HarnessError("cannot start python3 for the mock W&B server (\(error)): install python3")
+        }
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let d = out.fileHandleForReading.availableData
+            if d.isEmpty { break }
+            line.append(d)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard let p = text.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }), text.hasPrefix("listening") else {
+            throw HarnessError("the mock W&B server did not start: \(text)")
+        }
+        port = p
+    }
+
+    deinit {
+        try? stdinPipe.fileHandleForWriting.close()
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    func get(_ path: String) throws -> Data {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import urllib.request,sys; sys.stdout.buffer.write(urllib.request.urlopen('\(baseURL)\(path)', timeout=10).read())"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return data
+    }
+
+    func control(_ json: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import urllib.request; urllib.request.urlopen(urllib.request.Request('\(baseURL)/_control', data=b'''\(json)''', method='POST'), timeout=10).read()"]
+        try p.run()
+        p.waitUntilExit()
+    }
+
+    /// The file's lines as the server holds them (overwrite by line index).
+    func lines(run: String, file: String) throws -> [String?] {
+        try JSONDecoder().decode([String?].self, from: get("/_files/\(run)/\(file)"))
+    }
+}
+
+/// Issue 3, end to end: the W&B server holds every point exactly once.
+@Suite("W&B online delivery (real processes)", .serialized)
+struct WandbOnlineDeliveryTests {
+    @Test("100,000 points reach the W&B server exactly once through two coordinator kill -9s and a W&B outage")
+    func endToEnd() async throws {
+        let h = try ClusterHarness()
+        let record = h.dir.appendingPathComponent("wandb-requests.jsonl").path
+        let mock = try MockWandbServer(record: record)
+        let key = String(repeating: "k", count: 40)
+        let args = ["--wandb-mode", "online", "--wandb-stream-interval-ms", "200"]
+        let env = ["WANDB_API_KEY": key, "WANDB_BASE_URL": mock.baseURL, "WANDB_PROJECT": "tts-it"]
+        try await h.startCoordinator(args, environment: env)
+        try h.startWorker("trainer")
+        try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
+        let reply = try h.cliJSON(["enqueue", "synthetic", "--param", "steps=10000", "--param", "keys=10", "--param", "rate=1500"], as: EnqueueReply.self)
+        let run = try #require(reply.runId)
+        try await Task.sleep(for: .seconds(1.5))
+        try mock.control(#"{"refuse_seconds": 3}"#)
+        h.kill9("coordinator")
+        try await Task.sleep(for: .seconds(1))
+        try await h.startCoordinator(args, environment: env)
+        try await Task.sleep(for: .seconds(2))
+        h.kill9("coordinator")
+        try await Task.sleep(for: .seconds(1))
+        try await h.startCoordinator(args, environment: env)
+        try await h.waitUntil("the W&B run is complete", timeout: 90) { h.log("coordinator").contains("W&B: run \(run) complete") }
+        // The store holds each point once.
+        let report = try h.cliJSON(["metrics", run], as: MetricsReport.self)
+        #expect(report.totalPoints == 100_000)
+        // The server holds each history line once, in step order, with every value.
+        let lines = try mock.lines(run: run, file: "wandb-history.jsonl")
+        #expect(lines.count == 10_000)
+        #expect(!lines.contains(nil), "no holes")
+        var steps: [Int] = []
+        var values = 0
+        for case let line? in lines {
+            let obj = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            steps.append(try #require(obj["_step"] as? Int))
+            values += obj.keys.filter { !$0.hasPrefix("_") }.count
+        }
+        #expect(steps == Array(0..<10_000))
+        #expect(values == 100_000)
+        let state = try #require(try JSONSerialization.jsonObject(with: mock.get("/_state")) as? [String: Any])
+        let runs = try #require(state["runs"] as? [String: Any])
+        let runState = try #require(runs[run] as? [String: Any], "run \(run) in \(runs.keys)")
+        #expect(runState["complete"] as? Bool == true)
+        #expect(runState["exitcode"] as? Int == 0)
+        // The key never appears in what we wrote.
+        for log in ["coordinator", "trainer"] { #expect(!h.log(log).contains(key)) }
+    }
+}
