@@ -90,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "TTSBench",
             dependencies: [
-                "Shared",
+                "Shared", "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

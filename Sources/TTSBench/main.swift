@@ -7,7 +7,7 @@ struct TTSBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tts-bench",
         abstract: "Benchmarks of the tts-cluster coordinator.",
-        subcommands: [ControlPlane.self])
+        subcommands: [ControlPlane.self, Ingest.self, SpoolAppend.self, VersusSDK.self])
 }
 
 /// The control-plane benchmark of issue 2: N simulated workers heartbeating at 1 Hz against one
@@ -277,6 +277,12 @@ do {
     var command = try TTSBench.parseAsRoot()
     if let controlPlane = command as? ControlPlane {
         try await controlPlane.execute()
+    } else if let ingest = command as? Ingest {
+        try await ingest.execute()
+    } else if let spool = command as? SpoolAppend {
+        try await spool.execute()
+    } else if let versus = command as? VersusSDK {
+        try await versus.execute()
     } else {
         try command.run()
     }

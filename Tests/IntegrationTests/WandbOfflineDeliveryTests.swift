@@ -53,7 +53,7 @@ struct WandbOfflineDeliveryTests {
             try await h.startCoordinator(["--wandb-dir", wandbDir])
             try await Task.sleep(for: .seconds(1.2))
         }
-        try await h.waitUntil("the W&B run is complete", timeout: 60) { h.log("coordinator").contains("W&B: run \(run) complete offline") }
+        try await h.waitUntil("the W&B run is complete", timeout: 60) { h.log("coordinator").contains("W&B: run \(run) complete (offline") }
         let runs = try FileManager.default.contentsOfDirectory(atPath: wandbDir + "/wandb")
         let dir = try #require(runs.first { $0.hasPrefix("offline-run-") && $0.hasSuffix("-\(run)") }, "offline run directory in \(runs)")
         let file = "\(wandbDir)/wandb/\(dir)/run-\(run).wandb"

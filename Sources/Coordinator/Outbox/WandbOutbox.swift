@@ -204,7 +204,7 @@ public actor WandbOutbox {
 
     private func deliverOffline(_ info: WandbRunInfo, _ batch: Batch, _ state: inout WandbDeliveryState, exitCode: Int32, runtime: Double) throws {
         let writer = try writerFor(info, &state)
-        for row in batch.rows { try writer.log(row) }
+        try writer.log(batch.rows)
         if !batch.rows.isEmpty { try writer.summary(bestValues(state)) }
         for s in batch.stats { try writer.stats(s) }
         for o in batch.output { try writer.output(lines: [o.line], stderr: o.stderr, timestamp: o.time) }

@@ -148,13 +148,40 @@ public final class OfflineRunWriter {
     /// `_runtime`), then the history record, as the SDK does (`wandb sync` does not derive the
     /// summary from history). Steps must increase strictly.
     public func log(_ row: WandbHistoryRow) throws {
+        try log([row])
+    }
+
+    /// Logs history rows in order, followed by one summary record holding the values of the
+    /// last row that carried each key (plus `_step`, `_timestamp`, `_runtime` of the last row):
+    /// the run's summary ends up the same as with a summary record per row, at half the records.
+    public func log(_ rows: [WandbHistoryRow]) throws {
         try checkOpen()
-        if let lastStep, row.step <= lastStep {
-            throw OfflineRunError.stepOutOfOrder(path: logPath, step: row.step, lastStep: lastStep)
+        guard !rows.isEmpty else { return }
+        var previous = lastStep
+        for row in rows {
+            if let p = previous, row.step <= p {
+                throw OfflineRunError.stepOutOfOrder(path: logPath, step: row.step, lastStep: p)
+            }
+            previous = row.step
         }
-        try write(.summary(WandbRecord.historyItems(row)))
-        try write(.history(row))
-        lastStep = row.step
+        if rows.count == 1 {
+            try write(.summary(WandbRecord.historyItems(rows[0])))
+            try write(.history(rows[0]))
+        } else {
+            var latest: [String: WandbValue] = [:]
+            var order: [String] = []
+            for row in rows {
+                try write(.history(row))
+                for (k, v) in row.values {
+                    if latest.updateValue(v, forKey: k) == nil { order.append(k) }
+                }
+            }
+            let last = rows[rows.count - 1]
+            let merged = WandbHistoryRow(step: last.step, timestamp: last.timestamp, runtime: last.runtime,
+                                         values: order.map { ($0, latest[$0]!) })
+            try write(.summary(WandbRecord.historyItems(merged)))
+        }
+        lastStep = previous
     }
 
     /// Sets summary keys that are not (only) history values, e.g. `val/best_text_loss`.
