@@ -9,8 +9,9 @@ demo:         ## set up, then run a local coordinator + 2 CPU workers on a demo 
 test:         ## set up, then run every test
 	scripts/test.sh
 
-bench:        ## control-plane benchmark (coordinator vs raw NNG), results in BENCHMARKS.md
+bench:        ## benchmarks: control plane vs raw NNG, then the metrics path (see BENCHMARKS.md)
 	scripts/bench-control-plane.sh
+	scripts/bench-metrics.sh
 
 clean:
 	rm -rf .build .demo
