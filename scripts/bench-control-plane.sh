@@ -29,7 +29,7 @@ bin="$("${build[@]}" --show-bin-path)"
 mkdir -p bench-results
 out="bench-results/control-plane.md"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [[ -n "$(git status --porcelain 2>/dev/null | head -1)" ]]; then commit="$commit (with uncommitted changes)"; fi
+if [[ -n "$(git --no-optional-locks status --porcelain 2>/dev/null | head -1)" ]]; then commit="$commit (with uncommitted changes)"; fi
 swift_version="$(swift --version 2>/dev/null | head -1)"
 
 {

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh release >/dev/null
-swift build -c release --product tts-bench >/dev/null
+# `swift build` builds only the last of several --product flags: one at a time.
+for p in tts-bench tts-coordinator tts-worker; do swift build -c release --product "$p" >/dev/null; done
 B="$(swift build -c release --show-bin-path)"
 PY="$(bash Tests/Fixtures/wandb/oracle_env.sh wandb-latest wandb | tail -1)"
 mkdir -p bench-results

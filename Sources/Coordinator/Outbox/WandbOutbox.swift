@@ -33,9 +33,13 @@ public actor WandbOutbox {
     private var lastStreamed: [String: ContinuousClock.Instant] = [:]
     private var failing: Set<String> = []
     private var keyRejected = false
+    /// After W&B rejects the key, delivery pauses until then (the data waits in the store).
+    private var pausedUntil: ContinuousClock.Instant?
+    let unauthorizedPause: Duration
 
     public init(store: Store, mode: Mode, root: String, logger: Logger, api: WandbAPI? = nil, batchPoints: Int = 50_000,
-                artifactEvery: Int64 = 1_000, streamIntervalMs: Int = 15_000) {
+                artifactEvery: Int64 = 1_000, streamIntervalMs: Int = 15_000, unauthorizedPause: Duration = .seconds(60)) {
+        self.unauthorizedPause = unauthorizedPause
         self.store = store
         self.mode = api == nil && mode == .online ? .offline : mode
         self.root = root
@@ -61,6 +65,10 @@ public actor WandbOutbox {
     /// One pass over every run with undelivered data.
     public func deliverPending() async {
         guard mode != .disabled else { return }
+        if let until = pausedUntil {
+            guard ContinuousClock.now >= until else { return }
+            pausedUntil = nil
+        }
         let runs: [WandbPendingRun]
         do {
             runs = try store.wandbPendingRuns(host: host, defaultEntity: api?.settings.entity)
@@ -72,12 +80,18 @@ public actor WandbOutbox {
             do {
                 while try await deliver(run) {}
                 if failing.remove(run.info.runId) != nil { logger.notice("W&B: run \(run.info.runId) delivers again") }
+                if keyRejected {
+                    keyRejected = false
+                    logger.notice("W&B accepts the API key again; queued data is being delivered")
+                }
             } catch let e as WandbAPIError {
                 if case .unauthorized = e {
                     if !keyRejected {
                         keyRejected = true
-                        logger.critical("W&B REJECTED THE API KEY (\(e)). Nothing is lost: every run's data stays queued in the coordinator and is sent once WANDB_API_KEY is fixed and the coordinator restarted.")
+                        logger.critical("W&B REJECTED THE API KEY (\(e)). Nothing is lost: every run's data stays queued in the coordinator; delivery is retried every \(unauthorizedPause) (fix WANDB_API_KEY and restart the coordinator).")
                     }
+                    pausedUntil = .now + unauthorizedPause
+                    return
                 } else if failing.insert(run.info.runId).inserted {
                     logger.error("W&B: delivery of run \(run.info.runId) failed: \(e); the data stays queued and is retried")
                 }
