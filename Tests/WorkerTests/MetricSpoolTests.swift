@@ -98,6 +98,25 @@ struct MetricSpoolTests {
         #expect(try spool.entries(after: 0, maxPoints: 1).count == 1)
     }
 
+    @Test("a backlog larger than the read window is read in windows, in order, with nothing skipped")
+    func windows() throws {
+        let spool = try MetricSpool(directory: dir)
+        for s in 0..<3_000 { spool.append(points: points(Int64(s), 20)) }   // several MiB
+        spool.append(points: points(3_000, 60_000))                           // one record larger than the window
+        spool.append(points: points(3_001, 1))
+        try spool.flush()
+        var seen: [UInt64] = []
+        var after: UInt64 = 0
+        for _ in 0..<10_000 {
+            let batch = try spool.entries(after: after, maxPoints: 5_000)
+            guard let last = batch.last else { break }
+            seen += batch.map(\.sequence)
+            after = last.sequence
+        }
+        #expect(seen == Array(1...3_002))
+        #expect(try spool.entries(after: 0, maxPoints: 10_000_000).count == 3_002, "a fresh read from the start sees everything")
+    }
+
     @Test("NaN survives the spool bit for bit")
     func nan() throws {
         let spool = try MetricSpool(directory: dir)

@@ -83,8 +83,9 @@ extension Store {
                 SELECT p.ingest_seq, p.step, s.key, p.value_bits, p.wall_time FROM points p JOIN series s ON s.id = p.series_id
                 WHERE s.run_id = ? AND p.ingest_seq > ? ORDER BY p.ingest_seq LIMIT ?
                 """, arguments: [runId, cursor, limit]).map {
-                HistoryBuilder.Point(seq: $0["ingest_seq"], step: $0["step"], key: $0["key"],
-                                     value: Double(bitPattern: UInt64(bitPattern: $0["value_bits"] as Int64)), wallTime: $0["wall_time"])
+                // By position: GRDB's by-name lookup lower-cases the name on every access.
+                HistoryBuilder.Point(seq: $0[0], step: $0[1], key: $0[2],
+                                     value: Double(bitPattern: UInt64(bitPattern: $0[3] as Int64)), wallTime: $0[4])
             }
         }
     }

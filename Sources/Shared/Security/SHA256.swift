@@ -20,16 +20,31 @@ public struct SHA256: Sendable {
 
     public init() { pending.reserveCapacity(64) }
 
-    /// Feeds more bytes.
+    /// Feeds more bytes. Whole 64-byte blocks are compressed straight from the caller's memory.
     public mutating func update<C: Collection>(_ data: C) where C.Element == UInt8 {
-        length &+= UInt64(data.count)
-        for b in data {
-            pending.append(b)
-            if pending.count == 64 {
-                compress(pending)
-                pending.removeAll(keepingCapacity: true)
-            }
+        if data.withContiguousStorageIfAvailable({ update(UnsafeRawBufferPointer($0)) }) == nil {
+            Array(data).withUnsafeBytes { update($0) }
         }
+    }
+
+    /// Feeds the bytes of a buffer.
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        length &+= UInt64(bytes.count)
+        var offset = 0
+        if !pending.isEmpty {
+            let take = min(64 - pending.count, bytes.count)
+            pending.append(contentsOf: bytes[0..<take])
+            offset = take
+            guard pending.count == 64 else { return }
+            let block = pending
+            pending.removeAll(keepingCapacity: true)
+            block.withUnsafeBytes { compress($0.baseAddress!) }
+        }
+        while bytes.count - offset >= 64 {
+            compress(bytes.baseAddress! + offset)
+            offset += 64
+        }
+        if offset < bytes.count { pending.append(contentsOf: bytes[offset...]) }
     }
 
     /// The 32-byte digest of everything fed so far.
@@ -40,10 +55,12 @@ public struct SHA256: Sendable {
         tail.append(0x80)
         while tail.count % 64 != 56 { tail.append(0) }
         for i in (0..<8).reversed() { tail.append(UInt8(truncatingIfNeeded: bitLength >> (8 * UInt64(i)))) }
-        var i = 0
-        while i < tail.count {
-            copy.compress(Array(tail[i..<i + 64]))
-            i += 64
+        tail.withUnsafeBytes { t in
+            var i = 0
+            while i < t.count {
+                copy.compress(t.baseAddress! + i)
+                i += 64
+            }
         }
         var out: [UInt8] = []
         out.reserveCapacity(32)
@@ -65,7 +82,8 @@ public struct SHA256: Sendable {
 
     @inline(__always) private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
 
-    private mutating func compress(_ block: [UInt8]) {
+    private mutating func compress(_ p: UnsafeRawPointer) {
+        let block = p.assumingMemoryBound(to: UInt8.self)
         var w = [UInt32](repeating: 0, count: 64)
         for t in 0..<16 {
             w[t] = UInt32(block[4 * t]) << 24 | UInt32(block[4 * t + 1]) << 16 | UInt32(block[4 * t + 2]) << 8

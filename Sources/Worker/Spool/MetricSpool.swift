@@ -162,17 +162,28 @@ public final class MetricSpool: Sendable {
         outer: for seg in segments where seg.lastSequence > sequence && seg.firstSequence <= durable {
             var offset = 0
             if let p = position, p.path == seg.path, p.lastSequence == sequence, p.offset <= seg.size { offset = p.offset }
-            let chunk = try Self.read(path: seg.path, from: offset, to: seg.size)
-            var pos = 0
-            while let (e, length) = Self.decodeRecord(chunk, at: pos) {
-                if e.sequence > durable { break }
-                if e.sequence > sequence {
-                    if !out.isEmpty && points + e.points.count > maxPoints { break outer }
-                    out.append(e)
-                    points += e.points.count
-                    newPosition = ReadPosition(path: seg.path, offset: offset + pos + length, lastSequence: e.sequence)
+            // Read in windows: a large backlog is never read whole to take one batch from it.
+            var window = Self.readWindow
+            while offset < seg.size {
+                let chunk = try Self.read(path: seg.path, from: offset, to: min(seg.size, offset + window))
+                var pos = 0
+                while let (e, length) = Self.decodeRecord(chunk, at: pos) {
+                    if e.sequence > durable { break outer }
+                    if e.sequence > sequence {
+                        if !out.isEmpty && points + e.points.count > maxPoints { break outer }
+                        out.append(e)
+                        points += e.points.count
+                        newPosition = ReadPosition(path: seg.path, offset: offset + pos + length, lastSequence: e.sequence)
+                    }
+                    pos += length
                 }
-                pos += length
+                if pos == 0 {
+                    // A record larger than the window (or a torn tail): widen, or stop at the end.
+                    if offset + window >= seg.size { break }
+                    window *= 2
+                    continue
+                }
+                offset += pos
             }
         }
         if let newPosition { disk.withLock { $0.readPosition = newPosition } }
@@ -232,6 +243,9 @@ public final class MetricSpool: Sendable {
         }
         bytes.append(contentsOf: payload)
     }
+
+    /// How much of a segment one read takes (grown for a record larger than this).
+    static let readWindow = 1 << 20
 
     /// Bytes `[from, to)` of a file.
     static func read(path: String, from: Int, to: Int) throws(SpoolError) -> [UInt8] {

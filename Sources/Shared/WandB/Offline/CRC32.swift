@@ -12,9 +12,18 @@ public enum CRC32 {
     /// Continues a checksum the way zlib's `crc32(crc, buf, len)` does: `crc` is a previous
     /// result (0 to start), and the result is final, so `update(update(0, a), b) == checksum(a + b)`.
     public static func update<C: Collection>(_ crc: UInt32, _ data: C) -> UInt32 where C.Element == UInt8 {
+        // Called from other modules this generic is not specialized: iterating `data` would cost
+        // a witness call (or worse) per byte. Contiguous storage (arrays, slices, Data) takes the
+        // buffer path.
+        if let r = data.withContiguousStorageIfAvailable({ update(crc, UnsafeRawBufferPointer($0)) }) { return r }
+        return Array(data).withUnsafeBytes { update(crc, $0) }
+    }
+
+    /// The byte loop over raw memory.
+    public static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
         var c = ~crc
         table.withUnsafeBufferPointer { t in
-            for b in data { c = t[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+            for b in bytes { c = t[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
         }
         return ~c
     }
