@@ -117,6 +117,15 @@ struct ShardLifecycleTests {
         #expect(try store.ingestSpool(workerId: "w2", entries: [entry(1, run: "r2", steps: 0..<1)]).storedPoints == 2)
     }
 
+    @Test("registration tells the worker its spool high-water mark")
+    func markAtRegistration() throws {
+        _ = try store.ingestSpool(workerId: "w1", entries: [entry(1, steps: 0..<1), entry(2, steps: 1..<2)])
+        let req = RegisterRequest(name: "w1", host: "h", device: DeviceInfo(kind: .cpu, index: 0, name: "cpu", memoryBytes: 1),
+                                  capabilities: [], version: "t", pid: 1, proof: .none)
+        #expect(try store.register(workerId: "w1", request: req).spoolHighWater == 2)
+        #expect(try store.register(workerId: "w9", request: req).spoolHighWater == 0)
+    }
+
     @Test("an entry after a gap is not stored; the worker re-sends from the mark")
     func spoolGap() throws {
         _ = try store.ingestSpool(workerId: "w1", entries: [entry(1, steps: 0..<1)])

@@ -63,4 +63,21 @@ struct MetricsDeliveryTests {
         #expect(series.map(\.step) == Array(0..<Int64(series.count)), "each step once, no gap")
         #expect(report.totalPoints == series.count * 5)
     }
+
+    @Test("a worker whose spool directory was lost (identity kept) still gets every new point stored")
+    func spoolLost() async throws {
+        let h = try ClusterHarness()
+        try await h.startCoordinator()
+        try h.startWorker("trainer")
+        try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
+        let first = try #require(try h.cliJSON(["enqueue", "synthetic", "--param", "steps=300", "--param", "keys=2"], as: EnqueueReply.self).runId)
+        try await h.waitUntil("the first run is stored", timeout: 30) { try h.cliJSON(["metrics", first], as: MetricsReport.self).totalPoints == 600 }
+        try await h.waitUntil("the shard settles", timeout: 30) { try h.shards().first?.state == "succeeded" }
+        h.kill9("trainer")
+        try FileManager.default.removeItem(at: h.dir.appendingPathComponent("state-trainer/spool"))
+        try h.startWorker("trainer")
+        let second = try #require(try h.cliJSON(["enqueue", "synthetic", "--param", "steps=200", "--param", "keys=2"], as: EnqueueReply.self).runId)
+        try await h.waitUntil("the second run is stored", timeout: 30) { try h.cliJSON(["metrics", second], as: MetricsReport.self).totalPoints == 400 }
+        #expect(try h.workers().count == 1, "same identity")
+    }
 }

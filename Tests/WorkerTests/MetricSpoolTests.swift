@@ -130,3 +130,38 @@ struct MetricSpoolTests {
         #expect(throws: SpoolError.self) { try MetricSpool(directory: "/proc/nope/spool") }
     }
 }
+
+@Suite("Metric spool numbering against the coordinator's mark")
+struct MetricSpoolFastForwardTests {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-spool-ff-\(UUID().uuidString.prefix(8))").path
+
+    @Test("an empty spool (its directory was lost) numbers new entries after the coordinator's mark, durably")
+    func freshSpool() throws {
+        let spool = try MetricSpool(directory: dir)
+        #expect(try spool.fastForward(past: 500))
+        #expect(spool.append(points: []) == 501)
+        try spool.flush()
+        #expect(try spool.entries(after: spool.ackedSequence).map(\.sequence) == [501])
+        let again = try MetricSpool(directory: dir)
+        #expect(again.ackedSequence == 500)
+        #expect(again.append(points: []) == 502)
+    }
+
+    @Test("a spool already past the mark is left alone")
+    func ahead() throws {
+        let spool = try MetricSpool(directory: dir)
+        for _ in 0..<5 { spool.append(points: []) }
+        try spool.flush()
+        #expect(try spool.fastForward(past: 3))
+        #expect(spool.append(points: []) == 6)
+    }
+
+    @Test("unacknowledged entries at or below the mark are reported as a conflict, not renumbered")
+    func conflict() throws {
+        let spool = try MetricSpool(directory: dir)
+        for _ in 0..<5 { spool.append(points: []) }
+        try spool.flush()
+        #expect(try !spool.fastForward(past: 100))
+        #expect(spool.lastAppendedSequence == 5)
+    }
+}

@@ -142,7 +142,7 @@ public final class RequestRouter: Sendable {
             reply(request, to: env, .registered, RegisterReply(
                 session: outcome.session, heartbeatIntervalMs: UInt32(configuration.heartbeatIntervalMs),
                 lostAfterMs: UInt32(configuration.lostAfterMs), coordinatorVersion: TTSCluster.version,
-                activeShardKept: outcome.activeShardKept))
+                activeShardKept: outcome.activeShardKept, spoolHighWater: outcome.spoolHighWater))
         } catch {
             logger.error("register of \(reg.name) failed: \(error)")
             reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store the registration; retry", retryable: true))

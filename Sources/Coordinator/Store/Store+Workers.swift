@@ -9,6 +9,8 @@ public struct RegistrationOutcome: Sendable, Equatable {
     public var activeShardKept: Bool
     /// Shards that were leased to the worker's previous process and were requeued.
     public var requeued: [Int64]
+    /// The worker's spool high-water mark (see ``RegisterReply/spoolHighWater``).
+    public var spoolHighWater: UInt64 = 0
 }
 
 /// A worker's durable row, as loaded at coordinator start.
@@ -69,7 +71,8 @@ extension Store {
                     }
                 }
             }
-            return RegistrationOutcome(session: session, activeShardKept: kept, requeued: requeued)
+            let mark = try Int64.fetchOne(db, sql: "SELECT high_water FROM spool_marks WHERE worker_id = ?", arguments: [workerId]) ?? 0
+            return RegistrationOutcome(session: session, activeShardKept: kept, requeued: requeued, spoolHighWater: UInt64(bitPattern: mark))
         }
     }
 

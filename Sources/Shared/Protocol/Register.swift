@@ -60,13 +60,19 @@ public struct RegisterReply: Sendable, Equatable, WireCodable {
     public var coordinatorVersion: String
     /// Whether the re-attach of `activeShard` was accepted (false: abandon it, it was requeued).
     public var activeShardKept: Bool
+    /// The highest spool sequence the coordinator stored for this worker identity: a spool that
+    /// starts afresh (its directory was lost) numbers its entries after it, or they would be
+    /// taken for duplicates.
+    public var spoolHighWater: UInt64
 
-    public init(session: UInt64, heartbeatIntervalMs: UInt32, lostAfterMs: UInt32, coordinatorVersion: String, activeShardKept: Bool) {
+    public init(session: UInt64, heartbeatIntervalMs: UInt32, lostAfterMs: UInt32, coordinatorVersion: String, activeShardKept: Bool,
+                spoolHighWater: UInt64 = 0) {
         self.session = session
         self.heartbeatIntervalMs = heartbeatIntervalMs
         self.lostAfterMs = lostAfterMs
         self.coordinatorVersion = coordinatorVersion
         self.activeShardKept = activeShardKept
+        self.spoolHighWater = spoolHighWater
     }
 
     public init(from r: inout WireReader) throws(WireError) {
@@ -75,6 +81,7 @@ public struct RegisterReply: Sendable, Equatable, WireCodable {
         lostAfterMs = UInt32(truncatingIfNeeded: try r.readVarint("registered.lostAfter"))
         coordinatorVersion = try r.readString("registered.version")
         activeShardKept = try r.readBool("registered.activeShardKept")
+        spoolHighWater = try r.readVarint("registered.spoolHighWater")
     }
 
     public func encode(to w: inout WireWriter) {
@@ -83,6 +90,7 @@ public struct RegisterReply: Sendable, Equatable, WireCodable {
         w.writeVarint(UInt64(lostAfterMs))
         w.write(coordinatorVersion)
         w.write(activeShardKept)
+        w.writeVarint(spoolHighWater)
     }
 }
 

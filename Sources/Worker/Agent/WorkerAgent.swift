@@ -67,8 +67,15 @@ public final class WorkerAgent: Sendable {
     public func run() async throws {
         let device = probe.describe()
         logger.notice("worker \(configuration.displayName) (\(workerId)) joining \(configuration.coordinator) with \(device.name), \(device.memoryBytes >> 20) MiB")
-        await connection.setOnRegistered { [logger, state] reply in
+        await connection.setOnRegistered { [logger, state, spool] reply in
             state.withLock { $0.heartbeatIntervalMs = Int(reply.heartbeatIntervalMs) }
+            do {
+                if try !spool.fastForward(past: reply.spoolHighWater) {
+                    logger.critical("the spool in \(spool.directory) holds entries the coordinator already has under the same numbers (was the state directory restored from a copy?): they cannot be told from duplicates; move the spool directory aside to start it afresh")
+                }
+            } catch {
+                logger.error("\(error)")
+            }
             logger.info("registered: session \(String(reply.session, radix: 16)), heartbeat every \(reply.heartbeatIntervalMs) ms")
             if !reply.activeShardKept, let current = state.withLock({ $0.current }) {
                 // Our lease did not survive (the coordinator requeued it): stop running it.

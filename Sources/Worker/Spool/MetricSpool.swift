@@ -199,6 +199,11 @@ public final class MetricSpool: Sendable {
             return m.ackedSequence
         }
         guard let acked else { return }
+        try writeAcked(acked)
+        trim()
+    }
+
+    private func writeAcked(_ acked: UInt64) throws(SpoolError) {
         let tmp = directory + "/acked.tmp"
         do {
             try Data("\(acked)\n".utf8).write(to: URL(fileURLWithPath: tmp))
@@ -208,7 +213,31 @@ public final class MetricSpool: Sendable {
         guard rename(tmp, directory + "/acked") == 0 else {
             throw SpoolError("cannot record the acknowledged sequence in \(directory): \(String(cString: strerror(errno)))")
         }
-        trim()
+    }
+
+    /// Makes an empty spool number its next entry after `highWater` (the coordinator's mark for
+    /// this worker identity), so a spool that lost its directory cannot have its entries taken
+    /// for duplicates. Returns false when the spool holds unacknowledged entries at or below the
+    /// mark: they conflict with what the coordinator stored (a restored or copied state
+    /// directory) and would be dropped.
+    @discardableResult
+    public func fastForward(past highWater: UInt64) throws(SpoolError) -> Bool {
+        let changed = memory.withLock { m -> Bool? in
+            guard m.nextSequence <= highWater else { return false }
+            guard m.buffer.isEmpty, m.durableSequence == m.ackedSequence else { return nil }
+            m.nextSequence = highWater + 1
+            m.durableSequence = highWater
+            m.ackedSequence = highWater
+            return true
+        }
+        switch changed {
+        case .none: return false
+        case .some(false): return true
+        case .some(true):
+            try writeAcked(highWater)
+            disk.withLock { $0.readPosition = nil }
+            return true
+        }
     }
 
     public var ackedSequence: UInt64 { memory.withLock { $0.ackedSequence } }
