@@ -23,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$bin/tts-coordinator" serve --listen "$url" --db "$demo/tts-coordinator.sqlite" >"$demo/coordinator.log" 2>&1 &
+"$bin/tts-coordinator" serve --listen "$url" --db "$demo/tts-coordinator.sqlite" --wandb-mode offline --wandb-dir "$demo" >"$demo/coordinator.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do grep -q "listening on" "$demo/coordinator.log" 2>/dev/null && break; sleep 0.1; done
 for i in 0 1; do
@@ -34,6 +34,11 @@ sleep 2
 "$bin/tts-coordinator" workers
 "$bin/tts-coordinator" enqueue sleep --count 12 --param seconds=2 --param steps=4
 "$bin/tts-coordinator" enqueue echo --count 2 --param text=안녕하세요
+# A stand-in training run: 10 metrics × 3,000 steps, checkpoints every 500 steps, through the
+# worker's spool into the store and out to a W&B offline run.
+run=$("$bin/tts-coordinator" enqueue synthetic --param steps=3000 --param keys=10 --param rate=600 \
+        --param checkpoint_every=500 --param checkpoint_dir="$PWD/$demo/checkpoints" --json | sed -n 's/.*"runId" *: *"\([a-z0-9]*\)".*/\1/p')
+echo "demo: training-like run $run"
 while :; do
   line=$("$bin/tts-coordinator" status | grep '^shards:')
   printf '\r%s        ' "$line"
@@ -42,6 +47,9 @@ while :; do
 done
 echo
 "$bin/tts-coordinator" shards --attempts | head -40
+"$bin/tts-coordinator" metrics "$run"
+for _ in $(seq 1 100); do grep -q "W&B: run $run complete" "$demo/coordinator.log" && break; sleep 0.2; done
+grep "W&B: run $run complete" "$demo/coordinator.log" | sed 's/.*\] /demo: /' || echo "demo: the W&B run is still being written"
 if [ "${1:-}" = "--once" ]; then exit 0; fi
 echo "demo: the cluster keeps running (coordinator $url). Try: $bin/tts-coordinator workers — Ctrl-C stops it."
 wait "${pids[0]}"
