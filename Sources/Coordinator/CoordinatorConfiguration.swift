@@ -32,6 +32,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var wandbSettings: WandbSettings?
     /// Online: least time between two `file_stream` requests of a run.
     public var wandbStreamIntervalMs = 15_000
+    /// Online: how long delivery pauses after W&B rejects the API key.
+    public var wandbUnauthorizedPauseMs = 60_000
     /// `WANDB_DIR`: offline runs go to `<dir>/wandb/offline-run-…`.
     public var wandbDirectory = "."
 

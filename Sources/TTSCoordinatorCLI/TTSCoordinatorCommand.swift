@@ -97,6 +97,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Online: least milliseconds between two file_stream requests of a run (W&B's cadence: 15000).")
     var wandbStreamIntervalMs = 15_000
 
+    @Option(help: "Online: milliseconds W&B delivery pauses after the API key is rejected (data stays queued).")
+    var wandbUnauthorizedPauseMs = 60_000
+
     @Option(help: "W&B directory: offline runs go to DIR/wandb/offline-run-… (env WANDB_DIR; default: the working directory).")
     var wandbDir: String = ProcessInfo.processInfo.environment["WANDB_DIR"] ?? "."
 
@@ -119,6 +122,7 @@ struct Serve: AsyncParsableCommand {
         if let tlsCert { config.tls = NNGTLSConfiguration(certificateKeyFile: tlsCert, caFile: tlsCa) }
         config.wandbDirectory = wandbDir
         config.wandbStreamIntervalMs = wandbStreamIntervalMs
+        config.wandbUnauthorizedPauseMs = wandbUnauthorizedPauseMs
         var overrides = WandbSettings.Overrides(directory: wandbDir)
         if noWandb { overrides.mode = .disabled } else if let m = wandbMode {
             guard let mode = WandbSettings.Mode(rawValue: m.lowercased()) else {

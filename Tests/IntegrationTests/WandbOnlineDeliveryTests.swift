@@ -118,4 +118,27 @@ struct WandbOnlineDeliveryTests {
         // The key never appears in what we wrote.
         for log in ["coordinator", "trainer"] { #expect(!h.log(log).contains(key)) }
     }
+
+    @Test("a rejected API key is reported once, loudly; the data stays queued and arrives once W&B accepts it")
+    func rejectedKey() async throws {
+        let h = try ClusterHarness()
+        let mock = try MockWandbServer(record: h.dir.appendingPathComponent("wandb-requests.jsonl").path)
+        try mock.control(#"{"fail": [{"status": 401, "count": 1000000, "path": "graphql"}]}"#)
+        let key = String(repeating: "r", count: 40)
+        try await h.startCoordinator(["--wandb-mode", "online", "--wandb-stream-interval-ms", "200", "--wandb-unauthorized-pause-ms", "500"],
+                                     environment: ["WANDB_API_KEY": key, "WANDB_BASE_URL": mock.baseURL])
+        try h.startWorker("trainer")
+        try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
+        let run = try #require(try h.cliJSON(["enqueue", "synthetic", "--param", "steps=500", "--param", "keys=4"], as: EnqueueReply.self).runId)
+        try await h.waitUntil("the key is reported as rejected", timeout: 20) { h.log("coordinator").contains("W&B REJECTED THE API KEY") }
+        try await Task.sleep(for: .seconds(3)) // several pauses and retries
+        #expect(h.log("coordinator").components(separatedBy: "W&B REJECTED THE API KEY").count == 2, "reported once")
+        #expect(h.log("coordinator").components(separatedBy: "W&B delivery paused").count == 2, "the pause is explained once")
+        #expect(try h.cliJSON(["metrics", run], as: MetricsReport.self).totalPoints == 2_000, "the store has everything meanwhile")
+        try mock.control(#"{"clear_faults": true}"#)
+        try await h.waitUntil("the run is delivered", timeout: 30) { h.log("coordinator").contains("W&B: run \(run) complete") }
+        #expect(try mock.lines(run: run, file: "wandb-history.jsonl").count == 500)
+        #expect(h.log("coordinator").contains("W&B accepts the API key again"))
+        #expect(!h.log("coordinator").contains(key))
+    }
 }

@@ -88,7 +88,8 @@ public actor WandbOutbox {
                 if case .unauthorized = e {
                     if !keyRejected {
                         keyRejected = true
-                        logger.critical("W&B REJECTED THE API KEY (\(e)). Nothing is lost: every run's data stays queued in the coordinator; delivery is retried every \(unauthorizedPause) (fix WANDB_API_KEY and restart the coordinator).")
+                        // WandbAPI has already said so loudly (once); say what happens to the data.
+                        logger.warning("W&B delivery paused: nothing is lost, every run's data stays queued in the coordinator and delivery is retried every \(unauthorizedPause) (fix WANDB_API_KEY and restart the coordinator)")
                     }
                     pausedUntil = .now + unauthorizedPause
                     return

@@ -28,7 +28,8 @@ public final class CoordinatorServer: Sendable {
             api = try WandbAPI(settings: settings, client: HTTPClient(), logger: logger)
         }
         wandb = WandbOutbox(store: store, mode: configuration.wandbMode, root: configuration.wandbDirectory, logger: logger, api: api,
-                            streamIntervalMs: configuration.wandbStreamIntervalMs)
+                            streamIntervalMs: configuration.wandbStreamIntervalMs,
+                            unauthorizedPause: .milliseconds(configuration.wandbUnauthorizedPauseMs))
         // Rebuild the live picture: every known worker gets a full liveness period to re-attach.
         for w in try store.loadWorkers() where w.state != "gone" {
             registry.upsert(workerId: w.id, name: w.name, session: w.session, capabilities: w.capabilities,
