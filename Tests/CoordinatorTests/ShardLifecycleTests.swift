@@ -112,7 +112,7 @@ struct ShardLifecycleTests {
         #expect(again.highWater == 3)
         #expect(again.storedPoints == 4)
         #expect(try store.metricSeries(runId: "r1", key: "train/text_loss").map(\.step) == Array(0..<12))
-        #expect(try store.pointCount(runId: "r1") == 24)
+        #expect(try store.pointCounts(runId: "r1") == ["train/text_loss": 12, "train/mel_loss": 12])
         // Another worker's sequences are its own.
         #expect(try store.ingestSpool(workerId: "w2", entries: [entry(1, run: "r2", steps: 0..<1)]).storedPoints == 2)
     }

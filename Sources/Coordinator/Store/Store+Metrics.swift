@@ -79,13 +79,6 @@ extension Store {
         }
     }
 
-    /// Number of stored points of a run (all keys).
-    public func pointCount(runId: String) throws -> Int {
-        try pool.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = ?", arguments: [runId]) ?? 0
-        }
-    }
-
     /// Points stored per key of a run.
     public func pointCounts(runId: String) throws -> [String: Int] {
         try pool.read { db in

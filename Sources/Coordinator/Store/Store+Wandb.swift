@@ -131,9 +131,4 @@ extension Store {
             }
         }
     }
-
-    /// The highest event id of a run (to skip events of kinds W&B does not take).
-    public func lastEventId(runId: String) throws -> Int64 {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM events WHERE run_id = ?", arguments: [runId]) ?? 0 }
-    }
 }

@@ -308,11 +308,11 @@ public final class MetricSpool: Sendable {
     }
 
     /// Reads whole records; stops at the first torn or corrupt one (and cuts it off when asked).
-    static func scan(path: String, truncateTornTail: Bool, limit: Int? = nil) throws(SpoolError) -> Scan {
+    static func scan(path: String, truncateTornTail: Bool) throws(SpoolError) -> Scan {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw SpoolError("cannot read the spool file \(path)")
         }
-        let bytes = [UInt8](limit.map { data.prefix($0) } ?? data)
+        let bytes = [UInt8](data)
         var entries: [SpoolEntry] = []
         var pos = 0
         while let (e, length) = decodeRecord(bytes, at: pos) {
