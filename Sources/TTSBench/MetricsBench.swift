@@ -170,6 +170,7 @@ struct VersusSDK: AsyncParsableCommand {
     @Option(help: "Python with the wandb package (e.g. from Tests/Fixtures/wandb/oracle_env.sh).") var python: String
     @Option(help: "Steps.") var steps = 100_000
     @Option(help: "Scalars per step.") var keys = 10
+    @Option(help: "Skip the SDK run and use this many seconds for it (profiling our side only).") var sdkSeconds: Double?
 
     func execute() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-bench-vs-\(getpid())").path
@@ -178,6 +179,19 @@ struct VersusSDK: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: dir) }
 
         // Python SDK, offline.
+        let pySeconds = try sdkSeconds ?? runSDK(dir: dir)
+
+        // Ours: a coordinator writing offline, one worker, one synthetic run of the same stream.
+        let ours = try await runOurs(dir: dir)
+        print("\n### \(keys) scalars × \(steps) steps, logged and written to a W&B offline run (target ≥ 10×)\n")
+        print("| path | seconds | steps/s |")
+        print("|---|---|---|")
+        print("| Python SDK `wandb.log` (offline) | \(String(format: "%.2f", pySeconds)) | \(String(format: "%.0f", Double(steps) / pySeconds)) |")
+        print("| tts-cluster: worker spool → coordinator store → `.wandb` | \(String(format: "%.2f", ours)) | \(String(format: "%.0f", Double(steps) / ours)) |")
+        print("\n**ratio: \(String(format: "%.1f", pySeconds / ours))× faster** (ours from enqueue to the coordinator's \"run complete\"; the SDK from `wandb.init` to `finish()` returning).")
+    }
+
+    private func runSDK(dir: String) throws -> Double {
         progress("versus-sdk: wandb.log × \(steps) (offline)")
         let script = """
             import os, time, wandb
@@ -203,8 +217,10 @@ struct VersusSDK: AsyncParsableCommand {
         guard py.terminationStatus == 0, let pySeconds = Double(pyOut.split(separator: "\n").last ?? "") else {
             throw BenchError("the Python SDK run failed (status \(py.terminationStatus)): \(pyOut)")
         }
+        return pySeconds
+    }
 
-        // Ours: a coordinator writing offline, one worker, one synthetic run of the same stream.
+    private func runOurs(dir: String) async throws -> Double {
         progress("versus-sdk: tts-cluster worker → coordinator → .wandb × \(steps)")
         let port = Int.random(in: 30_000..<60_000)
         let url = "tcp://127.0.0.1:\(port)"
@@ -230,12 +246,7 @@ struct VersusSDK: AsyncParsableCommand {
         _ = await worker.stop()
         _ = await coordinator.stop()
         guard done else { throw BenchError("our run did not complete within 600 s") }
-        print("\n### \(keys) scalars × \(steps) steps, logged and written to a W&B offline run (target ≥ 10×)\n")
-        print("| path | seconds | steps/s |")
-        print("|---|---|---|")
-        print("| Python SDK `wandb.log` (offline) | \(String(format: "%.2f", pySeconds)) | \(String(format: "%.0f", Double(steps) / pySeconds)) |")
-        print("| tts-cluster: worker spool → coordinator store → `.wandb` | \(String(format: "%.2f", ours)) | \(String(format: "%.0f", Double(steps) / ours)) |")
-        print("\n**ratio: \(String(format: "%.1f", pySeconds / ours))× faster** (ours from enqueue to the coordinator's \"run complete\"; the SDK from `wandb.init` to `finish()` returning).")
+        return ours
     }
 }
 

@@ -66,4 +66,49 @@ struct WandbOfflineDeliveryTests {
         #expect(content.artifacts.count == 4, "artifacts at steps 1000, 2000, 3000, 4000")
         #expect(content.artifacts.allSatisfy { $0.type == "model" && $0.aliases.contains("latest") })
     }
+
+    @Test("audio samples reported by a run reach the offline run: copied under files/media, named by a files record, valued in history at their step")
+    func mediaOffline() async throws {
+        let h = try ClusterHarness()
+        let wandbDir = h.dir.appendingPathComponent("wandb-root").path
+        try FileManager.default.createDirectory(atPath: wandbDir, withIntermediateDirectories: true)
+        try await h.startCoordinator(["--wandb-dir", wandbDir])
+        try h.startWorker("trainer")
+        try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
+        let media = h.dir.appendingPathComponent("samples").path
+        let reply = try h.cliJSON(["enqueue", "synthetic", "--param", "steps=3000", "--param", "keys=2", "--param", "rate=3000",
+                                   "--param", "media_every=1000", "--param", "media_dir=\(media)"], as: EnqueueReply.self)
+        let run = try #require(reply.runId)
+        try await h.waitUntil("the W&B run is complete", timeout: 60) { h.log("coordinator").contains("W&B: run \(run) complete (offline") }
+        let runs = try FileManager.default.contentsOfDirectory(atPath: wandbDir + "/wandb")
+        let dir = "\(wandbDir)/wandb/" + (try #require(runs.first { $0.hasSuffix("-\(run)") }))
+        var samples: [(step: String, value: String)] = []
+        var filesRecords: [String] = []
+        var steps: [Int64] = []
+        for payload in try TransactionLogReader.readAll(path: "\(dir)/run-\(run).wandb") {
+            let record = try ProtobufFields(payload)
+            if let history = try record.message(2) {
+                let items = try history.all(1).map { try ProtobufFields($0) }
+                let step = try #require(items.first { $0.string(1) == "_step" }?.string(16))
+                steps.append(try #require(Int64(step)))
+                if let v = items.first(where: { $0.string(1) == "eval/sample" })?.string(16) { samples.append((step, v)) }
+            }
+            if let files = try record.message(6) {
+                filesRecords += try files.all(1).map { try ProtobufFields($0).string(1) ?? "" }
+            }
+        }
+        // The sample "at step 3000" comes after the last step (2999): the run ends with one more row for it.
+        #expect(steps == Array(0...3000), "every step once, in order")
+        // A sample "at step N" is reported after step N-1's scalars: it waits for row N and joins it.
+        #expect(samples.map(\.step) == ["1000", "2000", "3000"])
+        for (i, s) in samples.enumerated() {
+            let path = try #require(s.value.firstMatch(of: /"path":"(media\/audio\/eval_sample_\d+_[0-9a-f]{20}\.wav)"/)?.1)
+            #expect(s.value.contains(#""_type":"audio-file""#))
+            #expect(s.value.contains(#""caption":"step \#((i + 1) * 1000)""#))
+            #expect(filesRecords.contains(String(path)), "a files record names \(path)")
+            let copied = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/files/\(path)"))
+            let original = try Data(contentsOf: URL(fileURLWithPath: "\(media)/\(run)-sample-\((i + 1) * 1000).wav"))
+            #expect(copied == original)
+        }
+    }
 }

@@ -66,6 +66,30 @@ struct WandbOfflineLogTests {
         #expect(CRC32.update(CRC32.checksum(Array("1234".utf8)), Array("56789".utf8)) == 0xCBF4_3926)
     }
 
+    @Test("the eight-bytes-at-a-time CRC-32 equals the bitwise definition at every length and alignment")
+    func crcSlicing() {
+        func bitwise(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+            var c: UInt32 = 0xFFFF_FFFF
+            for b in bytes {
+                c ^= UInt32(b)
+                for _ in 0..<8 { c = (c & 1) != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+            }
+            return ~c
+        }
+        var rng = UInt64(0x9E37_79B9_7F4A_7C15)
+        let data: [UInt8] = (0..<300).map { _ in
+            rng = rng &* 6364136223846793005 &+ 1442695040888963407
+            return UInt8(truncatingIfNeeded: rng >> 56)
+        }
+        for start in 0..<9 {
+            for length in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 200, 291 - start] {
+                let slice = data[start..<(start + length)]
+                #expect(CRC32.checksum(slice) == bitwise(slice), "offset \(start), length \(length)")
+            }
+        }
+        #expect(CRC32.checksum([UInt8](repeating: 0, count: 32)) == 0x190A_55AD) // zlib.crc32(bytes(32))
+    }
+
     @Test("a small record is one FULL chunk right after the header")
     func fullChunk() throws {
         let record = hex("0801920100")  // Record{num:1, exit{}}

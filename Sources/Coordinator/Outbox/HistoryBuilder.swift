@@ -50,12 +50,21 @@ public struct HistoryBuilder: Sendable {
         struct Open {
             var step: Int64
             var values: [(key: String, value: WandbValue)] = []
-            var index: [String: Int] = [:]
+            /// Only for wide rows: a step usually has a handful of keys, found faster by a scan.
+            var index: [String: Int]?
             var wall: Double = 0
             mutating func set(_ key: String, _ value: WandbValue) {
-                if let i = index[key] { values[i].value = value } else {
-                    index[key] = values.count
-                    values.append((key, value))
+                if let index {
+                    if let i = index[key] { values[i].value = value; return }
+                } else if let i = values.firstIndex(where: { $0.key == key }) {
+                    values[i].value = value
+                    return
+                }
+                values.append((key, value))
+                if index != nil {
+                    index![key] = values.count - 1
+                } else if values.count == 32 {
+                    index = Dictionary(uniqueKeysWithValues: values.enumerated().map { ($1.key, $0) })
                 }
             }
         }

@@ -36,6 +36,9 @@ public actor WandbOutbox {
     /// After W&B rejects the key, delivery pauses until then (the data waits in the store).
     private var pausedUntil: ContinuousClock.Instant?
     let unauthorizedPause: Duration
+    /// New data or a finished run: deliver now rather than at the next interval.
+    private nonisolated let wakeups: AsyncStream<Void>.Continuation
+    private let wakeupStream: AsyncStream<Void>
 
     public init(store: Store, mode: Mode, root: String, logger: Logger, api: WandbAPI? = nil, batchPoints: Int = 50_000,
                 artifactEvery: Int64 = 1_000, streamIntervalMs: Int = 15_000, unauthorizedPause: Duration = .seconds(60)) {
@@ -49,15 +52,28 @@ public actor WandbOutbox {
         self.artifactEvery = artifactEvery
         streamInterval = .milliseconds(streamIntervalMs)
         host = ProcessInfo.processInfo.hostName
+        (wakeupStream, wakeups) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// Delivers until cancelled, a pass every `intervalMs`.
+    /// Asks for a delivery pass as soon as the current one ends (cheap; callable from anywhere).
+    public nonisolated func wake() { wakeups.yield() }
+
+    /// Delivers until cancelled: a pass whenever ``wake()`` is called (new data stored, a run
+    /// settled) and at least every `intervalMs` (retries, online cadence, heartbeats).
     public func run(intervalMs: Int = 500) async {
         guard mode != .disabled else { return }
-        while !Task.isCancelled {
-            await deliverPending()
-            try? await Task.sleep(for: .milliseconds(intervalMs))
+        let ticker = Task { [wakeups] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(intervalMs))
+                wakeups.yield()
+            }
         }
+        await deliverPending()
+        for await _ in wakeupStream {
+            if Task.isCancelled { break }
+            await deliverPending()
+        }
+        ticker.cancel()
         for w in writers.values { w.close() }
         writers = [:]
     }
@@ -111,6 +127,8 @@ public actor WandbOutbox {
         var rows: [WandbHistoryRow] = []
         var stats: [WandbStatsSample] = []
         var artifacts: [WandbArtifactUpload] = []
+        /// Media files the rows refer to (uploaded / copied before the rows are written).
+        var media: [WandbRunFile] = []
         var output: [(line: String, stderr: Bool, time: Date)] = []
         var cursor: Int64?
         var lastStep: Int64?
@@ -185,18 +203,65 @@ public actor WandbOutbox {
         let covered = out.cursor ?? state.cursor
         batch.stats = Self.statsSamples(system.filter { $0.seq <= covered }, startTime: start)
         let events = try store.runEvents(runId: info.runId, after: state.eventCursor,
-                                         kinds: [EventRequest.Kind.checkpointSaved.rawValue, EventRequest.Kind.log.rawValue])
+                                         kinds: [EventRequest.Kind.checkpointSaved.rawValue, EventRequest.Kind.log.rawValue,
+                                                 EventRequest.Kind.media.rawValue])
+        var eventCursor: Int64?
         for e in events {
             if e.kind == EventRequest.Kind.log.rawValue {
                 batch.output.append((e.message, e.data["stream"]?.stringValue == "stderr", Date(timeIntervalSince1970: e.wallTime)))
+            } else if e.kind == EventRequest.Kind.media.rawValue {
+                // A media value joins the first row of this batch at or after its step (late:
+                // with its step recorded, like a late scalar). Its step's row not emitted yet:
+                // it waits, and so do the events after it (the event cursor stops before it).
+                guard placeMedia(info, e, &batch, final: over) else { break }
             } else if let artifact = checkpointArtifact(info, e) {
                 batch.artifacts.append(artifact)
             }
+            eventCursor = e.id
         }
-        batch.eventCursor = events.last?.id
+        batch.eventCursor = eventCursor
+        let eventsDone = eventCursor == events.last?.id
         batch.final = over
-        batch.more = points.count >= batchPoints || events.count >= 1_000
+        // Events beyond this pass's limit, or a media sample still waiting: not over yet.
+        let eventsPending = events.count >= 1_000 || !eventsDone
+        batch.more = points.count >= batchPoints || (events.count >= 1_000 && eventsDone)
+        if over && eventsPending {
+            batch.final = false
+            batch.more = eventsDone
+        }
         return batch
+    }
+
+    /// Puts a media event's value into the batch's rows; false when it must wait for a later
+    /// row. A sample whose file is gone is reported and skipped (true: nothing to wait for).
+    private func placeMedia(_ info: WandbRunInfo, _ e: StoredRunEvent, _ batch: inout Batch, final: Bool) -> Bool {
+        guard let key = e.data["key"]?.stringValue, let step = e.data["step"]?.doubleValue.map({ Int64($0) }),
+              let path = e.data["path"]?.stringValue else {
+            logger.warning("W&B: a media event of run \(info.runId) lacks key, step or path; skipped (\(e.message))")
+            return true
+        }
+        var index = batch.rows.firstIndex { $0.step >= step }
+        if index == nil, final {
+            // The run is over and no later row comes: one more row after the last step.
+            let next = (batch.rows.last?.step ?? batch.lastStep ?? step - 1) + 1
+            let t = e.wallTime
+            batch.rows.append(WandbHistoryRow(step: max(next, (batch.lastStep ?? -1) + 1), timestamp: t,
+                                              runtime: max(0, t - info.startTime.timeIntervalSince1970), values: []))
+            batch.lastStep = batch.rows.last!.step
+            index = batch.rows.count - 1
+        }
+        guard let i = index else { return false }
+        let sample: (value: WandbValue, file: WandbRunFile)
+        do {
+            sample = try WandbMedia.audio(key: key, step: step, localPath: path, caption: e.data["caption"]?.stringValue)
+        } catch {
+            logger.warning("W&B: media \(key) at step \(step) of run \(info.runId) is not readable from the coordinator (\(error)); skipped (media must be on storage the coordinator can read)")
+            return true
+        }
+        batch.rows[i].values.append((key, sample.value))
+        if batch.rows[i].step != step { batch.rows[i].values.append((HistoryBuilder.stepKey(for: key), .integer(step))) }
+        batch.media.append(sample.file)
+        return true
     }
 
     /// A checkpoint event as a `model` artifact version, when it falls on the cadence or is the best.
@@ -219,6 +284,7 @@ public actor WandbOutbox {
 
     private func deliverOffline(_ info: WandbRunInfo, _ batch: Batch, _ state: inout WandbDeliveryState, exitCode: Int32, runtime: Double) throws {
         let writer = try writerFor(info, &state)
+        for f in batch.media { try writer.addMedia(f) }
         try writer.log(batch.rows)
         if !batch.rows.isEmpty { try writer.summary(bestValues(state)) }
         for s in batch.stats { try writer.stats(s) }
@@ -290,6 +356,7 @@ public actor WandbOutbox {
                 FileStreamLines.output($0.line, stream: $0.stderr ? .stderr : .stdout, at: $0.time)
             })
         }
+        if !batch.media.isEmpty { _ = try await api.uploadRunFiles(handle, batch.media) }
         for a in batch.artifacts { _ = try await api.logArtifact(handle, a) }
         let request = batch.final
             ? FileStreamRequest.final(summaryLine: Self.summaryLine(state.summary), uploaded: [], exitCode: exitCode,

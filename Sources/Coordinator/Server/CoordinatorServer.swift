@@ -30,6 +30,7 @@ public final class CoordinatorServer: Sendable {
         wandb = WandbOutbox(store: store, mode: configuration.wandbMode, root: configuration.wandbDirectory, logger: logger, api: api,
                             streamIntervalMs: configuration.wandbStreamIntervalMs,
                             unauthorizedPause: .milliseconds(configuration.wandbUnauthorizedPauseMs))
+        router.observers.add { [wandb] _ in wandb.wake() }
         // Rebuild the live picture: every known worker gets a full liveness period to re-attach.
         for w in try store.loadWorkers() where w.state != "gone" {
             registry.upsert(workerId: w.id, name: w.name, session: w.session, capabilities: w.capabilities,

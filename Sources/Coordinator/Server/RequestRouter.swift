@@ -15,6 +15,8 @@ public final class RequestRouter: Sendable {
     let admin: AdminService
     let configuration: CoordinatorConfiguration
     let logger: Logger
+    /// Told about everything stored for the first time.
+    public let observers = IngestObservers()
     private let replayGuard: ReplayGuard
     private let complaints = RateLimitedLog(limit: 20, perSeconds: 10)
 
@@ -188,6 +190,7 @@ public final class RequestRouter: Sendable {
         do {
             let outcome = try store.ingest(workerId: env.workerId, session: env.session, sequence: env.sequence, durable)
             if case .result(let r) = durable, let d = outcome.disposition, !outcome.duplicate {
+                observers.notify(.result(workerId: env.workerId, r, d))
                 if d.accepted {
                     registry.leaseEnded(shardId: r.shard.shardId)
                     logger.info("shard \(r.shard.shardId) \(r.outcome.name) on \(registry.name(of: env.workerId))\(r.message.isEmpty ? "" : ": \(r.message)")\(d.requeued ? " (requeued)" : "")")
@@ -215,6 +218,11 @@ public final class RequestRouter: Sendable {
         }
         do {
             let outcome = try store.ingestSpool(workerId: env.workerId, entries: m.entries)
+            if outcome.storedEntries > 0 {
+                // The stored entries are the `storedEntries` sequences ending at the new mark.
+                let first = outcome.highWater - UInt64(outcome.storedEntries)
+                observers.notify(.metrics(workerId: env.workerId, entries: m.entries.filter { $0.sequence > first && $0.sequence <= outcome.highWater }))
+            }
             reply(request, to: env, .metricsAck, Ack(highestSequence: outcome.highWater))
         } catch {
             logger.error("could not store \(m.pointCount) points from \(registry.name(of: env.workerId)): \(error)")

@@ -16,24 +16,36 @@ extension Store {
     /// are skipped (a re-send after a lost ack or a worker restart), the rest are stored in order
     /// with the mark advanced in the same transaction. An entry past a gap is not stored (the
     /// worker re-sends from the mark).
+    ///
+    /// The points of the stored entries are stored as one ``PointBatch`` row per run (`metric_batches`),
+    /// indexed per key and step range in `series_batches`; every point gets the next
+    /// coordinator-wide ingest sequence (a batch holds `first_seq ..< first_seq + point_count`).
     public func ingestSpool(workerId: String, entries: [SpoolEntry], now: Date = Date()) throws -> SpoolIngestOutcome {
         try pool.write { db in
             var hw = UInt64(bitPattern: try Int64.fetchOne(db, sql: "SELECT high_water FROM spool_marks WHERE worker_id = ?", arguments: [workerId]) ?? 0)
             var out = SpoolIngestOutcome(highWater: hw, storedEntries: 0, storedPoints: 0, storedEvents: 0)
-            let insertPoint = try db.cachedStatement(sql: "INSERT OR IGNORE INTO points (series_id, step, ingest_seq, value_bits, wall_time) VALUES (?, ?, ?, ?, ?)")
             let insertEvent = try db.cachedStatement(sql: """
                 INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
                 VALUES (?, ?, (SELECT run_id FROM shards WHERE id = ?), ?, ?, ?, ?, ?)
                 """)
             var seriesCache: [SeriesKey: Int64] = [:]
-            var ingest = try nextIngestSequence(db)
+            // Trainers usually spool one entry per step: the points of every entry stored by this
+            // request become one batch per run (in arrival order), not a row per entry.
+            var runs: [String] = []
+            var groups: [[MetricPoint]] = []
+            var current = -1
             for e in entries {
                 guard e.sequence > hw else { continue }
                 guard e.sequence == hw + 1 || hw == 0 else { break }
                 for p in e.points {
-                    let sid = try seriesId(db, run: p.runId, key: p.key, cache: &seriesCache)
-                    try insertPoint.execute(arguments: [sid, p.step, ingest, Int64(bitPattern: p.value.bitPattern), p.wallTime])
-                    ingest += 1
+                    if current < 0 || runs[current] != p.runId {
+                        if let i = runs.firstIndex(of: p.runId) { current = i } else {
+                            runs.append(p.runId)
+                            groups.append([])
+                            current = runs.count - 1
+                        }
+                    }
+                    groups[current].append(p)
                 }
                 for ev in e.events {
                     try insertEvent.execute(arguments: [workerId, ev.shard?.shardId, ev.shard?.shardId, ev.kind.rawValue, ev.message, String(decoding: ev.data, as: UTF8.self), ev.wallTime, now.timeIntervalSince1970])
@@ -42,6 +54,11 @@ extension Store {
                 out.storedEntries += 1
                 out.storedPoints += e.points.count
                 out.storedEvents += e.events.count
+            }
+            var ingest = try nextIngestSequence(db)
+            for (r, points) in zip(runs, groups) {
+                try insertBatch(db, run: r, PointBatch(points: points), firstSeq: ingest, cache: &seriesCache)
+                ingest += Int64(points.count)
             }
             if out.storedEntries > 0 {
                 try db.execute(sql: "INSERT INTO spool_marks (worker_id, high_water) VALUES (?, ?) ON CONFLICT(worker_id) DO UPDATE SET high_water = excluded.high_water",
@@ -52,39 +69,69 @@ extension Store {
         }
     }
 
+    private func insertBatch(_ db: Database, run: String, _ batch: PointBatch, firstSeq: Int64, cache: inout [SeriesKey: Int64]) throws {
+        try Self.insertBatch(db, run: run, batch, firstSeq: firstSeq) { db, key in try seriesId(db, run: run, key: key, cache: &cache) }
+    }
+
+    /// Inserts one batch row and its per-key index rows.
+    static func insertBatch(_ db: Database, run: String, _ batch: PointBatch, firstSeq: Int64, seriesId: (Database, String) throws -> Int64) throws {
+        let insert = try db.cachedStatement(sql: "INSERT INTO metric_batches (run_id, first_seq, point_count, min_step, max_step, data) VALUES (?, ?, ?, ?, ?, ?)")
+        try insert.execute(arguments: [run, firstSeq, batch.count, batch.minStep, batch.maxStep, Data(batch.encoded())])
+        let batchId = db.lastInsertedRowID
+        let index = try db.cachedStatement(sql: "INSERT INTO series_batches (series_id, batch_id, min_step, max_step, point_count) VALUES (?, ?, ?, ?, ?)")
+        for (k, extent) in zip(batch.keys, batch.extents) {
+            try index.execute(arguments: [try seriesId(db, k), batchId, extent.minStep, extent.maxStep, extent.count])
+        }
+    }
+
     private struct SeriesKey: Hashable { var run: String; var key: String }
 
     private func seriesId(_ db: Database, run: String, key: String, cache: inout [SeriesKey: Int64]) throws -> Int64 {
         let k = SeriesKey(run: run, key: key)
         if let id = cache[k] { return id }
-        try db.execute(sql: "INSERT OR IGNORE INTO series (run_id, key) VALUES (?, ?)", arguments: [run, key])
-        let id = try Int64.fetchOne(db, sql: "SELECT id FROM series WHERE run_id = ? AND key = ?", arguments: [run, key])!
+        let id = try Self.seriesId(db, run: run, key: key)
         cache[k] = id // per transaction: a rolled-back insert is never remembered
         return id
     }
 
-    private func nextIngestSequence(_ db: Database) throws -> Int64 {
-        (try Int64.fetchOne(db, sql: "SELECT MAX(ingest_seq) FROM points") ?? 0) + 1
+    static func seriesId(_ db: Database, run: String, key: String) throws -> Int64 {
+        try db.execute(sql: "INSERT OR IGNORE INTO series (run_id, key) VALUES (?, ?)", arguments: [run, key])
+        return try Int64.fetchOne(db, sql: "SELECT id FROM series WHERE run_id = ? AND key = ?", arguments: [run, key])!
     }
 
-    /// The points of one series in step order, optionally within `[fromStep, toStep]`.
+    private func nextIngestSequence(_ db: Database) throws -> Int64 {
+        (try Int64.fetchOne(db, sql: "SELECT first_seq + point_count FROM metric_batches ORDER BY id DESC LIMIT 1") ?? 1)
+    }
+
+    /// The points of one series in step order (arrival order within a step), optionally within
+    /// `[fromStep, toStep]`.
     public func metricSeries(runId: String, key: String, fromStep: Int64? = nil, toStep: Int64? = nil) throws -> [MetricPoint] {
-        try pool.read { db in
+        let lo = fromStep ?? Int64.min, hi = toStep ?? Int64.max
+        let rows: [(seq: Int64, data: [UInt8])] = try pool.read { db in
             guard let sid = try Int64.fetchOne(db, sql: "SELECT id FROM series WHERE run_id = ? AND key = ?", arguments: [runId, key]) else { return [] }
             return try Row.fetchAll(db, sql: """
-                SELECT step, value_bits, wall_time FROM points WHERE series_id = ? AND step >= ? AND step <= ? ORDER BY step, ingest_seq
-                """, arguments: [sid, fromStep ?? Int64.min, toStep ?? Int64.max]).map {
-                MetricPoint(runId: runId, step: $0["step"], key: key, value: Double(bitPattern: UInt64(bitPattern: $0["value_bits"] as Int64)), wallTime: $0["wall_time"])
+                SELECT b.first_seq, b.data FROM series_batches sb JOIN metric_batches b ON b.id = sb.batch_id
+                WHERE sb.series_id = ? AND sb.max_step >= ? AND sb.min_step <= ? ORDER BY b.id
+                """, arguments: [sid, lo, hi]).map { ($0[0], Array($0[1] as Data)) }
+        }
+        var found: [(seq: Int64, point: MetricPoint)] = []
+        for row in rows {
+            let batch = try PointBatch(decoding: row.data)
+            guard let k = batch.keys.firstIndex(of: key).map(UInt32.init) else { continue }
+            for i in 0..<batch.count where batch.keyIndex[i] == k && batch.steps[i] >= lo && batch.steps[i] <= hi {
+                found.append((row.seq + Int64(i), MetricPoint(runId: runId, step: batch.steps[i], key: key, value: batch.values[i], wallTime: batch.wallTimes[i])))
             }
         }
+        found.sort { ($0.point.step, $0.seq) < ($1.point.step, $1.seq) }
+        return found.map(\.point)
     }
 
     /// Points stored per key of a run.
     public func pointCounts(runId: String) throws -> [String: Int] {
         try pool.read { db in
             var out: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT s.key, COUNT(*) AS n FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = ? GROUP BY s.key", arguments: [runId]) {
-                out[row["key"]] = row["n"]
+            for row in try Row.fetchAll(db, sql: "SELECT s.key, SUM(sb.point_count) FROM series_batches sb JOIN series s ON s.id = sb.series_id WHERE s.run_id = ? GROUP BY s.key", arguments: [runId]) {
+                out[row[0]] = row[1]
             }
             return out
         }

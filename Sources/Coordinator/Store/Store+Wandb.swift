@@ -76,17 +76,27 @@ extension Store {
         }
     }
 
-    /// Points of a run stored after `cursor`, in arrival order (at most `limit`).
+    /// Points of a run stored after `cursor` (ingest sequence), in arrival order, at most `limit`.
     public func pointsAfter(runId: String, cursor: Int64, limit: Int) throws -> [HistoryBuilder.Point] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT p.ingest_seq, p.step, s.key, p.value_bits, p.wall_time FROM points p JOIN series s ON s.id = p.series_id
-                WHERE s.run_id = ? AND p.ingest_seq > ? ORDER BY p.ingest_seq LIMIT ?
-                """, arguments: [runId, cursor, limit]).map {
-                // By position: GRDB's by-name lookup lower-cases the name on every access.
-                HistoryBuilder.Point(seq: $0[0], step: $0[1], key: $0[2],
-                                     value: Double(bitPattern: UInt64(bitPattern: $0[3] as Int64)), wallTime: $0[4])
+            // The batch that may hold the point right after the cursor, and every later one.
+            let start = try Int64.fetchOne(db, sql: "SELECT MAX(first_seq) FROM metric_batches WHERE run_id = ? AND first_seq <= ?",
+                                           arguments: [runId, cursor + 1]) ?? Int64.min
+            let rows = try Row.fetchCursor(db, sql: "SELECT first_seq, data FROM metric_batches WHERE run_id = ? AND first_seq >= ? ORDER BY first_seq",
+                                           arguments: [runId, start])
+            var out: [HistoryBuilder.Point] = []
+            while out.count < limit, let row = try rows.next() {
+                let first: Int64 = row[0]
+                let batch = try PointBatch(decoding: Array(row[1] as Data))
+                for i in 0..<batch.count {
+                    let seq = first + Int64(i)
+                    guard seq > cursor else { continue }
+                    guard out.count < limit else { break }
+                    out.append(HistoryBuilder.Point(seq: seq, step: batch.steps[i], key: batch.keys[Int(batch.keyIndex[i])],
+                                                    value: batch.values[i], wallTime: batch.wallTimes[i]))
+                }
             }
+            return out
         }
     }
 

@@ -196,6 +196,52 @@ public final class Store: Sendable {
                 ALTER TABLE wandb_state ADD COLUMN project TEXT;
                 """)
         }
+        m.registerMigration("v6: metric points stored per batch") { db in
+            try db.execute(sql: """
+                CREATE TABLE metric_batches (
+                    id INTEGER PRIMARY KEY,          -- arrival order
+                    run_id TEXT NOT NULL,
+                    first_seq INTEGER NOT NULL,      -- ingest sequence of its first point (points: first_seq ..< first_seq + point_count)
+                    point_count INTEGER NOT NULL,
+                    min_step INTEGER NOT NULL,
+                    max_step INTEGER NOT NULL,
+                    data BLOB NOT NULL               -- PointBatch encoding: keys, steps, IEEE-754 value bits, wall times
+                );
+                CREATE INDEX metric_batches_by_run ON metric_batches(run_id, first_seq);
+                CREATE TABLE series_batches (
+                    series_id INTEGER NOT NULL REFERENCES series(id),
+                    batch_id INTEGER NOT NULL REFERENCES metric_batches(id),
+                    min_step INTEGER NOT NULL,
+                    max_step INTEGER NOT NULL,
+                    point_count INTEGER NOT NULL,
+                    PRIMARY KEY (series_id, batch_id)
+                ) WITHOUT ROWID;
+                """)
+            // Move the points of earlier versions into batches, keeping their ingest sequences
+            // (W&B cursors refer to them): consecutive sequences of one run form a batch.
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT p.ingest_seq, s.run_id, s.key, p.step, p.value_bits, p.wall_time
+                FROM points p JOIN series s ON s.id = p.series_id ORDER BY p.ingest_seq
+                """)
+            var pending: [MetricPoint] = []
+            var first: Int64 = 0
+            var last: Int64 = 0
+            func flush() throws {
+                guard let run = pending.first?.runId else { return }
+                try Store.insertBatch(db, run: run, PointBatch(points: pending), firstSeq: first) { db, key in try Store.seriesId(db, run: run, key: key) }
+                pending = []
+            }
+            while let r = try rows.next() {
+                let seq: Int64 = r[0]
+                let p = MetricPoint(runId: r[1], step: r[3], key: r[2], value: Double(bitPattern: UInt64(bitPattern: r[4] as Int64)), wallTime: r[5])
+                if let open = pending.first, open.runId != p.runId || seq != last + 1 || pending.count >= 10_000 { try flush() }
+                if pending.isEmpty { first = seq }
+                pending.append(p)
+                last = seq
+            }
+            try flush()
+            try db.execute(sql: "DROP TABLE points")
+        }
         return m
     }
 }

@@ -10,6 +10,8 @@ public struct EventRequest: Sendable, Equatable, WireCodable {
         public static let checkpointSaved = Kind(rawValue: "checkpoint_saved")
         public static let outOfMemory = Kind(rawValue: "oom")
         public static let log = Kind(rawValue: "log")
+        /// A media sample of a run (data: `key`, `step`, `path`, `type` = `audio`, optional `caption`).
+        public static let media = Kind(rawValue: "media")
         public static let warning = Kind(rawValue: "warning")
     }
 

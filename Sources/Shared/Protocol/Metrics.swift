@@ -56,6 +56,27 @@ public struct MetricsRequest: Sendable, Equatable, WireCodable {
     public var pointCount: Int { entries.reduce(0) { $0 + $1.points.count } }
 }
 
+/// A `metrics` request built from spool records as they are on disk: the same bytes on the wire
+/// as ``MetricsRequest`` (a count, then each entry's encoding), without decoding and
+/// re-encoding every point on the worker.
+public struct EncodedMetricsRequest: Sendable, Equatable, WireCodable {
+    /// Each element is one ``SpoolEntry``'s wire encoding.
+    public var entries: [ArraySlice<UInt8>]
+
+    public init(entries: [ArraySlice<UInt8>]) { self.entries = entries }
+
+    public init(from r: inout WireReader) throws(WireError) {
+        entries = try r.readArray("metrics.entries") { (r) throws(WireError) in
+            ArraySlice(try SpoolEntry(from: &r).wireBytes())
+        }
+    }
+
+    public func encode(to w: inout WireWriter) {
+        w.writeVarint(UInt64(entries.count))
+        for e in entries { w.writeRaw(e) }
+    }
+}
+
 /// The reply to `metrics`, `event` and `result`: the request was stored (or had been already).
 public struct Ack: Sendable, Equatable, WireCodable {
     /// The highest sequence of this session that is durably stored.

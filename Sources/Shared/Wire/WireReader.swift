@@ -86,7 +86,13 @@ public struct WireReader: Sendable {
         let n = try readCount(field, max: WireReader.maxFieldLength)
         guard n <= remaining else { throw WireError(field: field, reason: .truncated) }
         let s: String? = buffer.withUnsafeBufferPointer { p in
-            String(validating: UnsafeBufferPointer(rebasing: p[offset..<offset + n]), as: UTF8.self)
+            let bytes = UnsafeBufferPointer(rebasing: p[offset..<offset + n])
+            // Keys and ids are ASCII: check that cheaply and take the direct path (the generic
+            // `String(validating:as:)` is not specialized and costs several times more).
+            var high: UInt8 = 0
+            for b in bytes { high |= b }
+            if high < 0x80 { return String(decoding: bytes, as: UTF8.self) }
+            return String(validating: bytes, as: UTF8.self)
         }
         guard let s else { throw WireError(field: field, reason: .invalid("not UTF-8")) }
         offset += n

@@ -41,7 +41,9 @@ public struct EchoExecutor: ShardExecutor {
 
 /// `synthetic`: a stand-in trainer that logs `keys` scalars (default 10) for `steps` steps of run
 /// `run` through the spool, at up to `rate` steps per second (0: as fast as possible). Values
-/// are deterministic (`key index + step / 1000`), so tests can check every point.
+/// are deterministic (`key index + step / 1000`), so tests can check every point. With
+/// `checkpoint_every`/`checkpoint_dir` it writes stand-in checkpoints, with `media_every`/`media_dir`
+/// short audio samples (`eval/sample`), each reported as an event.
 public struct SyntheticMetricsExecutor: ShardExecutor {
     public let kind = "synthetic"
     let spool: MetricSpool
@@ -61,6 +63,8 @@ public struct SyntheticMetricsExecutor: ShardExecutor {
         let first = Int64(p["first_step"]?.doubleValue ?? 0)
         let checkpointEvery = Int64(p["checkpoint_every"]?.doubleValue ?? 0)
         let checkpointDir = p["checkpoint_dir"]?.stringValue
+        let mediaEvery = Int64(p["media_every"]?.doubleValue ?? 0)
+        let mediaDir = p["media_dir"]?.stringValue
         let names = (0..<keys).map { $0 == 0 ? "train/text_loss" : $0 == 1 ? "train/mel_loss" : "train/metric_\($0)" }
         let started = ContinuousClock.now
         for step in first..<(first + steps) {
@@ -73,6 +77,9 @@ public struct SyntheticMetricsExecutor: ShardExecutor {
             if checkpointEvery > 0, let dir = checkpointDir, (step + 1) % checkpointEvery == 0 {
                 try writeCheckpoint(dir: dir, run: run, step: step + 1, assignment: assignment)
             }
+            if mediaEvery > 0, let dir = mediaDir, (step + 1) % mediaEvery == 0 {
+                try writeAudioSample(dir: dir, run: run, step: step + 1, assignment: assignment)
+            }
             if rate > 0 {
                 let due = started + .milliseconds(Int(Double(step - first + 1) * 1000 / rate))
                 if due > .now { try await Task.sleep(until: due) }
@@ -81,6 +88,33 @@ public struct SyntheticMetricsExecutor: ShardExecutor {
             }
         }
         return ShardReport(outcome: .succeeded, message: "logged \(steps) steps × \(keys) keys for run \(run)")
+    }
+
+    /// Writes a short tone as a 16 kHz mono WAV (its pitch follows the step) and reports it as an
+    /// `eval/sample` media event, as an evaluation would report a synthesized utterance.
+    private func writeAudioSample(dir: String, run: String, step: Int64, assignment: ShardAssignment) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let path = "\(dir)/\(run)-sample-\(step).wav"
+        let rate = 16_000, count = 4_000
+        let hz = 220 + Double(step % 1000)
+        var pcm: [UInt8] = []
+        pcm.reserveCapacity(count * 2)
+        for i in 0..<count {
+            let v = Int16(8_000 * sin(2 * Double.pi * hz * Double(i) / Double(rate)))
+            pcm.append(UInt8(truncatingIfNeeded: v))
+            pcm.append(UInt8(truncatingIfNeeded: v >> 8))
+        }
+        func le32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+        func le16(_ v: Int) -> [UInt8] { (0..<2).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+        let wav = Array("RIFF".utf8) + le32(36 + pcm.count) + Array("WAVEfmt ".utf8) + le32(16) + le16(1) + le16(1)
+            + le32(rate) + le32(rate * 2) + le16(2) + le16(16) + Array("data".utf8) + le32(pcm.count) + pcm
+        try Data(wav).write(to: URL(fileURLWithPath: path + ".tmp"))
+        guard rename(path + ".tmp", path) == 0 else { throw ShardFailure("cannot write audio sample \(path)") }
+        let data = try JSONCoding.encode([
+            "key": JSONValue.string("eval/sample"), "step": .number(Double(step)), "path": .string(path), "type": .string("audio"),
+            "caption": .string("step \(step)"),
+        ])
+        spool.append(points: [], events: [EventRequest(kind: .media, shard: assignment.shard, message: "audio sample at step \(step)", data: data, wallTime: Date().timeIntervalSince1970)])
     }
 
     /// Writes a small stand-in checkpoint (temp file, then rename) and reports it through the spool.

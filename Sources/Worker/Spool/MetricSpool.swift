@@ -150,13 +150,26 @@ public final class MetricSpool: Sendable {
 
     // MARK: sending
 
+    /// One durable spool record as it is on disk: its sequence, its number of points and the
+    /// entry's wire encoding (checksum verified), ready to be sent without decoding.
+    public struct Record: Sendable, Equatable {
+        public var sequence: UInt64
+        public var pointCount: Int
+        public var bytes: ArraySlice<UInt8>
+    }
+
     /// Durable entries after `sequence`, in order, up to about `maxPoints` points (at least one
     /// entry). Continues from where the previous call stopped when `sequence` is where it
     /// stopped (the usual case: the previous batch was acknowledged); otherwise re-reads.
     public func entries(after sequence: UInt64, maxPoints: Int = 20_000) throws(SpoolError) -> [SpoolEntry] {
+        try records(after: sequence, maxPoints: maxPoints).compactMap { try? SpoolEntry.decode(Array($0.bytes)) }
+    }
+
+    /// ``entries(after:maxPoints:)`` as raw records: what the sender puts on the wire.
+    public func records(after sequence: UInt64, maxPoints: Int = 20_000) throws(SpoolError) -> [Record] {
         let (segments, position) = disk.withLock { ($0.segments, $0.readPosition) }
         let durable = durableSequence
-        var out: [SpoolEntry] = []
+        var out: [Record] = []
         var points = 0
         var newPosition: ReadPosition?
         outer: for seg in segments where seg.lastSequence > sequence && seg.firstSequence <= durable {
@@ -167,13 +180,13 @@ public final class MetricSpool: Sendable {
             while offset < seg.size {
                 let chunk = try Self.read(path: seg.path, from: offset, to: min(seg.size, offset + window))
                 var pos = 0
-                while let (e, length) = Self.decodeRecord(chunk, at: pos) {
-                    if e.sequence > durable { break outer }
-                    if e.sequence > sequence {
-                        if !out.isEmpty && points + e.points.count > maxPoints { break outer }
-                        out.append(e)
-                        points += e.points.count
-                        newPosition = ReadPosition(path: seg.path, offset: offset + pos + length, lastSequence: e.sequence)
+                while let (r, length) = Self.rawRecord(chunk, at: pos) {
+                    if r.sequence > durable { break outer }
+                    if r.sequence > sequence {
+                        if !out.isEmpty && points + r.pointCount > maxPoints { break outer }
+                        out.append(r)
+                        points += r.pointCount
+                        newPosition = ReadPosition(path: seg.path, offset: offset + pos + length, lastSequence: r.sequence)
                     }
                     pos += length
                 }
@@ -287,6 +300,23 @@ public final class MetricSpool: Sendable {
         } catch {
             throw SpoolError("cannot read the spool file \(path): \(error.localizedDescription)")
         }
+    }
+
+    /// The record starting at `pos`, checksum verified but not decoded, and its framed length;
+    /// nil at a torn or corrupt record (or one whose header does not parse).
+    static func rawRecord(_ bytes: [UInt8], at pos: Int) -> (Record, Int)? {
+        guard pos + 8 <= bytes.count else { return nil }
+        func u32(_ at: Int) -> UInt32 {
+            UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
+        }
+        let len = Int(u32(pos))
+        guard pos + 8 + len <= bytes.count else { return nil }
+        let payload = bytes[(pos + 8)..<(pos + 8 + len)]
+        guard CRC32.checksum(payload) == u32(pos + 4) else { return nil }
+        // A SpoolEntry starts with its sequence and its point count.
+        var r = WireReader(bytes, offset: pos + 8)
+        guard let seq = try? r.readVarint("spool.sequence"), let n = try? r.readVarint("spool.points"), n <= UInt64(len) else { return nil }
+        return (Record(sequence: seq, pointCount: Int(n), bytes: payload), 8 + len)
     }
 
     /// The record starting at `pos` and its framed length; nil at a torn or corrupt record.

@@ -42,10 +42,11 @@ public struct SpoolSender: Sendable {
             }
             var sentSomething = false
             do {
-                let batch = try spool.entries(after: spool.ackedSequence, maxPoints: maxPointsPerRequest)
+                let batch = try spool.records(after: spool.ackedSequence, maxPoints: maxPointsPerRequest)
                 if !batch.isEmpty {
                     let timeout = cancelled ? 2_000 : 15_000
-                    let (ack, _): (Ack, UInt64) = try await connection.call(.metrics, MetricsRequest(entries: batch), expect: .metricsAck, timeoutMs: timeout)
+                    let request = EncodedMetricsRequest(entries: batch.map(\.bytes))
+                    let (ack, _): (Ack, UInt64) = try await connection.call(.metrics, request, expect: .metricsAck, timeoutMs: timeout)
                     try spool.acknowledge(upTo: ack.highestSequence)
                     sentSomething = ack.highestSequence > 0
                     backoff.reset()

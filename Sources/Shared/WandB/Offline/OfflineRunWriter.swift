@@ -170,8 +170,13 @@ public final class OfflineRunWriter {
         } else {
             var latest: [String: WandbValue] = [:]
             var order: [String] = []
+            // One write(2) for all the rows (numbered in order), then the summary.
+            var records: [[UInt8]] = []
+            records.reserveCapacity(rows.count)
+            for (i, row) in rows.enumerated() { records.append(WandbRecord.history(row).encoded(num: Int64(recordCount + 1 + i))) }
+            try logWriter.append(contentsOf: records)
+            recordCount += rows.count
             for row in rows {
-                try write(.history(row))
                 for (k, v) in row.values {
                     if latest.updateValue(v, forKey: k) == nil { order.append(k) }
                 }

@@ -31,34 +31,42 @@ public enum TransactionLogFormat {
     public static func frame(_ payload: [UInt8], at offset: Int) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(payload.count + chunkHeaderSize * (payload.count / maxChunkPayload + 2))
+        frame(payload, at: offset, into: &out)
+        return out
+    }
+
+    /// ``frame(_:at:)`` appended to `out` (whose bytes are not part of the offset).
+    public static func frame(_ payload: [UInt8], at offset: Int, into out: inout [UInt8]) {
         var pos = offset
         var left = blockSize - pos % blockSize
         if left < chunkHeaderSize {
-            out += [UInt8](repeating: 0, count: left)
+            out.append(contentsOf: repeatElement(0, count: left))
             pos += left
             left = blockSize
         }
-        func chunk(_ type: ChunkType, _ range: Range<Int>) {
+        func chunk(_ type: ChunkType, _ range: Range<Int>, _ out: inout [UInt8]) {
             let piece = payload[range]
             let crc = CRC32.chunk(type: type.rawValue, payload: piece)
-            out += [UInt8(truncatingIfNeeded: crc), UInt8(truncatingIfNeeded: crc >> 8),
-                    UInt8(truncatingIfNeeded: crc >> 16), UInt8(truncatingIfNeeded: crc >> 24),
-                    UInt8(truncatingIfNeeded: piece.count), UInt8(truncatingIfNeeded: piece.count >> 8),
-                    type.rawValue]
-            out += piece
+            out.append(UInt8(truncatingIfNeeded: crc))
+            out.append(UInt8(truncatingIfNeeded: crc >> 8))
+            out.append(UInt8(truncatingIfNeeded: crc >> 16))
+            out.append(UInt8(truncatingIfNeeded: crc >> 24))
+            out.append(UInt8(truncatingIfNeeded: piece.count))
+            out.append(UInt8(truncatingIfNeeded: piece.count >> 8))
+            out.append(type.rawValue)
+            out.append(contentsOf: piece)
         }
         if payload.count + chunkHeaderSize <= left {
-            chunk(.full, 0..<payload.count)
-            return out
+            chunk(.full, 0..<payload.count, &out)
+            return
         }
         var used = left - chunkHeaderSize
-        chunk(.first, 0..<used)
+        chunk(.first, 0..<used, &out)
         while payload.count - used > maxChunkPayload {
-            chunk(.middle, used..<(used + maxChunkPayload))
+            chunk(.middle, used..<(used + maxChunkPayload), &out)
             used += maxChunkPayload
         }
-        chunk(.last, used..<payload.count)
-        return out
+        chunk(.last, used..<payload.count, &out)
     }
 }
 
@@ -185,6 +193,28 @@ public final class TransactionLogWriter {
     public func append(_ payload: [UInt8]) throws {
         try checkUsable()
         let bytes = TransactionLogFormat.frame(payload, at: size)
+        do {
+            try writeAll(bytes)
+        } catch {
+            if ftruncate(fd, off_t(size)) != 0 || lseek(fd, off_t(size), SEEK_SET) < 0 {
+                broken = "a failed write could not be rolled back: \(error)"
+            }
+            throw error
+        }
+        size += bytes.count
+    }
+
+    /// Appends several records with one `write(2)`: the same bytes as appending them one by one.
+    /// On failure the file is cut back to its size before the call.
+    public func append(contentsOf payloads: [[UInt8]]) throws {
+        try checkUsable()
+        guard !payloads.isEmpty else { return }
+        var bytes: [UInt8] = []
+        var end = size
+        for p in payloads {
+            TransactionLogFormat.frame(p, at: end, into: &bytes)
+            end = size + bytes.count
+        }
         do {
             try writeAll(bytes)
         } catch {

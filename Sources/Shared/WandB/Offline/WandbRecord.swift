@@ -142,6 +142,8 @@ public enum WandbRecord: Sendable {
 
     /// The serialized `Record{num, <kind>}`. `num` is 1-based and increases by one per record.
     public func encoded(num: Int64) -> [UInt8] {
+        // History is most of a run's records: encoded in one pass into one buffer.
+        if case .history(let row) = self { return WandbRecord.encodeHistory(num: num, row: row) }
         var w = ProtobufWriter()
         w.int64(1, num)
         w.message(fieldNumber) { m in encodeBody(&m) }
@@ -246,6 +248,63 @@ public enum WandbRecord: Sendable {
         out.append(("_timestamp", WandbValue.number(row.timestamp).jsonText))
         out.append(("_runtime", WandbValue.number(row.runtime).jsonText))
         out.append(("_step", String(row.step)))
+        return out
+    }
+
+    /// `Record{num=1, history=2 {item=1 {key=1, value_json=16}…, step=2 {num=1}}}` written
+    /// directly: the same bytes as the general encoder (which nests a buffer per message), with
+    /// every length computed up front and one allocation.
+    static func encodeHistory(num: Int64, row: WandbHistoryRow) -> [UInt8] {
+        var items: [(key: String, value: String)] = []
+        items.reserveCapacity(row.values.count + 3)
+        for (k, v) in row.values where !reservedKeys.contains(k) { items.append((k, v.jsonText)) }
+        items.append(("_timestamp", WandbValue.number(row.timestamp).jsonText))
+        items.append(("_runtime", WandbValue.number(row.runtime).jsonText))
+        items.append(("_step", String(row.step)))
+
+        func varintSize(_ v: UInt64) -> Int {
+            var n = 1, x = v
+            while x >= 0x80 { x >>= 7; n += 1 }
+            return n
+        }
+        func put(_ out: inout [UInt8], _ v: UInt64) {
+            var x = v
+            while x >= 0x80 { out.append(UInt8(truncatingIfNeeded: x) | 0x80); x >>= 7 }
+            out.append(UInt8(x))
+        }
+        var itemSizes: [Int] = []
+        itemSizes.reserveCapacity(items.count)
+        var body = 0
+        for (k, v) in items {
+            let kn = k.utf8.count, vn = v.utf8.count
+            // key (skipped when empty, proto3) + value_json (tag 16 takes two bytes)
+            let size = (kn > 0 ? 1 + varintSize(UInt64(kn)) + kn : 0) + 2 + varintSize(UInt64(vn)) + vn
+            itemSizes.append(size)
+            body += 1 + varintSize(UInt64(size)) + size
+        }
+        let stepInner = row.step != 0 ? 1 + varintSize(UInt64(bitPattern: row.step)) : 0
+        body += 1 + varintSize(UInt64(stepInner)) + stepInner
+        let numSize = num != 0 ? 1 + varintSize(UInt64(bitPattern: num)) : 0
+        var out: [UInt8] = []
+        out.reserveCapacity(numSize + 1 + varintSize(UInt64(body)) + body)
+        if num != 0 { out.append(0x08); put(&out, UInt64(bitPattern: num)) }
+        out.append(0x12) // field 2, length-delimited
+        put(&out, UInt64(body))
+        for (i, (k, v)) in items.enumerated() {
+            out.append(0x0A)
+            put(&out, UInt64(itemSizes[i]))
+            if !k.isEmpty {
+                out.append(0x0A)
+                put(&out, UInt64(k.utf8.count))
+                out.append(contentsOf: k.utf8)
+            }
+            out.append(0x82); out.append(0x01) // field 16, length-delimited
+            put(&out, UInt64(v.utf8.count))
+            out.append(contentsOf: v.utf8)
+        }
+        out.append(0x12)
+        put(&out, UInt64(stepInner))
+        if row.step != 0 { out.append(0x08); put(&out, UInt64(bitPattern: row.step)) }
         return out
     }
 

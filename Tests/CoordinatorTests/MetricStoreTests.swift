@@ -1,0 +1,114 @@
+import Foundation
+import GRDB
+import Testing
+@testable import Coordinator
+@testable import Shared
+
+/// Metric points in the store: one row per run per spool entry, read back exactly.
+@Suite("Metric store")
+struct MetricStoreTests {
+    let dir: URL
+
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-metrics-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    func point(_ run: String, _ step: Int64, _ key: String, _ value: Double) -> MetricPoint {
+        MetricPoint(runId: run, step: step, key: key, value: value, wallTime: 1_700_000_000 + Double(step))
+    }
+
+    @Test("a batch round-trips every point exactly: order, keys, steps going back, NaN and ±Inf bits")
+    func batchRoundTrip() throws {
+        let nan = Double(bitPattern: 0x7FF8_0000_0000_0123)
+        let points = [point("r", 10, "train/loss", 2.5), point("r", 10, "train/lr", 1e-5), point("r", 11, "train/loss", nan),
+                      point("r", 5, "eval/cer", .infinity), point("r", 12, "train/loss", -.infinity), point("r", -3, "x", -0.0)]
+        let batch = PointBatch(points: points)
+        #expect(batch.keys == ["train/loss", "train/lr", "eval/cer", "x"])
+        let back = try PointBatch(decoding: batch.encoded())
+        #expect(back.keys == batch.keys && back.keyIndex == batch.keyIndex && back.wallTimes == batch.wallTimes)
+        #expect(back.values.map(\.bitPattern) == points.map(\.value.bitPattern))
+        #expect(back.steps == [10, 10, 11, 5, 12, -3])
+        #expect(batch.extents[0] == PointBatch.KeyExtent(minStep: 10, maxStep: 12, count: 3))
+    }
+
+    @Test("a damaged batch is refused with an error that says what to do, never a crash")
+    func damagedBatch() {
+        let bytes = PointBatch(points: [point("r", 1, "k", 1)]).encoded()
+        for cut in 0..<bytes.count {
+            #expect(throws: StoreError.self) { try PointBatch(decoding: Array(bytes[0..<cut])) }
+        }
+        var wrongVersion = bytes
+        wrongVersion[0] = 9
+        #expect { try PointBatch(decoding: wrongVersion) } throws: { ($0 as? StoreError)?.message.contains("version 9") == true }
+    }
+
+    @Test("series queries return one key in step order within the range; counts add up per key; duplicates are ignored")
+    func seriesQueries() throws {
+        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
+        var first: [MetricPoint] = []
+        for s in Int64(0)..<100 {
+            first.append(point("a", s, "train/loss", Double(s)))
+            first.append(point("a", s, "train/lr", 0.1))
+        }
+        let e1 = SpoolEntry(sequence: 1, points: first)
+        // One entry with points of two runs and a late point.
+        let e2 = SpoolEntry(sequence: 2, points: [point("a", 100, "train/loss", 100), point("b", 0, "train/loss", 7), point("a", 50, "eval/cer", 0.2)])
+        #expect(try store.ingestSpool(workerId: "w", entries: [e1, e2]).storedPoints == 203)
+        #expect(try store.ingestSpool(workerId: "w", entries: [e2]).storedEntries == 0)
+        let loss = try store.metricSeries(runId: "a", key: "train/loss")
+        #expect(loss.map(\.step) == Array(0...100))
+        #expect(loss.map(\.value) == (0...100).map(Double.init))
+        #expect(try store.metricSeries(runId: "a", key: "train/loss", fromStep: 40, toStep: 42).map(\.step) == [40, 41, 42])
+        #expect(try store.metricSeries(runId: "b", key: "train/loss").map(\.value) == [7])
+        #expect(try store.metricSeries(runId: "a", key: "nope").isEmpty)
+        #expect(try store.pointCounts(runId: "a") == ["train/loss": 101, "train/lr": 100, "eval/cer": 1])
+    }
+
+    @Test("reading after a cursor continues mid-batch, in arrival order, at most the limit, with consecutive sequences")
+    func pointsAfterCursor() throws {
+        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
+        var entries: [SpoolEntry] = []
+        for seq in 1...5 {
+            let steps: [Int64] = (0..<10).map { Int64(seq * 10 + $0) }
+            entries.append(SpoolEntry(sequence: UInt64(seq), points: steps.map { point("a", $0, "k", Double($0)) }))
+        }
+        _ = try store.ingestSpool(workerId: "w", entries: entries)
+        let all = try store.pointsAfter(runId: "a", cursor: 0, limit: 1_000)
+        #expect(all.count == 50)
+        #expect(all.map(\.seq) == Array(all[0].seq..<(all[0].seq + 50)))
+        let from = all[14].seq
+        let next = try store.pointsAfter(runId: "a", cursor: from, limit: 12)
+        #expect(next.map(\.seq) == Array((from + 1)...(from + 12)))
+        #expect(next.map(\.step) == Array(all[15..<27].map(\.step)))
+        #expect(try store.pointsAfter(runId: "a", cursor: all.last!.seq, limit: 10).isEmpty)
+    }
+
+    @Test("a database of version 5 keeps its points, with their ingest sequences, when it moves to batches")
+    func migrationFromPointRows() throws {
+        let path = dir.appendingPathComponent("old.sqlite").path
+        do {
+            let queue = try DatabaseQueue(path: path)
+            try Store.migrator.migrate(queue, upTo: "v5: W&B online stream offsets")
+            try queue.write { db in
+                try db.execute(sql: "INSERT INTO series (id, run_id, key) VALUES (1, 'a', 'loss'), (2, 'b', 'loss'), (3, 'a', 'lr')")
+                // Interleaved arrival: a, a, b, a (gap in a's sequences at 3), a.
+                for (seq, sid, step, value) in [(1, 1, 0, 1.0), (2, 3, 0, 0.5), (3, 2, 0, 9.0), (4, 1, 1, Double.nan), (5, 1, 2, 3.0)] as [(Int64, Int64, Int64, Double)] {
+                    try db.execute(sql: "INSERT INTO points (series_id, step, ingest_seq, value_bits, wall_time) VALUES (?, ?, ?, ?, 0)",
+                                   arguments: [sid, step, seq, Int64(bitPattern: value.bitPattern)])
+                }
+            }
+        }
+        let store = try Store(path: path)
+        #expect(try store.schemaVersion() == 6)
+        let a = try store.pointsAfter(runId: "a", cursor: 0, limit: 100)
+        #expect(a.map(\.seq) == [1, 2, 4, 5])
+        #expect(a.map(\.key) == ["loss", "lr", "loss", "loss"])
+        #expect(a[2].value.isNaN)
+        #expect(try store.pointsAfter(runId: "b", cursor: 0, limit: 100).map(\.seq) == [3])
+        #expect(try store.pointCounts(runId: "a") == ["loss": 3, "lr": 1])
+        // New points continue after the highest old sequence.
+        _ = try store.ingestSpool(workerId: "w", entries: [SpoolEntry(sequence: 1, points: [point("a", 3, "loss", 4)])])
+        #expect(try store.pointsAfter(runId: "a", cursor: 5, limit: 10).map(\.seq) == [6])
+    }
+}
