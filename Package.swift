@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System libraries (Debian -dev packages); one folder each.
@@ -40,6 +41,7 @@ let package = Package(
                 "CNNG",
                 "CCurlShim",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),
@@ -58,6 +60,7 @@ let package = Package(
             name: "Worker",
             dependencies: [
                 "Shared",
+                "CSndfile",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -90,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "TTSBench",
             dependencies: [
-                "Shared", "Worker",
+                "Shared", "Worker", "Coordinator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

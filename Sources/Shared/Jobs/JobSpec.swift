@@ -1,0 +1,177 @@
+import Foundation
+
+/// A training job as a user submits it (YAML, see ``JobSpecParser``): what to run, on which data,
+/// with which hyperparameters, how often to checkpoint and evaluate, and the per-GPU-class batch
+/// presets. A sweep makes several runs of the same job (``runs()``).
+public struct JobSpec: Sendable, Equatable {
+    /// What the job does. Only training for now; evaluation jobs have their own issue.
+    public enum Kind: String, Sendable, Equatable, CaseIterable {
+        case train
+    }
+
+    /// How the worker runs it: `command` starts the trainer as a process. (`torch`, the libtorch
+    /// shim, comes with its own issue.)
+    public enum Runner: String, Sendable, Equatable, CaseIterable {
+        case command
+    }
+
+    /// Placeholders the cluster fills in for every run, whatever the hyperparameters are.
+    public static let builtinPlaceholders: [String] = [
+        "gpu", "output_dir", "run_id", "run_name", "job_name", "project", "group",
+        "batch_size", "grad_accum", "effective_batch", "resume_checkpoint",
+        "checkpoint_every", "eval_every", "max_steps", "log_dir",
+        "train_manifests", "val_manifests",
+    ]
+
+    public var name: String
+    /// The W&B project.
+    public var project: String
+    public var kind: Kind
+    public var runner: Runner
+    public var command: CommandTemplate
+    /// Working directory of the trainer process (nil: the worker's).
+    public var workdir: String?
+    /// Extra environment for the trainer, on top of the worker's (and `CUDA_VISIBLE_DEVICES`).
+    public var environment: [String: String]
+    public var trainManifests: [ManifestSpec]
+    public var valManifests: [ManifestSpec]
+    /// In the order written; each is a `{name}` placeholder.
+    public var hyperparameters: [Hyperparameter]
+    /// Steps between checkpoints (default 1000).
+    public var checkpointEvery: Int
+    /// Steps between validations, or nil (the trainer's default).
+    public var evalEvery: Int?
+    /// The last step, or nil (until the trainer stops by itself).
+    public var maxSteps: Int?
+    /// Failures and losses a shard may have before the run fails (default 3).
+    public var maxRetries: Int
+    /// Per-class presets, in the order written (the first match wins).
+    public var presets: [GPUPreset]
+    /// The batch when there are no presets (`batch_size`/`grad_accum` at the top level, default 1 × 1).
+    public var defaultBatch: BatchSettings
+    /// The smallest micro-batch an OOM downshift may go to (`min_batch_size`, default 1).
+    public var minimumBatchSize: Int
+    public var sweep: SweepGrid?
+    /// The W&B group (default: the job name for a sweep, none otherwise).
+    public var group: String?
+    /// Where the trainer writes checkpoints (may use `{run_id}`, `{run_name}`); nil: the
+    /// cluster's checkpoint root decides.
+    public var outputDir: String?
+    /// Where TensorBoard event files appear (default `{output_dir}/logs`).
+    public var logDir: String?
+
+    public init(
+        name: String, project: String, kind: Kind = .train, runner: Runner = .command,
+        command: CommandTemplate, workdir: String? = nil, environment: [String: String] = [:],
+        trainManifests: [ManifestSpec] = [], valManifests: [ManifestSpec] = [],
+        hyperparameters: [Hyperparameter] = [], checkpointEvery: Int = 1000, evalEvery: Int? = nil,
+        maxSteps: Int? = nil, maxRetries: Int = 3, presets: [GPUPreset] = [],
+        defaultBatch: BatchSettings = BatchSettings(batchSize: 1, gradAccum: 1), minimumBatchSize: Int = 1,
+        sweep: SweepGrid? = nil, group: String? = nil, outputDir: String? = nil, logDir: String? = nil
+    ) {
+        self.name = name
+        self.project = project
+        self.kind = kind
+        self.runner = runner
+        self.command = command
+        self.workdir = workdir
+        self.environment = environment
+        self.trainManifests = trainManifests
+        self.valManifests = valManifests
+        self.hyperparameters = hyperparameters
+        self.checkpointEvery = checkpointEvery
+        self.evalEvery = evalEvery
+        self.maxSteps = maxSteps
+        self.maxRetries = maxRetries
+        self.presets = presets
+        self.defaultBatch = defaultBatch
+        self.minimumBatchSize = minimumBatchSize
+        self.sweep = sweep
+        self.group = group
+        self.outputDir = outputDir
+        self.logDir = logDir
+    }
+
+    /// The effective batch every card runs with (all presets agree; the parser checks).
+    public var effectiveBatch: Int { presets.first?.batch.effectiveBatch ?? defaultBatch.effectiveBatch }
+
+    /// The preset for a card (see ``GPUPreset`` and `[GPUPreset].resolve`).
+    public func resolvePreset(deviceName: String, memoryGB: Double) -> PresetResolution {
+        presets.resolve(deviceName: deviceName, memoryGB: memoryGB, fallback: defaultBatch)
+    }
+
+    /// The settings after an OOM at `current`, or nil when the floor is reached.
+    public func downshift(_ current: BatchSettings) -> BatchSettings? {
+        current.downshifted(floor: minimumBatchSize)
+    }
+
+    /// The runs the job makes: one, or one per sweep combination (named after its values, sharing
+    /// the group).
+    public func runs() -> [RunSpec] {
+        guard let sweep else {
+            return [RunSpec(name: name, group: group, hyperparameters: hyperparameters, sweepValues: [])]
+        }
+        return sweep.combinations().map { combo in
+            var merged = hyperparameters
+            for h in combo {
+                if let i = merged.firstIndex(where: { $0.name == h.name }) { merged[i] = h } else { merged.append(h) }
+            }
+            return RunSpec(name: SweepGrid.runName(combo), group: group ?? name, hyperparameters: merged, sweepValues: combo)
+        }
+    }
+
+    /// Everything a placeholder can stand for, for one run on one card.
+    public func placeholderValues(
+        run: RunSpec, gpu: Int, runId: String, outputDir: String, batch: BatchSettings, resumeCheckpoint: String?
+    ) -> [String: [String]] {
+        var v: [String: [String]] = [:]
+        for h in run.hyperparameters { v[h.name] = [h.value.text] }
+        v["gpu"] = [String(gpu)]
+        v["output_dir"] = [outputDir]
+        v["log_dir"] = [(logDir ?? "{output_dir}/logs").replacingOccurrences(of: "{output_dir}", with: outputDir)]
+        v["run_id"] = [runId]
+        v["run_name"] = [run.name]
+        v["job_name"] = [name]
+        v["project"] = [project]
+        v["group"] = [run.group ?? ""]
+        v["batch_size"] = [String(batch.batchSize)]
+        v["grad_accum"] = [String(batch.gradAccum)]
+        v["effective_batch"] = [String(batch.effectiveBatch)]
+        v["resume_checkpoint"] = [resumeCheckpoint ?? ""]
+        v["checkpoint_every"] = [String(checkpointEvery)]
+        v["eval_every"] = [evalEvery.map(String.init) ?? ""]
+        v["max_steps"] = [maxSteps.map(String.init) ?? ""]
+        v["train_manifests"] = trainManifests.map(\.description)
+        v["val_manifests"] = valManifests.map(\.description)
+        return v
+    }
+
+    /// The trainer's argv for one run on one card.
+    public func renderCommand(
+        run: RunSpec, gpu: Int, runId: String, outputDir: String, batch: BatchSettings, resumeCheckpoint: String?
+    ) throws(CommandTemplateError) -> [String] {
+        try command.render(placeholderValues(run: run, gpu: gpu, runId: runId, outputDir: outputDir,
+                                             batch: batch, resumeCheckpoint: resumeCheckpoint))
+    }
+}
+
+/// One run of a job: its name, W&B group and hyperparameters (the job's, with the sweep's values
+/// put in).
+public struct RunSpec: Sendable, Equatable, Hashable {
+    /// The job name, or for a sweep the combination's name (`lr1e-5_warmup30k`).
+    public var name: String
+    public var group: String?
+    public var hyperparameters: [Hyperparameter]
+    /// The swept values of this run (empty without a sweep).
+    public var sweepValues: [Hyperparameter]
+
+    public init(name: String, group: String?, hyperparameters: [Hyperparameter], sweepValues: [Hyperparameter]) {
+        self.name = name
+        self.group = group
+        self.hyperparameters = hyperparameters
+        self.sweepValues = sweepValues
+    }
+
+    /// A hyperparameter's value by name.
+    public subscript(_ name: String) -> ParameterValue? { hyperparameters.first { $0.name == name }?.value }
+}

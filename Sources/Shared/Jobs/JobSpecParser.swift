@@ -1,0 +1,364 @@
+import Foundation
+import Yams
+
+/// Reads a job spec from YAML and validates it; every error names the field and its line.
+///
+/// ```yaml
+/// name: ko-finetune
+/// project: indextts-korean
+/// kind: train                 # default
+/// runner: command             # default
+/// workdir: /srv/index-tts
+/// env: {PYTHONUNBUFFERED: "1"}
+/// command: python trainers/train_gpt_v2.py --output-dir {output_dir} --batch-size {batch_size}
+///          --grad-accumulation {grad_accum} --learning-rate {lr} --resume {resume_checkpoint}
+/// train_manifests: [/data/ko/gpt_pairs_train.jsonl::ko]
+/// val_manifests: /data/ko/gpt_pairs_val.jsonl::ko
+/// hyperparameters: {lr: 1e-5, warmup: 30000}
+/// checkpoint_every: 1000      # default
+/// eval_every: 1000
+/// max_steps: 240000
+/// max_retries: 3              # default
+/// min_batch_size: 2           # OOM downshift floor, default 1
+/// presets:
+///   a6000: {match: {name: A6000, min_memory_gb: 40}, batch_size: 16, grad_accum: 1}
+///   "4090": {match: {name: "4090"}, batch_size: 8, grad_accum: 2}
+/// sweep: {grid: {lr: [1e-5, 2e-5], warmup: [1000, 30000]}}
+/// ```
+///
+/// Numbers are read from the text as written, so `1e-5` (a string to YAML 1.1) is a number here
+/// and keeps its spelling on the command line. Unknown keys are errors (a misspelt `max_step`
+/// must not silently mean "no limit"). All presets must have the same effective batch
+/// (`batch_size × grad_accum`); a spec whose presets disagree is refused.
+public enum JobSpecParser {
+    /// Top-level keys, for the unknown-key check.
+    public static let topLevelKeys: [String] = [
+        "name", "project", "kind", "runner", "command", "workdir", "env", "train_manifests", "val_manifests",
+        "hyperparameters", "checkpoint_every", "eval_every", "max_steps", "max_retries", "batch_size",
+        "grad_accum", "min_batch_size", "presets", "sweep", "group", "output_dir", "log_dir",
+    ]
+
+    /// The most runs one sweep may make.
+    public static let maximumSweepRuns = 256
+
+    /// Parses and validates a spec read from a file (`path` names it in errors).
+    public static func parse(contentsOf path: String) throws(JobSpecError) -> JobSpec {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw JobSpecError(field: "", message: "cannot read \(path): \(error.localizedDescription)")
+        }
+        return try parse(yaml: text)
+    }
+
+    /// Parses and validates a spec.
+    public static func parse(yaml: String) throws(JobSpecError) -> JobSpec {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: yaml) else {
+                throw JobSpecError(field: "", message: "the document is empty; a job spec needs at least name, project and command")
+            }
+            root = node
+        } catch let e as JobSpecError {
+            throw e
+        } catch let e as YamlError {
+            throw yamlError(e)
+        } catch {
+            throw JobSpecError(field: "", message: "not valid YAML: \(error)")
+        }
+        return try Reader().spec(root)
+    }
+
+    private static func yamlError(_ e: YamlError) -> JobSpecError {
+        switch e {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
+            let started = context.map { " (\($0.text) that starts at line \($0.mark.line), column \($0.mark.column))" } ?? ""
+            return JobSpecError(field: "", line: mark.line, column: mark.column, message: "not valid YAML: \(problem)\(started)")
+        case let .duplicatedKeysInMapping(duplicates, _):
+            return JobSpecError(field: duplicates.joined(separator: ", "), message: "the key is written twice; keep one")
+        default:
+            return JobSpecError(field: "", message: "not valid YAML: \(e)")
+        }
+    }
+
+    /// The validation walk; `fail` builds errors located at a node.
+    private struct Reader {
+        func fail(_ field: String, _ node: Node?, _ message: String) -> JobSpecError {
+            JobSpecError(field: field, line: node?.mark?.line, column: node?.mark?.column, message: message)
+        }
+
+        func mapping(_ node: Node, _ field: String) throws(JobSpecError) -> [(key: String, keyNode: Node, value: Node)] {
+            guard case .mapping(let m) = node else {
+                throw fail(field, node, "expected a mapping (key: value lines), found \(describe(node))")
+            }
+            var out: [(key: String, keyNode: Node, value: Node)] = []
+            for (k, v) in m {
+                guard case .scalar(let s) = k else { throw fail(field, k, "keys must be plain names") }
+                out.append((s.string, k, v))
+            }
+            return out
+        }
+
+        func describe(_ node: Node) -> String {
+            switch node {
+            case .scalar(let s): return "'\(s.string)'"
+            case .mapping: return "a mapping"
+            case .sequence: return "a list"
+            case .alias: return "an alias"
+            }
+        }
+
+        func string(_ node: Node, _ field: String) throws(JobSpecError) -> String {
+            guard case .scalar(let s) = node else { throw fail(field, node, "expected a single value, found \(describe(node))") }
+            return s.string
+        }
+
+        func nonEmpty(_ node: Node, _ field: String) throws(JobSpecError) -> String {
+            let s = try string(node, field).trimmingCharacters(in: .whitespaces)
+            guard !s.isEmpty else { throw fail(field, node, "must not be empty") }
+            return s
+        }
+
+        func int(_ node: Node, _ field: String, minimum: Int) throws(JobSpecError) -> Int {
+            let text = try string(node, field).replacingOccurrences(of: "_", with: "")
+            guard let v = Int(text) ?? Double(text).flatMap({ $0 == $0.rounded() && abs($0) < 1e15 ? Int($0) : nil }) else {
+                throw fail(field, node, "expected a whole number, found '\(text)'")
+            }
+            guard v >= minimum else { throw fail(field, node, "must be at least \(minimum), found \(v)") }
+            return v
+        }
+
+        func double(_ node: Node, _ field: String) throws(JobSpecError) -> Double {
+            let text = try string(node, field).replacingOccurrences(of: "_", with: "")
+            guard let v = Double(text), v.isFinite else { throw fail(field, node, "expected a number, found '\(text)'") }
+            return v
+        }
+
+        func scalarValue(_ node: Node, _ field: String) throws(JobSpecError) -> ParameterValue {
+            guard case .scalar(let s) = node else {
+                throw fail(field, node, "expected a single value (number, string or boolean), found \(describe(node))")
+            }
+            return ParameterValue(s.string)
+        }
+
+        func identifier(_ name: String, _ node: Node, _ field: String) throws(JobSpecError) {
+            guard CommandTemplate.isIdentifier(name) else {
+                throw fail(field, node, "'\(name)' is not a valid name: use letters, digits and _ (it becomes the placeholder {\(name)})")
+            }
+        }
+
+        func stringList(_ node: Node, _ field: String) throws(JobSpecError) -> [String] {
+            switch node {
+            case .scalar: return [try nonEmpty(node, field)]
+            case .sequence(let seq):
+                var out: [String] = []
+                for (i, item) in seq.enumerated() { out.append(try nonEmpty(item, "\(field)[\(i)]")) }
+                return out
+            default: throw fail(field, node, "expected a path or a list of paths, found \(describe(node))")
+            }
+        }
+
+        func commandTemplate(_ node: Node) throws(JobSpecError) -> CommandTemplate {
+            switch node {
+            case .scalar(let s):
+                do {
+                    let t = try CommandTemplate(commandLine: s.string)
+                    guard !t.parts.isEmpty else { throw fail("command", node, "must not be empty") }
+                    return t
+                } catch let e as CommandTemplateError {
+                    throw fail("command", node, e.message)
+                } catch let e as JobSpecError {
+                    throw e
+                } catch {
+                    throw fail("command", node, "\(error)")
+                }
+            case .sequence(let seq):
+                var parts: [CommandTemplate.Part] = []
+                for (i, item) in seq.enumerated() {
+                    switch item {
+                    case .scalar(let s): parts.append(.word(s.string))
+                    case .sequence(let group):
+                        var words: [String] = []
+                        for (j, w) in group.enumerated() { words.append(try string(w, "command[\(i)][\(j)]")) }
+                        guard !words.isEmpty else { throw fail("command[\(i)]", item, "an optional group must hold at least one word") }
+                        parts.append(.optional(words))
+                    default:
+                        throw fail("command[\(i)]", item, "expected a word or a list of words (an optional group), found \(describe(item))")
+                    }
+                }
+                guard !parts.isEmpty else { throw fail("command", node, "must not be empty") }
+                return CommandTemplate(parts: parts)
+            default:
+                throw fail("command", node, "expected a command line or a list of arguments, found \(describe(node))")
+            }
+        }
+
+        func preset(_ name: String, _ node: Node) throws(JobSpecError) -> GPUPreset {
+            let field = "presets.\(name)"
+            var match = GPUMatch()
+            var batch: Int?
+            var accum = 1
+            for (key, keyNode, value) in try mapping(node, field) {
+                switch key {
+                case "match":
+                    for (mk, mkNode, mv) in try mapping(value, "\(field).match") {
+                        switch mk {
+                        case "name": match.name = try nonEmpty(mv, "\(field).match.name")
+                        case "min_memory_gb":
+                            let gb = try double(mv, "\(field).match.min_memory_gb")
+                            guard gb > 0 else { throw fail("\(field).match.min_memory_gb", mv, "must be positive") }
+                            match.minMemoryGB = gb
+                        default: throw fail("\(field).match.\(mk)", mkNode, "unknown key; a match takes name and min_memory_gb")
+                        }
+                    }
+                case "batch_size": batch = try int(value, "\(field).batch_size", minimum: 1)
+                case "grad_accum": accum = try int(value, "\(field).grad_accum", minimum: 1)
+                default: throw fail("\(field).\(key)", keyNode, "unknown key; a preset takes match, batch_size and grad_accum")
+                }
+            }
+            guard let batch else { throw fail("\(field).batch_size", node, "missing; every preset needs a batch_size") }
+            return GPUPreset(name: name, match: match, batch: BatchSettings(batchSize: batch, gradAccum: accum))
+        }
+
+        func sweep(_ node: Node) throws(JobSpecError) -> SweepGrid {
+            var grid: SweepGrid?
+            for (key, keyNode, value) in try mapping(node, "sweep") {
+                guard key == "grid" else { throw fail("sweep.\(key)", keyNode, "unknown key; a sweep takes grid (only grid sweeps exist)") }
+                var axes: [SweepGrid.Axis] = []
+                for (name, nameNode, valuesNode) in try mapping(value, "sweep.grid") {
+                    try identifier(name, nameNode, "sweep.grid.\(name)")
+                    guard case .sequence(let seq) = valuesNode, !seq.isEmpty else {
+                        throw fail("sweep.grid.\(name)", valuesNode, "expected a non-empty list of values, e.g. [1e-5, 2e-5]")
+                    }
+                    var values: [ParameterValue] = []
+                    for (i, item) in seq.enumerated() {
+                        let v = try scalarValue(item, "sweep.grid.\(name)[\(i)]")
+                        guard !values.contains(v) else { throw fail("sweep.grid.\(name)[\(i)]", item, "'\(v.text)' is listed twice") }
+                        values.append(v)
+                    }
+                    axes.append(SweepGrid.Axis(name: name, values: values))
+                }
+                guard !axes.isEmpty else { throw fail("sweep.grid", value, "names no hyperparameter to sweep") }
+                grid = SweepGrid(axes: axes)
+            }
+            guard let grid else { throw fail("sweep.grid", node, "missing; write sweep: {grid: {name: [values…]}}") }
+            guard grid.count <= maximumSweepRuns else {
+                throw fail("sweep.grid", node, "makes \(grid.count) runs; at most \(maximumSweepRuns) are allowed in one job")
+            }
+            return grid
+        }
+
+        func spec(_ root: Node) throws(JobSpecError) -> JobSpec {
+            let fields = try mapping(root, "")
+            var nodes: [String: Node] = [:]
+            for (key, keyNode, value) in fields {
+                guard topLevelKeys.contains(key) else {
+                    throw fail(key, keyNode, "unknown key; a job spec takes \(topLevelKeys.joined(separator: ", "))")
+                }
+                nodes[key] = value
+            }
+            func required(_ key: String) throws(JobSpecError) -> Node {
+                guard let n = nodes[key] else { throw fail(key, root, "missing; every job spec needs '\(key)'") }
+                return n
+            }
+            let name = try nonEmpty(try required("name"), "name")
+            guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
+                throw fail("name", nodes["name"], "'\(name)' may use only letters, digits, '.', '_' and '-' (it names runs and directories)")
+            }
+            let project = try nonEmpty(try required("project"), "project")
+            var kind = JobSpec.Kind.train
+            if let n = nodes["kind"] {
+                let raw = try string(n, "kind")
+                guard let k = JobSpec.Kind(rawValue: raw) else {
+                    throw fail("kind", n, "'\(raw)' is not a job kind this version runs; use \(JobSpec.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                kind = k
+            }
+            var runner = JobSpec.Runner.command
+            if let n = nodes["runner"] {
+                let raw = try string(n, "runner")
+                guard let r = JobSpec.Runner(rawValue: raw) else {
+                    throw fail("runner", n, "'\(raw)' is not available; use \(JobSpec.Runner.allCases.map(\.rawValue).joined(separator: ", ")) (the torch runner is not built yet)")
+                }
+                runner = r
+            }
+            let commandNode = try required("command")
+            let command = try commandTemplate(commandNode)
+
+            var environment: [String: String] = [:]
+            if let n = nodes["env"] {
+                for (k, kNode, v) in try mapping(n, "env") {
+                    guard !k.isEmpty, !k.contains("="), !k.contains("\0") else { throw fail("env.\(k)", kNode, "not a valid environment variable name") }
+                    environment[k] = try string(v, "env.\(k)")
+                }
+            }
+            var hyperparameters: [Hyperparameter] = []
+            if let n = nodes["hyperparameters"] {
+                for (k, kNode, v) in try mapping(n, "hyperparameters") {
+                    try identifier(k, kNode, "hyperparameters.\(k)")
+                    guard !JobSpec.builtinPlaceholders.contains(k) else {
+                        throw fail("hyperparameters.\(k)", kNode, "'\(k)' is set by the cluster (\(k == "batch_size" || k == "grad_accum" ? "use presets or the top-level \(k)" : "it is a built-in placeholder")); remove it here")
+                    }
+                    hyperparameters.append(Hyperparameter(name: k, value: try scalarValue(v, "hyperparameters.\(k)")))
+                }
+            }
+            let grid = try nodes["sweep"].map { n throws(JobSpecError) in try sweep(n) }
+            if let grid, let n = nodes["sweep"] {
+                for axis in grid.axes where JobSpec.builtinPlaceholders.contains(axis.name) {
+                    throw fail("sweep.grid.\(axis.name)", n, "'\(axis.name)' is set by the cluster and cannot be swept")
+                }
+            }
+
+            var presets: [GPUPreset] = []
+            if let n = nodes["presets"] {
+                for (k, _, v) in try mapping(n, "presets") { presets.append(try preset(k, v)) }
+                guard !presets.isEmpty else { throw fail("presets", n, "is empty; remove it or name at least one GPU class") }
+                let effective = Set(presets.map(\.batch.effectiveBatch))
+                if effective.count > 1 {
+                    let list = presets.map { "\($0.name): \($0.batch.batchSize) × \($0.batch.gradAccum) = \($0.batch.effectiveBatch)" }
+                    throw fail("presets", n, "the effective batch (batch_size × grad_accum) must be the same on every card so runs are comparable; found \(list.joined(separator: ", "))")
+                }
+            }
+            let defaultBatch = BatchSettings(
+                batchSize: try nodes["batch_size"].map { n throws(JobSpecError) in try int(n, "batch_size", minimum: 1) } ?? 1,
+                gradAccum: try nodes["grad_accum"].map { n throws(JobSpecError) in try int(n, "grad_accum", minimum: 1) } ?? 1)
+            if !presets.isEmpty, nodes["batch_size"] != nil || nodes["grad_accum"] != nil,
+               defaultBatch.effectiveBatch != presets[0].batch.effectiveBatch {
+                throw fail("batch_size", nodes["batch_size"] ?? nodes["grad_accum"], "the top-level batch (\(defaultBatch)) disagrees with the presets' effective batch \(presets[0].batch.effectiveBatch); remove it or make them equal")
+            }
+            if presets.isEmpty, nodes["batch_size"] == nil, command.placeholders.contains("batch_size") {
+                throw fail("batch_size", root, "the command uses {batch_size} but the spec has neither presets nor a batch_size")
+            }
+            let minimumBatch = try nodes["min_batch_size"].map { n throws(JobSpecError) in try int(n, "min_batch_size", minimum: 1) } ?? 1
+
+            // Every placeholder must be known.
+            let known = Set(JobSpec.builtinPlaceholders + hyperparameters.map(\.name) + (grid?.axes.map(\.name) ?? []))
+            for p in command.placeholders.sorted() where !known.contains(p) {
+                throw fail("command", commandNode, "uses {\(p)}, which is neither a built-in placeholder (\(JobSpec.builtinPlaceholders.joined(separator: ", "))) nor a hyperparameter; add it under hyperparameters or fix the spelling")
+            }
+
+            let spec = JobSpec(
+                name: name, project: project, kind: kind, runner: runner, command: command,
+                workdir: try nodes["workdir"].map { n throws(JobSpecError) in try nonEmpty(n, "workdir") },
+                environment: environment,
+                trainManifests: try (nodes["train_manifests"].map { n throws(JobSpecError) in try stringList(n, "train_manifests") } ?? []).map(ManifestSpec.init(parsing:)),
+                valManifests: try (nodes["val_manifests"].map { n throws(JobSpecError) in try stringList(n, "val_manifests") } ?? []).map(ManifestSpec.init(parsing:)),
+                hyperparameters: hyperparameters,
+                checkpointEvery: try nodes["checkpoint_every"].map { n throws(JobSpecError) in try int(n, "checkpoint_every", minimum: 1) } ?? 1000,
+                evalEvery: try nodes["eval_every"].map { n throws(JobSpecError) in try int(n, "eval_every", minimum: 1) },
+                maxSteps: try nodes["max_steps"].map { n throws(JobSpecError) in try int(n, "max_steps", minimum: 1) },
+                maxRetries: try nodes["max_retries"].map { n throws(JobSpecError) in try int(n, "max_retries", minimum: 0) } ?? 3,
+                presets: presets, defaultBatch: defaultBatch, minimumBatchSize: minimumBatch, sweep: grid,
+                group: try nodes["group"].map { n throws(JobSpecError) in try nonEmpty(n, "group") },
+                outputDir: try nodes["output_dir"].map { n throws(JobSpecError) in try nonEmpty(n, "output_dir") },
+                logDir: try nodes["log_dir"].map { n throws(JobSpecError) in try nonEmpty(n, "log_dir") })
+            let names = spec.runs().map(\.name)
+            if Set(names).count != names.count, let n = nodes["sweep"] {
+                throw fail("sweep.grid", n, "two combinations get the same run name (values that differ only in spelling, like 1000 and 1_000); make them distinct")
+            }
+            for p in presets where p.batch.batchSize < minimumBatch {
+                throw fail("presets.\(p.name).batch_size", nodes["presets"], "\(p.batch.batchSize) is below min_batch_size \(minimumBatch)")
+            }
+            return spec
+        }
+    }
+}

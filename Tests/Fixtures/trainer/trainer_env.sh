@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Creates (or reuses) the Python virtual environment that runs the test trainer
+# (Tests/Fixtures/trainer/fake_trainer.py) and prints the path of its python interpreter on the
+# last line of stdout.
+#
+#   trainer_env.sh            # installs $TTS_TRAINER_PIP_SPEC, default 'tensorboardX==2.6.5'
+#
+# The fixture writes TensorBoard event files with a real SummaryWriter: torch's
+# (torch.utils.tensorboard) when torch is importable, otherwise tensorboardX's, which writes the
+# same TFRecord/Event/Summary format without pulling in torch (a few MB instead of gigabytes).
+#
+# Location: $TTS_ORACLE_DIR/trainer, or .build-oracle/trainer in the package root (ignored by git
+# through the `.build-*/` pattern). The venv is reused when its `.ready` marker names the same pip
+# spec; TTS_ORACLE_REFRESH=1 rebuilds it. Concurrent callers are serialised with flock.
+#
+# Exit status is non-zero, with the reason on stderr, when python3, venv or pip is missing or the
+# install fails: the tests turn that into a failure, never a skip.
+set -euo pipefail
+
+spec="${TTS_TRAINER_PIP_SPEC:-tensorboardX==2.6.5}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+base="${TTS_ORACLE_DIR:-$root/.build-oracle}"
+venv="$base/trainer"
+
+command -v python3 >/dev/null 2>&1 || { echo "trainer_env: python3 is not installed (apt-get install python3 python3-venv)" >&2; exit 2; }
+mkdir -p "$base" || { echo "trainer_env: cannot create $base (set TTS_ORACLE_DIR to a writable directory)" >&2; exit 2; }
+
+exec 9>"$base/.trainer.lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+
+if [[ -f "$venv/.ready" && "$(cat "$venv/.ready")" == "$spec" && -z "${TTS_ORACLE_REFRESH:-}" && -x "$venv/bin/python" ]]; then
+    echo "$venv/bin/python"
+    exit 0
+fi
+
+rm -rf "$venv"
+if ! python3 -m venv "$venv" >&2; then
+    echo "trainer_env: 'python3 -m venv $venv' failed (is python3-venv installed?)" >&2
+    exit 3
+fi
+# shellcheck disable=SC2086
+if ! "$venv/bin/python" -m pip install --disable-pip-version-check --quiet $spec >&2; then
+    echo "trainer_env: 'pip install $spec' failed in $venv (is PyPI reachable? set PIP_INDEX_URL for a mirror)" >&2
+    rm -rf "$venv"
+    exit 4
+fi
+if ! "$venv/bin/python" -c 'from tensorboardX import SummaryWriter' >&2 2>/dev/null \
+   && ! "$venv/bin/python" -c 'from torch.utils.tensorboard import SummaryWriter' >&2; then
+    echo "trainer_env: neither tensorboardX nor torch.utils.tensorboard imports in $venv after 'pip install $spec'" >&2
+    rm -rf "$venv"
+    exit 5
+fi
+echo "$spec" > "$venv/.ready"
+echo "$venv/bin/python"

@@ -1,0 +1,169 @@
+import Foundation
+import Testing
+@testable import Shared
+
+@Suite("Job specs")
+struct JobSpecTests {
+    static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("examples")
+
+    static let minimal = """
+        name: ko
+        project: indextts-korean
+        command: python train.py --out {output_dir} --bs {batch_size} --ga {grad_accum} --lr {lr}
+        hyperparameters: {lr: 1e-5}
+        presets:
+          a6000: {match: {name: A6000, min_memory_gb: 40}, batch_size: 16, grad_accum: 1}
+          "4090": {match: {name: "4090"}, batch_size: 8, grad_accum: 2}
+        """
+
+    func error(_ yaml: String) -> JobSpecError? {
+        do { _ = try JobSpecParser.parse(yaml: yaml); return nil } catch { return error }
+    }
+
+    @Test("defaults: kind train, runner command, checkpoint every 1000, 3 retries")
+    func defaults() throws {
+        let spec = try JobSpecParser.parse(yaml: Self.minimal)
+        #expect(spec.kind == .train && spec.runner == .command)
+        #expect(spec.checkpointEvery == 1000 && spec.maxRetries == 3 && spec.evalEvery == nil && spec.maxSteps == nil)
+        #expect(spec.hyperparameters == [Hyperparameter(name: "lr", value: ParameterValue("1e-5"))])
+        #expect(spec.presets.map(\.name) == ["a6000", "4090"])
+        #expect(spec.effectiveBatch == 16)
+    }
+
+    @Test("each card gets its class's preset and the same effective batch")
+    func presetResolution() throws {
+        let spec = try JobSpecParser.parse(yaml: Self.minimal)
+        guard case .matched(let a) = spec.resolvePreset(deviceName: "NVIDIA RTX A6000", memoryGB: 51.5) else {
+            Issue.record("the A6000 matched no preset"); return
+        }
+        guard case .matched(let b) = spec.resolvePreset(deviceName: "NVIDIA GeForce RTX 4090", memoryGB: 25.4) else {
+            Issue.record("the 4090 matched no preset"); return
+        }
+        #expect(a.name == "a6000" && a.batch == BatchSettings(batchSize: 16, gradAccum: 1))
+        #expect(b.name == "4090" && b.batch == BatchSettings(batchSize: 8, gradAccum: 2))
+        #expect(a.batch.effectiveBatch == b.batch.effectiveBatch)
+        guard case .noMatch(let reason) = spec.resolvePreset(deviceName: "NVIDIA RTX A6000", memoryGB: 24) else {
+            Issue.record("an A6000 with 24 GB must not match min_memory_gb 40"); return
+        }
+        #expect(reason.contains("a6000 needs name contains 'A6000' and ≥ 40 GB"))
+        if case .matched = spec.resolvePreset(deviceName: "NVIDIA GeForce RTX 3090", memoryGB: 24) {
+            Issue.record("a 3090 must wait: no preset names it")
+        }
+    }
+
+    @Test("presets with different effective batches are refused, naming the field and line")
+    func unequalEffectiveBatch() throws {
+        let e = try #require(error(Self.minimal.replacingOccurrences(of: "batch_size: 8, grad_accum: 2", with: "batch_size: 8, grad_accum: 1")))
+        #expect(e.field == "presets" && e.line == 6)
+        #expect(e.message.contains("a6000: 16 × 1 = 16") && e.message.contains("4090: 8 × 1 = 8"))
+    }
+
+    @Test("OOM downshift halves the micro-batch and doubles accumulation down to the floor")
+    func downshift() {
+        let start = BatchSettings(batchSize: 16, gradAccum: 1)
+        #expect(start.downshifted() == BatchSettings(batchSize: 8, gradAccum: 2))
+        #expect(start.downshifted()?.downshifted()?.downshifted()?.downshifted() == BatchSettings(batchSize: 1, gradAccum: 16))
+        #expect(BatchSettings(batchSize: 1, gradAccum: 16).downshifted() == nil)
+        #expect(BatchSettings(batchSize: 4, gradAccum: 4).downshifted(floor: 4) == nil)
+        #expect(BatchSettings(batchSize: 6, gradAccum: 1).downshifted() == BatchSettings(batchSize: 3, gradAccum: 2))
+        #expect(BatchSettings(batchSize: 3, gradAccum: 2).downshifted() == nil, "an odd batch cannot halve without changing the effective batch")
+    }
+
+    @Test("errors name the field and its line", arguments: [
+        ("name: ko\nproject: p\ncommand: x\nmax_step: 10\n", "max_step", 4),
+        ("name: ko\nproject: p\ncommand: x\ncheckpoint_every: 0\n", "checkpoint_every", 4),
+        ("name: ko\nproject: p\ncommand: x\neval_every: soon\n", "eval_every", 4),
+        ("name: ko\nproject: p\ncommand: x --lr {lr}\n", "command", 3),
+        ("name: ko\nproject: p\ncommand: x\nrunner: torch\n", "runner", 4),
+        ("name: ko\nproject: p\ncommand: x\nkind: eval\n", "kind", 4),
+        ("name: ko\nproject: p\ncommand: x\npresets:\n  a: {match: {name: A}, grad_accum: 2}\n", "presets.a.batch_size", 5),
+        ("name: ko\nproject: p\ncommand: x\npresets:\n  a: {match: {gpu: A}, batch_size: 2}\n", "presets.a.match.gpu", 5),
+        ("name: ko\nproject: p\ncommand: x\nsweep: {grid: {lr: []}}\n", "sweep.grid.lr", 4),
+        ("name: ko\nproject: p\ncommand: x\nhyperparameters: {batch_size: 4}\n", "hyperparameters.batch_size", 4),
+        ("name: ko\nproject: p\ncommand: 'x\n", "", 4), // libyaml reports the end of the stream
+        ("name: ko/x\nproject: p\ncommand: x\n", "name", 1),
+        ("project: p\ncommand: x\n", "name", 1),
+    ])
+    func located(yaml: String, field: String, line: Int) throws {
+        let e = try #require(error(yaml), "expected \(field) to be refused")
+        #expect(e.field == field, "\(e)")
+        #expect(e.line == line, "\(e)")
+        #expect(e.description.contains("line \(line)"))
+    }
+
+    @Test("a 2 × 2 sweep makes four runs named after their values in one group")
+    func sweep() throws {
+        let spec = try JobSpecParser.parse(yaml: Self.minimal + "\nsweep: {grid: {lr: [1e-5, 2e-5], warmup: [1000, 30000]}}\n")
+        let runs = spec.runs()
+        #expect(runs.map(\.name) == ["lr1e-5_warmup1k", "lr1e-5_warmup30k", "lr2e-5_warmup1k", "lr2e-5_warmup30k"])
+        #expect(runs.allSatisfy { $0.group == "ko" })
+        #expect(runs[1]["lr"]?.text == "1e-5" && runs[1]["warmup"]?.text == "30000")
+        #expect(runs[1].sweepValues.map(\.name) == ["lr", "warmup"])
+        #expect(try JobSpecParser.parse(yaml: Self.minimal).runs().map(\.name) == ["ko"])
+    }
+
+    @Test("run-name labels: thousands as k, millions as M, other values as written")
+    func labels() {
+        #expect(SweepGrid.label(ParameterValue("30000")) == "30k")
+        #expect(SweepGrid.label(ParameterValue("2000000")) == "2M")
+        #expect(SweepGrid.label(ParameterValue("1500")) == "1500")
+        #expect(SweepGrid.label(ParameterValue("1e-5")) == "1e-5")
+        #expect(SweepGrid.label(ParameterValue("adam w")) == "adam-w")
+    }
+
+    @Test("manifest specs split off the language hint")
+    func manifests() {
+        #expect(ManifestSpec(parsing: "/d/gpt_pairs_train.jsonl::ko") == ManifestSpec(path: "/d/gpt_pairs_train.jsonl", language: "ko"))
+        #expect(ManifestSpec(parsing: "/d/a.jsonl@KO").language == "ko")
+        #expect(ManifestSpec(parsing: "/d/a.jsonl") == ManifestSpec(path: "/d/a.jsonl"))
+        #expect(ManifestSpec(path: "/d/a.jsonl", language: "ko").description == "/d/a.jsonl::ko")
+    }
+
+    @Test("a command line is split like a shell, and values stay single arguments")
+    func commandLine() throws {
+        #expect(try CommandTemplate.split(#"python "my script.py" --name 'a b' --x=\"q\" c\ d"#)
+                == ["python", "my script.py", "--name", "a b", "--x=\"q\"", "c d"])
+        #expect(throws: CommandTemplateError.self) { try CommandTemplate.split("python 'unterminated") }
+        let t = try CommandTemplate(commandLine: "train --out {output_dir} --tag run-{run_id} --json '{\"a\": 1}' {{literal}}")
+        #expect(t.placeholders == ["output_dir", "run_id"])
+        let argv = try t.render(["output_dir": "/ckpt/with space; rm -rf /", "run_id": "r1"])
+        #expect(argv == ["train", "--out", "/ckpt/with space; rm -rf /", "--tag", "run-r1", "--json", "{\"a\": 1}", "{literal}"])
+        #expect(throws: CommandTemplateError.self) { try t.render(["output_dir": "x"]) }
+    }
+
+    @Test("the example specs parse, and render the right argv for each card")
+    func examples() throws {
+        let file = Self.examples.appendingPathComponent("ko-finetune-a6000-4090.yaml").path
+        let spec = try JobSpecParser.parse(contentsOf: file)
+        #expect(spec.presets.map(\.batch) == [BatchSettings(batchSize: 16, gradAccum: 1), BatchSettings(batchSize: 8, gradAccum: 2)])
+        #expect(spec.trainManifests == [ManifestSpec(path: "/data/ko/KO_preprocessed/gpt_pairs_train.jsonl", language: "ko")])
+        #expect(spec.environment["PYTHONUNBUFFERED"] == "1")
+        let run = try #require(spec.runs().first)
+        let fresh = try spec.renderCommand(run: run, gpu: 1, runId: "r-7", outputDir: "/shared/ckpt/r-7",
+                                           batch: BatchSettings(batchSize: 8, gradAccum: 2), resumeCheckpoint: nil)
+        #expect(!fresh.contains("--resume"), "the optional resume group is left out on a first start")
+        #expect(fresh.contains("--train-manifest") && fresh.contains("/data/ko/KO_preprocessed/gpt_pairs_train.jsonl::ko"))
+        let i = try #require(fresh.firstIndex(of: "--batch-size"))
+        #expect(Array(fresh[i...(i + 5)]) == ["--batch-size", "8", "--grad-accumulation", "2", "--learning-rate", "1e-5"])
+        let resumed = try spec.renderCommand(run: run, gpu: 1, runId: "r-7", outputDir: "/shared/ckpt/r-7",
+                                             batch: BatchSettings(batchSize: 8, gradAccum: 2),
+                                             resumeCheckpoint: "/shared/ckpt/r-7/model_step3000.pth")
+        #expect(Array(resumed.suffix(2)) == ["--resume", "/shared/ckpt/r-7/model_step3000.pth"])
+
+        let sweep = try JobSpecParser.parse(contentsOf: Self.examples.appendingPathComponent("sweep-lr-warmup.yaml").path)
+        #expect(sweep.runs().map(\.name) == ["lr1e-5_warmup1k", "lr1e-5_warmup30k", "lr2e-5_warmup1k", "lr2e-5_warmup30k"])
+        #expect(Set(sweep.runs().map(\.group)) == ["ko-lr-warmup"])
+        let argv = try sweep.renderCommand(run: sweep.runs()[3], gpu: 0, runId: "r", outputDir: "/o",
+                                           batch: BatchSettings(batchSize: 16, gradAccum: 1), resumeCheckpoint: nil)
+        #expect(argv.contains("2e-5") && argv.contains("30000"))
+        #expect(argv[argv.firstIndex(of: "--resume")! + 1] == "", "the string form passes an empty resume argument")
+    }
+
+    @Test("every file in examples/ parses")
+    func allExamplesParse() throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: Self.examples.path).filter { $0.hasSuffix(".yaml") }
+        #expect(names.count >= 2)
+        for n in names { _ = try JobSpecParser.parse(contentsOf: Self.examples.appendingPathComponent(n).path) }
+    }
+}
