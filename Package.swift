@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: strict),
         .testTarget(
             name: "CoordinatorTests",
-            dependencies: ["Coordinator", "Shared", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Coordinator", "Shared", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Shared"], swiftSettings: strict),

@@ -37,6 +37,17 @@ public struct CoordinatorConfiguration: Sendable {
     /// `WANDB_DIR`: offline runs go to `<dir>/wandb/offline-run-…`.
     public var wandbDirectory = "."
 
+    /// Slack incoming webhook for alerts (`SLACK_WEBHOOK_URL`); nil: alerts go to the log only.
+    public var slackWebhook: SlackWebhookURL?
+    /// Seconds a new alert notification waits so a burst of one run and rule is one message.
+    public var alertGroupWaitSeconds = 0.3
+    /// Seconds after which a still-firing alert is notified again (Alertmanager's default, 4 h).
+    public var alertRepeatIntervalSeconds = 4 * 3600.0
+    /// Default rule settings (jobs may override per run).
+    public var alertRules = AlertRulesConfiguration()
+    /// Base URL of the dashboard, for links in alerts (e.g. `http://coordinator:8080`).
+    public var dashboardURL: String?
+
     public init() {}
 
     /// Checks the combination of settings before anything is opened.

@@ -16,7 +16,7 @@ final class ServerProcess {
     let logPath: String
     private let process = Process()
 
-    init(name: String, executable: String, arguments: [String], logPath: String) throws {
+    init(name: String, executable: String, arguments: [String], logPath: String, environment: [String: String] = [:]) throws {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw BenchError("\(name): \(executable) is not an executable file (build it first)")
         }
@@ -32,6 +32,7 @@ final class ServerProcess {
         // A crash of the server then leaves a symbolicated backtrace in its log.
         var env = ProcessInfo.processInfo.environment
         if env["SWIFT_BACKTRACE"] == nil { env["SWIFT_BACKTRACE"] = "enable=yes,interactive=no" }
+        for (k, v) in environment { env[k] = v }
         process.environment = env
         try process.run()
         try? log.close()

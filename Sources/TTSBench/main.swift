@@ -7,7 +7,7 @@ struct TTSBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tts-bench",
         abstract: "Benchmarks of the tts-cluster coordinator.",
-        subcommands: [ControlPlane.self, Ingest.self, SpoolAppend.self, VersusSDK.self, RulesBench.self])
+        subcommands: [ControlPlane.self, Ingest.self, SpoolAppend.self, VersusSDK.self, RulesBench.self, AlertLatency.self])
 }
 
 /// The control-plane benchmark of issue 2: N simulated workers heartbeating at 1 Hz against one
@@ -283,6 +283,8 @@ do {
         try await spool.execute()
     } else if let versus = command as? VersusSDK {
         try await versus.execute()
+    } else if let latency = command as? AlertLatency {
+        try await latency.run()
     } else {
         try command.run()
     }

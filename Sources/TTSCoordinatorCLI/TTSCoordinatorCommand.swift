@@ -10,7 +10,7 @@ struct TTSCoordinatorCommand: AsyncParsableCommand {
         commandName: "tts-coordinator",
         abstract: "Coordinates tts-cluster workers: leases training and evaluation shards, stores state, watches liveness.",
         version: TTSCluster.version,
-        subcommands: [Serve.self, Workers.self, Shards.self, Status.self, Enqueue.self, Drain.self, Metrics.self],
+        subcommands: [Serve.self, Workers.self, Shards.self, Status.self, Enqueue.self, Drain.self, Metrics.self, Alerts.self, Silence.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -106,6 +106,24 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Turn W&B off (same as --wandb-mode disabled).")
     var noWandb = false
 
+    @Option(help: "File holding the Slack incoming-webhook URL for alerts (default: env SLACK_WEBHOOK_URL). Without one, alerts go to the log only.")
+    var slackWebhookFile: String?
+
+    @Flag(help: "Alerts to the log only, even when SLACK_WEBHOOK_URL is set.")
+    var noSlack = false
+
+    @Option(help: "Milliseconds a new alert waits so that a burst of one run and rule becomes one message.")
+    var alertGroupWaitMs = 300
+
+    @Option(help: "Minutes after which a still-firing alert is sent again.")
+    var alertRepeatMinutes = 240.0
+
+    @Option(help: "Minutes between status digests of each active run (0: off).")
+    var statusDigestMinutes = 60.0
+
+    @Option(help: "Base URL of the dashboard, for links in alerts.")
+    var dashboardUrl: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -139,8 +157,25 @@ struct Serve: AsyncParsableCommand {
         case .disabled: config.wandbMode = .disabled
         }
         logger.info("W&B: \(settings.mode.rawValue) (\(settings.modeReason))")
+        config.alertGroupWaitSeconds = Double(alertGroupWaitMs) / 1000
+        config.alertRepeatIntervalSeconds = alertRepeatMinutes * 60
+        config.alertRules.statusDigest.intervalMinutes = statusDigestMinutes
+        config.dashboardURL = dashboardUrl
         let server: CoordinatorServer
         do {
+            if !noSlack {
+                var secret = ProcessInfo.processInfo.environment["SLACK_WEBHOOK_URL"]
+                if let slackWebhookFile {
+                    do {
+                        secret = try String(contentsOfFile: slackWebhookFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                    } catch {
+                        throw ConfigurationError("cannot read the Slack webhook file \(slackWebhookFile): \(error.localizedDescription)")
+                    }
+                }
+                if let secret, !secret.isEmpty {
+                    do { config.slackWebhook = try SlackWebhookURL(secret) } catch { throw ConfigurationError("the Slack webhook URL is not usable: \(error)") }
+                }
+            }
             if let tokenFile { config.token = try ClusterToken.load(fromFile: tokenFile) }
             server = try CoordinatorServer(configuration: config, logger: logger)
         } catch {

@@ -82,7 +82,7 @@ struct Join: AsyncParsableCommand {
             let spool = try MetricSpool(directory: config.resolvedStateDirectory + "/spool")
             if spool.backlog > 0 { logger.notice("spool: \(spool.backlog) entries from an earlier run will be delivered") }
             agent = try WorkerAgent(configuration: config, probe: probe, spool: spool,
-                                    executors: [SleepExecutor(), EchoExecutor(), SyntheticMetricsExecutor(spool: spool)], logger: logger)
+                                    executors: [SleepExecutor(), EchoExecutor(), SyntheticMetricsExecutor(spool: spool), TrainExecutor(spool: spool)], logger: logger)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(2)

@@ -57,6 +57,29 @@ public struct AdminService: Sendable {
                         .map { MetricsReport.Point(step: $0.step, value: $0.value, wallTime: $0.wallTime) }
                 }
                 return try JSONCoding.encode(MetricsReport(run: run, pointsByKey: byKey, totalPoints: byKey.values.reduce(0, +), key: key, series: series))
+            case .alerts:
+                let args = (try? JSONCoding.decode([String: JSONValue].self, from: request.arguments)) ?? [:]
+                let limit = Int(args["limit"]?.doubleValue ?? 50)
+                return try JSONCoding.encode(try store.alerts(limit: max(1, min(limit, 1_000))))
+            case .silenceAdd:
+                let req: SilenceRequest
+                do { req = try JSONCoding.decode(SilenceRequest.self, from: request.arguments) } catch {
+                    throw ProtocolError(.invalidRequest, "silence-add needs {runId, rule?, seconds, comment}: \(error)")
+                }
+                guard req.seconds > 0, req.seconds <= 90 * 86_400 else {
+                    throw ProtocolError(.invalidRequest, "a silence lasts between 1 second and 90 days (got \(req.seconds) s)")
+                }
+                if let rule = req.rule, AlertRule(rawValue: rule) == nil {
+                    throw ProtocolError(.invalidRequest, "unknown rule \(rule); rules: \(AlertRule.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return try JSONCoding.encode(try store.addSilence(runId: req.runId, rule: req.rule, comment: req.comment, seconds: req.seconds))
+            case .silenceList:
+                return try JSONCoding.encode(try store.silences())
+            case .silenceExpire:
+                let args = (try? JSONCoding.decode([String: JSONValue].self, from: request.arguments)) ?? [:]
+                guard let id = args["id"]?.doubleValue.map({ Int64($0) }) else { throw ProtocolError(.invalidRequest, "silence-expire needs {\"id\": N}") }
+                guard try store.expireSilence(id: id) else { throw ProtocolError(.notFound, "no active silence \(id); see `tts-coordinator silence list`") }
+                return try JSONCoding.encode(["expired": id])
             case .drain:
                 let args = (try? JSONCoding.decode([String: String].self, from: request.arguments)) ?? [:]
                 guard let target = args["worker"] else { throw ProtocolError(.invalidRequest, "drain needs {\"worker\": NAME or ID}") }

@@ -139,6 +139,16 @@ public final class WorkerRegistry: Sendable {
 
     public var count: Int { entries.withLock { $0.count } }
 
+    /// Live workers with the progress of the shard they run (for the `stalled` rule and digests).
+    public func liveProgress() -> [(workerId: String, name: String, progress: ShardProgress, telemetry: DeviceTelemetry?)] {
+        entries.withLock { e in
+            e.compactMap { id, w in
+                guard w.liveness == .live, let p = w.progress, w.leases.contains(p.shard) else { return nil }
+                return (id, w.name, p, w.telemetry)
+            }
+        }
+    }
+
     /// The worker's display name (its id when unknown), for log lines.
     public func name(of workerId: String) -> String { entries.withLock { $0[workerId]?.name } ?? workerId }
 }

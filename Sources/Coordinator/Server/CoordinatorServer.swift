@@ -11,6 +11,8 @@ public final class CoordinatorServer: Sendable {
     public let registry: WorkerRegistry
     public let scheduler: Scheduler
     public let wandb: WandbOutbox
+    public let alerts: AlertCenter
+    let notifier: AlertNotifier?
     let router: RequestRouter
     let logger: Logger
 
@@ -31,6 +33,24 @@ public final class CoordinatorServer: Sendable {
                             streamIntervalMs: configuration.wandbStreamIntervalMs,
                             unauthorizedPause: .milliseconds(configuration.wandbUnauthorizedPauseMs))
         router.observers.add { [wandb] _ in wandb.wake() }
+        alerts = AlertCenter(store: store, registry: registry, logger: logger, configuration: configuration.alertRules,
+                             groupWait: configuration.alertGroupWaitSeconds, repeatInterval: configuration.alertRepeatIntervalSeconds,
+                             queueNotifications: configuration.slackWebhook != nil)
+        router.observers.add { [alerts] in alerts.submit(.stored($0)) }
+        if let url = configuration.slackWebhook {
+            let dashboard = configuration.dashboardURL
+            // The W&B app lives at wandb.ai for the public API; a self-hosted server serves both.
+            let wandbBase = configuration.wandbMode == .online
+                ? configuration.wandbSettings.map { $0.baseURL.contains("api.wandb.ai") ? "https://wandb.ai" : $0.baseURL } : nil
+            notifier = AlertNotifier(store: store, webhook: SlackWebhook(url: url, client: HTTPClient(configuration: .init(threads: 1))), logger: logger,
+                                     wandbLink: { [store] run in
+                                         guard let base = wandbBase, let s = try? store.wandbState(runId: run), let e = s.entity, let p = s.project else { return nil }
+                                         return "\(base)/\(e)/\(p)/runs/\(run)"
+                                     },
+                                     dashboardLink: { run in dashboard.map { "\($0)/runs/\(run)" } })
+        } else {
+            notifier = nil
+        }
         // Rebuild the live picture: every known worker gets a full liveness period to re-attach.
         for w in try store.loadWorkers() where w.state != "gone" {
             registry.upsert(workerId: w.id, name: w.name, session: w.session, capabilities: w.capabilities,
@@ -53,12 +73,15 @@ public final class CoordinatorServer: Sendable {
             server.close()
             throw ConfigurationError("cannot listen on \(configuration.listen): \(error). Is another coordinator running there?")
         }
+        logger.notice("alerts: \(configuration.slackWebhook.map { "Slack webhook \($0) and the log" } ?? "the log only (no SLACK_WEBHOOK_URL)")")
         logger.notice("coordinator \(TTSCluster.version) listening on \(configuration.listen), database \(configuration.databasePath)\(configuration.token == nil ? " (no token: open cluster)" : " (token required)")")
         onListening()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.monitorLiveness() }
             group.addTask { await self.flushHeartbeats() }
             group.addTask { await self.wandb.run() }
+            group.addTask { await self.alerts.run(notifier: self.notifier) }
+            if let notifier = self.notifier { group.addTask { await notifier.run() } }
             // Every loop runs until this task is cancelled (a disabled sink returns at once).
             await group.waitForAll()
         }
@@ -81,6 +104,7 @@ public final class CoordinatorServer: Sendable {
                         let requeued = try store.markWorkerLost(workerId: lost.workerId, silentFor: silent)
                         for s in requeued { registry.leaseEnded(shardId: s) }
                         logger.warning("worker \(lost.name) lost: silent for \(String(format: "%.1f", silent)) s; requeued shards \(requeued)")
+                        alerts.submit(.workerLost(workerId: lost.workerId, name: lost.name, requeuedShards: requeued))
                         Task {
                             await self.scheduler.dropWaiters(workerId: lost.workerId)
                             if !requeued.isEmpty { await self.scheduler.workAvailable() }

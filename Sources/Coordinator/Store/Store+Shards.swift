@@ -8,6 +8,8 @@ public struct ResultDisposition: Sendable, Equatable {
     public var note: String
     /// The shard went back to the queue (a failure within the retry budget, or a drain).
     public var requeued: Bool
+    /// The run this result finished (its last open shard settled), if any.
+    public var finishedRun: String? = nil
 }
 
 extension Store {
@@ -142,6 +144,17 @@ extension Store {
 
     /// Applies a result from the lease holder; refuses a stale one (fencing by lease epoch).
     func applyResult(_ db: Database, workerId: String, result: ResultRequest, now: Date) throws -> ResultDisposition {
+        var d = try applyResultToShard(db, workerId: workerId, result: result, now: now)
+        if d.accepted, !d.requeued {
+            // settleRun stamps finished_at with this transaction's time when it ends the run.
+            d.finishedRun = try String.fetchOne(db, sql: """
+                SELECT r.id FROM runs r JOIN shards s ON s.run_id = r.id WHERE s.id = ? AND r.finished_at = ?
+                """, arguments: [result.shard.shardId, now.unixSeconds])
+        }
+        return d
+    }
+
+    private func applyResultToShard(_ db: Database, workerId: String, result: ResultRequest, now: Date) throws -> ResultDisposition {
         guard let row = try Row.fetchOne(db, sql: "SELECT state, lease_epoch, worker_id FROM shards WHERE id = ?", arguments: [result.shard.shardId]) else {
             return ResultDisposition(accepted: false, note: "shard \(result.shard.shardId) does not exist", requeued: false)
         }

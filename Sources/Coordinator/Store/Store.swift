@@ -242,6 +242,50 @@ public final class Store: Sendable {
             try flush()
             try db.execute(sql: "DROP TABLE points")
         }
+        m.registerMigration("v7: alerts, their notification outbox, silences") { db in
+            try db.execute(sql: """
+                CREATE TABLE alerts (
+                    id INTEGER PRIMARY KEY,
+                    fingerprint TEXT NOT NULL,       -- run|rule|series
+                    run_id TEXT,
+                    rule TEXT NOT NULL,
+                    series TEXT NOT NULL DEFAULT '',
+                    severity TEXT NOT NULL,
+                    state TEXT NOT NULL,             -- firing | resolved | notice
+                    summary TEXT NOT NULL,
+                    signal TEXT NOT NULL,            -- the latest AlertSignal (JSON)
+                    started_at REAL NOT NULL,
+                    updated_at REAL NOT NULL,
+                    resolved_at REAL,
+                    last_notified_at REAL,
+                    notifications INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX alerts_by_state ON alerts(state, fingerprint);
+                CREATE TABLE alert_outbox (
+                    id INTEGER PRIMARY KEY,          -- delivery order
+                    alert_id INTEGER NOT NULL REFERENCES alerts(id),
+                    group_key TEXT NOT NULL,         -- run|rule: a burst within group_wait is one message
+                    kind TEXT NOT NULL,              -- fire | resolve | repeat | notify
+                    signal TEXT NOT NULL,            -- the AlertSignal to render (JSON)
+                    created_at REAL NOT NULL,
+                    due_at REAL NOT NULL,            -- created_at + group_wait
+                    state TEXT NOT NULL,             -- pending | delivered | failed | silenced
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at REAL NOT NULL,
+                    delivered_at REAL,
+                    last_error TEXT
+                );
+                CREATE INDEX alert_outbox_pending ON alert_outbox(state, id);
+                CREATE TABLE silences (
+                    id INTEGER PRIMARY KEY,
+                    run_id TEXT NOT NULL,
+                    rule TEXT,                       -- NULL: every rule of the run
+                    comment TEXT NOT NULL DEFAULT '',
+                    created_at REAL NOT NULL,
+                    expires_at REAL NOT NULL
+                );
+                """)
+        }
         return m
     }
 }

@@ -192,4 +192,80 @@ public struct MetricsReport: Codable, Sendable, Equatable {
 /// Admin commands the coordinator understands over NNG.
 public enum AdminCommand: String, Sendable, CaseIterable {
     case workers, shards, status, enqueue, drain, metrics
+    case alerts
+    case silenceAdd = "silence-add"
+    case silenceList = "silence-list"
+    case silenceExpire = "silence-expire"
+}
+
+/// An alert as `tts-coordinator alerts` shows it.
+public struct AlertSummary: Sendable, Equatable, Codable {
+    public var id: Int64
+    public var runId: String?
+    public var rule: String
+    public var series: String
+    public var severity: String
+    /// `firing`, `resolved` or `notice` (a one-shot message such as `run_completed`).
+    public var state: String
+    public var summary: String
+    public var startedAt: Date
+    public var updatedAt: Date
+    public var resolvedAt: Date?
+    public var lastNotifiedAt: Date?
+    /// Notifications delivered for it (first, repeats, resolved).
+    public var notifications: Int
+    /// A silence covers it now.
+    public var silenced: Bool
+
+    public init(id: Int64, runId: String?, rule: String, series: String, severity: String, state: String, summary: String,
+                startedAt: Date, updatedAt: Date, resolvedAt: Date?, lastNotifiedAt: Date?, notifications: Int, silenced: Bool) {
+        self.id = id
+        self.runId = runId
+        self.rule = rule
+        self.series = series
+        self.severity = severity
+        self.state = state
+        self.summary = summary
+        self.startedAt = startedAt
+        self.updatedAt = updatedAt
+        self.resolvedAt = resolvedAt
+        self.lastNotifiedAt = lastNotifiedAt
+        self.notifications = notifications
+        self.silenced = silenced
+    }
+}
+
+/// A silence: the alerts of a run (optionally one rule of it) are not notified until it expires.
+public struct SilenceSummary: Sendable, Equatable, Codable {
+    public var id: Int64
+    public var runId: String
+    /// nil: every rule of the run.
+    public var rule: String?
+    public var comment: String
+    public var createdAt: Date
+    public var expiresAt: Date
+
+    public init(id: Int64, runId: String, rule: String?, comment: String, createdAt: Date, expiresAt: Date) {
+        self.id = id
+        self.runId = runId
+        self.rule = rule
+        self.comment = comment
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+    }
+}
+
+/// `silence-add` arguments.
+public struct SilenceRequest: Sendable, Equatable, Codable {
+    public var runId: String
+    public var rule: String?
+    public var seconds: Double
+    public var comment: String
+
+    public init(runId: String, rule: String?, seconds: Double, comment: String) {
+        self.runId = runId
+        self.rule = rule
+        self.seconds = seconds
+        self.comment = comment
+    }
 }

@@ -9,6 +9,10 @@ public protocol ClusterClient: Sendable {
     func enqueue(_ request: EnqueueRequest) async throws -> EnqueueReply
     func drain(worker: String) async throws
     func metrics(run: String, key: String?, fromStep: Int64?, toStep: Int64?) async throws -> MetricsReport
+    func alerts(limit: Int) async throws -> [AlertSummary]
+    func addSilence(_ request: SilenceRequest) async throws -> SilenceSummary
+    func silences() async throws -> [SilenceSummary]
+    func expireSilence(id: Int64) async throws
 }
 
 /// Why a CLI command could not talk to the coordinator, worded for the user.
@@ -78,5 +82,19 @@ public final class NNGClusterClient: ClusterClient {
 
     public func drain(worker: String) async throws {
         _ = try await call(.drain, try JSONCoding.encode(["worker": worker]), as: [String: String].self)
+    }
+
+    public func alerts(limit: Int = 50) async throws -> [AlertSummary] {
+        try await call(.alerts, try JSONCoding.encode(["limit": JSONValue.number(Double(limit))]), as: [AlertSummary].self)
+    }
+
+    public func addSilence(_ request: SilenceRequest) async throws -> SilenceSummary {
+        try await call(.silenceAdd, try JSONCoding.encode(request), as: SilenceSummary.self)
+    }
+
+    public func silences() async throws -> [SilenceSummary] { try await call(.silenceList, as: [SilenceSummary].self) }
+
+    public func expireSilence(id: Int64) async throws {
+        _ = try await call(.silenceExpire, try JSONCoding.encode(["id": JSONValue.number(Double(id))]), as: [String: Int64].self)
     }
 }

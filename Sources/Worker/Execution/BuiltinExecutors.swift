@@ -41,8 +41,8 @@ public struct EchoExecutor: ShardExecutor {
 
 /// `synthetic`: a stand-in trainer that logs `keys` scalars (default 10) for `steps` steps of run
 /// `run` through the spool, at up to `rate` steps per second (0: as fast as possible). Values
-/// are deterministic (`key index + step / 1000`), so tests can check every point. With
-/// `checkpoint_every`/`checkpoint_dir` it writes stand-in checkpoints, with `media_every`/`media_dir`
+/// are deterministic (``value(keyIndex:step:)``: a decaying loss), so tests can check every point. With
+/// `nan_at` the first key is NaN at those steps; with `checkpoint_every`/`checkpoint_dir` it writes stand-in checkpoints, with `media_every`/`media_dir`
 /// short audio samples (`eval/sample`), each reported as an event.
 public struct SyntheticMetricsExecutor: ShardExecutor {
     public let kind = "synthetic"
@@ -50,7 +50,12 @@ public struct SyntheticMetricsExecutor: ShardExecutor {
 
     public init(spool: MetricSpool) { self.spool = spool }
 
-    public static func value(keyIndex: Int, step: Int64) -> Double { Double(keyIndex) + Double(step) / 1000 }
+    /// The first key (`train/text_loss`) decays like a training loss (with a little deterministic
+    /// noise); the others rise slowly (`key index + step / 1000`).
+    public static func value(keyIndex: Int, step: Int64) -> Double {
+        let t = Double(step)
+        return keyIndex == 0 ? 2 + 3 * exp(-t / 2_000) + 0.02 * sin(t * 12.9898) : Double(keyIndex) + t / 1000
+    }
 
     public func run(_ assignment: ShardAssignment, context: ShardContext) async throws -> ShardReport {
         let p = context.parameters
@@ -65,13 +70,18 @@ public struct SyntheticMetricsExecutor: ShardExecutor {
         let checkpointDir = p["checkpoint_dir"]?.stringValue
         let mediaEvery = Int64(p["media_every"]?.doubleValue ?? 0)
         let mediaDir = p["media_dir"]?.stringValue
+        // `nan_at`: steps (a number or "100,500") where the first key (train/text_loss) is NaN.
+        let nanAt: Set<Int64> = p["nan_at"].map { v -> Set<Int64> in
+            if let d = v.doubleValue { return [Int64(d)] }
+            return Set((v.stringValue ?? "").split(separator: ",").compactMap { Int64($0.trimmingCharacters(in: .whitespaces)) })
+        } ?? []
         let names = (0..<keys).map { $0 == 0 ? "train/text_loss" : $0 == 1 ? "train/mel_loss" : "train/metric_\($0)" }
         let started = ContinuousClock.now
         for step in first..<(first + steps) {
             try Task.checkCancellation()
             let now = Date().timeIntervalSince1970
             spool.append(points: names.enumerated().map { i, k in
-                MetricPoint(runId: run, step: step, key: k, value: Self.value(keyIndex: i, step: step), wallTime: now)
+                MetricPoint(runId: run, step: step, key: k, value: i == 0 && nanAt.contains(step) ? .nan : Self.value(keyIndex: i, step: step), wallTime: now)
             })
             context.progress(step: step - first + 1, of: steps)
             if checkpointEvery > 0, let dir = checkpointDir, (step + 1) % checkpointEvery == 0 {

@@ -133,6 +133,16 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
         }
         throw HarnessError("timed out after \(timeout) s waiting until \(what)\n--- coordinator log tail ---\n\(log("coordinator").split(separator: "\n").suffix(15).joined(separator: "\n"))")
     }
+
+    /// ``waitUntil(_:timeout:_:)`` for a condition that awaits (e.g. asks a loopback server).
+    func waitUntilAsync(_ what: String, timeout: Double, _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? await condition()) == true { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError("timed out after \(timeout) s waiting until \(what)\n--- coordinator log tail ---\n\(log("coordinator").split(separator: "\n").suffix(15).joined(separator: "\n"))")
+    }
 }
 
 struct HarnessError: Error, CustomStringConvertible {

@@ -1,0 +1,166 @@
+import Foundation
+import Shared
+
+/// `train`: runs an existing trainer command (IndexTTS-2's `trainers/train_gpt_v2.py` or anything
+/// that prints the same `[Train]`/`[Val]` lines) for one training shard. Its payload is a
+/// ``TrainPayload`` (the coordinator renders the argv from the job spec).
+///
+/// While the trainer runs (``CommandRunner``, own process group, `CUDA_VISIBLE_DEVICES`):
+/// - every stdout/stderr line is spooled as a `log` event (data `{"stream": "stdout"|"stderr"}`),
+///   at most 100 per spool entry and at most 200 ms late;
+/// - metrics come from the stdout lines (``TrainerLogParser``) and from the TensorBoard event files
+///   under `log_dir` (polled every second), merged by ``MetricDeduplicator`` so each
+///   `(key, step)` is spooled once; nothing at or below `metrics_floor` (default `resume_step`);
+/// - progress is the highest step seen, of `max_steps`;
+/// - `output_dir` is scanned every 2 s for checkpoints, each new one a `checkpoint_saved` event
+///   (data: `step`, `path`, `size`, `sha256`, `kind`, and `best: true` for `best_model*.pth`).
+/// After the trainer exits, TensorBoard and checkpoints are read once more, so nothing written at
+/// the end is missed.
+///
+/// The report's `output` (a JSON object) always holds `final_step`, `last_checkpoint`,
+/// `last_checkpoint_step`, `last_checkpoint_sha256` (null when none; without a checkpoint of its
+/// own the shard names the one it resumed from, without hash), `batch_size` and `grad_accum` (as
+/// given), and:
+/// - success: outcome `succeeded`, `"exit": "success"`, `reached_max_steps`;
+/// - CUDA out of memory: outcome `outOfMemory`, `"oom": true`, `"error"` (the stderr line), plus an
+///   `oom` event — the coordinator retries from `last_checkpoint` with a smaller micro-batch;
+/// - other failures: outcome `failed`, `"exit": "failed"` with `exit_code`, or `"exit": "killed"`
+///   with `signal`; the last 20 output lines in `logTail`.
+/// Cancellation: SIGTERM to the trainer's group, SIGKILL after `grace_seconds` (default 10), the
+/// final reads, then `CancellationError`.
+public struct TrainExecutor: ShardExecutor {
+    public let kind = "train"
+
+    /// How often the files are looked at and how output is batched (tests shorten them).
+    public struct Timing: Sendable {
+        public var tensorBoardEvery: Duration
+        public var checkpointsEvery: Duration
+        public var logFlushEvery: Duration
+        public var logLinesPerEntry: Int
+
+        public init(tensorBoardEvery: Duration = .seconds(1), checkpointsEvery: Duration = .seconds(2),
+                    logFlushEvery: Duration = .milliseconds(200), logLinesPerEntry: Int = 100) {
+            self.tensorBoardEvery = tensorBoardEvery
+            self.checkpointsEvery = checkpointsEvery
+            self.logFlushEvery = logFlushEvery
+            self.logLinesPerEntry = max(1, logLinesPerEntry)
+        }
+    }
+
+    /// How many output lines a failed report carries.
+    public static let logTailLines = 20
+
+    let spool: MetricSpool
+    let timing: Timing
+    let workerEnvironment: [String: String]
+
+    /// - Parameters:
+    ///   - spool: where metrics and events go.
+    ///   - workerEnvironment: what the trainer's environment starts from (default: the worker's).
+    public init(spool: MetricSpool, timing: Timing = Timing(),
+                workerEnvironment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.spool = spool
+        self.timing = timing
+        self.workerEnvironment = workerEnvironment
+    }
+
+    public func run(_ assignment: ShardAssignment, context: ShardContext) async throws -> ShardReport {
+        let payload: TrainPayload
+        do { payload = try TrainPayload.parse(assignment.payload, runId: assignment.runId) } catch {
+            return ShardReport(outcome: .failed, message: error.description)
+        }
+        try Task.checkCancellation()
+        try? FileManager.default.createDirectory(atPath: payload.outputDir, withIntermediateDirectories: true)
+        let spec = CommandSpec(argv: payload.argv, workingDirectory: payload.workdir, environment: payload.env,
+                               cudaVisibleDevices: payload.gpu)
+        let runner: CommandRunner
+        do { runner = try CommandRunner(spec, tailLines: Self.logTailLines, workerEnvironment: workerEnvironment) } catch {
+            return ShardReport(outcome: .failed, message: "train: \(error)")
+        }
+        let monitor = TrainingMonitor(run: payload.run, shard: assignment.shard, payload: payload, spool: spool, context: context,
+                                      batching: .init(maximumLines: timing.logLinesPerEntry, maximumDelay: timing.logFlushEvery))
+        // Unstructured on purpose: they must not stop when this task is cancelled (the lines the
+        // trainer prints while it stops, the checkpoint it writes on SIGTERM, still count).
+        let consumer = Task { for await line in runner.lines { monitor.handle(line) } }
+        let poller = Task { await Self.poll(monitor, timing: timing) }
+
+        let exit = await withTaskCancellationHandler {
+            await runner.wait()
+        } onCancel: {
+            runner.terminate(grace: payload.grace)
+        }
+        await consumer.value
+        poller.cancel()
+        await poller.value
+        await monitor.pollFiles(tensorBoard: true, checkpoints: true)
+        monitor.flush()
+        if Task.isCancelled { throw CancellationError() }
+        return report(exit, payload: payload, monitor: monitor)
+    }
+
+    /// Flushes log batches when due, polls TensorBoard and checkpoints on their periods.
+    private static func poll(_ monitor: TrainingMonitor, timing: Timing) async {
+        let clock = ContinuousClock()
+        var nextTensorBoard = clock.now + timing.tensorBoardEvery
+        var nextCheckpoints = clock.now + timing.checkpointsEvery
+        let tick = min(timing.logFlushEvery, timing.tensorBoardEvery, timing.checkpointsEvery)
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: tick) } catch { return }
+            monitor.flushIfDue()
+            let now = clock.now
+            let tensorBoard = now >= nextTensorBoard
+            let checkpoints = now >= nextCheckpoints
+            if tensorBoard { nextTensorBoard = now + timing.tensorBoardEvery }
+            if checkpoints { nextCheckpoints = now + timing.checkpointsEvery }
+            if tensorBoard || checkpoints { await monitor.pollFiles(tensorBoard: tensorBoard, checkpoints: checkpoints) }
+        }
+    }
+
+    private func report(_ exit: CommandExit, payload: TrainPayload, monitor: TrainingMonitor) -> ShardReport {
+        let finalStep = monitor.highestStep
+        let checkpoint = monitor.checkpoints.resumable
+        // Without a checkpoint of its own, the shard's last checkpoint is the one it resumed from.
+        var output: [String: JSONValue] = [
+            "final_step": finalStep.map { .number(Double($0)) } ?? .null,
+            "last_checkpoint": checkpoint.map { .string($0.path) } ?? payload.resumeCheckpoint.map(JSONValue.string) ?? .null,
+            "last_checkpoint_step": (checkpoint.map { $0.step } ?? payload.resumeStep).map { .number(Double($0)) } ?? .null,
+            "last_checkpoint_sha256": checkpoint.map { .string($0.sha256) } ?? .null,
+            "batch_size": payload.batchSize.map { .number(Double($0)) } ?? .null,
+            "grad_accum": payload.gradAccum.map { .number(Double($0)) } ?? .null,
+        ]
+        let stepText = finalStep.map { "step \($0)" } ?? "no step"
+        switch exit {
+        case .success:
+            output["exit"] = .string("success")
+            output["reached_max_steps"] = .bool((finalStep ?? 0) >= payload.maxSteps)
+            return ShardReport(outcome: .succeeded, message: "trained run \(payload.run) to \(stepText) of \(payload.maxSteps)",
+                               output: Self.encode(output))
+        case .outOfMemory(let line, let lastLines):
+            output["oom"] = .bool(true)
+            output["error"] = .string(line)
+            let data: [String: JSONValue] = [
+                "batch_size": output["batch_size"] ?? .null, "grad_accum": output["grad_accum"] ?? .null,
+                "step": output["final_step"] ?? .null, "last_checkpoint": output["last_checkpoint"] ?? .null,
+            ]
+            monitor.record(EventRequest(kind: .outOfMemory, shard: monitor.shard, message: line,
+                                        data: Self.encode(data), wallTime: Date().timeIntervalSince1970))
+            let batch = payload.batchSize.map { "at batch \($0)\(payload.gradAccum.map { " × accumulation \($0)" } ?? "")" } ?? "(batch size not given)"
+            return ShardReport(outcome: .outOfMemory, message: "CUDA out of memory \(batch) at \(stepText): \(line)",
+                               output: Self.encode(output), logTail: lastLines)
+        case .killed(let signal, let lastLines):
+            output["exit"] = .string("killed")
+            output["signal"] = .number(Double(signal))
+            let hint = signal == 9 ? " (SIGKILL from outside the worker: often the kernel's out-of-memory killer; see dmesg)" : ""
+            return ShardReport(outcome: .failed, message: "the trainer \(exit.summary) at \(stepText)\(hint)",
+                               output: Self.encode(output), logTail: lastLines)
+        case .failed(let code, let lastLines):
+            output["exit"] = .string("failed")
+            output["exit_code"] = .number(Double(code))
+            let last = lastLines.last.map { ": \($0)" } ?? ""
+            return ShardReport(outcome: .failed, message: "the trainer \(exit.summary) at \(stepText)\(last)",
+                               output: Self.encode(output), logTail: lastLines)
+        }
+    }
+
+    private static func encode(_ o: [String: JSONValue]) -> [UInt8] { (try? JSONCoding.encode(o)) ?? [] }
+}
