@@ -24,6 +24,10 @@ public struct CoordinatorConfiguration: Sendable {
     public var heartbeatFlushMs = 1_000
     /// Accepted clock skew of token proofs.
     public var proofWindowSeconds = 300.0
+    /// Where training runs write checkpoints when their job spec names no `output_dir`
+    /// (`<root>/<job name>/<run name>-<run id>`). Must be a path every worker can read and write
+    /// (a shared filesystem): a run resumed on another box reads its checkpoint from there.
+    public var checkpointRoot = "./tts-runs"
 
     /// W&B delivery: `online` streams to the W&B API (`wandbSettings`), `offline` writes
     /// `.wandb` runs under `wandbDirectory` for `wandb sync`, `disabled` keeps metrics in the store only.

@@ -10,7 +10,8 @@ struct TTSCoordinatorCommand: AsyncParsableCommand {
         commandName: "tts-coordinator",
         abstract: "Coordinates tts-cluster workers: leases training and evaluation shards, stores state, watches liveness.",
         version: TTSCluster.version,
-        subcommands: [Serve.self, Workers.self, Shards.self, Status.self, Enqueue.self, Drain.self, Metrics.self, Alerts.self, Silence.self],
+        subcommands: [Serve.self, Workers.self, Shards.self, Status.self, Submit.self, Runs.self, Logs.self, Cancel.self,
+                      Enqueue.self, Drain.self, Metrics.self, Alerts.self, Silence.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -106,6 +107,9 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Turn W&B off (same as --wandb-mode disabled).")
     var noWandb = false
 
+    @Option(help: "Where training runs write checkpoints when their job spec names no output_dir (<root>/<job>/<run>-<id>). Must be storage every worker can read and write, so a run can resume on another box.")
+    var checkpointRoot = "./tts-runs"
+
     @Option(help: "File holding the Slack incoming-webhook URL for alerts (default: env SLACK_WEBHOOK_URL). Without one, alerts go to the log only.")
     var slackWebhookFile: String?
 
@@ -161,6 +165,7 @@ struct Serve: AsyncParsableCommand {
         config.alertRepeatIntervalSeconds = alertRepeatMinutes * 60
         config.alertRules.statusDigest.intervalMinutes = statusDigestMinutes
         config.dashboardURL = dashboardUrl
+        config.checkpointRoot = checkpointRoot
         let server: CoordinatorServer
         do {
             if !noSlack {

@@ -23,4 +23,14 @@ enum Table {
         if seconds < 3600 { return String(format: "%.0fm", seconds / 60) }
         return String(format: "%.1fh", seconds / 3600)
     }
+
+    /// `45s`, `12m`, `3h05m`, `2d04h`, for ETAs.
+    static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds >= 0 else { return "-" }
+        let s = Int(seconds.rounded())
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m" }
+        if s < 86_400 { return String(format: "%dh%02dm", s / 3600, s % 3600 / 60) }
+        return String(format: "%dd%02dh", s / 86_400, s % 86_400 / 3600)
+    }
 }

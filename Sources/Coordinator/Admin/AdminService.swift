@@ -80,6 +80,32 @@ public struct AdminService: Sendable {
                 guard let id = args["id"]?.doubleValue.map({ Int64($0) }) else { throw ProtocolError(.invalidRequest, "silence-expire needs {\"id\": N}") }
                 guard try store.expireSilence(id: id) else { throw ProtocolError(.notFound, "no active silence \(id); see `tts-coordinator silence list`") }
                 return try JSONCoding.encode(["expired": id])
+            case .submit:
+                let req: SubmitRequest
+                do { req = try JSONCoding.decode(SubmitRequest.self, from: request.arguments) } catch {
+                    throw ProtocolError(.invalidRequest, "submit needs {spec: TEXT}: \(error)")
+                }
+                let spec: JobSpec
+                do { spec = try JobSpecParser.parse(yaml: req.spec) } catch {
+                    throw ProtocolError(.invalidRequest, "\(req.source.map { "\($0): " } ?? "")\(error)")
+                }
+                let reply = try store.submit(spec, text: req.spec, checkpointRoot: configuration.checkpointRoot)
+                await scheduler.workAvailable()
+                return try JSONCoding.encode(reply)
+            case .runs:
+                return try JSONCoding.encode(try store.runs())
+            case .logs:
+                let req: LogsRequest
+                do { req = try JSONCoding.decode(LogsRequest.self, from: request.arguments) } catch {
+                    throw ProtocolError(.invalidRequest, "logs needs {run, after, limit}: \(error)")
+                }
+                return try JSONCoding.encode(try store.runLogs(req))
+            case .cancel:
+                let args = (try? JSONCoding.decode([String: String].self, from: request.arguments)) ?? [:]
+                guard let run = args["run"] else { throw ProtocolError(.invalidRequest, "cancel needs {\"run\": RUN_ID}") }
+                let (reply, stopping) = try store.cancelRun(run)
+                for s in stopping { registry.requestCancel(shardId: s.shard.shardId, reason: "cancelled by the user") }
+                return try JSONCoding.encode(reply)
             case .drain:
                 let args = (try? JSONCoding.decode([String: String].self, from: request.arguments)) ?? [:]
                 guard let target = args["worker"] else { throw ProtocolError(.invalidRequest, "drain needs {\"worker\": NAME or ID}") }

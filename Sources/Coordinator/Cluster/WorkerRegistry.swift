@@ -32,6 +32,8 @@ public final class WorkerRegistry: Sendable {
     }
 
     private let entries = Mutex<[String: Entry]>([:])
+    /// Shards a user cancelled, with the reason, until their holder reports them ended.
+    private let cancels = Mutex<[Int64: String]>([:])
 
     public init() {}
 
@@ -72,6 +74,9 @@ public final class WorkerRegistry: Sendable {
             if let running = hb.progress?.shard, !w.leases.contains(running) {
                 commands.append(.cancelShard(running, reason: "this worker no longer holds the lease of shard \(running.shardId) (it was requeued)"))
             }
+            if let running = hb.progress?.shard, let reason = cancels.withLock({ $0[running.shardId] }) {
+                commands.append(.cancelShard(running, reason: reason))
+            }
             if w.drainRequested { commands.append(.drain) }
             e[workerId] = w
             return .success(HeartbeatEffect(reply: HeartbeatReply(commands: commands), revived: revived, stopping: hb.status == .stopping))
@@ -87,7 +92,13 @@ public final class WorkerRegistry: Sendable {
         }
     }
 
+    /// Asks the holder of `shardId` to stop it (in its next heartbeat reply).
+    public func requestCancel(shardId: Int64, reason: String) {
+        cancels.withLock { $0[shardId] = reason }
+    }
+
     public func leaseEnded(shardId: Int64) {
+        cancels.withLock { _ = $0.removeValue(forKey: shardId) }
         entries.withLock { e in
             for (key, w) in e where w.leases.contains(where: { $0.shardId == shardId }) {
                 e[key]?.leases = w.leases.filter { $0.shardId != shardId }

@@ -57,6 +57,7 @@ public final class CoordinatorServer: Sendable {
                             liveness: w.state == "lost" ? .lost : .live, status: w.status)
         }
         for lease in try store.activeLeases() { registry.leaseGranted(workerId: lease.workerId, lease.shard) }
+        for shard in try store.cancelRequestedShards() { registry.requestCancel(shardId: shard, reason: "cancelled by the user") }
     }
 
     /// Listens and serves until the task is cancelled (SIGINT/SIGTERM in the CLI), then closes

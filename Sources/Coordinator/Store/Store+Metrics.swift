@@ -49,6 +49,7 @@ extension Store {
                 }
                 for ev in e.events {
                     try insertEvent.execute(arguments: [workerId, ev.shard?.shardId, ev.shard?.shardId, ev.kind.rawValue, ev.message, String(decoding: ev.data, as: UTF8.self), ev.wallTime, now.timeIntervalSince1970])
+                    if ev.kind == .checkpointSaved { try recordCheckpoint(db, shardId: ev.shard?.shardId, data: ev.data) }
                 }
                 hw = e.sequence
                 out.storedEntries += 1

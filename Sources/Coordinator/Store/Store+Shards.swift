@@ -56,9 +56,11 @@ extension Store {
         guard let runId = try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [shardId]) else { return false }
         let open = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state IN ('queued', 'leased', 'running')", arguments: [runId]) ?? 0
         guard open == 0 else { return false }
-        let failed = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state IN ('failed', 'cancelled')", arguments: [runId]) ?? 0
+        let failed = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state = 'failed'", arguments: [runId]) ?? 0
+        let cancelled = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state = 'cancelled'", arguments: [runId]) ?? 0
+        let state = failed > 0 ? "failed" : cancelled > 0 ? "cancelled" : "succeeded"
         try db.execute(sql: "UPDATE runs SET state = ?, finished_at = ?, exit_code = ? WHERE id = ? AND finished_at IS NULL",
-                       arguments: [failed == 0 ? "succeeded" : "failed", now.unixSeconds, failed == 0 ? 0 : 1, runId])
+                       arguments: [state, now.unixSeconds, state == "succeeded" ? 0 : 1, runId])
         return db.changesCount > 0
     }
 
@@ -71,24 +73,38 @@ extension Store {
             }
             guard !kinds.isEmpty else { return nil }
             let marks = Array(repeating: "?", count: kinds.count).joined(separator: ",")
-            guard var row = try Row.fetchOne(db, sql: "SELECT * FROM shards WHERE state = 'queued' AND kind IN (\(marks)) ORDER BY id LIMIT 1", arguments: StatementArguments(kinds)) else {
-                return nil
+            // Oldest first; a training shard is rendered for this worker's card, or skipped when the
+            // card fits none of the job's presets (it waits for another worker).
+            let candidates = try Row.fetchAll(db, sql: "SELECT * FROM shards WHERE state = 'queued' AND kind IN (\(marks)) ORDER BY id LIMIT 64",
+                                              arguments: StatementArguments(kinds))
+            for candidate in candidates {
+                if (candidate["kind"] as String) == "train",
+                   try prepareTraining(db, shard: candidate, workerId: workerId, now: now) == .skip { continue }
+                if let a = try leaseQueued(db, shardId: candidate["id"], workerId: workerId, workerName: workerName, session: session, now: now) {
+                    return a
+                }
             }
-            let id: Int64 = row["id"]
-            let attempt: Int = (row["attempts"] as Int) + 1
-            let epoch: Int64 = (row["lease_epoch"] as Int64) + 1
-            try db.execute(sql: """
-                UPDATE shards SET state = 'leased', attempts = ?, lease_epoch = ?, worker_id = ?, session = ?, updated_at = ?
-                WHERE id = ? AND state = 'queued'
-                """, arguments: [attempt, epoch, workerId, Int64(session), now.unixSeconds, id])
-            guard db.changesCount == 1 else { return nil }
-            try db.execute(sql: """
-                INSERT INTO shard_attempts (shard_id, attempt, lease_epoch, worker_id, worker_name, state, leased_at)
-                VALUES (?, ?, ?, ?, ?, 'leased', ?)
-                """, arguments: [id, attempt, epoch, workerId, workerName, now.unixSeconds])
-            row = try Row.fetchOne(db, sql: "SELECT * FROM shards WHERE id = ?", arguments: [id])!
-            return assignment(row)
+            return nil
         }
+    }
+
+    /// Leases one queued shard (a new attempt with the next lease epoch).
+    private func leaseQueued(_ db: Database, shardId: Int64, workerId: String, workerName: String, session: UInt64, now: Date) throws -> ShardAssignment? {
+        guard var row = try Row.fetchOne(db, sql: "SELECT * FROM shards WHERE id = ? AND state = 'queued'", arguments: [shardId]) else { return nil }
+        let id: Int64 = row["id"]
+        let attempt: Int = (row["attempts"] as Int) + 1
+        let epoch: Int64 = (row["lease_epoch"] as Int64) + 1
+        try db.execute(sql: """
+            UPDATE shards SET state = 'leased', attempts = ?, lease_epoch = ?, worker_id = ?, session = ?, updated_at = ?
+            WHERE id = ? AND state = 'queued'
+            """, arguments: [attempt, epoch, workerId, Int64(session), now.unixSeconds, id])
+        guard db.changesCount == 1 else { return nil }
+        try db.execute(sql: """
+            INSERT INTO shard_attempts (shard_id, attempt, lease_epoch, worker_id, worker_name, state, leased_at)
+            VALUES (?, ?, ?, ?, ?, 'leased', ?)
+            """, arguments: [id, attempt, epoch, workerId, workerName, now.unixSeconds])
+        row = try Row.fetchOne(db, sql: "SELECT * FROM shards WHERE id = ?", arguments: [id])!
+        return assignment(row)
     }
 
     private func assignment(_ row: Row) -> ShardAssignment {
@@ -104,6 +120,11 @@ extension Store {
                 (workerId: $0["worker_id"], shard: ShardRef(shardId: $0["id"], leaseEpoch: $0["lease_epoch"]))
             }
         }
+    }
+
+    /// Leased or running shards whose cancellation was requested (their holders must be told).
+    public func cancelRequestedShards() throws -> [Int64] {
+        try pool.read { db in try Int64.fetchAll(db, sql: "SELECT id FROM shards WHERE cancel_requested = 1 AND state IN ('leased', 'running')") }
     }
 
     /// Ends the current attempt of a shard and decides where the shard goes next.
@@ -180,7 +201,14 @@ extension Store {
         case .failed, .outOfMemory:
             var msg = result.message
             if !result.logTail.isEmpty { msg += "\n" + result.logTail.suffix(20).joined(separator: "\n") }
-            let requeued = try endAttempt(db, shardId: result.shard.shardId, attemptState: result.outcome == .failed ? "failed" : "oom", message: msg, countsAsFailure: true, now: now)
+            // An OOM in training shrinks the micro-batch for the retry (effective batch kept); that
+            // retry is planned, not a failure. At the floor, the OOM counts like any failure.
+            var countsAsFailure = true
+            if result.outcome == .outOfMemory, let note = try downshiftAfterOutOfMemory(db, shardId: result.shard.shardId, workerId: workerId, now: now) {
+                countsAsFailure = false
+                msg = note + "\n" + msg
+            }
+            let requeued = try endAttempt(db, shardId: result.shard.shardId, attemptState: result.outcome == .failed ? "failed" : "oom", message: msg, countsAsFailure: countsAsFailure, now: now)
             if !output.isEmpty { try db.execute(sql: "UPDATE shards SET output = ? WHERE id = ?", arguments: [output, result.shard.shardId]) }
             return ResultDisposition(accepted: true, note: "", requeued: requeued)
         case .cancelled:

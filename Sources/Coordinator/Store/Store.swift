@@ -286,6 +286,21 @@ public final class Store: Sendable {
                 );
                 """)
         }
+        m.registerMigration("v8: training runs (job spec, preset, batch, resume checkpoint, downshifts)") { db in
+            try db.execute(sql: """
+                ALTER TABLE runs ADD COLUMN run_index INTEGER;         -- index in the job spec's runs() (sweep combination)
+                ALTER TABLE runs ADD COLUMN output_dir TEXT;           -- where the trainer writes checkpoints
+                ALTER TABLE runs ADD COLUMN max_steps INTEGER;
+                ALTER TABLE runs ADD COLUMN preset TEXT;               -- the GPU class of the last dispatch
+                ALTER TABLE runs ADD COLUMN batch_size INTEGER;        -- micro-batch of the last dispatch
+                ALTER TABLE runs ADD COLUMN grad_accum INTEGER;
+                ALTER TABLE runs ADD COLUMN downshifts INTEGER NOT NULL DEFAULT 0;   -- OOM downshifts so far
+                ALTER TABLE runs ADD COLUMN batch_cap INTEGER;         -- largest micro-batch allowed after an OOM
+                ALTER TABLE runs ADD COLUMN checkpoint_path TEXT;      -- last resumable checkpoint reported
+                ALTER TABLE runs ADD COLUMN checkpoint_step INTEGER;
+                ALTER TABLE runs ADD COLUMN wait_reason TEXT;          -- why no worker could take it yet
+                """)
+        }
         return m
     }
 }

@@ -196,6 +196,7 @@ public enum AdminCommand: String, Sendable, CaseIterable {
     case silenceAdd = "silence-add"
     case silenceList = "silence-list"
     case silenceExpire = "silence-expire"
+    case submit, runs, logs, cancel
 }
 
 /// An alert as `tts-coordinator alerts` shows it.

@@ -13,6 +13,10 @@ public protocol ClusterClient: Sendable {
     func addSilence(_ request: SilenceRequest) async throws -> SilenceSummary
     func silences() async throws -> [SilenceSummary]
     func expireSilence(id: Int64) async throws
+    func submit(_ request: SubmitRequest) async throws -> SubmitReply
+    func runs() async throws -> [RunSummary]
+    func logs(_ request: LogsRequest) async throws -> RunLogs
+    func cancel(run: String) async throws -> CancelReply
 }
 
 /// Why a CLI command could not talk to the coordinator, worded for the user.
@@ -93,6 +97,20 @@ public final class NNGClusterClient: ClusterClient {
     }
 
     public func silences() async throws -> [SilenceSummary] { try await call(.silenceList, as: [SilenceSummary].self) }
+
+    public func submit(_ request: SubmitRequest) async throws -> SubmitReply {
+        try await call(.submit, try JSONCoding.encode(request), as: SubmitReply.self)
+    }
+
+    public func runs() async throws -> [RunSummary] { try await call(.runs, as: [RunSummary].self) }
+
+    public func logs(_ request: LogsRequest) async throws -> RunLogs {
+        try await call(.logs, try JSONCoding.encode(request), as: RunLogs.self)
+    }
+
+    public func cancel(run: String) async throws -> CancelReply {
+        try await call(.cancel, try JSONCoding.encode(["run": run]), as: CancelReply.self)
+    }
 
     public func expireSilence(id: Int64) async throws {
         _ = try await call(.silenceExpire, try JSONCoding.encode(["id": JSONValue.number(Double(id))]), as: [String: Int64].self)

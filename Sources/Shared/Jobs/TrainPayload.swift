@@ -1,5 +1,5 @@
 import Foundation
-import Shared
+
 
 /// The parameters of a `train` shard (its payload, a JSON object), as the coordinator writes them
 /// after rendering the job's command template for the worker that got the shard:

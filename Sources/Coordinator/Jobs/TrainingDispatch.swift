@@ -1,0 +1,97 @@
+import Foundation
+import Shared
+
+/// Decides what a queued training shard becomes on one worker: the job's preset for that card,
+/// the micro-batch after any OOM downshifts, the checkpoint to resume from, and the rendered
+/// trainer command (``TrainPayload``). Pure: the store gathers the inputs and records the outcome.
+enum TrainingDispatch {
+    /// What the store knows about the run at dispatch time.
+    struct RunState: Sendable, Equatable {
+        var runId: String
+        /// Index of the run in `spec.runs()` (its sweep combination).
+        var runIndex: Int
+        var outputDir: String
+        /// The largest micro-batch the run may use (half of one that ran out of memory), if any.
+        var batchCap: Int?
+        var checkpointPath: String?
+        var checkpointStep: Int64?
+        /// Highest step already stored for the run: a resumed trainer's points up to here are dropped.
+        var storedMaxStep: Int64?
+    }
+
+    enum Decision: Sendable, Equatable {
+        /// Run it on this worker with this payload.
+        case dispatch(TrainPayload, preset: String, batch: BatchSettings)
+        /// This card fits no preset (the run waits for another worker).
+        case wait(reason: String)
+        /// The spec cannot produce a command for this run (the shard fails with this reason).
+        case invalid(reason: String)
+    }
+
+    /// The trainer's step limit when the spec has none (progress is then open-ended).
+    static let unboundedSteps: Int64 = 1_000_000_000
+
+    /// The batch for a card: the preset's, halved (accumulation doubled) until it is within the
+    /// run's cap, so the effective batch stays the same. Nil when the cap cannot be met.
+    static func batch(_ preset: BatchSettings, cap: Int?, floor: Int) -> BatchSettings? {
+        var b = preset
+        guard let cap else { return b }
+        while b.batchSize > cap {
+            guard let next = b.downshifted(floor: floor) else { return nil }
+            b = next
+        }
+        return b
+    }
+
+    static func decide(spec: JobSpec, run: RunState, device: DeviceInfo) -> Decision {
+        let runs = spec.runs()
+        guard runs.indices.contains(run.runIndex) else {
+            return .invalid(reason: "the job spec no longer has run #\(run.runIndex) (it makes \(runs.count) runs)")
+        }
+        let runSpec = runs[run.runIndex]
+        let memoryGB = Double(device.memoryBytes) / 1e9
+        let preset: GPUPreset
+        switch spec.resolvePreset(deviceName: device.name, memoryGB: memoryGB) {
+        case .matched(let p): preset = p
+        case .noMatch(let reason): return .wait(reason: reason)
+        }
+        guard let batch = batch(preset.batch, cap: run.batchCap, floor: spec.minimumBatchSize) else {
+            return .wait(reason: "\(preset.name) runs \(preset.batch), which cannot be brought to the run's OOM limit of micro-batch \(run.batchCap ?? 0) at min_batch_size \(spec.minimumBatchSize)")
+        }
+        let argv: [String]
+        do {
+            argv = try spec.renderCommand(run: runSpec, gpu: device.index, runId: run.runId, outputDir: run.outputDir,
+                                          batch: batch, resumeCheckpoint: run.checkpointPath)
+        } catch {
+            return .invalid(reason: "the command template cannot be rendered: \(error)")
+        }
+        let logDir = (spec.logDir ?? "{output_dir}/logs").replacingOccurrences(of: "{output_dir}", with: run.outputDir)
+        let resuming = run.checkpointPath != nil
+        // Points up to the highest stored step are already in the store (and in W&B).
+        let floor = [run.storedMaxStep, resuming ? run.checkpointStep : nil].compactMap { $0 }.max()
+        let payload = TrainPayload(
+            run: run.runId, argv: argv, workdir: spec.workdir, env: spec.environment, outputDir: run.outputDir,
+            logDir: logDir, resumeCheckpoint: run.checkpointPath, resumeStep: resuming ? run.checkpointStep : nil,
+            metricsFloor: floor, maxSteps: spec.maxSteps.map(Int64.init) ?? unboundedSteps,
+            batchSize: batch.batchSize, gradAccum: batch.gradAccum)
+        return .dispatch(payload, preset: preset.name, batch: batch)
+    }
+
+    /// The output directory of a run: the spec's `output_dir` (with `{run_id}`, `{run_name}`,
+    /// `{job_name}` filled in), else `<root>/<job name>/<run name>-<run id>`.
+    static func outputDirectory(spec: JobSpec, run: RunSpec, runId: String, root: String) -> String {
+        if let dir = spec.outputDir {
+            return dir.replacingOccurrences(of: "{run_id}", with: runId)
+                .replacingOccurrences(of: "{run_name}", with: run.name)
+                .replacingOccurrences(of: "{job_name}", with: spec.name)
+        }
+        let base = root.hasSuffix("/") ? String(root.dropLast()) : root
+        return "\(base)/\(pathSafe(spec.name))/\(pathSafe(run.name))-\(runId)"
+    }
+
+    /// A name as one path component (no separators, no `..`).
+    static func pathSafe(_ name: String) -> String {
+        let s = String(name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "-" })
+        return s.isEmpty || s.allSatisfy({ $0 == "." }) ? "run" : s
+    }
+}
