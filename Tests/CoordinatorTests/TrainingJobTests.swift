@@ -106,7 +106,10 @@ struct TrainingJobTests {
                                       data: Array(#"{"step": 100, "path": "/shared/model_step100.pth", "kind": "step", "sha256": "ab"}"#.utf8), wallTime: 0)
         let best = EventRequest(kind: .checkpointSaved, shard: first.shard, message: "best",
                                 data: Array(#"{"step": 110, "path": "/shared/best_model.pth", "kind": "best", "best": true}"#.utf8), wallTime: 0)
-        _ = try store.ingestSpool(workerId: "a6000", entries: [SpoolEntry(sequence: 1, points: points, events: [checkpoint, best])])
+        // latest.pth's step is only the step reached when it was seen: a numbered checkpoint wins.
+        let latest = EventRequest(kind: .checkpointSaved, shard: first.shard, message: "latest",
+                                  data: Array(#"{"step": 115, "path": "/shared/latest.pth", "kind": "latest"}"#.utf8), wallTime: 0)
+        _ = try store.ingestSpool(workerId: "a6000", entries: [SpoolEntry(sequence: 1, points: points, events: [checkpoint, best, latest])])
         var seq: UInt64 = 0
         func next() -> UInt64 { seq += 1; return seq }
         let oom = try store.ingest(workerId: "a6000", session: s, sequence: next(),
@@ -116,9 +119,9 @@ struct TrainingJobTests {
         let second = try #require(try store.lease(workerId: "a6000", workerName: "a6000", session: s, kinds: ["train"]))
         let p = try payload(second)
         #expect((p.batchSize, p.gradAccum) == (8, 2), "half the micro-batch, twice the accumulation")
-        #expect(p.resumeCheckpoint == "/shared/model_step100.pth", "the numbered checkpoint, not best_model")
+        #expect(p.resumeCheckpoint == "/shared/model_step100.pth", "the numbered checkpoint, not best_model or latest")
         #expect(p.resumeStep == 100)
-        #expect(p.metricsFloor == 120, "steps already stored are not logged twice")
+        #expect(p.metricsFloors == ["train/text_loss": 120], "steps already stored are not logged twice, key by key")
         #expect(p.argv.suffix(2) == ["--resume", "/shared/model_step100.pth"])
         let shard = try #require(try store.shards().first)
         #expect(shard.failures == 0, "a downshift is not a failure")

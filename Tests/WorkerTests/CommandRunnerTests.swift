@@ -184,3 +184,42 @@ import Glibc
         #expect(ProcessStat.parse("garbage") == nil)
     }
 }
+
+/// A trainer's group dies with its worker, even when the worker is killed with SIGKILL.
+@Suite(.timeLimit(.minutes(1))) struct ProcessGroupGuardTests {
+    typealias Support = RunnerTestSupport
+
+    @Test("when the worker's end of the lifeline closes (its death), the guard kills the whole group")
+    func groupDiesWithTheWorker() async throws {
+        // A group of three: the leader and two children, all sleeping.
+        let runner = try CommandRunner(CommandSpec(argv: ["/bin/sh", "-c", "sleep 300 & sleep 300 & echo started; wait"]))
+        let collector = LineCollector(runner)
+        #expect(runner.diesWithWorker)
+        #expect(await Support.eventually(within: 5) { ProcessGroup.liveMembers(of: runner.pid).count == 3 })
+        let members = ProcessGroup.liveMembers(of: runner.pid)
+        // A second guard for the same group stands in for the worker dying: its lifeline closes.
+        let guardian = try #require(ProcessGroupGuard(group: runner.group))
+        #expect(Support.isRunning(guardian.pid))
+        guardian.closeLifeline()
+        #expect(await Support.eventually(within: 5) { members.allSatisfy { !Support.isRunning($0) } }, "every member of the group is gone")
+        #expect(await runner.wait() == .killed(signal: SIGKILL, lastLines: ["started"]))
+        _ = await collector.finished()
+        var status: Int32 = 0
+        _ = waitpid(guardian.pid, &status, 0)
+    }
+
+    @Test("on a normal exit the guard is dismissed and signals nothing")
+    func normalExitDismissesTheGuard() async throws {
+        let runner = try CommandRunner(CommandSpec(argv: ["/bin/sh", "-c", "echo done"]))
+        _ = LineCollector(runner)
+        #expect(await runner.wait() == .success)
+        let guards = ProcessGroup.liveMembers(of: runner.pid)
+        #expect(guards.isEmpty)
+        // No `tts-group-guard` of this runner is left: look for one naming its group.
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { pid in
+            let cmd = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            return cmd.contains("tts-group-guard\u{0}\(runner.pid)")
+        }
+        #expect(leftovers.isEmpty, "guards left running: \(leftovers)")
+    }
+}

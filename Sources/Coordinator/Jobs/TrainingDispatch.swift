@@ -15,8 +15,9 @@ enum TrainingDispatch {
         var batchCap: Int?
         var checkpointPath: String?
         var checkpointStep: Int64?
-        /// Highest step already stored for the run: a resumed trainer's points up to here are dropped.
-        var storedMaxStep: Int64?
+        /// Per key, the highest step already stored for the run: a resumed trainer's points up to
+        /// there are dropped (per key, since a TensorBoard-only key may trail the stdout keys).
+        var storedThrough: [String: Int64]
     }
 
     enum Decision: Sendable, Equatable {
@@ -67,12 +68,10 @@ enum TrainingDispatch {
         }
         let logDir = (spec.logDir ?? "{output_dir}/logs").replacingOccurrences(of: "{output_dir}", with: run.outputDir)
         let resuming = run.checkpointPath != nil
-        // Points up to the highest stored step are already in the store (and in W&B).
-        let floor = [run.storedMaxStep, resuming ? run.checkpointStep : nil].compactMap { $0 }.max()
         let payload = TrainPayload(
             run: run.runId, argv: argv, workdir: spec.workdir, env: spec.environment, outputDir: run.outputDir,
             logDir: logDir, resumeCheckpoint: run.checkpointPath, resumeStep: resuming ? run.checkpointStep : nil,
-            metricsFloor: floor, maxSteps: spec.maxSteps.map(Int64.init) ?? unboundedSteps,
+            metricsFloors: run.storedThrough, maxSteps: spec.maxSteps.map(Int64.init) ?? unboundedSteps,
             batchSize: batch.batchSize, gradAccum: batch.gradAccum)
         return .dispatch(payload, preset: preset.name, batch: batch)
     }

@@ -105,12 +105,16 @@ extension Store {
         }
         guard let deviceText = try String.fetchOne(db, sql: "SELECT device FROM workers WHERE id = ?", arguments: [workerId]),
               let device = jsonDecode(DeviceInfo.self, deviceText) else { return .skip }
-        let stored = try Int64.fetchOne(db, sql: "SELECT MAX(max_step) FROM metric_batches WHERE run_id = ?", arguments: [runId])
+        var stored: [String: Int64] = [:]
+        for r in try Row.fetchAll(db, sql: """
+            SELECT s.key, MAX(sb.max_step) FROM series s JOIN series_batches sb ON sb.series_id = s.id
+            WHERE s.run_id = ? AND s.key NOT LIKE 'system/%' GROUP BY s.key
+            """, arguments: [runId]) { stored[r[0]] = r[1] }
         let state = TrainingDispatch.RunState(
             runId: runId, runIndex: run["run_index"] ?? 0,
             outputDir: run["output_dir"] ?? TrainingDispatch.outputDirectory(spec: spec, run: spec.runs()[0], runId: runId, root: "./tts-runs"),
             batchCap: run["batch_cap"], checkpointPath: run["checkpoint_path"], checkpointStep: run["checkpoint_step"],
-            storedMaxStep: stored)
+            storedThrough: stored)
         switch TrainingDispatch.decide(spec: spec, run: state, device: device) {
         case .dispatch(let payload, let preset, let batch):
             var json = payload.json
@@ -150,16 +154,20 @@ extension Store {
 
     // MARK: checkpoints, OOM
 
-    /// Remembers a run's newest resumable checkpoint from a `checkpoint_saved` event
-    /// (`model_step{N}` and `latest*`; `best_model` is not a resume point).
+    /// Remembers a run's newest resumable checkpoint from a `checkpoint_saved` event. A
+    /// `model_step{N}.pth` (its step is in its name) wins; a `latest*.pth` (its step is only the
+    /// step the trainer had reached when it was seen) is used only while the run has no numbered
+    /// one. `best_model` is not a resume point.
     func recordCheckpoint(_ db: Database, shardId: Int64?, data: [UInt8]) throws {
         guard let shardId, let value = try? JSONCoding.decode(JSONValue.self, from: data), case .object(let o) = value,
               let path = o["path"]?.stringValue, let step = o["step"]?.doubleValue.map({ Int64($0) }),
-              o["kind"]?.stringValue != "best" else { return }
+              let kind = o["kind"]?.stringValue, kind == "step" || kind == "latest" else { return }
         try db.execute(sql: """
-            UPDATE runs SET checkpoint_path = ?, checkpoint_step = ?
-            WHERE id = (SELECT run_id FROM shards WHERE id = ?) AND (checkpoint_step IS NULL OR checkpoint_step <= ?)
-            """, arguments: [path, step, shardId, step])
+            UPDATE runs SET checkpoint_path = ?, checkpoint_step = ?, checkpoint_kind = ?
+            WHERE id = (SELECT run_id FROM shards WHERE id = ?)
+              AND (checkpoint_step IS NULL OR checkpoint_step <= ?)
+              AND (? = 'step' OR checkpoint_kind IS NULL OR checkpoint_kind = 'latest')
+            """, arguments: [path, step, kind, shardId, step, kind])
     }
 
     /// After CUDA ran out of memory in a training shard: caps the run's micro-batch at half the

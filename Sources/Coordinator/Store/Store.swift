@@ -298,6 +298,7 @@ public final class Store: Sendable {
                 ALTER TABLE runs ADD COLUMN batch_cap INTEGER;         -- largest micro-batch allowed after an OOM
                 ALTER TABLE runs ADD COLUMN checkpoint_path TEXT;      -- last resumable checkpoint reported
                 ALTER TABLE runs ADD COLUMN checkpoint_step INTEGER;
+                ALTER TABLE runs ADD COLUMN checkpoint_kind TEXT;      -- step (model_step{N}) or latest
                 ALTER TABLE runs ADD COLUMN wait_reason TEXT;          -- why no worker could take it yet
                 """)
         }

@@ -15,6 +15,7 @@ import Foundation
 ///   "resume_checkpoint": "/shared/…/model_step2000.pth",  // optional/null: what argv resumes from
 ///   "resume_step": 2000,                      // optional/null: that checkpoint's step
 ///   "metrics_floor": 2150,                    // optional: drop points at or below (default resume_step)
+///   "metrics_floors": {"train/text_loss": 2150},  // optional: per key, drop points at or below
 ///   "max_steps": 200000,                      // the step the shard trains to (progress total)
 ///   "batch_size": 8, "grad_accum": 2,         // optional: the resolved preset (echoed on OOM)
 ///   "gpu": 0,                                 // optional: CUDA_VISIBLE_DEVICES (default: inherited)
@@ -34,6 +35,9 @@ public struct TrainPayload: Sendable, Equatable {
     /// stored). Defaults to ``resumeStep``; the coordinator may pass the run's last stored step
     /// when the previous attempt logged past its last checkpoint.
     public var metricsFloor: Int64?
+    /// Per key, points at or below this step are not spooled (the coordinator passes what the
+    /// run already has stored, key by key: a TensorBoard-only key may trail the stdout keys).
+    public var metricsFloors: [String: Int64]
     public var maxSteps: Int64
     public var batchSize: Int?
     public var gradAccum: Int?
@@ -42,7 +46,7 @@ public struct TrainPayload: Sendable, Equatable {
     public var grace: Duration
 
     public init(run: String, argv: [String], workdir: String? = nil, env: [String: String] = [:], outputDir: String,
-                logDir: String? = nil, resumeCheckpoint: String? = nil, resumeStep: Int64? = nil, metricsFloor: Int64? = nil,
+                logDir: String? = nil, resumeCheckpoint: String? = nil, resumeStep: Int64? = nil, metricsFloor: Int64? = nil, metricsFloors: [String: Int64] = [:],
                 maxSteps: Int64, batchSize: Int? = nil, gradAccum: Int? = nil, gpu: String? = nil, grace: Duration = .seconds(10)) {
         self.run = run
         self.argv = argv
@@ -53,6 +57,7 @@ public struct TrainPayload: Sendable, Equatable {
         self.resumeCheckpoint = resumeCheckpoint
         self.resumeStep = resumeStep
         self.metricsFloor = metricsFloor
+        self.metricsFloors = metricsFloors
         self.maxSteps = maxSteps
         self.batchSize = batchSize
         self.gradAccum = gradAccum
@@ -72,6 +77,7 @@ public struct TrainPayload: Sendable, Equatable {
         o["resume_checkpoint"] = resumeCheckpoint.map(JSONValue.string) ?? .null
         o["resume_step"] = resumeStep.map { .number(Double($0)) } ?? .null
         if let metricsFloor { o["metrics_floor"] = .number(Double(metricsFloor)) }
+        if !metricsFloors.isEmpty { o["metrics_floors"] = .object(metricsFloors.mapValues { .number(Double($0)) }) }
         if let batchSize { o["batch_size"] = .number(Double(batchSize)) }
         if let gradAccum { o["grad_accum"] = .number(Double(gradAccum)) }
         if let gpu { o["gpu"] = Int(gpu).map { .number(Double($0)) } ?? .string(gpu) }
@@ -125,10 +131,22 @@ public struct TrainPayload: Sendable, Equatable {
         guard graceSeconds >= 0, graceSeconds <= 3600 else {
             throw TrainPayloadError(field: "grace_seconds", message: "must be between 0 and 3600, got \(graceSeconds)")
         }
+        var floors: [String: Int64] = [:]
+        switch o["metrics_floors"] {
+        case nil, .null?: break
+        case .object(let f)?:
+            for (k, v) in f {
+                guard let n = v.doubleValue, n == n.rounded(), abs(n) < 9e15 else {
+                    throw TrainPayloadError(field: "metrics_floors.\(k)", message: "must be a whole number (a step), got \(v)")
+                }
+                floors[k] = Int64(n)
+            }
+        case let other?: throw TrainPayloadError(field: "metrics_floors", message: "must be an object of key → step, got \(other)")
+        }
         return TrainPayload(
             run: run, argv: argv, workdir: try string(o, "workdir"), env: env, outputDir: outputDir,
             logDir: try string(o, "log_dir"), resumeCheckpoint: try string(o, "resume_checkpoint"),
-            resumeStep: try integer(o, "resume_step"), metricsFloor: try integer(o, "metrics_floor"), maxSteps: maxSteps,
+            resumeStep: try integer(o, "resume_step"), metricsFloor: try integer(o, "metrics_floor"), metricsFloors: floors, maxSteps: maxSteps,
             batchSize: try integer(o, "batch_size").map { Int($0) }, gradAccum: try integer(o, "grad_accum").map { Int($0) },
             gpu: gpu, grace: .milliseconds(Int64((graceSeconds * 1000).rounded())))
     }

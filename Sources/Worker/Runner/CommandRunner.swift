@@ -19,6 +19,9 @@ import Glibc
 /// - **Stop**: ``terminate(grace:)`` sends SIGTERM to the whole group, then SIGKILL to the whole
 ///   group once `grace` has passed with any member still running.
 ///
+/// - **Worker death**: a ``ProcessGroupGuard`` kills the group when the worker dies first, even
+///   by SIGKILL, so no trainer outlives its worker and keeps a GPU.
+///
 /// A process that moves itself into another group or session (`setsid`) escapes the group and is
 /// not stopped; the reads then stop one second after the leader's exit.
 public final class CommandRunner: Sendable {
@@ -43,6 +46,10 @@ public final class CommandRunner: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Kills the group if the worker dies before it (see ``ProcessGroupGuard``); nil if it could not start.
+    private let groupGuard: ProcessGroupGuard?
+    /// True when the group is guarded: it dies with the worker, even on SIGKILL.
+    public var diesWithWorker: Bool { groupGuard != nil }
     private let readerDone = DispatchSemaphore(value: 0)
     private let terminationDone = DispatchSemaphore(value: 0)
 
@@ -77,6 +84,7 @@ public final class CommandRunner: Sendable {
         }
         close(out[1])
         close(err[1])
+        groupGuard = ProcessGroupGuard(group: ProcessGroup(id: pid))
         let (stream, continuation) = AsyncStream.makeStream(of: CommandOutputLine.self, bufferingPolicy: .unbounded)
         lines = stream
         let reader = OutputPipeReader(stdout: out[0], stderr: err[0], onLine: { [self] line in
@@ -172,6 +180,7 @@ public final class CommandRunner: Sendable {
         } else if group.hasLiveMembers {
             Self.stop(group, grace: leftoverGrace)
         }
+        groupGuard?.dismiss()
         reader.stop(at: .now + .seconds(1))
         readerDone.wait()
         let (waiters, exit) = state.withLock { s -> ([CheckedContinuation<CommandExit, Never>], CommandExit) in

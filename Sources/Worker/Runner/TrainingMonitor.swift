@@ -63,7 +63,8 @@ final class TrainingMonitor: Sendable {
         self.spool = spool
         self.context = context
         self.batching = batching
-        state = Mutex(State(deduplicator: MetricDeduplicator(floor: payload.metricsFloor ?? payload.resumeStep)))
+        state = Mutex(State(deduplicator: MetricDeduplicator(floor: payload.metricsFloor ?? payload.resumeStep,
+                                                                      deliveredThrough: payload.metricsFloors)))
         sources = Mutex(Sources(tensorBoard: TensorBoardScalarReader(directory: payload.logDir),
                                 checkpoints: CheckpointScanner(directory: payload.outputDir)))
     }

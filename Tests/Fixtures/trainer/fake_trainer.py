@@ -44,6 +44,8 @@ def parse_args():
     p.add_argument("--log-every", "--log-interval", dest="log_every", type=int, default=1)
     p.add_argument("--epoch-steps", type=int, default=100, help="optimiser steps per epoch")
     p.add_argument("--oom-at-batch", type=int, default=0, help="fail with CUDA OOM if batch size >= N (0: never)")
+    p.add_argument("--oom-at-step", type=int, default=0,
+                   help="with --oom-at-batch: run out of memory when reaching this step rather than at start")
     p.add_argument("--hang-at-step", type=int, default=0, help="stop making progress at this step (0: never)")
     p.add_argument("--spawn-children", type=int, default=0, help="start N child processes that sleep")
     p.add_argument("--step-seconds", type=float, default=0.0, help="wall time per step")
@@ -104,6 +106,17 @@ def write_atomically(path, payload):
     os.replace(tmp, path)
 
 
+def fail_out_of_memory(args):
+    print("Traceback (most recent call last):\n"
+          '  File "trainers/train_gpt_v2.py", line 1187, in <module>\n'
+          "    main()\n"
+          '  File "torch/nn/modules/module.py", line 1736, in _wrapped_call_impl\n'
+          "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total "
+          "capacity of 23.65 GiB of which 1.12 GiB is free. Of the allocated memory 20.91 GiB is "
+          f"allocated by PyTorch (batch_size={args.batch_size})", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
 def main():
     args = parse_args()
     out = args.output_dir
@@ -133,15 +146,8 @@ def main():
         recent = list(state.get("recent_checkpoints", []))
         print(f"[Info] Resumed from {resume} at step {state['step']}", flush=True)
 
-    if args.oom_at_batch and args.batch_size >= args.oom_at_batch:
-        print("Traceback (most recent call last):\n"
-              '  File "trainers/train_gpt_v2.py", line 1187, in <module>\n'
-              "    main()\n"
-              '  File "torch/nn/modules/module.py", line 1736, in _wrapped_call_impl\n'
-              "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total "
-              "capacity of 23.65 GiB of which 1.12 GiB is free. Of the allocated memory 20.91 GiB is "
-              f"allocated by PyTorch (batch_size={args.batch_size})", file=sys.stderr, flush=True)
-        sys.exit(1)
+    if args.oom_at_batch and args.batch_size >= args.oom_at_batch and not args.oom_at_step:
+        fail_out_of_memory(args)
 
     log_dir = args.log_dir or os.path.join(out, "logs", time.strftime("run_%Y%m%d_%H%M%S"))
     writer, kind = make_writer(log_dir)
@@ -153,6 +159,9 @@ def main():
     for step in range(start_step, args.max_steps + 1):
         if args.step_seconds > 0:
             time.sleep(args.step_seconds)
+        if args.oom_at_step and step == args.oom_at_step and args.oom_at_batch and args.batch_size >= args.oom_at_batch:
+            writer.flush()
+            fail_out_of_memory(args)
         epoch = (step - 1) // args.epoch_steps + 1
         text_loss, mel_loss, mel_top1 = losses(step)
         if step == args.nan_at_step:

@@ -1,0 +1,246 @@
+import Foundation
+import Shared
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 5 with real processes: a coordinator, workers that state A6000 and 4090 cards, and the
+/// Python test trainer (Tests/Fixtures/trainer/fake_trainer.py) started by the command runner.
+@Suite("Training jobs (real processes)", .serialized)
+struct TrainingRunTests {
+    static let a6000 = ["--device-name", "NVIDIA RTX A6000", "--device-memory-gb", "48"]
+    static let rtx4090 = ["--device-name", "NVIDIA GeForce RTX 4090", "--device-memory-gb", "24"]
+
+    /// The fixture trainer's losses (see `losses()` in fake_trainer.py).
+    static func textLoss(_ step: Int64) -> Double { 0.9 + 1.6 * exp(-Double(step) / 50) }
+
+    /// A job spec running the fixture trainer, with the guide's A6000 and 4090 presets.
+    static func spec(_ h: ClusterHarness, python: String, name: String, maxSteps: Int, stepSeconds: Double, checkpointEvery: Int,
+                     trainerArgs: [String] = [], extra: String = "") -> String {
+        let fixture = TrainerVenv.fixtures.appendingPathComponent("fake_trainer.py").path
+        let args = trainerArgs.map { "\"\($0)\"" }.joined(separator: ", ")
+        return """
+            name: \(name)
+            project: tts-it
+            command: ["\(python)", "\(fixture)", --output-dir, "{output_dir}", --batch-size, "{batch_size}",
+                      --grad-accum, "{grad_accum}", --lr, "{lr}", --max-steps, "{max_steps}",
+                      --checkpoint-every, "{checkpoint_every}", --step-seconds, "{step_seconds}"\(args.isEmpty ? "" : ", " + args),
+                      [--resume, "{resume_checkpoint}"]]
+            hyperparameters: {lr: 1e-5, step_seconds: \(stepSeconds)}
+            checkpoint_every: \(checkpointEvery)
+            max_steps: \(maxSteps)
+            max_retries: 2
+            output_dir: "\(h.dir.path)/runs/{run_name}-{run_id}"
+            presets:
+              a6000: {match: {name: A6000, min_memory_gb: 40}, batch_size: 16, grad_accum: 1}
+              "4090": {match: {name: "4090"}, batch_size: 8, grad_accum: 2}
+            \(extra)
+            """
+    }
+
+    func submit(_ h: ClusterHarness, _ text: String) throws -> SubmitReply {
+        let file = h.dir.appendingPathComponent("job-\(UUID().uuidString.prefix(6)).yaml").path
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return try h.cliJSON(["submit", file], as: SubmitReply.self)
+    }
+
+    func runs(_ h: ClusterHarness) throws -> [RunSummary] { try h.cliJSON(["runs"], as: [RunSummary].self) }
+    func run(_ h: ClusterHarness, _ id: String) throws -> RunSummary { try #require(try runs(h).first { $0.id == id }) }
+    func series(_ h: ClusterHarness, _ run: String, _ key: String) throws -> [MetricsReport.Point] {
+        try h.cliJSON(["metrics", run, "--key", key], as: MetricsReport.self).series ?? []
+    }
+    func logs(_ h: ClusterHarness, _ run: String) throws -> [String] {
+        let r = try h.cli(["logs", run])
+        guard r.status == 0 else { throw HarnessError("logs \(run) failed: \(r.err)") }
+        return r.out.split(separator: "\n").map(String.init)
+    }
+
+    @Test("a 2 × 2 sweep on an A6000 and a 4090: four runs named after their values in one group, each with its card's preset and the same effective batch, every metric stored once from stdout and TensorBoard")
+    func presetsSweepAndExactlyOnce() async throws {
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        try await h.startCoordinator()
+        try h.startWorker("a6000", Self.a6000)
+        try h.startWorker("4090", Self.rtx4090)
+        try await h.waitUntil("both workers are live", timeout: 20) { try h.workers().count == 2 }
+        let reply = try submit(h, Self.spec(h, python: python, name: "ko-sweep", maxSteps: 40, stepSeconds: 0.01, checkpointEvery: 20,
+                                            extra: "sweep: {grid: {lr: [1e-5, 2e-5], step_seconds: [0.01, 0.02]}}"))
+        #expect(reply.runs.map(\.name) == ["lr1e-5_step_seconds0.01", "lr1e-5_step_seconds0.02", "lr2e-5_step_seconds0.01", "lr2e-5_step_seconds0.02"])
+        #expect(reply.runs.map(\.sweepValues) == [["lr=1e-5", "step_seconds=0.01"], ["lr=1e-5", "step_seconds=0.02"],
+                                                  ["lr=2e-5", "step_seconds=0.01"], ["lr=2e-5", "step_seconds=0.02"]])
+        try await h.waitUntil("every run succeeded", timeout: 120) {
+            try runs(h).filter { $0.jobId == reply.jobId }.allSatisfy { $0.state == "succeeded" }
+        }
+        let shards = try h.shards()
+        var cards: Set<String> = []
+        for r in reply.runs {
+            let summary = try run(h, r.id)
+            #expect(summary.group == "ko-sweep")
+            let worker = try #require(shards.first { $0.id == r.shardId }?.history.last?.workerName)
+            cards.insert(worker)
+            // Each run got its card's preset; the effective batch is 16 on both.
+            #expect(summary.preset == worker)
+            let batch = try #require(summary.batchSize), accum = try #require(summary.gradAccum)
+            #expect(batch * accum == 16)
+            #expect(worker == "a6000" ? (batch, accum) == (16, 1) : (batch, accum) == (8, 2))
+            let lines = try logs(h, r.id)
+            #expect(lines.contains { $0.hasPrefix("[Info] fake trainer") && $0.contains("batch_size=\(batch) grad_accum=\(accum)") })
+            #expect(lines.contains { $0.hasPrefix("[Train] epoch=1 step=40 ") })
+            // Every step once, from whichever source delivered it first, with the trainer's values.
+            let loss = try series(h, r.id, "train/text_loss")
+            #expect(loss.map(\.step) == Array(1...40))
+            #expect(loss.allSatisfy { abs(($0.value ?? .nan) - Self.textLoss($0.step)) < 1e-3 })
+            #expect(try series(h, r.id, "train/samples_per_sec").map(\.step) == Array(1...40), "TensorBoard-only scalar, once per step")
+            #expect(try series(h, r.id, "val/text_loss").map(\.step) == [20, 40])
+            #expect(try series(h, r.id, "train/lr").count == 40)
+        }
+        #expect(cards == ["a6000", "4090"], "both cards trained")
+    }
+
+    @Test("a worker killed mid-run: the run resumes on the other worker from its last checkpoint, same run, steps continue once each; the dead worker's trainer tree is gone")
+    func resumesElsewhereAfterWorkerLoss() async throws {
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--lost-after-ms", "3000", "--heartbeat-ms", "500"])
+        try h.startWorker("a6000", Self.a6000)
+        try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
+        let reply = try submit(h, Self.spec(h, python: python, name: "ko-resume", maxSteps: 240, stepSeconds: 0.04, checkpointEvery: 30,
+                                            trainerArgs: ["--spawn-children", "2"]))
+        let runId = try #require(reply.runs.first?.id)
+        try await h.waitUntil("the run passed step 100 with a checkpoint", timeout: 60) {
+            let r = try run(h, runId)
+            return (r.step ?? 0) >= 100 && (r.checkpointStep ?? 0) >= 60
+        }
+        let outputDir = "\(h.dir.path)/runs/ko-resume-\(runId)"
+        let trainerPid = try #require(try logs(h, runId).compactMap { $0.firstMatch(of: /fake trainer pid=(\d+)/).flatMap { Int32($0.1) } }.first)
+        let children = ((try? String(contentsOfFile: outputDir + "/children.pids", encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
+        #expect(children.count == 2)
+        let tree = [trainerPid] + children
+        #expect(tree.allSatisfy(Self.isRunning))
+        h.kill9("a6000")
+        // The dead worker's trainer and its children die with it (the process-group guard).
+        try await h.waitUntil("the dead worker's trainer tree is gone", timeout: 5) { tree.allSatisfy { !Self.isRunning($0) } }
+        try h.startWorker("4090", Self.rtx4090)
+        try await h.waitUntil("the run succeeded on the other worker", timeout: 120) { try run(h, runId).state == "succeeded" }
+
+        let summary = try run(h, runId)
+        #expect(summary.preset == "4090")
+        #expect((summary.batchSize, summary.gradAccum) == (8, 2))
+        let shard = try #require(try h.shards().first { $0.id == reply.runs[0].shardId })
+        #expect(shard.history.map(\.state) == ["lost", "succeeded"])
+        #expect(shard.history.map(\.workerName) == ["a6000", "4090"])
+        let lines = try logs(h, runId)
+        let resumeNote = try #require(lines.first { $0.hasPrefix("[resume] resuming from \(outputDir)/model_step") })
+        let step = try #require(resumeNote.firstMatch(of: /model_step(\d+)\.pth/).flatMap { Int($0.1) })
+        #expect(step >= 60 && step % 30 == 0)
+        #expect(lines.contains { $0 == "[Info] Resumed from \(outputDir)/model_step\(step).pth at step \(step)" })
+        // The step sequence continues: every step exactly once, none lost, none doubled.
+        let loss = try series(h, runId, "train/text_loss")
+        #expect(loss.map(\.step) == Array(1...240))
+        #expect(try series(h, runId, "train/samples_per_sec").map(\.step) == Array(1...240))
+        // One W&B run for the whole life of the run (offline here), named by its id.
+        let wandbRuns = try FileManager.default.contentsOfDirectory(atPath: h.dir.appendingPathComponent("wandb").path).filter { $0.hasSuffix("-\(runId)") }
+        #expect(wandbRuns.count == 1, "one W&B run: \(wandbRuns)")
+    }
+
+    @Test("CUDA OOM at batch 16: the run continues at 8 × 2 from its last checkpoint; an oom alert and a downshift note are recorded")
+    func outOfMemoryDownshift() async throws {
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--no-wandb"])
+        try h.startWorker("a6000", Self.a6000)
+        try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
+        let reply = try submit(h, Self.spec(h, python: python, name: "ko-oom", maxSteps: 90, stepSeconds: 0.01, checkpointEvery: 20,
+                                            trainerArgs: ["--oom-at-batch", "16", "--oom-at-step", "50"]))
+        let runId = try #require(reply.runs.first?.id)
+        try await h.waitUntil("the run succeeded", timeout: 90) { try run(h, runId).state == "succeeded" }
+        let summary = try run(h, runId)
+        #expect(summary.downshifts == 1)
+        #expect((summary.batchSize, summary.gradAccum) == (8, 2))
+        let shard = try #require(try h.shards().first { $0.id == reply.runs[0].shardId })
+        #expect(shard.history.map(\.state) == ["oom", "succeeded"])
+        #expect(shard.failures == 0)
+        let lines = try logs(h, runId)
+        #expect(lines.contains { $0.hasPrefix("[downshift] OOM downshift: CUDA ran out of memory at batch 16 × accumulation 1 (effective 16)") && $0.contains("batch 8 × accumulation 2") })
+        #expect(lines.contains { $0.hasPrefix("! torch.OutOfMemoryError: CUDA out of memory") })
+        #expect(lines.contains { $0.contains("batch_size=8 grad_accum=2") })
+        #expect(lines.contains { $0.hasSuffix("model_step40.pth at step 40") && $0.hasPrefix("[Info] Resumed from") })
+        let alerts = try h.cliJSON(["alerts"], as: [AlertSummary].self)
+        #expect(alerts.contains { $0.rule == "oom" && $0.runId == runId })
+        #expect(try series(h, runId, "train/text_loss").map(\.step) == Array(1...90))
+    }
+
+    @Test("cancel stops the whole trainer process tree (a trainer with children): none survive, the run is cancelled")
+    func cancelKillsTheTree() async throws {
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--no-wandb", "--heartbeat-ms", "500"])
+        try h.startWorker("a6000", Self.a6000)
+        try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
+        let reply = try submit(h, Self.spec(h, python: python, name: "ko-cancel", maxSteps: 100_000, stepSeconds: 0.05, checkpointEvery: 1000,
+                                            trainerArgs: ["--spawn-children", "3"]))
+        let runId = try #require(reply.runs.first?.id)
+        let outputDir = "\(h.dir.path)/runs/ko-cancel-\(runId)"
+        try await h.waitUntil("the trainer runs with its children", timeout: 60) {
+            (try run(h, runId).step ?? 0) >= 5 && FileManager.default.fileExists(atPath: outputDir + "/children.pids")
+        }
+        let trainerPid = try #require(try logs(h, runId).compactMap { $0.firstMatch(of: /fake trainer pid=(\d+)/).flatMap { Int32($0.1) } }.first)
+        let children = try String(contentsOfFile: outputDir + "/children.pids", encoding: .utf8).split(separator: "\n").compactMap { Int32($0) }
+        #expect(children.count == 3)
+        let cancel = try h.cli(["cancel", runId])
+        #expect(cancel.status == 0, "\(cancel.err)")
+        #expect(cancel.out.contains("1 running shard(s) told to stop"))
+        try await h.waitUntil("the run is cancelled", timeout: 30) { try run(h, runId).state == "cancelled" }
+        let tree = [trainerPid] + children
+        #expect(tree.allSatisfy { !Self.isRunning($0) }, "no process of the trainer's tree survives")
+        #expect(try h.shards().first { $0.id == reply.runs[0].shardId }?.state == "cancelled")
+    }
+
+    @Test("a bad job spec is refused before anything is created, naming the field and its line")
+    func badSpecIsRefused() async throws {
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--no-wandb"])
+        let file = h.dir.appendingPathComponent("bad.yaml").path
+        try "name: x\nproject: p\ncommand: [python, t.py]\nmax_step: 100\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try h.cli(["submit", file])
+        #expect(r.status == 1)
+        #expect(r.err.contains("max_step") && r.err.contains("line 4"), "\(r.err)")
+        let missing = try h.cli(["submit", h.dir.appendingPathComponent("nope.yaml").path])
+        #expect(missing.status == 1 && missing.err.contains("cannot read the job spec"))
+        #expect(try runs(h).isEmpty)
+    }
+
+    static func isRunning(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        // The state is the field after the command name's closing parenthesis; Z is a zombie.
+        guard let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+        return state != "Z" && state != "X"
+    }
+}
+
+/// The Python test trainer's virtual environment (Tests/Fixtures/trainer/trainer_env.sh). A venv
+/// that cannot be made is a failure with the script's reason, never a skip.
+enum TrainerVenv {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Fixtures/trainer")
+
+    static func python() throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [fixtures.appendingPathComponent("trainer_env.sh").path]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let path = String(decoding: o, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+        try #require(p.terminationStatus == 0 && FileManager.default.isExecutableFile(atPath: path),
+                     "the trainer venv could not be made (trainer_env.sh exited \(p.terminationStatus)): \(String(decoding: e, as: UTF8.self))")
+        return path
+    }
+}
