@@ -197,6 +197,29 @@ struct TrainingRunTests {
         #expect(try h.shards().first { $0.id == reply.runs[0].shardId }?.state == "cancelled")
     }
 
+    @Test("draining a worker stops its trainer (not waiting days for it); the run resumes from its checkpoint on another worker without using a retry")
+    func drainStopsTrainingAndItResumesElsewhere() async throws {
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--no-wandb", "--heartbeat-ms", "500"])
+        let first = try h.startWorker("a6000", Self.a6000)
+        try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
+        let reply = try submit(h, Self.spec(h, python: python, name: "ko-drain", maxSteps: 150, stepSeconds: 0.03, checkpointEvery: 25))
+        let runId = try #require(reply.runs.first?.id)
+        try await h.waitUntil("the run has a checkpoint", timeout: 60) { (try run(h, runId).checkpointStep ?? 0) >= 50 }
+        let drain = try h.cli(["drain", "a6000"])
+        #expect(drain.status == 0, "\(drain.err)")
+        try await h.waitUntil("the drained worker exits", timeout: 30) { !first.isRunning }
+        #expect(first.terminationStatus == 0)
+        try h.startWorker("4090", Self.rtx4090)
+        try await h.waitUntil("the run succeeded on the other worker", timeout: 90) { try run(h, runId).state == "succeeded" }
+        let shard = try #require(try h.shards().first { $0.id == reply.runs[0].shardId })
+        #expect(shard.history.map(\.state) == ["cancelled", "succeeded"])
+        #expect(shard.failures == 0, "a drain is not a failure")
+        #expect(try logs(h, runId).contains { $0.hasPrefix("[Info] Resumed from") && $0.contains("/model_step") })
+        #expect(try series(h, runId, "train/text_loss").map(\.step) == Array(1...150))
+    }
+
     @Test("a bad job spec is refused before anything is created, naming the field and its line")
     func badSpecIsRefused() async throws {
         let h = try ClusterHarness()

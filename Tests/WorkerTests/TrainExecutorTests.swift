@@ -202,8 +202,10 @@ import Glibc
     @Test func cudaOutOfMemoryIsReportedForADownshift() async throws {
         let output = TrainerFixture.temporaryDirectory("train-oom")
         let harness = try Harness()
+        // The checkpoint the shard resumes from (the worker checks it can read it before starting).
+        try #"{"step": 1000}"#.write(toFile: output + "/model_step1000.pth", atomically: true, encoding: .utf8)
         var payload = TrainPayload(run: "run-oom", argv: try Support.trainerArgv(["--output-dir", output, "--batch-size", "16", "--oom-at-batch", "16"]),
-                                   outputDir: output, resumeCheckpoint: "/shared/run-oom/model_step1000.pth", resumeStep: 1000,
+                                   outputDir: output, resumeCheckpoint: output + "/model_step1000.pth", resumeStep: 1000,
                                    maxSteps: 2000, batchSize: 16, gradAccum: 1)
         payload.gpu = "1"
         let report = try await harness.run(payload)
@@ -214,7 +216,7 @@ import Glibc
         #expect(out["oom"] == .bool(true))
         #expect(out["batch_size"]?.doubleValue == 16)
         #expect(out["grad_accum"]?.doubleValue == 1)
-        #expect(out["last_checkpoint"]?.stringValue == "/shared/run-oom/model_step1000.pth")
+        #expect(out["last_checkpoint"]?.stringValue == output + "/model_step1000.pth")
         #expect(out["last_checkpoint_step"]?.doubleValue == 1000)
         #expect(out["error"]?.stringValue?.hasPrefix("torch.OutOfMemoryError") == true)
         #expect(report.logTail.last?.hasPrefix("torch.OutOfMemoryError") == true)
@@ -263,6 +265,17 @@ import Glibc
         #expect(report.message.contains("field \"argv\""))
     }
 
+    @Test func aResumeCheckpointThisWorkerCannotReadIsAFailureThatSaysWhy() async throws {
+        let harness = try Harness()
+        let payload = TrainPayload(run: "r", argv: ["/bin/true"], outputDir: TrainerFixture.temporaryDirectory("train-nockpt"),
+                                   resumeCheckpoint: "/nonexistent/shared/model_step100.pth", resumeStep: 100, maxSteps: 200)
+        let assignment = ShardAssignment(shard: ShardRef(shardId: 1, leaseEpoch: 1), jobId: 1, kind: "train", attempt: 2,
+                                         payload: try JSONCoding.encode(payload.json), runId: "r")
+        let report = try await harness.executor.run(assignment, context: ShardContext(assignment: assignment) { _, _ in })
+        #expect(report.outcome == .failed)
+        #expect(report.message.contains("/nonexistent/shared/model_step100.pth") && report.message.contains("shared filesystem"))
+    }
+
     // MARK: cancel
 
     @Test func cancelStopsTheWholeTreeAndStillReportsTheLastCheckpoint() async throws {
@@ -293,7 +306,7 @@ import Glibc
         let payload = TrainPayload(run: "r1", argv: ["python", "train.py", "--lr", "1e-5"], workdir: "/srv/tts",
                                    env: ["WANDB_MODE": "disabled"], outputDir: "/shared/r1", logDir: "/shared/r1/logs",
                                    resumeCheckpoint: "/shared/r1/model_step20.pth", resumeStep: 20, metricsFloor: 25,
-                                   maxSteps: 100, batchSize: 8, gradAccum: 2, gpu: "1", grace: .seconds(3))
+                                   metricsFloors: ["train/text_loss": 30, "train/samples_per_sec": 27], maxSteps: 100, batchSize: 8, gradAccum: 2, gpu: "1", grace: .seconds(3))
         #expect(try TrainPayload.parse(JSONCoding.encode(payload.json), runId: nil) == payload)
     }
 
@@ -305,6 +318,7 @@ import Glibc
         }
         #expect(field(#"{"output_dir":"/o","max_steps":5}"#) == "argv")
         #expect(field(#"{"argv":["t",3],"output_dir":"/o","max_steps":5}"#) == "argv[1]")
+        #expect(field(#"{"argv":["t"],"output_dir":"/o","max_steps":5,"metrics_floors":{"k":1.5}}"#) == "metrics_floors.k")
         #expect(field(#"{"argv":["t"],"max_steps":5}"#) == "output_dir")
         #expect(field(#"{"argv":["t"],"output_dir":"/o"}"#) == "max_steps")
         #expect(field(#"{"argv":["t"],"output_dir":"/o","max_steps":5,"resume_step":2.5}"#) == "resume_step")

@@ -53,12 +53,26 @@ public final class WorkerAgent: Sendable {
 
     /// Asks the worker to finish (or checkpoint) its shard, take no more work, and exit.
     public func drain(reason: String) {
-        let first = state.withLock { s -> Bool in
+        let executors = self.executors
+        let (first, stopped) = state.withLock { s -> (Bool, ShardRef?) in
             defer { s.draining = true }
             s.startup?.cancel()
-            return !s.draining
+            // A training shard is stopped rather than waited for (it may run for days): the
+            // coordinator requeues it and it resumes from its last checkpoint elsewhere.
+            var stopped: ShardRef?
+            if !s.draining, let current = s.current, executors[current.kind]?.stopsOnDrain == true, s.cancelReason == nil {
+                s.cancelReason = "worker draining (\(reason)): stopped; the run resumes from its last checkpoint on another worker"
+                s.currentTask?.cancel()
+                stopped = current.shard
+            }
+            return (!s.draining, stopped)
         }
-        if first { logger.notice("draining (\(reason)): finishing the current shard, taking no new work") }
+        guard first else { return }
+        if let stopped {
+            logger.notice("draining (\(reason)): stopping shard \(stopped.shardId) (it resumes from its last checkpoint elsewhere), taking no new work")
+        } else {
+            logger.notice("draining (\(reason)): finishing the current shard, taking no new work")
+        }
     }
 
     var isDraining: Bool { state.withLock { $0.draining } }

@@ -9,7 +9,14 @@ import Shared
 public protocol ShardExecutor: Sendable {
     /// The shard kind it runs, e.g. `sleep`; advertised as the capability `shard:KIND`.
     var kind: String { get }
+    /// True when a drain stops the shard (SIGTERM to a trainer) instead of waiting for it: a
+    /// training shard may run for days and resumes from its last checkpoint on another worker.
+    var stopsOnDrain: Bool { get }
     func run(_ assignment: ShardAssignment, context: ShardContext) async throws -> ShardReport
+}
+
+extension ShardExecutor {
+    public var stopsOnDrain: Bool { false }
 }
 
 /// What an executor returns when it finishes (successfully or not).

@@ -30,6 +30,8 @@ import Shared
 /// final reads, then `CancellationError`.
 public struct TrainExecutor: ShardExecutor {
     public let kind = "train"
+    /// A drain stops the trainer; the run resumes from its last checkpoint on another worker.
+    public var stopsOnDrain: Bool { true }
 
     /// How often the files are looked at and how output is batched (tests shorten them).
     public struct Timing: Sendable {
@@ -70,6 +72,10 @@ public struct TrainExecutor: ShardExecutor {
             return ShardReport(outcome: .failed, message: error.description)
         }
         try Task.checkCancellation()
+        if let checkpoint = payload.resumeCheckpoint, !FileManager.default.isReadableFile(atPath: checkpoint) {
+            // Starting over instead would silently throw the run's progress away.
+            return ShardReport(outcome: .failed, message: "train: the checkpoint to resume from, \(checkpoint), is not readable on this worker. Checkpoints must be on storage every worker can read (a shared filesystem: see --checkpoint-root / the job's output_dir)")
+        }
         try? FileManager.default.createDirectory(atPath: payload.outputDir, withIntermediateDirectories: true)
         let spec = CommandSpec(argv: payload.argv, workingDirectory: payload.workdir, environment: payload.env,
                                cudaVisibleDevices: payload.gpu)
