@@ -70,6 +70,11 @@ final class OutputPipeReader: Sendable {
     private func deliverLines(_ buffer: inout [UInt8], stream: CommandOutputLine.Stream) {
         var start = 0
         while let nl = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            // A long line whose end arrived in the same read is cut like one still open.
+            while nl - start > Self.maximumLineBytes {
+                emit(buffer[start..<(start + Self.maximumLineBytes)], stream: stream)
+                start += Self.maximumLineBytes
+            }
             emit(buffer[start..<nl], stream: stream)
             start = nl + 1
         }
