@@ -31,6 +31,8 @@ let package = Package(
         .systemLibrary(name: "CNNG", providers: [.apt(["libnng-dev"])]),
         .systemLibrary(name: "CCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CSndfile", providers: [.apt(["libsndfile1-dev"])]),
+        // The torch shim's C header (types only: the library is loaded with dlopen at run time).
+        .systemLibrary(name: "CTorchShim", path: "Sources/CTorchShim"),
         // Typed wrappers for libcurl's variadic setopt/getinfo, which Swift cannot call.
         .target(name: "CCurlShim", dependencies: ["CCurl"], linkerSettings: [.linkedLibrary("curl")]),
 
@@ -61,6 +63,7 @@ let package = Package(
             dependencies: [
                 "Shared",
                 "CSndfile",
+                "CTorchShim",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -51,6 +51,12 @@ struct Join: AsyncParsableCommand {
     @Option(help: "Path of libnvidia-ml (default: found by the loader).")
     var nvmlLibrary: String?
 
+    @Option(help: "The libtorch shim (libtts_torch_shim.so) for `torch` shards (default: env TTS_TORCH_SHIM, next to this binary, or .build-torchshim/).")
+    var torchShim: String?
+
+    @Flag(help: "Do not load the torch shim (no `torch` shards).")
+    var noTorch = false
+
     @Option(help: "How long one poll waits for work at the coordinator, in ms.")
     var pollWaitMs = 20_000
 
@@ -81,8 +87,22 @@ struct Join: AsyncParsableCommand {
             logger.info("device: \(note)")
             let spool = try MetricSpool(directory: config.resolvedStateDirectory + "/spool")
             if spool.backlog > 0 { logger.notice("spool: \(spool.backlog) entries from an earlier run will be delivered") }
-            agent = try WorkerAgent(configuration: config, probe: probe, spool: spool,
-                                    executors: [SleepExecutor(), EchoExecutor(), SyntheticMetricsExecutor(spool: spool), TrainExecutor(spool: spool)], logger: logger)
+            var executors: [any ShardExecutor] = [SleepExecutor(), EchoExecutor(), SyntheticMetricsExecutor(spool: spool), TrainExecutor(spool: spool)]
+            if noTorch {
+                logger.info("torch: off (--no-torch)")
+            } else {
+                do {
+                    let shim = try TorchShim.load(path: torchShim)
+                    // With CUDA_VISIBLE_DEVICES set to --gpu, the card is cuda:0 to libtorch.
+                    let device = shim.cudaDeviceCount > 0 ? 0 : -1
+                    executors.append(TorchTrainExecutor(shim: shim, spool: spool, device: device))
+                    logger.info("torch: \(shim.path) (\(device < 0 ? "CPU" : "CUDA, \(shim.cudaDeviceCount) device(s)"))")
+                } catch {
+                    // Everything else still runs: the command runner, evaluation.
+                    logger.notice("\(error); this worker takes no torch shards")
+                }
+            }
+            agent = try WorkerAgent(configuration: config, probe: probe, spool: spool, executors: executors, logger: logger)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(2)

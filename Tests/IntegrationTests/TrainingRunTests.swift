@@ -267,3 +267,81 @@ enum TrainerVenv {
         return path
     }
 }
+
+/// Issue 6 with real processes: `runner: torch` on two CPU workers through the libtorch shim.
+@Suite("Torch runner (real processes)", .serialized)
+struct TorchRunnerTests {
+    static func fixture() throws -> [String: String] {
+        let script = TrainerVenv.fixtures.deletingLastPathComponent().appendingPathComponent("torch/torch_env.sh").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [script]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        try #require(p.terminationStatus == 0, "Tests/Fixtures/torch/torch_env.sh failed: \(String(decoding: e, as: UTF8.self).suffix(3_000))")
+        var values: [String: String] = [:]
+        for line in String(decoding: o, as: UTF8.self).split(separator: "\n") {
+            if let eq = line.firstIndex(of: "=") { values[String(line[..<eq])] = String(line[line.index(after: eq)...]) }
+        }
+        return values
+    }
+
+    @Test("a torch job on two CPU workers trains and checkpoints, is killed and resumes elsewhere from its checkpoint; every step's metrics reach the store once and the W&B outbox")
+    func trainsCheckpointsAndResumes() async throws {
+        let env = try Self.fixture()
+        let shim = try #require(env["SHIM"]), model = try #require(env["MODEL"]), dataset = try #require(env["DATASET"])
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--lost-after-ms", "3000", "--heartbeat-ms", "500"])
+        try h.startWorker("cpu-a", ["--torch-shim", shim])
+        try await h.waitUntil("the worker is live with torch", timeout: 30) {
+            try h.workers().first?.capabilities.contains("shard:torch") == true
+        }
+        let spec = """
+            name: ref-torch
+            project: tts-it
+            runner: torch
+            model: "\(model)"
+            train_manifests: ["\(dataset)/gpt_pairs_train.jsonl::ko"]
+            val_manifests: ["\(dataset)/gpt_pairs_val.jsonl::ko"]
+            hyperparameters: {lr: 3e-3, warmup: 10, schedule: cosine, seed: 3, threads: 1, eval_batches: 2}
+            checkpoint_every: 40
+            eval_every: 40
+            max_steps: 240
+            output_dir: "\(h.dir.path)/runs/{run_name}-{run_id}"
+            presets:
+              cpu: {match: {}, batch_size: 4, grad_accum: 2}
+            """
+        let file = h.dir.appendingPathComponent("torch.yaml").path
+        try spec.write(toFile: file, atomically: true, encoding: .utf8)
+        let reply = try h.cliJSON(["submit", file], as: SubmitReply.self)
+        let runId = try #require(reply.runs.first?.id)
+        func run() throws -> RunSummary { try #require(try h.cliJSON(["runs"], as: [RunSummary].self).first { $0.id == runId }) }
+        try await h.waitUntil("the run has a checkpoint past step 80", timeout: 180) { (try run().checkpointStep ?? 0) >= 80 }
+        h.kill9("cpu-a")
+        try h.startWorker("cpu-b", ["--torch-shim", shim])
+        try await h.waitUntil("the run succeeded on the other worker", timeout: 300) { try run().state == "succeeded" }
+        let shard = try #require(try h.shards().first { $0.id == reply.runs[0].shardId })
+        #expect(shard.history.map(\.state) == ["lost", "succeeded"])
+        #expect(shard.history.map(\.workerName) == ["cpu-a", "cpu-b"])
+        let loss = try h.cliJSON(["metrics", runId, "--key", "train/loss"], as: MetricsReport.self).series ?? []
+        #expect(loss.map(\.step) == Array(1...240), "every step once")
+        let first = loss.prefix(10).compactMap(\.value).reduce(0, +) / 10
+        let last = loss.suffix(10).compactMap(\.value).reduce(0, +) / 10
+        #expect(last < first, "the loss fell: \(first) → \(last)")
+        #expect(try h.cliJSON(["metrics", runId, "--key", "val/loss"], as: MetricsReport.self).series?.map(\.step) == [40, 80, 120, 160, 200, 240])
+        #expect(try h.cliJSON(["metrics", runId, "--key", "train/lr"], as: MetricsReport.self).series?.count == 240)
+        let logs = try h.cli(["logs", runId]).out
+        #expect(logs.contains("[resume] resuming from \(h.dir.path)/runs/ref-torch-\(runId)/model_step"))
+        // The W&B outbox (offline) delivered the run: one offline run, finished.
+        let wandbRuns = try FileManager.default.contentsOfDirectory(atPath: h.dir.appendingPathComponent("wandb").path).filter { $0.hasSuffix("-\(runId)") }
+        #expect(wandbRuns.count == 1)
+        let file2 = h.dir.appendingPathComponent("wandb/\(wandbRuns.first ?? "")/run-\(runId).wandb").path
+        let size = (try? FileManager.default.attributesOfItem(atPath: file2)[.size] as? Int) ?? 0
+        #expect((size ?? 0) > 10_000, "the .wandb file holds the run's history")
+    }
+}

@@ -31,6 +31,26 @@ struct JobSpecTests {
         #expect(spec.effectiveBatch == 16)
     }
 
+    @Test("runner: torch takes a model and manifests instead of a command, with its optimizer settings as hyperparameters")
+    func torchRunner() throws {
+        let spec = try JobSpecParser.parse(yaml: """
+            name: ref
+            project: p
+            runner: torch
+            model: /models/reference.pt
+            train_manifests: [/data/gpt_pairs_train.jsonl::ko]
+            hyperparameters: {lr: 3e-4, warmup: 20, schedule: cosine, weight_decay: 0.01, grad_clip: 1.0, seed: 7}
+            max_steps: 200
+            presets:
+              cpu: {match: {}, batch_size: 8, grad_accum: 1}
+            """)
+        #expect(spec.runner == .torch && spec.shardKind == "torch")
+        #expect(spec.model == "/models/reference.pt")
+        #expect(spec.command.parts.isEmpty)
+        #expect(spec.hyperparameters.map(\.name) == ["lr", "warmup", "schedule", "weight_decay", "grad_clip", "seed"])
+        #expect((try? JobSpecParser.parse(yaml: "name: r\nproject: p\nrunner: torch\ntrain_manifests: [a.jsonl]\n")) == nil, "a model is required")
+    }
+
     @Test("each card gets its class's preset and the same effective batch")
     func presetResolution() throws {
         let spec = try JobSpecParser.parse(yaml: Self.minimal)
@@ -75,7 +95,10 @@ struct JobSpecTests {
         ("name: ko\nproject: p\ncommand: x\ncheckpoint_every: 0\n", "checkpoint_every", 4),
         ("name: ko\nproject: p\ncommand: x\neval_every: soon\n", "eval_every", 4),
         ("name: ko\nproject: p\ncommand: x --lr {lr}\n", "command", 3),
-        ("name: ko\nproject: p\ncommand: x\nrunner: torch\n", "runner", 4),
+        ("name: ko\nproject: p\ncommand: x\nrunner: jax\n", "runner", 4),
+        ("name: ko\nproject: p\ncommand: x\nrunner: torch\n", "command", 3),
+        ("name: ko\nproject: p\nrunner: torch\nmodel: m.pt\ntrain_manifests: [a.jsonl]\nhyperparameters: {momentum: 0.9}\n", "hyperparameters.momentum", 6),
+        ("name: ko\nproject: p\nrunner: torch\nmodel: m.pt\ntrain_manifests: [a.jsonl]\nhyperparameters: {schedule: step}\n", "hyperparameters.schedule", 6),
         ("name: ko\nproject: p\ncommand: x\nkind: eval\n", "kind", 4),
         ("name: ko\nproject: p\ncommand: x\npresets:\n  a: {match: {name: A}, grad_accum: 2}\n", "presets.a.batch_size", 5),
         ("name: ko\nproject: p\ncommand: x\npresets:\n  a: {match: {gpu: A}, batch_size: 2}\n", "presets.a.match.gpu", 5),

@@ -20,9 +20,19 @@ enum TrainingDispatch {
         var storedThrough: [String: Int64]
     }
 
+    /// What a worker gets: the shard payload and what the run records about the dispatch.
+    struct Dispatch: Sendable, Equatable {
+        /// A ``TrainPayload`` (command runner) or ``TorchTrainPayload`` (torch runner) as JSON.
+        var payload: [String: JSONValue]
+        var resumeCheckpoint: String?
+        var resumeStep: Int64?
+        var preset: String
+        var batch: BatchSettings
+    }
+
     enum Decision: Sendable, Equatable {
         /// Run it on this worker with this payload.
-        case dispatch(TrainPayload, preset: String, batch: BatchSettings)
+        case dispatch(Dispatch)
         /// This card fits no preset (the run waits for another worker).
         case wait(reason: String)
         /// The spec cannot produce a command for this run (the shard fails with this reason).
@@ -59,6 +69,16 @@ enum TrainingDispatch {
         guard let batch = batch(preset.batch, cap: run.batchCap, floor: spec.minimumBatchSize) else {
             return .wait(reason: "\(preset.name) runs \(preset.batch), which cannot be brought to the run's OOM limit of micro-batch \(run.batchCap ?? 0) at min_batch_size \(spec.minimumBatchSize)")
         }
+        let resuming = run.checkpointPath != nil
+        if spec.runner == .torch {
+            guard let payload = torchPayload(spec: spec, runSpec: runSpec, run: run, batch: batch) else {
+                return .invalid(reason: "runner: torch needs a model")
+            }
+            var json = (try? JSONCoding.decode([String: JSONValue].self, from: JSONCoding.encode(payload))) ?? [:]
+            json["preset"] = .string(preset.name)
+            return .dispatch(Dispatch(payload: json, resumeCheckpoint: payload.resumeCheckpoint, resumeStep: payload.resumeStep,
+                                      preset: preset.name, batch: batch))
+        }
         let argv: [String]
         do {
             argv = try spec.renderCommand(run: runSpec, gpu: device.index, runId: run.runId, outputDir: run.outputDir,
@@ -67,13 +87,48 @@ enum TrainingDispatch {
             return .invalid(reason: "the command template cannot be rendered: \(error)")
         }
         let logDir = (spec.logDir ?? "{output_dir}/logs").replacingOccurrences(of: "{output_dir}", with: run.outputDir)
-        let resuming = run.checkpointPath != nil
         let payload = TrainPayload(
             run: run.runId, argv: argv, workdir: spec.workdir, env: spec.environment, outputDir: run.outputDir,
             logDir: logDir, resumeCheckpoint: run.checkpointPath, resumeStep: resuming ? run.checkpointStep : nil,
             metricsFloors: run.storedThrough, maxSteps: spec.maxSteps.map(Int64.init) ?? unboundedSteps,
             batchSize: batch.batchSize, gradAccum: batch.gradAccum)
-        return .dispatch(payload, preset: preset.name, batch: batch)
+        var json = payload.json
+        json["preset"] = .string(preset.name)
+        json["effective_batch"] = .number(Double(batch.effectiveBatch))
+        return .dispatch(Dispatch(payload: json, resumeCheckpoint: payload.resumeCheckpoint, resumeStep: payload.resumeStep,
+                                  preset: preset.name, batch: batch))
+    }
+
+    /// The torch runner's payload: the model, the manifests, the batch, the cadences, and the
+    /// optimizer and schedule from the run's hyperparameters (`lr`, `warmup`, `weight_decay`,
+    /// `grad_clip`, `schedule`, …; see ``JobSpec/torchHyperparameters``).
+    static func torchPayload(spec: JobSpec, runSpec: RunSpec, run: RunState, batch: BatchSettings) -> TorchTrainPayload? {
+        guard let model = spec.model else { return nil }
+        func number(_ name: String) -> Double? { runSpec[name]?.number }
+        var p = TorchTrainPayload(
+            run: run.runId, model: model, trainManifests: spec.trainManifests.map(\.description),
+            valManifests: spec.valManifests.map(\.description), outputDir: run.outputDir,
+            maxSteps: spec.maxSteps.map(Int64.init) ?? unboundedSteps, batchSize: batch.batchSize, gradAccum: batch.gradAccum,
+            checkpointEvery: Int64(spec.checkpointEvery), evalEvery: Int64(spec.evalEvery ?? 0))
+        if let v = number("lr") { p.learningRate = v }
+        if let v = number("beta1") { p.beta1 = v }
+        if let v = number("beta2") { p.beta2 = v }
+        if let v = number("eps") { p.epsilon = v }
+        if let v = number("weight_decay") { p.weightDecay = v }
+        if let v = number("grad_clip") { p.gradClip = v }
+        if let v = runSpec["schedule"]?.text { p.schedule = v }
+        if let v = number("warmup") { p.warmupSteps = Int64(v) }
+        if let v = number("min_lr_ratio") { p.minLearningRateRatio = v }
+        if let v = number("decay_fraction") { p.decayFraction = v }
+        if let v = number("seed") { p.seed = Int64(v) }
+        if let v = number("threads") { p.threads = Int(v) }
+        if let v = number("eval_batches") { p.evalBatches = max(1, Int(v)) }
+        if let v = number("oom_at_batch") { p.outOfMemoryAtBatch = Int(v) }
+        if let v = runSpec["amp"]?.text { p.mixedPrecision = !["false", "0", "no", "off"].contains(v.lowercased()) }
+        p.resumeCheckpoint = run.checkpointPath
+        p.resumeStep = run.checkpointPath != nil ? run.checkpointStep : nil
+        p.metricsFloors = run.storedThrough
+        return p
     }
 
     /// The output directory of a run: the spec's `output_dir` (with `{run_id}`, `{run_name}`,

@@ -78,7 +78,7 @@ extension Store {
             let candidates = try Row.fetchAll(db, sql: "SELECT * FROM shards WHERE state = 'queued' AND kind IN (\(marks)) ORDER BY id LIMIT 64",
                                               arguments: StatementArguments(kinds))
             for candidate in candidates {
-                if (candidate["kind"] as String) == "train",
+                if ["train", "torch"].contains(candidate["kind"] as String),
                    try prepareTraining(db, shard: candidate, workerId: workerId, now: now) == .skip { continue }
                 if let a = try leaseQueued(db, shardId: candidate["id"], workerId: workerId, workerName: workerName, session: session, now: now) {
                     return a

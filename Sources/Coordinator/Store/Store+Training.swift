@@ -38,8 +38,8 @@ extension Store {
                                      jsonString(config) ?? "{}", index, outputDir, spec.maxSteps])
                 try db.execute(sql: """
                     INSERT INTO shards (job_id, run_id, kind, payload, state, max_retries, created_at, updated_at)
-                    VALUES (?, ?, 'train', ?, 'queued', ?, ?, ?)
-                    """, arguments: [jobId, id, jsonString(["run": id]) ?? "{}", spec.maxRetries, now.unixSeconds, now.unixSeconds])
+                    VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)
+                    """, arguments: [jobId, id, spec.shardKind, jsonString(["run": id]) ?? "{}", spec.maxRetries, now.unixSeconds, now.unixSeconds])
                 out.append(SubmitReply.Run(id: id, name: run.name, group: run.group, sweepValues: tags, shardId: db.lastInsertedRowID))
             }
             return SubmitReply(jobId: jobId, runs: out)
@@ -116,22 +116,20 @@ extension Store {
             batchCap: run["batch_cap"], checkpointPath: run["checkpoint_path"], checkpointStep: run["checkpoint_step"],
             storedThrough: stored)
         switch TrainingDispatch.decide(spec: spec, run: state, device: device) {
-        case .dispatch(let payload, let preset, let batch):
-            var json = payload.json
-            json["preset"] = .string(preset)
-            json["effective_batch"] = .number(Double(batch.effectiveBatch))
-            try db.execute(sql: "UPDATE shards SET payload = ? WHERE id = ?", arguments: [jsonString(json) ?? "{}", shardId])
+        case .dispatch(let d):
+            let (preset, batch) = (d.preset, d.batch)
+            try db.execute(sql: "UPDATE shards SET payload = ? WHERE id = ?", arguments: [jsonString(d.payload) ?? "{}", shardId])
             try db.execute(sql: """
                 UPDATE runs SET preset = ?, batch_size = ?, grad_accum = ?, wait_reason = NULL,
                     state = CASE WHEN state = 'queued' THEN 'running' ELSE state END
                 WHERE id = ?
                 """, arguments: [preset, batch.batchSize, batch.gradAccum, runId])
-            if let checkpoint = payload.resumeCheckpoint {
+            if let checkpoint = d.resumeCheckpoint {
                 try db.execute(sql: """
                     INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
                     VALUES (?, ?, ?, 'resume', ?, '', ?, ?)
                     """, arguments: [workerId, shardId, runId,
-                                     "resuming from \(checkpoint) (step \(payload.resumeStep.map(String.init) ?? "?")) on \(device.name) with \(preset): \(batch)",
+                                     "resuming from \(checkpoint) (step \(d.resumeStep.map(String.init) ?? "?")) on \(device.name) with \(preset): \(batch)",
                                      now.unixSeconds, now.unixSeconds])
             }
             return .ready
@@ -176,14 +174,14 @@ extension Store {
     func downshiftAfterOutOfMemory(_ db: Database, shardId: Int64, workerId: String, now: Date) throws -> String? {
         guard let row = try Row.fetchOne(db, sql: "SELECT s.kind, s.payload, s.run_id, j.spec FROM shards s JOIN jobs j ON j.id = s.job_id WHERE s.id = ?",
                                          arguments: [shardId]),
-              (row["kind"] as String) == "train", let runId: String = row["run_id"],
-              let payload = try? TrainPayload.parse(Array((row["payload"] as String).utf8), runId: runId),
-              let size = payload.batchSize,
+              ["train", "torch"].contains(row["kind"] as String), let runId: String = row["run_id"],
+              let payload = jsonDecode([String: JSONValue].self, row["payload"]),
+              let size = payload["batch_size"]?.doubleValue.map({ Int($0) }),
               let spec = try? JobSpecParser.parse(yaml: row["spec"]) else { return nil }
-        let current = BatchSettings(batchSize: size, gradAccum: payload.gradAccum ?? 1)
+        let current = BatchSettings(batchSize: size, gradAccum: payload["grad_accum"]?.doubleValue.map { Int($0) } ?? 1)
         guard let next = spec.downshift(current) else { return nil }
         try db.execute(sql: "UPDATE runs SET downshifts = downshifts + 1, batch_cap = ? WHERE id = ?", arguments: [next.batchSize, runId])
-        let note = "OOM downshift: CUDA ran out of memory at \(current); retrying from \(payload.resumeCheckpoint.map { _ in "the last checkpoint" } ?? "the last checkpoint, if any,") at \(next)"
+        let note = "OOM downshift: CUDA ran out of memory at \(current); retrying from the last checkpoint at \(next)"
         let data: [String: JSONValue] = [
             "from_batch_size": .number(Double(current.batchSize)), "from_grad_accum": .number(Double(current.gradAccum)),
             "batch_size": .number(Double(next.batchSize)), "grad_accum": .number(Double(next.gradAccum)),

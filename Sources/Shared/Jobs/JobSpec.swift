@@ -9,11 +9,19 @@ public struct JobSpec: Sendable, Equatable {
         case train
     }
 
-    /// How the worker runs it: `command` starts the trainer as a process. (`torch`, the libtorch
-    /// shim, comes with its own issue.)
+    /// How the worker runs it: `command` starts the trainer as a process; `torch` trains the
+    /// spec's TorchScript `model` in the worker through the libtorch shim (shard kind `torch`).
     public enum Runner: String, Sendable, Equatable, CaseIterable {
         case command
+        case torch
     }
+
+    /// Hyperparameters the torch runner reads (the rest of its settings come from the spec:
+    /// batch from the presets, `checkpoint_every`, `eval_every`, `max_steps`).
+    public static let torchHyperparameters = [
+        "lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip", "schedule", "warmup", "min_lr_ratio",
+        "decay_fraction", "seed", "threads", "amp", "eval_batches", "oom_at_batch",
+    ]
 
     /// Placeholders the cluster fills in for every run, whatever the hyperparameters are.
     public static let builtinPlaceholders: [String] = [
@@ -59,6 +67,8 @@ public struct JobSpec: Sendable, Equatable {
     public var outputDir: String?
     /// Where TensorBoard event files appear (default `{output_dir}/logs`).
     public var logDir: String?
+    /// `runner: torch`: the TorchScript module to train (Sources/TorchShim/CONTRACT.md).
+    public var model: String?
 
     public init(
         name: String, project: String, kind: Kind = .train, runner: Runner = .command,
@@ -67,7 +77,7 @@ public struct JobSpec: Sendable, Equatable {
         hyperparameters: [Hyperparameter] = [], checkpointEvery: Int = 1000, evalEvery: Int? = nil,
         maxSteps: Int? = nil, maxRetries: Int = 3, presets: [GPUPreset] = [],
         defaultBatch: BatchSettings = BatchSettings(batchSize: 1, gradAccum: 1), minimumBatchSize: Int = 1,
-        sweep: SweepGrid? = nil, group: String? = nil, outputDir: String? = nil, logDir: String? = nil
+        sweep: SweepGrid? = nil, group: String? = nil, outputDir: String? = nil, logDir: String? = nil, model: String? = nil
     ) {
         self.name = name
         self.project = project
@@ -90,7 +100,11 @@ public struct JobSpec: Sendable, Equatable {
         self.group = group
         self.outputDir = outputDir
         self.logDir = logDir
+        self.model = model
     }
+
+    /// The shard kind its runs are dispatched as (`train` for the command runner, `torch`).
+    public var shardKind: String { runner == .torch ? "torch" : "train" }
 
     /// The effective batch every card runs with (all presets agree; the parser checks).
     public var effectiveBatch: Int { presets.first?.batch.effectiveBatch ?? defaultBatch.effectiveBatch }

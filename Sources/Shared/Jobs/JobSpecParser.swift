@@ -35,7 +35,7 @@ public enum JobSpecParser {
     public static let topLevelKeys: [String] = [
         "name", "project", "kind", "runner", "command", "workdir", "env", "train_manifests", "val_manifests",
         "hyperparameters", "checkpoint_every", "eval_every", "max_steps", "max_retries", "batch_size",
-        "grad_accum", "min_batch_size", "presets", "sweep", "group", "output_dir", "log_dir",
+        "grad_accum", "min_batch_size", "presets", "sweep", "group", "output_dir", "log_dir", "model",
     ]
 
     /// The most runs one sweep may make.
@@ -277,12 +277,42 @@ public enum JobSpecParser {
             if let n = nodes["runner"] {
                 let raw = try string(n, "runner")
                 guard let r = JobSpec.Runner(rawValue: raw) else {
-                    throw fail("runner", n, "'\(raw)' is not available; use \(JobSpec.Runner.allCases.map(\.rawValue).joined(separator: ", ")) (the torch runner is not built yet)")
+                    throw fail("runner", n, "'\(raw)' is not available; use \(JobSpec.Runner.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 runner = r
             }
-            let commandNode = try required("command")
-            let command = try commandTemplate(commandNode)
+            // `command` runs an existing trainer; `torch` trains a TorchScript `model` in the worker.
+            var model: String?
+            let commandNode: Node
+            let command: CommandTemplate
+            switch runner {
+            case .command:
+                if let n = nodes["model"] { throw fail("model", n, "is for runner: torch; the command runner runs `command`") }
+                commandNode = try required("command")
+                command = try commandTemplate(commandNode)
+            case .torch:
+                if let n = nodes["command"] { throw fail("command", n, "is for runner: command; runner: torch trains `model` (a TorchScript file) in the worker") }
+                model = try nonEmpty(try required("model"), "model")
+                guard nodes["train_manifests"] != nil else { throw fail("train_manifests", root, "runner: torch needs train_manifests (pair manifests, path.jsonl::ko)") }
+                commandNode = root
+                command = CommandTemplate(parts: [])
+                let entries = try nodes["hyperparameters"].map { n throws(JobSpecError) in try mapping(n, "hyperparameters") }
+                for (k, kNode, v) in entries ?? [] {
+                    guard JobSpec.torchHyperparameters.contains(k) else {
+                        throw fail("hyperparameters.\(k)", kNode, "is not a torch runner setting; known: \(JobSpec.torchHyperparameters.joined(separator: ", "))")
+                    }
+                    if k == "schedule" {
+                        let text = try string(v, "hyperparameters.schedule")
+                        guard ["constant", "linear", "cosine", "wsd"].contains(text) else {
+                            throw fail("hyperparameters.schedule", v, "'\(text)' is not a schedule; use constant, linear, cosine or wsd")
+                        }
+                    } else if k != "amp" {
+                        guard (try scalarValue(v, "hyperparameters.\(k)")).number != nil else {
+                            throw fail("hyperparameters.\(k)", v, "must be a number")
+                        }
+                    }
+                }
+            }
 
             var environment: [String: String] = [:]
             if let n = nodes["env"] {
@@ -350,7 +380,7 @@ public enum JobSpecParser {
                 presets: presets, defaultBatch: defaultBatch, minimumBatchSize: minimumBatch, sweep: grid,
                 group: try nodes["group"].map { n throws(JobSpecError) in try nonEmpty(n, "group") },
                 outputDir: try nodes["output_dir"].map { n throws(JobSpecError) in try nonEmpty(n, "output_dir") },
-                logDir: try nodes["log_dir"].map { n throws(JobSpecError) in try nonEmpty(n, "log_dir") })
+                logDir: try nodes["log_dir"].map { n throws(JobSpecError) in try nonEmpty(n, "log_dir") }, model: model)
             let names = spec.runs().map(\.name)
             if Set(names).count != names.count, let n = nodes["sweep"] {
                 throw fail("sweep.grid", n, "two combinations get the same run name (values that differ only in spelling, like 1000 and 1_000); make them distinct")

@@ -1,0 +1,253 @@
+import Foundation
+import Shared
+import Testing
+@testable import Worker
+
+/// The libtorch shim from Swift on CPU (Debian's libtorch), with the reference model and the
+/// reference dataset (Korean speech from espeak-ng). Everything is built by
+/// Tests/Fixtures/torch/torch_env.sh; if that fails the tests fail with its reason.
+@Suite(.serialized, .timeLimit(.minutes(10))) struct TorchShimTests {
+    struct Fixture {
+        var shim: TorchShim
+        var model: String
+        var modules: String
+        var dataset: String
+    }
+
+    nonisolated(unsafe) static var cached: Fixture? // set once, from the serialized suite only
+
+    static func fixture() throws -> Fixture {
+        if let f = cached { return f }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/torch/torch_env.sh").path
+        let r = try TrainerFixture.run("/bin/bash", [script], timeout: 1_500)
+        var values: [String: String] = [:]
+        for line in r.stdout.split(separator: "\n") {
+            if let eq = line.firstIndex(of: "=") { values[String(line[..<eq])] = String(line[line.index(after: eq)...]) }
+        }
+        try #require(r.status == 0, "Tests/Fixtures/torch/torch_env.sh failed (\(r.status)): \(r.stderr.suffix(3_000))")
+        let shim = try TorchShim.load(path: try #require(values["SHIM"]))
+        let f = Fixture(shim: shim, model: try #require(values["MODEL"]), modules: try #require(values["MODULES"]),
+                        dataset: try #require(values["DATASET"]))
+        cached = f
+        return f
+    }
+
+    static func config(lr: Double = 3e-3, steps: Int64 = 200, clip: Double = 1.0) -> TorchTrainConfig {
+        var c = TorchTrainConfig()
+        c.learningRate = lr
+        c.schedule = .constant
+        c.warmupSteps = 0
+        c.totalSteps = steps
+        c.gradClip = clip
+        c.weightDecay = 0
+        c.seed = 0
+        c.threads = 2
+        return c
+    }
+
+    func loader(_ f: Fixture, batch: Int = 8, start: LoaderPosition = LoaderPosition(epoch: 0, batch: 0)) throws -> BatchLoader {
+        let pairs = try PairManifest.read(ManifestSpec(parsing: f.dataset + "/gpt_pairs_train.jsonl::ko"))
+        return try BatchLoader(pairs: pairs, batchSize: batch, seed: 1, start: start)
+    }
+
+    /// `rows` samples with text and codes of equal lengths (so a mean over 8 rows equals the mean
+    /// of four means over 2), values from a fixed linear congruential sequence.
+    static func uniformBatch(rows: Int, offset: Int, textLength: Int = 12, codeLength: Int = 24) -> [TorchTensor] {
+        var state = UInt64(0x2545_F491_4F6C_DD1D) &+ UInt64(offset)
+        func next() -> Int64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int64(state >> 33)
+        }
+        let text = (0..<(rows * textLength)).map { _ in 2 + next() % 100 }
+        let codes = (0..<(rows * codeLength)).map { _ in next() % 256 }
+        return [TorchTensor("text_ids", shape: [Int64(rows), Int64(textLength)], .int64(text)),
+                TorchTensor("text_lengths", shape: [Int64(rows)], .int64(Array(repeating: Int64(textLength), count: rows))),
+                TorchTensor("code_ids", shape: [Int64(rows), Int64(codeLength)], .int64(codes)),
+                TorchTensor("code_lengths", shape: [Int64(rows)], .int64(Array(repeating: Int64(codeLength), count: rows)))]
+    }
+
+    /// Rows `range` of a uniform batch.
+    static func rows(_ batch: [TorchTensor], _ range: Range<Int>) -> [TorchTensor] {
+        batch.map { t in
+            guard case .int64(let v) = t.storage else { return t }
+            let width = t.shape.count == 2 ? Int(t.shape[1]) : 1
+            let slice = Array(v[(range.lowerBound * width)..<(range.upperBound * width)])
+            return TorchTensor(t.name, shape: t.shape.count == 2 ? [Int64(range.count), t.shape[1]] : [Int64(range.count)], .int64(slice))
+        }
+    }
+
+    @Test("the reference model trains: 200 steps on the reference dataset lower the loss clearly; metrics follow the contract")
+    func trainingLowersTheLoss() throws {
+        let f = try Self.fixture()
+        let model = try f.shim.loadModel(f.model, config: Self.config())
+        #expect(model.forwardArity == 4)
+        #expect(model.parameterCount > 100_000)
+        let data = try loader(f)
+        defer { data.close() }
+        var losses: [Double] = []
+        var last: TorchStepResult?
+        for _ in 0..<200 {
+            let r = try model.trainStep([TorchTensor.tensors(try data.next().batch)])
+            losses.append(r["loss"] ?? .nan)
+            last = r
+        }
+        let r = try #require(last)
+        #expect(r.step == 200 && model.step == 200)
+        #expect(r.metrics.map(\.name) == ["loss", "text_loss", "mel_loss", "mel_top1"])
+        #expect(abs((r["loss"] ?? 0) - (0.2 * (r["text_loss"] ?? 0) + 0.8 * (r["mel_loss"] ?? 0))) < 1e-4, "loss = 0.2 text + 0.8 mel")
+        let first = losses.prefix(10).reduce(0, +) / 10
+        let end = losses.suffix(10).reduce(0, +) / 10
+        #expect(end < 0.7 * first, "loss fell from \(first) to \(end)")
+        #expect(losses.allSatisfy { $0.isFinite })
+        #expect(data.waitSeconds >= 0)
+    }
+
+    @Test("accumulation: 4 micro-batches of 2 make the same step as one batch of 8 (to 1e-5); clipping caps the norm and reports the norm before")
+    func accumulationAndClipping() throws {
+        let f = try Self.fixture()
+        let eight = Self.uniformBatch(rows: 8, offset: 1)
+        let probe = Self.uniformBatch(rows: 4, offset: 99)
+        let a = try f.shim.loadModel(f.model, config: Self.config(clip: 0))
+        let b = try f.shim.loadModel(f.model, config: Self.config(clip: 0))
+        let ra = try a.trainStep([eight])
+        let rb = try b.trainStep((0..<4).map { Self.rows(eight, ($0 * 2)..<($0 * 2 + 2)) })
+        #expect(abs((ra["loss"] ?? 0) - (rb["loss"] ?? 1)) < 1e-5)
+        #expect(abs(ra.gradNorm - rb.gradNorm) < 1e-5 * max(1, ra.gradNorm))
+        let ea = try a.evalStep(probe), eb = try b.evalStep(probe)
+        #expect(abs((ea["loss"] ?? 0) - (eb["loss"] ?? 1)) < 1e-5, "after the step the models agree: \(ea["loss"] ?? 0) vs \(eb["loss"] ?? 0)")
+        #expect(ra.gradNormClipped == ra.gradNorm, "no clipping when grad_clip is 0")
+        let clipped = try f.shim.loadModel(f.model, config: Self.config(clip: 0.05))
+        let rc = try clipped.trainStep([eight])
+        #expect(rc.gradNorm > 0.05)
+        #expect(abs(rc.gradNorm - ra.gradNorm) < 1e-5 * max(1, ra.gradNorm), "the norm before clipping is reported")
+        #expect(abs(rc.gradNormClipped - 0.05) < 1e-4, "clipped to 0.05, measured \(rc.gradNormClipped)")
+    }
+
+    @Test("warmup then cosine, linear, constant and warmup-stable-decay give the documented learning rates, and steps use them")
+    func schedules() throws {
+        let f = try Self.fixture()
+        var c = Self.config(lr: 1e-3, steps: 100)
+        c.warmupSteps = 10
+        c.minLearningRateRatio = 0.1
+        let lr = 1e-3, m = 1e-4
+        for schedule in TorchSchedule.allCases {
+            c.schedule = schedule
+            #expect(abs(f.shim.learningRate(c, step: 0) - lr / 10) < 1e-12, "\(schedule): warmup starts at lr/W")
+            #expect(abs(f.shim.learningRate(c, step: 9) - lr) < 1e-12, "\(schedule): warmup reaches lr at W-1")
+        }
+        c.schedule = .cosine
+        #expect(abs(f.shim.learningRate(c, step: 55) - (m + (lr - m) * 0.5 * (1 + cos(Double.pi * 0.5)))) < 1e-12)
+        #expect(abs(f.shim.learningRate(c, step: 100) - m) < 1e-12)
+        c.schedule = .linear
+        #expect(abs(f.shim.learningRate(c, step: 55) - (m + (lr - m) * 0.5)) < 1e-12)
+        c.schedule = .constant
+        #expect(f.shim.learningRate(c, step: 80) == lr)
+        c.schedule = .warmupStableDecay
+        c.decayFraction = 0.2 // decay over steps 80…100
+        #expect(f.shim.learningRate(c, step: 79) == lr)
+        #expect(abs(f.shim.learningRate(c, step: 90) - (lr - (lr - m) * 0.5)) < 1e-12)
+        // Steps report the scheduled LR.
+        c.schedule = .cosine
+        let model = try f.shim.loadModel(f.model, config: c)
+        let batch = Self.uniformBatch(rows: 2, offset: 3)
+        for step in 0..<12 {
+            let r = try model.trainStep([batch])
+            #expect(abs(r.learningRate - f.shim.learningRate(c, step: Int64(step))) < 1e-15)
+        }
+    }
+
+    @Test("exact resume: 2N steps straight equal N steps, a checkpoint, a fresh model and N more (to 1e-6), data position included")
+    func exactResume() throws {
+        let f = try Self.fixture()
+        let n = 10
+        let dir = TrainerFixture.temporaryDirectory("torch-resume")
+        let straight = try f.shim.loadModel(f.model, config: Self.config())
+        let data = try loader(f, batch: 4)
+        var expected: [Double] = []
+        for _ in 0..<(2 * n) { expected.append(try straight.trainStep([TorchTensor.tensors(try data.next().batch)])["loss"] ?? .nan) }
+        data.close()
+
+        let first = try f.shim.loadModel(f.model, config: Self.config())
+        let firstData = try loader(f, batch: 4)
+        var got: [Double] = []
+        var position = LoaderPosition(epoch: 0, batch: 0)
+        for _ in 0..<n {
+            let (batch, next) = try firstData.next()
+            position = next
+            got.append(try first.trainStep([TorchTensor.tensors(batch)])["loss"] ?? .nan)
+        }
+        firstData.close()
+        let path = dir + "/model_step\(n).pth"
+        try first.saveCheckpoint(path, extra: String(decoding: try JSONCoding.encode(position), as: UTF8.self))
+        #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
+        let info = try f.shim.checkpointInfo(path)
+        #expect(info.step == Int64(n))
+
+        let resumed = try f.shim.loadModel(f.model, config: Self.config())
+        let extra = try resumed.loadCheckpoint(path)
+        #expect(resumed.step == Int64(n))
+        let restored = try JSONCoding.decode(LoaderPosition.self, from: Array(extra.utf8))
+        #expect(restored == position)
+        let restData = try loader(f, batch: 4, start: restored)
+        defer { restData.close() }
+        for _ in 0..<n { got.append(try resumed.trainStep([TorchTensor.tensors(try restData.next().batch)])["loss"] ?? .nan) }
+        #expect(zip(expected, got).allSatisfy { abs($0 - $1) < 1e-6 }, "straight \(expected)\nresumed  \(got)")
+    }
+
+    @Test("a bad model path, a module without `loss`, one that is not a dict, and a shape mismatch are clear errors, not crashes")
+    func errors() throws {
+        let f = try Self.fixture()
+        func code(_ body: () throws -> Void) -> (TorchShimError.Code, String)? {
+            do { try body(); return nil } catch let e as TorchShimError { return (e.code, e.description) } catch { return (.internal, "\(error)") }
+        }
+        let missing = code { _ = try f.shim.loadModel("/nonexistent/model.pt", config: Self.config()) }
+        #expect(missing?.0 == .load && missing?.1.contains("/nonexistent/model.pt") == true, "\(String(describing: missing))")
+        let notTorchScript = code { _ = try f.shim.loadModel(f.modules + "/not_torchscript.pt", config: Self.config()) }
+        #expect(notTorchScript?.0 == .load)
+        let plain = code { _ = try f.shim.loadModel(f.modules + "/plain_forward.pt", config: Self.config()) }
+        #expect(plain?.0 == .contract, "\(String(describing: plain))")
+        let batch = Self.uniformBatch(rows: 2, offset: 5)
+        let noLoss = code {
+            let m = try f.shim.loadModel(f.modules + "/no_loss.pt", config: Self.config())
+            _ = try m.trainStep([batch])
+        }
+        #expect(noLoss?.0 == .contract && noLoss?.1.contains("loss") == true, "\(String(describing: noLoss))")
+        let model = try f.shim.loadModel(f.model, config: Self.config())
+        var wrong = batch
+        wrong[0] = TorchTensor("text_ids", shape: [24], .int64(Array(repeating: 3, count: 24))) // 1-D instead of B×T
+        let shape = code { _ = try model.trainStep([wrong]) }
+        #expect(shape?.0 == .shape, "\(String(describing: shape))")
+        let tooFew = code { _ = try model.trainStep([Array(batch.prefix(2))]) }
+        #expect(tooFew?.0 == .shape)
+        // The model is still usable after those errors.
+        #expect(try model.trainStep([batch]).step == 1)
+    }
+
+    @Test("the OOM stand-in: a micro-batch at the limit fails as CUDA OOM would, the step is not counted, a smaller batch then works")
+    func outOfMemoryStandIn() throws {
+        let f = try Self.fixture()
+        var c = Self.config()
+        c.outOfMemoryAtBatch = 8
+        let model = try f.shim.loadModel(f.model, config: c)
+        do {
+            _ = try model.trainStep([Self.uniformBatch(rows: 8, offset: 1)])
+            Issue.record("batch 8 did not run out of memory")
+        } catch {
+            #expect(error.code == .outOfMemory)
+        }
+        #expect(model.step == 0)
+        let r = try model.trainStep((0..<2).map { Self.rows(Self.uniformBatch(rows: 8, offset: 1), ($0 * 4)..<($0 * 4 + 4)) })
+        #expect(r.step == 1)
+    }
+
+    @Test("the CPU is a device; a CPU libtorch sees no CUDA device")
+    func devices() throws {
+        let f = try Self.fixture()
+        let cpu = try f.shim.device(-1)
+        #expect(cpu.name == "cpu" && !cpu.isCUDA && cpu.totalBytes > 0 && cpu.freeBytes > 0)
+        #expect(f.shim.cudaDeviceCount == 0)
+        #expect(throws: TorchShimError.self) { try f.shim.device(0) }
+        #expect(throws: TorchShimError.self) { try TorchShim.load(path: "/nonexistent/libtts_torch_shim.so") }
+    }
+}
