@@ -3,5 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh debug
+# The torch runner's tests need the shim (built with CMake against Debian's CPU libtorch), the
+# reference model and dataset: made (and their packages installed) here, once, so that no test's
+# time limit includes a package download. The tests call the same script and fail with its reason
+# if anything is missing.
+bash Tests/Fixtures/torch/torch_env.sh >/dev/null
 swift build --build-tests
 swift test --skip-build --no-parallel

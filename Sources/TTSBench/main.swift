@@ -7,7 +7,7 @@ struct TTSBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tts-bench",
         abstract: "Benchmarks of the tts-cluster coordinator.",
-        subcommands: [ControlPlane.self, Ingest.self, SpoolAppend.self, VersusSDK.self, RulesBench.self, AlertLatency.self])
+        subcommands: [ControlPlane.self, Ingest.self, SpoolAppend.self, VersusSDK.self, RulesBench.self, AlertLatency.self, TorchLoopBench.self])
 }
 
 /// The control-plane benchmark of issue 2: N simulated workers heartbeating at 1 Hz against one

@@ -10,7 +10,7 @@ struct TTSCoordinatorCommand: AsyncParsableCommand {
         commandName: "tts-coordinator",
         abstract: "Coordinates tts-cluster workers: leases training and evaluation shards, stores state, watches liveness.",
         version: TTSCluster.version,
-        subcommands: [Serve.self, Workers.self, Shards.self, Status.self, Submit.self, Runs.self, Logs.self, Cancel.self,
+        subcommands: [Serve.self, Workers.self, Shards.self, Status.self, Submit.self, Runs.self, Logs.self, Cancel.self, Eval.self, Evals.self,
                       Enqueue.self, Drain.self, Metrics.self, Alerts.self, Silence.self],
         defaultSubcommand: Serve.self
     )

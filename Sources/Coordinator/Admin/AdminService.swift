@@ -106,6 +106,16 @@ public struct AdminService: Sendable {
                 let (reply, stopping) = try store.cancelRun(run)
                 for s in stopping { registry.requestCancel(shardId: s.shard.shardId, reason: "cancelled by the user") }
                 return try JSONCoding.encode(reply)
+            case .eval:
+                let req: EvalRequest
+                do { req = try JSONCoding.decode(EvalRequest.self, from: request.arguments) } catch {
+                    throw ProtocolError(.invalidRequest, "eval needs {checkpoint, manifests, synthesizer}: \(error)")
+                }
+                let summary = try store.createEval(req)
+                await scheduler.workAvailable()
+                return try JSONCoding.encode(summary)
+            case .evals:
+                return try JSONCoding.encode(try store.evals())
             case .drain:
                 let args = (try? JSONCoding.decode([String: String].self, from: request.arguments)) ?? [:]
                 guard let target = args["worker"] else { throw ProtocolError(.invalidRequest, "drain needs {\"worker\": NAME or ID}") }

@@ -190,6 +190,7 @@ public final class RequestRouter: Sendable {
         do {
             let outcome = try store.ingest(workerId: env.workerId, session: env.session, sequence: env.sequence, durable)
             if case .result(let r) = durable, let d = outcome.disposition, !outcome.duplicate {
+                if let done = d.evalCompletion { finishEval(done) }
                 observers.notify(.result(workerId: env.workerId, r, d))
                 if d.accepted {
                     registry.leaseEnded(shardId: r.shard.shardId)
@@ -227,6 +228,23 @@ public final class RequestRouter: Sendable {
         } catch {
             logger.error("could not store \(m.pointCount) points from \(registry.name(of: env.workerId)): \(error)")
             reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store these metrics: \(error); they were not acknowledged, the worker keeps them and retries", retryable: true))
+        }
+    }
+
+    /// An evaluation completed (in the result's transaction): its reports go to its output
+    /// directory, and its points reach the rules and the W&B outbox like any stored points.
+    private func finishEval(_ done: EvalCompletion) {
+        do {
+            try FileManager.default.createDirectory(atPath: done.outputDir, withIntermediateDirectories: true)
+            try Data(done.reportJSON).write(to: URL(fileURLWithPath: done.outputDir + "/report.json"), options: .atomic)
+            try Data(done.reportMarkdown.utf8).write(to: URL(fileURLWithPath: done.outputDir + "/report.md"), options: .atomic)
+        } catch {
+            logger.error("evaluation \(done.evalId): cannot write its reports to \(done.outputDir): \(error) (the scores are stored; see `tts-coordinator evals`)")
+        }
+        let s = done.summary
+        logger.info("evaluation \(done.evalId)\(s.runId.map { " of run \($0)" } ?? "")\(s.step.map { " at step \($0)" } ?? ""): \(s.message); reports in \(done.outputDir)")
+        if !done.points.isEmpty {
+            observers.notify(.metrics(workerId: "coordinator", entries: [SpoolEntry(sequence: 0, points: done.points)]))
         }
     }
 

@@ -100,7 +100,7 @@ extension Store {
         return try Int64.fetchOne(db, sql: "SELECT id FROM series WHERE run_id = ? AND key = ?", arguments: [run, key])!
     }
 
-    private func nextIngestSequence(_ db: Database) throws -> Int64 {
+    func nextIngestSequence(_ db: Database) throws -> Int64 {
         (try Int64.fetchOne(db, sql: "SELECT first_seq + point_count FROM metric_batches ORDER BY id DESC LIMIT 1") ?? 1)
     }
 

@@ -10,6 +10,8 @@ public struct ResultDisposition: Sendable, Equatable {
     public var requeued: Bool
     /// The run this result finished (its last open shard settled), if any.
     public var finishedRun: String? = nil
+    /// The evaluation this (eval) result completed, if any.
+    public var evalCompletion: EvalCompletion? = nil
 }
 
 extension Store {
@@ -56,8 +58,10 @@ extension Store {
         guard let runId = try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [shardId]) else { return false }
         let open = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state IN ('queued', 'leased', 'running')", arguments: [runId]) ?? 0
         guard open == 0 else { return false }
-        let failed = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state = 'failed'", arguments: [runId]) ?? 0
-        let cancelled = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state = 'cancelled'", arguments: [runId]) ?? 0
+        // A run waits for its evaluations (their results land at their steps before it closes),
+        // but a failed evaluation does not fail the run.
+        let failed = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state = 'failed' AND kind != 'eval'", arguments: [runId]) ?? 0
+        let cancelled = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state = 'cancelled' AND kind != 'eval'", arguments: [runId]) ?? 0
         let state = failed > 0 ? "failed" : cancelled > 0 ? "cancelled" : "succeeded"
         try db.execute(sql: "UPDATE runs SET state = ?, finished_at = ?, exit_code = ? WHERE id = ? AND finished_at IS NULL",
                        arguments: [state, now.unixSeconds, state == "succeeded" ? 0 : 1, runId])
@@ -196,8 +200,9 @@ extension Store {
             try db.execute(sql: """
                 UPDATE shards SET state = 'succeeded', updated_at = ?, finished_at = ?, message = ?, output = ?, session = NULL WHERE id = ?
                 """, arguments: [now.unixSeconds, now.unixSeconds, result.message, output, result.shard.shardId])
+            let completion = try completeEvalIfDone(db, shardId: result.shard.shardId, now: now)
             _ = try settleRun(db, shardId: result.shard.shardId, now: now)
-            return ResultDisposition(accepted: true, note: "", requeued: false)
+            return ResultDisposition(accepted: true, note: "", requeued: false, evalCompletion: completion)
         case .failed, .outOfMemory:
             var msg = result.message
             if !result.logTail.isEmpty { msg += "\n" + result.logTail.suffix(20).joined(separator: "\n") }
@@ -210,6 +215,7 @@ extension Store {
             }
             let requeued = try endAttempt(db, shardId: result.shard.shardId, attemptState: result.outcome == .failed ? "failed" : "oom", message: msg, countsAsFailure: countsAsFailure, now: now)
             if !output.isEmpty { try db.execute(sql: "UPDATE shards SET output = ? WHERE id = ?", arguments: [output, result.shard.shardId]) }
+            if !requeued { try failEval(db, shardId: result.shard.shardId, message: result.message, now: now) }
             return ResultDisposition(accepted: true, note: "", requeued: requeued)
         case .cancelled:
             let requeued = try endAttempt(db, shardId: result.shard.shardId, attemptState: "cancelled", message: result.message, countsAsFailure: false, now: now)

@@ -166,6 +166,7 @@ extension Store {
               AND (checkpoint_step IS NULL OR checkpoint_step <= ?)
               AND (? = 'step' OR checkpoint_kind IS NULL OR checkpoint_kind = 'latest')
             """, arguments: [path, step, kind, shardId, step, kind])
+        if kind == "step" { try autoEval(db, shardId: shardId, checkpoint: path, step: step, now: Date()) }
     }
 
     /// After CUDA ran out of memory in a training shard: caps the run's micro-batch at half the

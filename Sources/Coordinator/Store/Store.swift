@@ -302,6 +302,25 @@ public final class Store: Sendable {
                 ALTER TABLE runs ADD COLUMN wait_reason TEXT;          -- why no worker could take it yet
                 """)
         }
+        m.registerMigration("v9: evaluations") { db in
+            try db.execute(sql: """
+                CREATE TABLE evals (
+                    id INTEGER PRIMARY KEY,
+                    job_id INTEGER NOT NULL REFERENCES jobs(id),
+                    run_id TEXT,                     -- the training run whose metrics get the results
+                    step INTEGER,                    -- the checkpoint's step
+                    checkpoint TEXT NOT NULL,
+                    output_dir TEXT NOT NULL,
+                    utterances INTEGER NOT NULL,
+                    state TEXT NOT NULL,             -- running | succeeded | failed
+                    summary TEXT,                    -- the scores (JSON), when done
+                    message TEXT NOT NULL DEFAULT '',
+                    created_at REAL NOT NULL,
+                    finished_at REAL
+                );
+                CREATE UNIQUE INDEX evals_by_run_step ON evals(run_id, step) WHERE run_id IS NOT NULL AND step IS NOT NULL;
+                """)
+        }
         return m
     }
 }

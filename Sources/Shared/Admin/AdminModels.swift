@@ -197,6 +197,7 @@ public enum AdminCommand: String, Sendable, CaseIterable {
     case silenceList = "silence-list"
     case silenceExpire = "silence-expire"
     case submit, runs, logs, cancel
+    case eval, evals
 }
 
 /// An alert as `tts-coordinator alerts` shows it.

@@ -17,6 +17,8 @@ public protocol ClusterClient: Sendable {
     func runs() async throws -> [RunSummary]
     func logs(_ request: LogsRequest) async throws -> RunLogs
     func cancel(run: String) async throws -> CancelReply
+    func eval(_ request: EvalRequest) async throws -> EvalSummary
+    func evals() async throws -> [EvalSummary]
 }
 
 /// Why a CLI command could not talk to the coordinator, worded for the user.
@@ -111,6 +113,12 @@ public final class NNGClusterClient: ClusterClient {
     public func cancel(run: String) async throws -> CancelReply {
         try await call(.cancel, try JSONCoding.encode(["run": run]), as: CancelReply.self)
     }
+
+    public func eval(_ request: EvalRequest) async throws -> EvalSummary {
+        try await call(.eval, try JSONCoding.encode(request), as: EvalSummary.self)
+    }
+
+    public func evals() async throws -> [EvalSummary] { try await call(.evals, as: [EvalSummary].self) }
 
     public func expireSilence(id: Int64) async throws {
         _ = try await call(.silenceExpire, try JSONCoding.encode(["id": JSONValue.number(Double(id))]), as: [String: Int64].self)

@@ -69,6 +69,8 @@ public struct JobSpec: Sendable, Equatable {
     public var logDir: String?
     /// `runner: torch`: the TorchScript module to train (Sources/TorchShim/CONTRACT.md).
     public var model: String?
+    /// `eval:`: evaluate every checkpoint at the `eval_every` cadence.
+    public var evaluation: EvalPlan?
 
     public init(
         name: String, project: String, kind: Kind = .train, runner: Runner = .command,
@@ -77,7 +79,8 @@ public struct JobSpec: Sendable, Equatable {
         hyperparameters: [Hyperparameter] = [], checkpointEvery: Int = 1000, evalEvery: Int? = nil,
         maxSteps: Int? = nil, maxRetries: Int = 3, presets: [GPUPreset] = [],
         defaultBatch: BatchSettings = BatchSettings(batchSize: 1, gradAccum: 1), minimumBatchSize: Int = 1,
-        sweep: SweepGrid? = nil, group: String? = nil, outputDir: String? = nil, logDir: String? = nil, model: String? = nil
+        sweep: SweepGrid? = nil, group: String? = nil, outputDir: String? = nil, logDir: String? = nil, model: String? = nil,
+        evaluation: EvalPlan? = nil
     ) {
         self.name = name
         self.project = project
@@ -101,6 +104,7 @@ public struct JobSpec: Sendable, Equatable {
         self.outputDir = outputDir
         self.logDir = logDir
         self.model = model
+        self.evaluation = evaluation
     }
 
     /// The shard kind its runs are dispatched as (`train` for the command runner, `torch`).
@@ -188,4 +192,23 @@ public struct RunSpec: Sendable, Equatable, Hashable {
 
     /// A hyperparameter's value by name.
     public subscript(_ name: String) -> ParameterValue? { hyperparameters.first { $0.name == name }?.value }
+}
+
+/// A training job's automatic evaluation (`eval:` in the spec): at every checkpoint whose step is
+/// a multiple of `eval_every`, the checkpoint is evaluated on a seeded subset of the test
+/// manifests (the same utterances for every checkpoint of a run).
+public struct EvalPlan: Sendable, Equatable {
+    public var manifests: [ManifestSpec]
+    /// Utterances per evaluation (nil: all).
+    public var numSamples: Int?
+    public var synthesizer: SynthesizerSpec
+    /// Eval shards per evaluation (spread over free workers).
+    public var shards: Int
+
+    public init(manifests: [ManifestSpec], numSamples: Int?, synthesizer: SynthesizerSpec, shards: Int) {
+        self.manifests = manifests
+        self.numSamples = numSamples
+        self.synthesizer = synthesizer
+        self.shards = shards
+    }
 }

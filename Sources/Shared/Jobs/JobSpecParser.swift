@@ -35,7 +35,7 @@ public enum JobSpecParser {
     public static let topLevelKeys: [String] = [
         "name", "project", "kind", "runner", "command", "workdir", "env", "train_manifests", "val_manifests",
         "hyperparameters", "checkpoint_every", "eval_every", "max_steps", "max_retries", "batch_size",
-        "grad_accum", "min_batch_size", "presets", "sweep", "group", "output_dir", "log_dir", "model",
+        "grad_accum", "min_batch_size", "presets", "sweep", "group", "output_dir", "log_dir", "model", "eval",
     ]
 
     /// The most runs one sweep may make.
@@ -366,6 +366,42 @@ public enum JobSpecParser {
                 throw fail("command", commandNode, "uses {\(p)}, which is neither a built-in placeholder (\(JobSpec.builtinPlaceholders.joined(separator: ", "))) nor a hyperparameter; add it under hyperparameters or fix the spelling")
             }
 
+            var evaluation: EvalPlan?
+            if let n = nodes["eval"] {
+                var manifests: [ManifestSpec] = []
+                var samples: Int?
+                var synthesizer = SynthesizerSpec.reference
+                var shards = 2
+                for (k, kNode, v) in try mapping(n, "eval") {
+                    switch k {
+                    case "manifests": manifests = try stringList(v, "eval.manifests").map(ManifestSpec.init(parsing:))
+                    case "num_samples": samples = try int(v, "eval.num_samples", minimum: 1)
+                    case "shards": shards = try int(v, "eval.shards", minimum: 1)
+                    case "synthesizer":
+                        if case .scalar = v {
+                            let kind = try string(v, "eval.synthesizer")
+                            guard kind == "reference" else { throw fail("eval.synthesizer", v, "'\(kind)': write reference, or {command: [...], timeout_seconds: N}") }
+                        } else {
+                            var command: [String] = []
+                            var timeout = 120.0
+                            for (sk, skNode, sv) in try mapping(v, "eval.synthesizer") {
+                                switch sk {
+                                case "command": command = try stringList(sv, "eval.synthesizer.command")
+                                case "timeout_seconds": timeout = try double(sv, "eval.synthesizer.timeout_seconds")
+                                default: throw fail("eval.synthesizer.\(sk)", skNode, "unknown key; a synthesizer takes command and timeout_seconds")
+                                }
+                            }
+                            guard !command.isEmpty else { throw fail("eval.synthesizer.command", v, "is required for a command synthesizer") }
+                            synthesizer = SynthesizerSpec(kind: "command", command: command, timeoutSeconds: timeout)
+                        }
+                    default: throw fail("eval.\(k)", kNode, "unknown key; eval takes manifests, num_samples, synthesizer and shards")
+                    }
+                }
+                guard !manifests.isEmpty else { throw fail("eval.manifests", n, "is required: the test manifests (path.jsonl::ko)") }
+                guard nodes["eval_every"] != nil else { throw fail("eval_every", n, "eval: needs eval_every (the checkpoint steps to evaluate)") }
+                evaluation = EvalPlan(manifests: manifests, numSamples: samples, synthesizer: synthesizer, shards: shards)
+            }
+
             let spec = JobSpec(
                 name: name, project: project, kind: kind, runner: runner, command: command,
                 workdir: try nodes["workdir"].map { n throws(JobSpecError) in try nonEmpty(n, "workdir") },
@@ -380,7 +416,8 @@ public enum JobSpecParser {
                 presets: presets, defaultBatch: defaultBatch, minimumBatchSize: minimumBatch, sweep: grid,
                 group: try nodes["group"].map { n throws(JobSpecError) in try nonEmpty(n, "group") },
                 outputDir: try nodes["output_dir"].map { n throws(JobSpecError) in try nonEmpty(n, "output_dir") },
-                logDir: try nodes["log_dir"].map { n throws(JobSpecError) in try nonEmpty(n, "log_dir") }, model: model)
+                logDir: try nodes["log_dir"].map { n throws(JobSpecError) in try nonEmpty(n, "log_dir") }, model: model,
+                evaluation: evaluation)
             let names = spec.runs().map(\.name)
             if Set(names).count != names.count, let n = nodes["sweep"] {
                 throw fail("sweep.grid", n, "two combinations get the same run name (values that differ only in spelling, like 1000 and 1_000); make them distinct")

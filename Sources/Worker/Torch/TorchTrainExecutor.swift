@@ -156,6 +156,11 @@ struct TrainingLoop: Sendable {
             for m in result.metrics { add("train/\(m.name)", m.value) }
             add("train/lr", result.learningRate)
             add("train/grad_norm", result.gradNorm)
+            // On CUDA, what torch's allocator holds (W&B system metrics; NVML shows the whole card).
+            if device >= 0, step % 100 == 0, let d = try? shim.device(device) {
+                points.append(MetricPoint(runId: payload.run, step: step, key: "\(WorkerAgent.systemMetricPrefix)gpu.\(device).torchAllocatedBytes",
+                                          value: Double(d.allocatedBytes), wallTime: now))
+            }
             var events: [EventRequest] = []
             if payload.evalEvery > 0, step % payload.evalEvery == 0, !valBatches.isEmpty {
                 var sums: [String: Double] = [:]

@@ -1,0 +1,134 @@
+import Foundation
+import Shared
+
+/// Scores an evaluation once every shard is in: corpus-level CER and WER over the whole set
+/// (jiwer 4's list semantics, after the versioned Korean normaliser), the utterance mean of CER
+/// (named as such), the ASR floor (the test set's own audio through the same ASR), the guide's
+/// quality band, the worst utterances, and the per-utterance table. Utterances that could not be
+/// scored (synthesis or audio errors) are listed and counted, not scored.
+struct EvalAggregator {
+    struct Row: Sendable, Equatable {
+        var result: EvalUtteranceResult
+        var referenceNormalized: String
+        var hypothesisNormalized: String?
+        var cerCounts: EditCounts?
+        var werCounts: EditCounts?
+        var cer: Double? { cerCounts?.errorRate }
+    }
+
+    struct Score: Sendable, Equatable {
+        var cer: Double
+        var wer: Double
+        var cerUtteranceMean: Double
+        var floorCer: Double?
+        var scored: Int
+        var failed: Int
+        var cerCounts: EditCounts
+        var werCounts: EditCounts
+        var rows: [Row]
+        var normalizer: String
+        /// The guide's bands on the utterance-mean WER, as its script prints them.
+        var band: String
+    }
+
+    static let cerNormalizer = KoreanTextNormalizer(removesWhitespace: true)
+    static let werNormalizer = KoreanTextNormalizer(removesWhitespace: false)
+
+    static func score(_ results: [EvalUtteranceResult]) -> Score {
+        let ok = results.filter { $0.hypothesis != nil && $0.error == nil }
+        let refs = ok.map(\.reference), hyps = ok.map { $0.hypothesis ?? "" }
+        // Same lengths by construction: the reports cannot throw.
+        let cer = (try? ErrorRateReport(unit: .character, references: refs, hypotheses: hyps, normalizer: cerNormalizer))
+        let wer = (try? ErrorRateReport(unit: .word, references: refs, hypotheses: hyps, normalizer: werNormalizer))
+        let floorPairs = results.filter { $0.floorHypothesis != nil }
+        let floor = floorPairs.isEmpty ? nil
+            : try? ErrorRateReport(unit: .character, references: floorPairs.map(\.reference), hypotheses: floorPairs.map { $0.floorHypothesis ?? "" },
+                                   normalizer: cerNormalizer)
+        var rows: [Row] = []
+        var k = 0
+        for r in results {
+            if r.hypothesis != nil && r.error == nil, let cer, let wer {
+                rows.append(Row(result: r, referenceNormalized: cer.utterances[k].reference, hypothesisNormalized: cer.utterances[k].hypothesis,
+                                cerCounts: cer.utterances[k].counts, werCounts: wer.utterances[k].counts))
+                k += 1
+            } else {
+                rows.append(Row(result: r, referenceNormalized: cerNormalizer.normalize(r.reference), hypothesisNormalized: nil, cerCounts: nil, werCounts: nil))
+            }
+        }
+        let werMean = wer?.utteranceMeanRate ?? .nan
+        return Score(cer: cer?.corpusRate ?? .nan, wer: wer?.corpusRate ?? .nan, cerUtteranceMean: cer?.utteranceMeanRate ?? .nan,
+                     floorCer: floor?.corpusRate, scored: ok.count, failed: results.count - ok.count,
+                     cerCounts: cer?.corpusCounts ?? EditCounts(), werCounts: wer?.corpusCounts ?? EditCounts(), rows: rows,
+                     normalizer: cerNormalizer.version, band: band(werMean))
+    }
+
+    /// The guide's quality bands (on WER in percent): < 10 excellent, 10–20 good, 20–30 fair, > 30 train more.
+    static func band(_ wer: Double) -> String {
+        guard wer.isFinite else { return "n/a" }
+        switch wer * 100 {
+        case ..<10: return "excellent"
+        case ..<20: return "good"
+        case ..<30: return "fair"
+        default: return "needs more training"
+        }
+    }
+
+    /// `report.json`: the summary and every utterance.
+    static func reportJSON(_ s: Score, eval: EvalSummary) -> [UInt8] {
+        func num(_ d: Double?) -> JSONValue { d.map { $0.isFinite ? .number($0) : .null } ?? .null }
+        func counts(_ c: EditCounts?) -> JSONValue {
+            guard let c else { return .null }
+            return .object(["hits": .number(Double(c.hits)), "substitutions": .number(Double(c.substitutions)),
+                            "deletions": .number(Double(c.deletions)), "insertions": .number(Double(c.insertions))])
+        }
+        let utterances: [JSONValue] = s.rows.map { r in
+            .object([
+                "id": .string(r.result.id), "reference": .string(r.result.reference),
+                "hypothesis": r.result.hypothesis.map(JSONValue.string) ?? .null,
+                "reference_normalized": .string(r.referenceNormalized),
+                "hypothesis_normalized": r.hypothesisNormalized.map(JSONValue.string) ?? .null,
+                "cer": num(r.cer), "cer_errors": counts(r.cerCounts), "wer_errors": counts(r.werCounts),
+                "floor_hypothesis": r.result.floorHypothesis.map(JSONValue.string) ?? .null,
+                "audio_path": r.result.audioPath.map(JSONValue.string) ?? .null, "audio_seconds": num(r.result.audioSeconds),
+                "synthesis_seconds": .number(r.result.synthesisSeconds), "asr_seconds": .number(r.result.asrSeconds),
+                "error": r.result.error.map(JSONValue.string) ?? .null,
+            ])
+        }
+        let doc: JSONValue = .object([
+            "eval_id": .number(Double(eval.id)), "run": eval.runId.map(JSONValue.string) ?? .null,
+            "step": eval.step.map { .number(Double($0)) } ?? .null, "checkpoint": .string(eval.checkpoint),
+            "normalizer": .string(s.normalizer), "cer": num(s.cer), "wer": num(s.wer), "cer_utterance_mean": num(s.cerUtteranceMean),
+            "asr_floor_cer": num(s.floorCer), "scored": .number(Double(s.scored)), "failed": .number(Double(s.failed)),
+            "quality_band": .string(s.band), "cer_errors": counts(s.cerCounts), "wer_errors": counts(s.werCounts),
+            "utterances": .array(utterances),
+        ])
+        let e = JSONCoding.encoder
+        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return (try? Array(e.encode(doc))) ?? []
+    }
+
+    /// `report.md`: the headline numbers, the worst utterances and the table.
+    static func reportMarkdown(_ s: Score, eval: EvalSummary, worst: Int = 5) -> String {
+        func pct(_ d: Double?) -> String { d.map { $0.isFinite ? String(format: "%.2f %%", $0 * 100) : "n/a" } ?? "n/a" }
+        func cell(_ t: String) -> String { t.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ") }
+        var md = "# Evaluation \(eval.id)\(eval.runId.map { " — run \($0)" } ?? "")\(eval.step.map { " at step \($0)" } ?? "")\n\n"
+        md += "Checkpoint `\(eval.checkpoint)`; normaliser `\(s.normalizer)`; \(s.scored) utterance(s) scored, \(s.failed) failed.\n\n"
+        md += "| measure | value |\n|---|---|\n"
+        md += "| CER (corpus: errors summed over the set ÷ reference characters) | \(pct(s.cer)) |\n"
+        md += "| CER (utterance mean: the mean of per-utterance CERs) | \(pct(s.cerUtteranceMean)) |\n"
+        md += "| WER (corpus) | \(pct(s.wer)) |\n"
+        md += "| ASR floor CER (the test set's own audio) | \(pct(s.floorCer)) |\n"
+        md += "| quality band (the guide's, on the utterance-mean WER) | \(s.band) |\n\n"
+        let ranked = s.rows.filter { $0.cer != nil }.sorted { ($0.cer ?? 0) > ($1.cer ?? 0) }.prefix(worst)
+        if !ranked.isEmpty {
+            md += "## Worst utterances\n\n| id | CER | reference | hypothesis |\n|---|---|---|---|\n"
+            for r in ranked { md += "| \(cell(r.result.id)) | \(pct(r.cer)) | \(cell(r.result.reference)) | \(cell(r.result.hypothesis ?? "")) |\n" }
+            md += "\n"
+        }
+        md += "## Utterances\n\n| id | CER | reference | hypothesis | floor | audio s | error |\n|---|---|---|---|---|---|---|\n"
+        for r in s.rows {
+            md += "| \(cell(r.result.id)) | \(pct(r.cer)) | \(cell(r.result.reference)) | \(cell(r.result.hypothesis ?? "")) | \(cell(r.result.floorHypothesis ?? "")) | \(r.result.audioSeconds.map { String(format: "%.2f", $0) } ?? "") | \(cell(r.result.error ?? "")) |\n"
+        }
+        return md
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+
+/// One utterance of an evaluation set, as the coordinator picked it from a test manifest.
+public struct EvalUtterance: Codable, Sendable, Equatable {
+    /// The manifest record's `id`.
+    public var id: String
+    /// The transcript (`target_text`).
+    public var text: String
+    /// The test set's own recording of it (`target_audio_path`): the `reference` synthesizer's
+    /// output and the ASR floor.
+    public var referenceAudio: String?
+    /// The voice prompt for a synthesizer (`prompt_audio_path`).
+    public var promptAudio: String?
+
+    public init(id: String, text: String, referenceAudio: String?, promptAudio: String?) {
+        self.id = id
+        self.text = text
+        self.referenceAudio = referenceAudio
+        self.promptAudio = promptAudio
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, text
+        case referenceAudio = "reference_audio", promptAudio = "prompt_audio"
+    }
+}
+
+/// How an evaluation makes audio from text.
+public struct SynthesizerSpec: Codable, Sendable, Equatable {
+    /// `reference`: the test set's own audio (the ASR floor); `command`: a program per utterance.
+    public var kind: String
+    /// For `command`: argv with `{checkpoint}`, `{text}`, `{prompt_audio}`, `{output}`, `{id}`
+    /// (e.g. IndexTTS-2's `python infer.py --gpt {checkpoint} --prompt {prompt_audio} --text {text} --out {output}`).
+    public var command: [String]?
+    /// Seconds one utterance may take before it is a per-utterance error.
+    public var timeoutSeconds: Double
+
+    public init(kind: String, command: [String]? = nil, timeoutSeconds: Double = 120) {
+        self.kind = kind
+        self.command = command
+        self.timeoutSeconds = timeoutSeconds
+    }
+
+    public static let reference = SynthesizerSpec(kind: "reference")
+
+    enum CodingKeys: String, CodingKey {
+        case kind, command
+        case timeoutSeconds = "timeout_seconds"
+    }
+}
+
+/// The payload of an `eval` shard: score utterances of a test set against one checkpoint.
+public struct EvalPayload: Codable, Sendable, Equatable {
+    /// The evaluation (the job) this shard belongs to.
+    public var evalId: Int64
+    public var checkpoint: String
+    public var utterances: [EvalUtterance]
+    public var synthesizer: SynthesizerSpec
+    /// `vosk` (the worker's Vosk library and Korean model) — the only ASR backend here.
+    public var asr: String
+    /// Where synthesized audio goes (`OUTPUT/audio/ID.wav`).
+    public var outputDir: String
+    /// Also transcribe the reference audio of each utterance (the ASR floor).
+    public var withFloor: Bool
+
+    public init(evalId: Int64, checkpoint: String, utterances: [EvalUtterance], synthesizer: SynthesizerSpec, asr: String = "vosk",
+                outputDir: String, withFloor: Bool = true) {
+        self.evalId = evalId
+        self.checkpoint = checkpoint
+        self.utterances = utterances
+        self.synthesizer = synthesizer
+        self.asr = asr
+        self.outputDir = outputDir
+        self.withFloor = withFloor
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case checkpoint, utterances, synthesizer, asr
+        case evalId = "eval_id", outputDir = "output_dir", withFloor = "with_floor"
+    }
+}
+
+/// What a worker found for one utterance: the raw transcripts (scoring happens once, over the
+/// whole set, at the coordinator), the audio and the timings, or the error that stopped it.
+public struct EvalUtteranceResult: Codable, Sendable, Equatable {
+    public var id: String
+    public var reference: String
+    /// The ASR transcript of the synthesized audio; nil when the utterance failed.
+    public var hypothesis: String?
+    /// The ASR transcript of the test set's own audio (the floor), if asked for.
+    public var floorHypothesis: String?
+    /// The audio that was transcribed.
+    public var audioPath: String?
+    public var audioSeconds: Double?
+    public var synthesisSeconds: Double
+    public var asrSeconds: Double
+    /// Why this utterance has no hypothesis (missing or corrupt audio, synthesizer failure, silence).
+    public var error: String?
+
+    public init(id: String, reference: String, hypothesis: String?, floorHypothesis: String?, audioPath: String?, audioSeconds: Double?,
+                synthesisSeconds: Double, asrSeconds: Double, error: String?) {
+        self.id = id
+        self.reference = reference
+        self.hypothesis = hypothesis
+        self.floorHypothesis = floorHypothesis
+        self.audioPath = audioPath
+        self.audioSeconds = audioSeconds
+        self.synthesisSeconds = synthesisSeconds
+        self.asrSeconds = asrSeconds
+        self.error = error
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, reference, hypothesis, error
+        case floorHypothesis = "floor_hypothesis", audioPath = "audio_path", audioSeconds = "audio_seconds"
+        case synthesisSeconds = "synthesis_seconds", asrSeconds = "asr_seconds"
+    }
+}

