@@ -344,4 +344,46 @@ struct TorchRunnerTests {
         let size = (try? FileManager.default.attributesOfItem(atPath: file2)[.size] as? Int) ?? 0
         #expect((size ?? 0) > 10_000, "the .wandb file holds the run's history")
     }
+
+    @Test("the shim's OOM stand-in at batch 8 goes through the worker to the coordinator's downshift: the run finishes at 4 × 4 (effective batch kept)")
+    func outOfMemoryDownshift() async throws {
+        let env = try Self.fixture()
+        let shim = try #require(env["SHIM"]), model = try #require(env["MODEL"]), dataset = try #require(env["DATASET"])
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--no-wandb"])
+        try h.startWorker("cpu-a", ["--torch-shim", shim])
+        try await h.waitUntil("the worker is live with torch", timeout: 30) {
+            try h.workers().first?.capabilities.contains("shard:torch") == true
+        }
+        let spec = """
+            name: ref-oom
+            project: tts-it
+            runner: torch
+            model: "\(model)"
+            train_manifests: ["\(dataset)/gpt_pairs_train.jsonl::ko"]
+            hyperparameters: {lr: 1e-3, seed: 1, threads: 1, oom_at_batch: 8}
+            checkpoint_every: 10
+            max_steps: 30
+            min_batch_size: 2
+            output_dir: "\(h.dir.path)/runs/{run_name}-{run_id}"
+            presets:
+              cpu: {match: {}, batch_size: 8, grad_accum: 2}
+            """
+        let file = h.dir.appendingPathComponent("oom.yaml").path
+        try spec.write(toFile: file, atomically: true, encoding: .utf8)
+        let reply = try h.cliJSON(["submit", file], as: SubmitReply.self)
+        let runId = try #require(reply.runs.first?.id)
+        func run() throws -> RunSummary { try #require(try h.cliJSON(["runs"], as: [RunSummary].self).first { $0.id == runId }) }
+        try await h.waitUntil("the run succeeded", timeout: 180) { try run().state == "succeeded" }
+        let r = try run()
+        #expect(r.downshifts == 1)
+        #expect((r.batchSize, r.gradAccum) == (4, 4), "half the micro-batch, twice the accumulation: effective 16 kept")
+        let shard = try #require(try h.shards().first { $0.id == reply.runs[0].shardId })
+        #expect(shard.history.map(\.state) == ["oom", "succeeded"])
+        #expect(shard.failures == 0)
+        let alerts = try h.cliJSON(["alerts"], as: [AlertSummary].self)
+        #expect(alerts.contains { $0.rule == "oom" && $0.runId == runId })
+        #expect(try h.cli(["logs", runId]).out.contains("[downshift] OOM downshift: CUDA ran out of memory at batch 8 × accumulation 2"))
+        #expect(try h.cliJSON(["metrics", runId, "--key", "train/loss"], as: MetricsReport.self).series?.map(\.step) == Array(1...30))
+    }
 }
