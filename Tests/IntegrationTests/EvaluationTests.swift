@@ -103,4 +103,45 @@ struct EvaluationTests {
         let md = try String(contentsOf: h.dir.appendingPathComponent("eval0/report.md"), encoding: .utf8)
         #expect(md.contains("CER (corpus") && md.contains("CER (utterance mean") && md.contains("ASR floor"))
     }
+
+    @Test("a training job with eval_every evaluates each checkpoint at that cadence, spread over two workers; each result lands in the store and the W&B run at its step, with audio samples")
+    func periodicEvaluation() async throws {
+        let vosk = try Self.voskWorkerArgs()
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        try await h.startCoordinator()
+        try h.startWorker("gpu-a", vosk + TrainingRunTests.a6000)
+        try h.startWorker("gpu-b", vosk + TrainingRunTests.a6000)
+        try await h.waitUntil("both workers are live", timeout: 30) { try h.workers().count == 2 }
+        let manifest = try Self.manifest(in: h.dir.appendingPathComponent("testset"), good: 4)
+        let spec = TrainingRunTests.spec(h, python: python, name: "ko-eval", maxSteps: 60, stepSeconds: 0.05, checkpointEvery: 20,
+                                         extra: """
+                                         eval_every: 20
+                                         eval: {manifests: ["\(manifest)::ko"], num_samples: 4, shards: 2}
+                                         """)
+        let file = h.dir.appendingPathComponent("job.yaml").path
+        try spec.write(toFile: file, atomically: true, encoding: .utf8)
+        let reply = try h.cliJSON(["submit", file], as: SubmitReply.self)
+        let runId = try #require(reply.runs.first?.id)
+        try await h.waitUntil("the run and its evaluations are done", timeout: 240) {
+            try h.cliJSON(["runs"], as: [RunSummary].self).first { $0.id == runId }?.state == "succeeded"
+        }
+        let evals = try h.cliJSON(["evals"], as: [EvalSummary].self).filter { $0.runId == runId }
+        #expect(evals.compactMap(\.step).sorted() == [20, 40, 60], "one evaluation per checkpoint at the cadence")
+        #expect(evals.allSatisfy { $0.state == "succeeded" && $0.utterances == 4 && $0.cer != nil })
+        let cer = try h.cliJSON(["metrics", runId, "--key", "eval/cer"], as: MetricsReport.self).series ?? []
+        #expect(cer.map(\.step) == [20, 40, 60])
+        #expect(try h.cliJSON(["metrics", runId, "--key", "eval/cer_utt_mean"], as: MetricsReport.self).series?.count == 3)
+        let evalShards = try h.shards().filter { $0.kind == "eval" }
+        #expect(evalShards.count == 6 && evalShards.allSatisfy { $0.state == "succeeded" })
+        #expect(Set(evalShards.compactMap { $0.history.last?.workerName }) == ["gpu-a", "gpu-b"], "spread over both workers")
+        // The W&B offline run: eval values in its history and the audio samples under files/media.
+        let wandb = h.dir.appendingPathComponent("wandb")
+        let dir = try #require(try FileManager.default.contentsOfDirectory(atPath: wandb.path).first { $0.hasSuffix("-\(runId)") })
+        let media = (FileManager.default.enumerator(atPath: wandb.appendingPathComponent(dir).appendingPathComponent("files/media").path)?
+            .allObjects as? [String] ?? []).filter { $0.hasSuffix(".wav") }
+        #expect(media.count >= 3, "audio samples of the evaluations: \(media)")
+        let log = try Data(contentsOf: wandb.appendingPathComponent(dir).appendingPathComponent("run-\(runId).wandb"))
+        #expect(log.range(of: Data("eval/cer".utf8)) != nil, "eval/cer is in the W&B run's history")
+    }
 }
