@@ -7,7 +7,8 @@ struct TTSBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tts-bench",
         abstract: "Benchmarks of the tts-cluster coordinator.",
-        subcommands: [ControlPlane.self, Ingest.self, SpoolAppend.self, VersusSDK.self, RulesBench.self, AlertLatency.self, TorchLoopBench.self])
+        subcommands: [ControlPlane.self, Ingest.self, SpoolAppend.self, VersusSDK.self, RulesBench.self, AlertLatency.self, TorchLoopBench.self,
+                      ScoringBench.self, ResampleBench.self, EvalThroughputBench.self])
 }
 
 /// The control-plane benchmark of issue 2: N simulated workers heartbeating at 1 Hz against one
@@ -285,6 +286,8 @@ do {
         try await versus.execute()
     } else if let latency = command as? AlertLatency {
         try await latency.run()
+    } else if let evals = command as? EvalThroughputBench {
+        try await evals.run()
     } else {
         try command.run()
     }

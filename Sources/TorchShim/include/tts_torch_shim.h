@@ -1,0 +1,262 @@
+/*
+ * tts_torch_shim.h - the plain-C ABI of the libtorch training shim (libtts_torch_shim.so).
+ *
+ * The shim trains a TorchScript module that keeps the training contract of CONTRACT.md
+ * (forward(batch tensors...) -> Dict[str, Tensor] with 'loss') with no Python in the loop:
+ * forward, backward with gradient accumulation, gradient-norm clipping, AdamW, an LR schedule,
+ * bf16 autocast on CUDA, checkpoints with exact resume, device queries.
+ *
+ * ABI rules
+ *  - C99, plain C types and opaque handles only. Every function is safe to call with bad input:
+ *    no C++ exception crosses this boundary; failures return a tts_status and set a message
+ *    (tts_shim_last_error).
+ *  - Versioning: TTS_SHIM_ABI_VERSION is bumped whenever a struct layout or a function signature
+ *    changes. A caller that dlopens the library must compare tts_shim_abi_version() with the
+ *    version it was compiled against and refuse a mismatch.
+ *  - Threads: a tts_model handle must be used by one thread at a time (the caller serialises).
+ *    Different handles may be used from different threads, but torch's intra-op thread count
+ *    (tts_train_config.threads) and the default CPU random generator are process-wide.
+ *  - Memory: every pointer passed in is only read during the call (nothing is retained); the
+ *    tensor data of a batch is copied. Out-structs are written by the shim; the caller owns them.
+ */
+#ifndef TTS_TORCH_SHIM_H
+#define TTS_TORCH_SHIM_H
+
+#include <stdint.h>
+
+#if defined(TTS_SHIM_BUILDING)
+#define TTS_SHIM_API __attribute__((visibility("default")))
+#else
+#define TTS_SHIM_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- version --------------------------------------------------------------------------- */
+
+#define TTS_SHIM_ABI_VERSION 1
+
+/* The ABI version the library was built with (TTS_SHIM_ABI_VERSION of its header). */
+TTS_SHIM_API int tts_shim_abi_version(void);
+
+/* ---- status codes and errors ----------------------------------------------------------- */
+
+typedef int32_t tts_status;
+#define TTS_OK 0
+#define TTS_ERR_INVALID_ARGUMENT 1 /* NULL pointer, count <= 0, config out of range, bad device */
+#define TTS_ERR_LOAD 2             /* model path missing / unreadable / not a TorchScript archive */
+#define TTS_ERR_CONTRACT 3         /* module breaks the contract: no forward, forward does not return
+                                      Dict[str, Tensor], no 'loss', loss not a scalar / not
+                                      differentiable, more than 32 entries, a name >= 64 bytes */
+#define TTS_ERR_SHAPE 4            /* a batch does not fit: bad tts_tensor (dtype, ndim, shape, NULL
+                                      data), tensor count or names not matching forward's arguments,
+                                      micro-batches of different layouts, or a shape / size / dtype /
+                                      index error raised inside forward (torch's message is kept) */
+#define TTS_ERR_OUT_OF_MEMORY 5    /* device out of memory (or the oom_at_batch stand-in); the step
+                                      was not counted and gradients were zeroed: retry smaller */
+#define TTS_ERR_IO 6               /* checkpoint read/write failed, or the checkpoint does not fit the
+                                      model (missing / extra / differently shaped tensors) */
+#define TTS_ERR_INTERNAL 7         /* anything else (other errors raised by torch or forward) */
+
+/* Message of the most recent tts_status-returning call on this thread. Never NULL; "" when that
+ * call succeeded (every such call clears it on entry). The pointer stays valid until the next
+ * shim call on this thread. */
+TTS_SHIM_API const char *tts_shim_last_error(void);
+
+/* ---- devices --------------------------------------------------------------------------- */
+
+/* Number of CUDA devices torch sees (0 on a CPU-only libtorch or without a driver). Never fails. */
+TTS_SHIM_API int32_t tts_shim_cuda_device_count(void);
+
+/* 1 if the library was compiled against a CUDA-enabled libtorch (TTS_SHIM_WITH_CUDA), else 0. */
+TTS_SHIM_API int32_t tts_shim_built_with_cuda(void);
+
+typedef struct tts_device_info {
+    char name[256];          /* "cpu", or the CUDA device name (e.g. "NVIDIA RTX A6000") */
+    int64_t total_bytes;     /* CPU: MemTotal of /proc/meminfo; CUDA: cudaMemGetInfo total */
+    int64_t free_bytes;      /* CPU: MemAvailable of /proc/meminfo; CUDA: cudaMemGetInfo free */
+    int64_t allocated_bytes; /* CPU: 0; CUDA: bytes currently allocated by torch's caching
+                                allocator on that device (its reserved-but-free cache excluded) */
+    int32_t is_cuda;         /* 0 for the CPU, 1 for a CUDA device */
+} tts_device_info;
+
+/* index -1: the CPU; 0..count-1: CUDA device N. Out-of-range index: TTS_ERR_INVALID_ARGUMENT. */
+TTS_SHIM_API tts_status tts_shim_device_info(int32_t index, tts_device_info *out);
+
+/* ---- training configuration ------------------------------------------------------------ */
+
+#define TTS_SCHEDULE_CONSTANT 0 /* warmup (if any), then lr */
+#define TTS_SCHEDULE_LINEAR 1   /* warmup, then linear decay from lr to min_lr_ratio*lr */
+#define TTS_SCHEDULE_COSINE 2   /* warmup, then cosine decay from lr to min_lr_ratio*lr */
+#define TTS_SCHEDULE_WSD 3      /* warmup, stable at lr, then linear decay over the last
+                                   decay_fraction of total_steps to min_lr_ratio*lr */
+
+typedef struct tts_train_config {
+    double lr;           /* peak learning rate (>= 0) */
+    double beta1, beta2; /* AdamW betas, each in [0, 1) */
+    double eps;          /* AdamW epsilon (>= 0) */
+    double weight_decay; /* AdamW decoupled weight decay (>= 0) */
+    double grad_clip;    /* max total L2 norm of the gradients; <= 0: no clipping */
+    int32_t schedule;    /* TTS_SCHEDULE_*: 0 constant, 1 linear, 2 cosine, 3 warmup-stable-decay */
+    int64_t warmup_steps; /* >= 0 */
+    int64_t total_steps;  /* schedules 1-3: must be > warmup_steps; ignored by constant */
+    double min_lr_ratio;  /* in [0, 1]: the floor of the decay, as a fraction of lr */
+    double decay_fraction; /* WSD only, in [0, 1]: the last fraction of total_steps decays */
+    int32_t device;       /* -1: cpu; N >= 0: cuda:N (TTS_ERR_INVALID_ARGUMENT if absent) */
+    int32_t amp;          /* 1: bf16 autocast around forward on CUDA; no-op on CPU */
+    int64_t seed;         /* torch::manual_seed(seed) at model load (CPU and CUDA generators) */
+    int32_t threads;      /* > 0: torch::set_num_threads(threads) (process-wide); 0: leave as is */
+    int32_t oom_at_batch; /* test stand-in: a micro-batch whose first tensor's first dimension is
+                             >= this fails with TTS_ERR_OUT_OF_MEMORY, exactly as a real CUDA OOM
+                             would (checked before forward, in train and eval); 0 = off */
+    int32_t jit_optimize; /* 0 (default): TorchScript's graph optimiser (profiling executor) off,
+                             plain interpreter + eager autograd: results do not depend on how
+                             many calls came before, which exact resume needs. 1: optimiser on
+                             (fusion on CUDA). Process-wide (torch::jit::setGraphExecutorOptimize). */
+} tts_train_config;
+
+/* Defaults: lr 1e-4, betas 0.9/0.999, eps 1e-8, weight_decay 0.01, grad_clip 1.0, cosine,
+ * warmup 0, total_steps 1000, min_lr_ratio 0, decay_fraction 0.1, device -1, amp 0, seed 0,
+ * threads 0, oom_at_batch 0, jit_optimize 0. */
+TTS_SHIM_API void tts_shim_default_config(tts_train_config *out);
+
+/*
+ * The learning rate used by optimizer step `step` (0-based: the first step is step 0).
+ * A pure function of the config; train_step uses exactly this. With lr = c->lr,
+ * W = warmup_steps, S = total_steps, m = min_lr_ratio * lr:
+ *
+ *   step < 0                        -> 0
+ *   step < W (all schedules)        -> lr * (step + 1) / W            (linear warmup)
+ *   constant                        -> lr
+ *   linear:  p = clamp((step - W) / max(1, S - W), 0, 1)  -> m + (lr - m) * (1 - p)
+ *   cosine:  p as for linear                               -> m + (lr - m) * 0.5 * (1 + cos(pi p))
+ *   wsd:     D = min(round(decay_fraction * S), S - W), D0 = S - D (decay start)
+ *            step < D0 -> lr;   else p = clamp((step - D0) / max(1, D), 0, 1) -> lr - (lr - m) p
+ *
+ * So the LR reaches lr at step W-1 and the floor m at step S (and stays there after S).
+ * round() is round-half-away-from-zero. Returns NaN for a NULL config or an unknown schedule.
+ */
+TTS_SHIM_API double tts_shim_lr_at(const tts_train_config *c, int64_t step);
+
+/* ---- model ----------------------------------------------------------------------------- */
+
+typedef struct tts_model tts_model;
+
+/* Load a TorchScript module (torch.jit.save output) onto config->device, in train mode, and
+ * create its AdamW optimizer over every parameter with requires_grad. The config is copied.
+ * The forward schema is checked: a module without forward, or whose forward is not declared to
+ * return Dict[str, Tensor], is rejected with TTS_ERR_CONTRACT. A missing file or a file that is
+ * not TorchScript: TTS_ERR_LOAD. A bad config: TTS_ERR_INVALID_ARGUMENT. *out is NULL on error. */
+TTS_SHIM_API tts_status tts_shim_model_load(const char *torchscript_path, const tts_train_config *config,
+                                            tts_model **out);
+
+/* Free a model (NULL is fine). */
+TTS_SHIM_API void tts_shim_model_free(tts_model *m);
+
+/* Optimizer steps done so far (restored by tts_shim_load_checkpoint). -1 for NULL. */
+TTS_SHIM_API int64_t tts_shim_step(const tts_model *m);
+
+/* Total number of parameter elements (trainable or not). -1 for NULL. */
+TTS_SHIM_API int64_t tts_shim_parameter_count(const tts_model *m);
+
+/* Number of forward arguments after self (what a batch must provide); -1 for NULL. */
+TTS_SHIM_API int32_t tts_shim_forward_arity(const tts_model *m);
+
+/* ---- batches --------------------------------------------------------------------------- */
+
+#define TTS_DTYPE_INT64 0
+#define TTS_DTYPE_INT32 1
+#define TTS_DTYPE_FLOAT32 2
+
+/* One input tensor: dense, C-contiguous (row-major), host memory. */
+typedef struct tts_tensor {
+    const char *name;     /* optional (NULL or "" = unchecked); if set, it must equal the name of
+                             forward's argument at this position, else TTS_ERR_SHAPE */
+    int32_t dtype;        /* TTS_DTYPE_*: 0 int64, 1 int32, 2 float32 (passed to forward as is) */
+    int32_t ndim;         /* 0..8 */
+    const int64_t *shape; /* ndim sizes, each >= 0 (may be NULL when ndim == 0) */
+    const void *data;     /* prod(shape) elements; may be NULL only when that product is 0 */
+} tts_tensor;
+
+/* A batch: forward is called as forward(tensors[0], ..., tensors[count-1]) - positional
+ * arguments in the order given (arguments with defaults may be left off at the end). */
+typedef struct tts_batch {
+    const tts_tensor *tensors;
+    int32_t count;
+} tts_batch;
+
+/* ---- results --------------------------------------------------------------------------- */
+
+typedef struct tts_metric {
+    char name[64];
+    double value;
+} tts_metric;
+
+typedef struct tts_step_result {
+    int64_t step;      /* optimizer steps done after this call (eval: unchanged) */
+    double lr;         /* lr used for this step (eval: the lr the next step will use) */
+    double grad_norm;  /* total L2 norm of all gradients before clipping (eval: 0) */
+    int32_t metric_count;
+    tts_metric metrics[32]; /* metrics[0] is 'loss', then every other entry of the returned dict in
+                               its insertion order; each the mean over the micro-batches of the
+                               entry's value (a non-scalar entry is reduced with .mean() first) */
+    double grad_norm_clipped; /* total L2 norm after clipping, measured (== grad_norm when not
+                                 clipped; eval: 0) */
+    int32_t skipped;   /* 1 if the gradient norm was not finite (NaN/inf): the AdamW update was
+                          skipped and gradients zeroed, but the step was counted; else 0 */
+} tts_step_result;
+
+/*
+ * One optimizer step with gradient accumulation over `count` micro-batches (count >= 1; all
+ * with the same tensor count, names, dtypes and ndims). For each micro-batch: the oom_at_batch
+ * check, forward (bf16 autocast on CUDA when amp), 'loss' must be a floating scalar that requires
+ * grad, backward of loss / count. Then: total gradient norm (reported), clipping to grad_clip,
+ * lr = tts_shim_lr_at(config, step), AdamW step, gradients zeroed, step += 1.
+ * On any error the step is not counted, gradients are zeroed and the parameters/optimizer are
+ * untouched (errors are detected before the update), so the caller may retry, e.g. with smaller
+ * micro-batches after TTS_ERR_OUT_OF_MEMORY. *out is written only on success.
+ */
+TTS_SHIM_API tts_status tts_shim_train_step(tts_model *m, const tts_batch *micro_batches, int32_t count,
+                                            tts_step_result *out);
+
+/* Forward only, under no_grad, with the module in eval mode (restored to train mode after).
+ * Metrics as for train_step (one batch). */
+TTS_SHIM_API tts_status tts_shim_eval_step(tts_model *m, const tts_batch *batch, tts_step_result *out);
+
+/* ---- checkpoints ----------------------------------------------------------------------- */
+
+/*
+ * Write a checkpoint: every parameter and buffer (by qualified name), the AdamW state
+ * (exp_avg, exp_avg_sq, per-parameter step, param-group options), the step (the LR schedule is a
+ * pure function of it), the CPU random generator state (and the CUDA generator's when on CUDA),
+ * and extra_json (an opaque caller string, e.g. the data loader's position; NULL = "").
+ * Format: a torch::serialize::OutputArchive (the zip format of torch.jit.save; see CONTRACT.md).
+ * Written to path + ".tmp", fsync'ed, renamed over path, then the directory is fsync'ed.
+ * Failure: TTS_ERR_IO (the .tmp file is removed).
+ */
+TTS_SHIM_API tts_status tts_shim_save_checkpoint(tts_model *m, const char *path, const char *extra_json);
+
+/*
+ * Restore everything save_checkpoint wrote into a model loaded from the same TorchScript file
+ * (names and shapes must match, else TTS_ERR_IO and the model is untouched: everything is read
+ * and checked before anything is applied).
+ * extra_json: *extra_length (if not NULL) receives strlen of the stored string. If
+ * extra_json_out is not NULL it receives the string NUL-terminated; capacity must be at least
+ * length + 1, else TTS_ERR_INVALID_ARGUMENT and nothing is restored (call
+ * tts_shim_read_checkpoint_extra first to size the buffer, or pass NULL to skip it).
+ */
+TTS_SHIM_API tts_status tts_shim_load_checkpoint(tts_model *m, const char *path, char *extra_json_out,
+                                                 int64_t capacity, int64_t *extra_length);
+
+/* Read only the extra_json and step of a checkpoint, without a model. Same buffer rules as
+ * tts_shim_load_checkpoint; step_out may be NULL. */
+TTS_SHIM_API tts_status tts_shim_read_checkpoint_extra(const char *path, char *extra_json_out, int64_t capacity,
+                                                       int64_t *extra_length, int64_t *step_out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TTS_TORCH_SHIM_H */
