@@ -330,7 +330,7 @@ private struct SentenceFactory {
 @Suite("jiwer 4.0 parity (oracle)", .serialized)
 struct JiwerOracleTests {
     static var randomCases: Int {
-        ProcessInfo.processInfo.environment["TTS_JIWER_RANDOM_CASES"].flatMap(Int.init) ?? 6_000
+        ProcessInfo.processInfo.environment["TTS_JIWER_RANDOM_CASES"].flatMap(Int.init) ?? 25_000 // 50,000 pairs
     }
 
     @Test("known sentences: Korean, English, whitespace, NFC/NFD, empty sides, corpus vs utterance mean")
@@ -402,8 +402,8 @@ struct JiwerOracleTests {
             let pairs = (0..<factory.int(1...10)).map { _ in factory.pair() }
             cases.append(.init(unit: i % 2 == 0 ? .words : .chars, refs: .list(pairs.map(\.0)), hyps: .list(pairs.map(\.1))))
         }
-        // A 300-sentence Korean corpus, scored in one call.
-        let big = (0..<300).map { _ in factory.longKoreanPair(length: factory.int(10...80), edits: factory.int(0...6)) }
+        // A 2,000-sentence Korean corpus, scored in one call.
+        let big = (0..<2_000).map { _ in factory.longKoreanPair(length: factory.int(10...80), edits: factory.int(0...6)) }
         cases.append(.init(unit: .chars, refs: .list(big.map(\.0)), hyps: .list(big.map(\.1))))
         cases.append(.init(unit: .words, refs: .list(big.map(\.0)), hyps: .list(big.map(\.1))))
         JiwerOracle.check(cases, comment: "corpora (seed 7)")
