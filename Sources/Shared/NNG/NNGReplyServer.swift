@@ -83,8 +83,11 @@ public final class NNGReplyServer: Sendable {
             p.closed = true
             return p.contexts
         }
-        socket.close()
+        // Contexts first (each waits for its running callback, then closes), the socket last:
+        // nng 1.5.2's nng_close could wait forever for a context whose receive it had aborted
+        // while a callback was re-posting it (seen as a hang in closeDuringReplies).
         for rc in contexts { rc.free() }
+        socket.close()
     }
 }
 
