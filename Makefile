@@ -9,9 +9,12 @@ demo:         ## set up, then run a local coordinator + 2 CPU workers on a demo 
 test:         ## set up, then run every test
 	scripts/test.sh
 
-bench:        ## benchmarks: control plane vs raw NNG, then the metrics path (see BENCHMARKS.md)
+bench:        ## every benchmark (see BENCHMARKS.md): control plane, metrics, alerts, torch loop, evaluation
 	scripts/bench-control-plane.sh
 	scripts/bench-metrics.sh
+	scripts/bench-alerts.sh
+	scripts/bench-torch.sh
+	scripts/bench-eval.sh
 
 clean:
 	rm -rf .build .demo

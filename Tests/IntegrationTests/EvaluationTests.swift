@@ -6,26 +6,7 @@ import Testing
 /// Vosk Korean model, scored once over the whole set at the coordinator.
 @Suite("Evaluation (real processes)", .serialized)
 struct EvaluationTests {
-    /// KEY=VALUE lines of a fixture script (a failure names the script and its reason).
-    static func fixture(_ relative: String) throws -> [String: String] {
-        let script = TrainerVenv.fixtures.deletingLastPathComponent().appendingPathComponent(relative).path
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [script]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        try #require(p.terminationStatus == 0, "Tests/Fixtures/\(relative) failed: \(String(decoding: e, as: UTF8.self).suffix(3_000))")
-        var values: [String: String] = [:]
-        for line in String(decoding: o, as: UTF8.self).split(separator: "\n") {
-            if let eq = line.firstIndex(of: "=") { values[String(line[..<eq])] = String(line[line.index(after: eq)...]) }
-        }
-        return values
-    }
+    static func fixture(_ relative: String) throws -> [String: String] { try FixtureScript.values(relative) }
 
     static func voskWorkerArgs() throws -> [String] {
         let vosk = try fixture("eval/vosk_env.sh")

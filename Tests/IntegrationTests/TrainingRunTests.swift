@@ -271,24 +271,22 @@ enum TrainerVenv {
 /// Issue 6 with real processes: `runner: torch` on two CPU workers through the libtorch shim.
 @Suite("Torch runner (real processes)", .serialized)
 struct TorchRunnerTests {
-    static func fixture() throws -> [String: String] {
-        let script = TrainerVenv.fixtures.deletingLastPathComponent().appendingPathComponent("torch/torch_env.sh").path
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [script]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        try #require(p.terminationStatus == 0, "Tests/Fixtures/torch/torch_env.sh failed: \(String(decoding: e, as: UTF8.self).suffix(3_000))")
-        var values: [String: String] = [:]
-        for line in String(decoding: o, as: UTF8.self).split(separator: "\n") {
-            if let eq = line.firstIndex(of: "=") { values[String(line[..<eq])] = String(line[line.index(after: eq)...]) }
+    static func fixture() throws -> [String: String] { try FixtureScript.values("torch/torch_env.sh") }
+
+    /// A worker with the torch shim, live and advertising `torch` shards.
+    static func startTorchWorker(_ h: ClusterHarness, _ name: String, shim: String) async throws {
+        try h.startWorker(name, ["--torch-shim", shim])
+        try await h.waitUntil("\(name) is live with torch", timeout: 30) {
+            try h.workers().contains { $0.name == name && $0.capabilities.contains("shard:torch") }
         }
-        return values
+    }
+
+    /// Submits a spec; returns the reply and its (single) run id.
+    static func submit(_ h: ClusterHarness, _ spec: String) throws -> (SubmitReply, String) {
+        let file = h.dir.appendingPathComponent("job-\(UUID().uuidString.prefix(6)).yaml").path
+        try spec.write(toFile: file, atomically: true, encoding: .utf8)
+        let reply = try h.cliJSON(["submit", file], as: SubmitReply.self)
+        return (reply, try #require(reply.runs.first?.id))
     }
 
     @Test("a torch job on two CPU workers trains and checkpoints, is killed and resumes elsewhere from its checkpoint; every step's metrics reach the store once and the W&B outbox")
@@ -297,10 +295,7 @@ struct TorchRunnerTests {
         let shim = try #require(env["SHIM"]), model = try #require(env["MODEL"]), dataset = try #require(env["DATASET"])
         let h = try ClusterHarness()
         try await h.startCoordinator(["--lost-after-ms", "3000", "--heartbeat-ms", "500"])
-        try h.startWorker("cpu-a", ["--torch-shim", shim])
-        try await h.waitUntil("the worker is live with torch", timeout: 30) {
-            try h.workers().first?.capabilities.contains("shard:torch") == true
-        }
+        try await Self.startTorchWorker(h, "cpu-a", shim: shim)
         let spec = """
             name: ref-torch
             project: tts-it
@@ -316,10 +311,7 @@ struct TorchRunnerTests {
             presets:
               cpu: {match: {}, batch_size: 4, grad_accum: 2}
             """
-        let file = h.dir.appendingPathComponent("torch.yaml").path
-        try spec.write(toFile: file, atomically: true, encoding: .utf8)
-        let reply = try h.cliJSON(["submit", file], as: SubmitReply.self)
-        let runId = try #require(reply.runs.first?.id)
+        let (reply, runId) = try Self.submit(h, spec)
         func run() throws -> RunSummary { try #require(try h.cliJSON(["runs"], as: [RunSummary].self).first { $0.id == runId }) }
         try await h.waitUntil("the run has a checkpoint past step 80", timeout: 180) { (try run().checkpointStep ?? 0) >= 80 }
         h.kill9("cpu-a")
@@ -351,10 +343,7 @@ struct TorchRunnerTests {
         let shim = try #require(env["SHIM"]), model = try #require(env["MODEL"]), dataset = try #require(env["DATASET"])
         let h = try ClusterHarness()
         try await h.startCoordinator(["--no-wandb"])
-        try h.startWorker("cpu-a", ["--torch-shim", shim])
-        try await h.waitUntil("the worker is live with torch", timeout: 30) {
-            try h.workers().first?.capabilities.contains("shard:torch") == true
-        }
+        try await Self.startTorchWorker(h, "cpu-a", shim: shim)
         let spec = """
             name: ref-oom
             project: tts-it
@@ -369,10 +358,7 @@ struct TorchRunnerTests {
             presets:
               cpu: {match: {}, batch_size: 8, grad_accum: 2}
             """
-        let file = h.dir.appendingPathComponent("oom.yaml").path
-        try spec.write(toFile: file, atomically: true, encoding: .utf8)
-        let reply = try h.cliJSON(["submit", file], as: SubmitReply.self)
-        let runId = try #require(reply.runs.first?.id)
+        let (reply, runId) = try Self.submit(h, spec)
         func run() throws -> RunSummary { try #require(try h.cliJSON(["runs"], as: [RunSummary].self).first { $0.id == runId }) }
         try await h.waitUntil("the run succeeded", timeout: 180) { try run().state == "succeeded" }
         let r = try run()
