@@ -28,6 +28,10 @@ struct Eval: AsyncParsableCommand {
     var shards = 2
     @Option(help: "The subset's seed (default: the run id).")
     var seed: String?
+    @Option(help: "ASR backend: vosk (workers with --vosk-model) or command (any worker, with --asr-command).")
+    var asr = "vosk"
+    @Option(help: "For --asr command: the command line, with {audio} {id} {language}; it prints the transcript on stdout.")
+    var asrCommand: String?
     @Flag(help: "Wait until it is done and print the scores.")
     var wait = false
 
@@ -35,18 +39,15 @@ struct Eval: AsyncParsableCommand {
         var synth = SynthesizerSpec(kind: synthesizer, timeoutSeconds: synthTimeout)
         if synthesizer == "command" {
             guard let synthCommand else { throw ValidationError("--synthesizer command needs --synth-command \"…\"") }
-            // Split like a shell splits words (no shell runs it); the worker fills the placeholders.
-            do {
-                synth.command = try CommandTemplate(commandLine: synthCommand).parts.compactMap { part -> String? in
-                    if case .word(let w) = part { return w }
-                    return nil
-                }
-            } catch {
-                throw ValidationError("--synth-command: \(error)")
-            }
+            synth.command = try Self.words(synthCommand, option: "--synth-command")
+        }
+        var asrArgv: [String]?
+        if asr == "command" {
+            guard let asrCommand else { throw ValidationError("--asr command needs --asr-command \"… {audio} …\"") }
+            asrArgv = try Self.words(asrCommand, option: "--asr-command")
         }
         let request = EvalRequest(checkpoint: checkpoint, manifests: manifests, numSamples: numSamples, synthesizer: synth, run: run,
-                                  step: step, outputDir: output, shards: shards, seed: seed)
+                                  step: step, outputDir: output, shards: shards, seed: seed, asr: asr, asrCommand: asrArgv)
         try await runClient {
             let client = try options.client()
             var summary = try await client.eval(request)
@@ -66,6 +67,20 @@ struct Eval: AsyncParsableCommand {
             print(Evals.line(summary))
             print("reports: \(summary.outputDir)/report.md, report.json")
             if summary.state != "succeeded" { throw ExitCode(1) }
+        }
+    }
+}
+
+extension Eval {
+    /// A command line split like a shell splits words (no shell runs it); the worker fills the placeholders.
+    static func words(_ line: String, option: String) throws -> [String] {
+        do {
+            return try CommandTemplate(commandLine: line).parts.compactMap { part -> String? in
+                if case .word(let w) = part { return w }
+                return nil
+            }
+        } catch {
+            throw ValidationError("\(option): \(error)")
         }
     }
 }

@@ -124,6 +124,8 @@ struct Join: AsyncParsableCommand {
             } else {
                 logger.info("eval: no Vosk model (--vosk-model or TTS_VOSK_MODEL); this worker takes no eval shards")
             }
+            // Evaluations whose job names an ASR command need no Vosk: any worker runs them.
+            executors.append(EvalExecutor(kind: "eval-command", voskLibrary: nil, voskModel: nil))
             agent = try WorkerAgent(configuration: config, probe: probe, spool: spool, executors: executors, logger: logger)
         } catch {
             logger.critical("\(error)")

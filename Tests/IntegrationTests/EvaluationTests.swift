@@ -125,4 +125,40 @@ struct EvaluationTests {
         let log = try Data(contentsOf: wandb.appendingPathComponent(dir).appendingPathComponent("run-\(runId).wandb"))
         #expect(log.range(of: Data("eval/cer".utf8)) != nil, "eval/cer is in the W&B run's history")
     }
+
+    @Test("the command ASR backend (a program that prints the transcript): any worker runs it, no Vosk needed; the scores follow exactly from its output")
+    func commandASR() async throws {
+        let dataset = try #require(try Self.fixture("torch/torch_env.sh")["DATASET"])
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--no-wandb"])
+        try h.startWorker("plain", ["--no-torch"])
+        try await h.waitUntil("the worker takes command-ASR eval shards", timeout: 30) {
+            try h.workers().first?.capabilities.contains("shard:eval-command") == true
+        }
+        // Real audio files of the dataset, with transcripts of our choosing: the "ASR" reads
+        // AUDIO.txt, so the expected CER is known exactly: one substitution in 12 characters.
+        let audio = try FileManager.default.contentsOfDirectory(atPath: dataset + "/audio").filter { $0.hasSuffix(".wav") }.sorted().prefix(3).map { dataset + "/audio/" + $0 }
+        try #require(audio.count == 3)
+        let dir = h.dir.appendingPathComponent("cmd")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let texts = ["가나다라", "마바사", "아자차카타"], heard = ["가나다라", "마바사", "아자차카파"]
+        var lines: [String] = []
+        for (i, a) in audio.enumerated() {
+            let copy = dir.appendingPathComponent("u\(i).wav").path
+            try FileManager.default.copyItem(atPath: a, toPath: copy)
+            try (heard[i] + "\n").write(toFile: copy + ".txt", atomically: true, encoding: .utf8)
+            lines.append(#"{"id": "u\#(i)", "target_text": "\#(texts[i])", "target_audio_path": "u\#(i).wav"}"#)
+        }
+        let manifest = dir.appendingPathComponent("test.jsonl").path
+        try (lines.joined(separator: "\n") + "\n").write(toFile: manifest, atomically: true, encoding: .utf8)
+        let r = try h.cli(["eval", "/ckpt/model.pth", "--manifest", manifest, "--asr", "command",
+                           "--asr-command", "/bin/sh -c 'cat \"$0.txt\"' {audio}", "--shards", "2",
+                           "--output", dir.appendingPathComponent("out").path, "--wait", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let e = try JSONCoding.decoder.decode(EvalSummary.self, from: Data(r.out.utf8))
+        #expect(e.state == "succeeded" && e.utterances == 3 && e.failedUtterances == 0)
+        #expect(e.cer == 1.0 / 12.0, "one substitution in 12 reference characters: \(String(describing: e.cer))")
+        #expect(e.wer == 1.0 / 3.0)
+        #expect(try h.shards().allSatisfy { $0.kind == "eval-command" && $0.state == "succeeded" })
+    }
 }

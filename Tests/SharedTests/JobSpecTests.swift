@@ -51,6 +51,33 @@ struct JobSpecTests {
         #expect((try? JobSpecParser.parse(yaml: "name: r\nproject: p\nrunner: torch\ntrain_manifests: [a.jsonl]\n")) == nil, "a model is required")
     }
 
+    @Test("eval: evaluates checkpoints at eval_every with a seeded subset, a synthesizer and an ASR backend")
+    func evaluationPlan() throws {
+        let base = "name: e\nproject: p\ncommand: [t, \"{eval_every}\"]\neval_every: 500\n"
+        let spec = try JobSpecParser.parse(yaml: base + """
+            eval:
+              manifests: [/d/val.jsonl::ko]
+              num_samples: 20
+              synthesizer: {command: [python, infer.py, --gpt, "{checkpoint}", --out, "{output}"], timeout_seconds: 60}
+              asr: {command: [whisper-cli, "{audio}"]}
+              shards: 3
+            """)
+        let plan = try #require(spec.evaluation)
+        #expect(plan.manifests == [ManifestSpec(path: "/d/val.jsonl", language: "ko")])
+        #expect(plan.numSamples == 20 && plan.shards == 3)
+        #expect(plan.synthesizer == SynthesizerSpec(kind: "command", command: ["python", "infer.py", "--gpt", "{checkpoint}", "--out", "{output}"], timeoutSeconds: 60))
+        #expect(plan.asrCommand == ["whisper-cli", "{audio}"])
+        let reference = try JobSpecParser.parse(yaml: base + "eval: {manifests: [v.jsonl], synthesizer: reference}\n")
+        #expect(reference.evaluation?.synthesizer == .reference && reference.evaluation?.asrCommand == nil)
+        func field(_ yaml: String) -> String? {
+            do { _ = try JobSpecParser.parse(yaml: yaml); return nil } catch { return error.field }
+        }
+        #expect(field(base + "eval: {manifests: [v.jsonl], asr: {command: [whisper-cli]}}\n") == "eval.asr.command")
+        #expect(field(base + "eval: {num_samples: 3}\n") == "eval.manifests")
+        #expect(field("name: e\nproject: p\ncommand: [t]\neval: {manifests: [v.jsonl]}\n") == "eval_every")
+        #expect(field(base + "eval: {manifests: [v.jsonl], synthesizer: tts}\n") == "eval.synthesizer")
+    }
+
     @Test("each card gets its class's preset and the same effective batch")
     func presetResolution() throws {
         let spec = try JobSpecParser.parse(yaml: Self.minimal)

@@ -37,6 +37,11 @@ extension Store {
         if request.synthesizer.kind == "command", (request.synthesizer.command ?? []).isEmpty {
             throw ProtocolError(.invalidRequest, "the command synthesizer needs a command template")
         }
+        let asr = request.asr ?? "vosk"
+        guard ["vosk", "command"].contains(asr) else { throw ProtocolError(.invalidRequest, "unknown ASR backend '\(asr)': use vosk or command") }
+        if asr == "command", !(request.asrCommand ?? []).contains(where: { $0.contains("{audio}") }) {
+            throw ProtocolError(.invalidRequest, "the command ASR backend needs a command with {audio} (it prints the transcript on stdout)")
+        }
         let all: [EvalUtterance]
         do { all = try EvalManifest.read(request.manifests.map(ManifestSpec.init(parsing:))) } catch {
             throw ProtocolError(.invalidRequest, "\(error)")
@@ -57,11 +62,12 @@ extension Store {
         for i in 0..<shardCount {
             let chunk = stride(from: i, to: picked.count, by: shardCount).map { picked[$0] }
             let payload = EvalPayload(evalId: evalId, checkpoint: request.checkpoint, utterances: chunk, synthesizer: request.synthesizer,
+                                      asr: asr, asrCommand: request.asrCommand, asrTimeoutSeconds: request.synthesizer.timeoutSeconds,
                                       outputDir: outputDir)
             try db.execute(sql: """
                 INSERT INTO shards (job_id, run_id, kind, payload, state, max_retries, created_at, updated_at)
-                VALUES (?, ?, 'eval', ?, 'queued', 3, ?, ?)
-                """, arguments: [jobId, request.run, jsonString(payload) ?? "{}", now.unixSeconds, now.unixSeconds])
+                VALUES (?, ?, ?, ?, 'queued', 3, ?, ?)
+                """, arguments: [jobId, request.run, EvalPayload.shardKind(asr: asr), jsonString(payload) ?? "{}", now.unixSeconds, now.unixSeconds])
         }
         return try evalSummary(db, id: evalId)!
     }
@@ -71,7 +77,7 @@ extension Store {
     /// `eval/cer_utt_mean` and `eval/asr_floor_cer` at the checkpoint's step, with the first audio
     /// samples as media events, all in the caller's transaction.
     func completeEvalIfDone(_ db: Database, shardId: Int64, now: Date) throws -> EvalCompletion? {
-        guard let jobId = try Int64.fetchOne(db, sql: "SELECT job_id FROM shards WHERE id = ? AND kind = 'eval'", arguments: [shardId]),
+        guard let jobId = try Int64.fetchOne(db, sql: "SELECT job_id FROM shards WHERE id = ? AND kind IN ('eval', 'eval-command')", arguments: [shardId]),
               let row = try Row.fetchOne(db, sql: "SELECT * FROM evals WHERE job_id = ?", arguments: [jobId]),
               (row["state"] as String) == "running" else { return nil }
         let open = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE job_id = ? AND state != 'succeeded'", arguments: [jobId]) ?? 0
@@ -129,7 +135,7 @@ extension Store {
     func failEval(_ db: Database, shardId: Int64, message: String, now: Date) throws {
         try db.execute(sql: """
             UPDATE evals SET state = 'failed', finished_at = ?, message = ?
-            WHERE job_id = (SELECT job_id FROM shards WHERE id = ? AND kind = 'eval') AND state = 'running'
+            WHERE job_id = (SELECT job_id FROM shards WHERE id = ? AND kind IN ('eval', 'eval-command')) AND state = 'running'
             """, arguments: [now.unixSeconds, "shard \(shardId) failed: \(message)", shardId])
     }
 
@@ -141,7 +147,8 @@ extension Store {
               let runId: String = row["run_id"], let spec = try? JobSpecParser.parse(yaml: row["spec"]),
               let every = spec.evalEvery, every > 0, step > 0, step % Int64(every) == 0, let plan = spec.evaluation else { return }
         _ = try createEval(db, EvalRequest(checkpoint: checkpoint, manifests: plan.manifests.map(\.description), numSamples: plan.numSamples,
-                                           synthesizer: plan.synthesizer, run: runId, step: step, shards: plan.shards), now: now)
+                                           synthesizer: plan.synthesizer, run: runId, step: step, shards: plan.shards,
+                                           asr: plan.asrCommand == nil ? "vosk" : "command", asrCommand: plan.asrCommand), now: now)
     }
 
     public func evals(limit: Int = 200) throws -> [EvalSummary] {

@@ -60,8 +60,8 @@ extension Store {
         guard open == 0 else { return false }
         // A run waits for its evaluations (their results land at their steps before it closes),
         // but a failed evaluation does not fail the run.
-        let failed = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state = 'failed' AND kind != 'eval'", arguments: [runId]) ?? 0
-        let cancelled = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state = 'cancelled' AND kind != 'eval'", arguments: [runId]) ?? 0
+        let failed = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state = 'failed' AND kind NOT IN ('eval', 'eval-command')", arguments: [runId]) ?? 0
+        let cancelled = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state = 'cancelled' AND kind NOT IN ('eval', 'eval-command')", arguments: [runId]) ?? 0
         let state = failed > 0 ? "failed" : cancelled > 0 ? "cancelled" : "succeeded"
         try db.execute(sql: "UPDATE runs SET state = ?, finished_at = ?, exit_code = ? WHERE id = ? AND finished_at IS NULL",
                        arguments: [state, now.unixSeconds, state == "succeeded" ? 0 : 1, runId])

@@ -17,9 +17,13 @@ public struct EvalRequest: Codable, Sendable, Equatable {
     public var shards: Int?
     /// The subset's seed (default: the run id, or "eval").
     public var seed: String?
+    /// `vosk` (default) or `command` with ``asrCommand`` (see ``EvalPayload/asrCommand``).
+    public var asr: String?
+    public var asrCommand: [String]?
 
     public init(checkpoint: String, manifests: [String], numSamples: Int? = nil, synthesizer: SynthesizerSpec = .reference,
-                run: String? = nil, step: Int64? = nil, outputDir: String? = nil, shards: Int? = nil, seed: String? = nil) {
+                run: String? = nil, step: Int64? = nil, outputDir: String? = nil, shards: Int? = nil, seed: String? = nil,
+                asr: String? = nil, asrCommand: [String]? = nil) {
         self.checkpoint = checkpoint
         self.manifests = manifests
         self.numSamples = numSamples
@@ -29,6 +33,8 @@ public struct EvalRequest: Codable, Sendable, Equatable {
         self.outputDir = outputDir
         self.shards = shards
         self.seed = seed
+        self.asr = asr
+        self.asrCommand = asrCommand
     }
 }
 

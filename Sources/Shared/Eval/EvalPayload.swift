@@ -56,20 +56,29 @@ public struct EvalPayload: Codable, Sendable, Equatable {
     public var checkpoint: String
     public var utterances: [EvalUtterance]
     public var synthesizer: SynthesizerSpec
-    /// `vosk` (the worker's Vosk library and Korean model) — the only ASR backend here.
+    /// The ASR backend: `vosk` (the worker's Vosk library and Korean model) or `command`.
     public var asr: String
+    /// For `asr: command`: argv with `{audio}` (the audio file, any format libsndfile reads),
+    /// `{id}` and `{language}`. Contract: the program writes the transcript (UTF-8) to stdout and
+    /// exits 0; its stdout lines, trimmed and joined with spaces, are the hypothesis; a non-zero
+    /// exit or the timeout makes it that utterance's error.
+    public var asrCommand: [String]?
+    /// Seconds one transcription by the command may take.
+    public var asrTimeoutSeconds: Double?
     /// Where synthesized audio goes (`OUTPUT/audio/ID.wav`).
     public var outputDir: String
     /// Also transcribe the reference audio of each utterance (the ASR floor).
     public var withFloor: Bool
 
     public init(evalId: Int64, checkpoint: String, utterances: [EvalUtterance], synthesizer: SynthesizerSpec, asr: String = "vosk",
-                outputDir: String, withFloor: Bool = true) {
+                asrCommand: [String]? = nil, asrTimeoutSeconds: Double? = nil, outputDir: String, withFloor: Bool = true) {
         self.evalId = evalId
         self.checkpoint = checkpoint
         self.utterances = utterances
         self.synthesizer = synthesizer
         self.asr = asr
+        self.asrCommand = asrCommand
+        self.asrTimeoutSeconds = asrTimeoutSeconds
         self.outputDir = outputDir
         self.withFloor = withFloor
     }
@@ -77,7 +86,13 @@ public struct EvalPayload: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case checkpoint, utterances, synthesizer, asr
         case evalId = "eval_id", outputDir = "output_dir", withFloor = "with_floor"
+        case asrCommand = "asr_command", asrTimeoutSeconds = "asr_timeout_seconds"
     }
+
+    /// The shard kind that runs it: `eval` needs a worker with Vosk, `eval-command` any worker.
+    public static func shardKind(asr: String) -> String { asr == "command" ? "eval-command" : "eval" }
+    /// Both eval shard kinds.
+    public static let shardKinds = ["eval", "eval-command"]
 }
 
 /// What a worker found for one utterance: the raw transcripts (scoring happens once, over the

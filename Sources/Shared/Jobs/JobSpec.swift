@@ -204,11 +204,14 @@ public struct EvalPlan: Sendable, Equatable {
     public var synthesizer: SynthesizerSpec
     /// Eval shards per evaluation (spread over free workers).
     public var shards: Int
+    /// `asr: {command: [...]}`: transcribe with a program instead of Vosk (``EvalPayload/asrCommand``).
+    public var asrCommand: [String]?
 
-    public init(manifests: [ManifestSpec], numSamples: Int?, synthesizer: SynthesizerSpec, shards: Int) {
+    public init(manifests: [ManifestSpec], numSamples: Int?, synthesizer: SynthesizerSpec, shards: Int, asrCommand: [String]? = nil) {
         self.manifests = manifests
         self.numSamples = numSamples
         self.synthesizer = synthesizer
         self.shards = shards
+        self.asrCommand = asrCommand
     }
 }

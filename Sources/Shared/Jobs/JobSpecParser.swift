@@ -372,6 +372,7 @@ public enum JobSpecParser {
                 var samples: Int?
                 var synthesizer = SynthesizerSpec.reference
                 var shards = 2
+                var asrCommand: [String]?
                 for (k, kNode, v) in try mapping(n, "eval") {
                     switch k {
                     case "manifests": manifests = try stringList(v, "eval.manifests").map(ManifestSpec.init(parsing:))
@@ -394,12 +395,24 @@ public enum JobSpecParser {
                             guard !command.isEmpty else { throw fail("eval.synthesizer.command", v, "is required for a command synthesizer") }
                             synthesizer = SynthesizerSpec(kind: "command", command: command, timeoutSeconds: timeout)
                         }
-                    default: throw fail("eval.\(k)", kNode, "unknown key; eval takes manifests, num_samples, synthesizer and shards")
+                    case "asr":
+                        if case .scalar = v {
+                            guard try string(v, "eval.asr") == "vosk" else { throw fail("eval.asr", v, "write vosk, or {command: [..., \"{audio}\", ...]}") }
+                        } else {
+                            for (ak, akNode, av) in try mapping(v, "eval.asr") {
+                                guard ak == "command" else { throw fail("eval.asr.\(ak)", akNode, "unknown key; asr takes command") }
+                                asrCommand = try stringList(av, "eval.asr.command")
+                            }
+                            guard asrCommand?.contains(where: { $0.contains("{audio}") }) == true else {
+                                throw fail("eval.asr.command", v, "must contain {audio} (the program prints the transcript on stdout)")
+                            }
+                        }
+                    default: throw fail("eval.\(k)", kNode, "unknown key; eval takes manifests, num_samples, synthesizer, asr and shards")
                     }
                 }
                 guard !manifests.isEmpty else { throw fail("eval.manifests", n, "is required: the test manifests (path.jsonl::ko)") }
                 guard nodes["eval_every"] != nil else { throw fail("eval_every", n, "eval: needs eval_every (the checkpoint steps to evaluate)") }
-                evaluation = EvalPlan(manifests: manifests, numSamples: samples, synthesizer: synthesizer, shards: shards)
+                evaluation = EvalPlan(manifests: manifests, numSamples: samples, synthesizer: synthesizer, shards: shards, asrCommand: asrCommand)
             }
 
             let spec = JobSpec(

@@ -15,7 +15,8 @@ import Synchronization
 ///   eval shard, dither off), one recognizer per utterance, whole-utterance decoding: the same
 ///   audio gives the same text whatever ran before or beside it.
 public final class EvalExecutor: ShardExecutor, Sendable {
-    public let kind = "eval"
+    /// `eval` (Vosk on this worker) or `eval-command` (the job's ASR command: any worker).
+    public let kind: String
 
     private let libraryPath: String?
     private let modelDirectory: String?
@@ -24,7 +25,8 @@ public final class EvalExecutor: ShardExecutor, Sendable {
     /// - Parameters:
     ///   - voskLibrary: `libvosk.so` (default: `TTS_VOSK_LIBRARY`, then the loader's path).
     ///   - voskModel: the Korean model directory (default: `TTS_VOSK_MODEL`).
-    public init(voskLibrary: String?, voskModel: String?) {
+    public init(kind: String = "eval", voskLibrary: String?, voskModel: String?) {
+        self.kind = kind
         libraryPath = voskLibrary
         modelDirectory = voskModel ?? ProcessInfo.processInfo.environment["TTS_VOSK_MODEL"]
     }
@@ -49,15 +51,22 @@ public final class EvalExecutor: ShardExecutor, Sendable {
         do { payload = try JSONCoding.decode(EvalPayload.self, from: assignment.payload) } catch {
             return ShardReport(outcome: .failed, message: "eval shard payload is not usable: \(error)")
         }
-        guard payload.asr == "vosk" else {
-            return ShardReport(outcome: .failed, message: "eval: ASR backend '\(payload.asr)' is not available on this worker (vosk is)")
-        }
         guard ["reference", "command"].contains(payload.synthesizer.kind) else {
             return ShardReport(outcome: .failed, message: "eval: unknown synthesizer '\(payload.synthesizer.kind)' (reference, command)")
         }
-        let asr: VoskModel
-        do { asr = try model() } catch {
-            return ShardReport(outcome: .failed, message: "\(error)")
+        let asr: Transcriber
+        switch payload.asr {
+        case "vosk":
+            do { asr = .vosk(try model()) } catch {
+                return ShardReport(outcome: .failed, message: "\(error)")
+            }
+        case "command":
+            guard let command = payload.asrCommand, !command.isEmpty else {
+                return ShardReport(outcome: .failed, message: "eval: the command ASR backend has no command")
+            }
+            asr = .command(command, timeout: payload.asrTimeoutSeconds ?? 120)
+        default:
+            return ShardReport(outcome: .failed, message: "eval: unknown ASR backend '\(payload.asr)' (vosk, command)")
         }
         try? FileManager.default.createDirectory(atPath: payload.outputDir + "/audio", withIntermediateDirectories: true)
         var results: [EvalUtteranceResult] = []
@@ -72,7 +81,13 @@ public final class EvalExecutor: ShardExecutor, Sendable {
                            output: output)
     }
 
-    private func evaluate(_ u: EvalUtterance, payload: EvalPayload, asr: VoskModel) async -> EvalUtteranceResult {
+    /// Which ASR a shard uses.
+    enum Transcriber: Sendable {
+        case vosk(VoskModel)
+        case command([String], timeout: Double)
+    }
+
+    private func evaluate(_ u: EvalUtterance, payload: EvalPayload, asr: Transcriber) async -> EvalUtteranceResult {
         let clock = ContinuousClock()
         let synthStart = clock.now
         var result = EvalUtteranceResult(id: u.id, reference: u.text, hypothesis: nil, floorHypothesis: nil, audioPath: nil,
@@ -103,17 +118,44 @@ public final class EvalExecutor: ShardExecutor, Sendable {
             guard clip.duration > 0 else { throw ShardFailure("\(audio) holds no samples") }
             let peak = clip.samples.reduce(Float(0)) { max($0, abs($1)) }
             guard peak > 1e-4 else { throw ShardFailure("\(audio) is silent (peak \(peak))") }
-            result.hypothesis = try asr.transcribe(clip.resampled(to: VoskModel.sampleRate).int16Samples).text
+            result.hypothesis = try await transcribe(audio, clip: clip, id: u.id, with: asr)
         } catch {
             result.error = "\(error)"
         }
-        if payload.withFloor, payload.synthesizer.kind != "reference", let ref = u.referenceAudio {
-            result.floorHypothesis = try? asr.transcribe(AudioFile.readForRecognition(ref)).text
+        if payload.withFloor, payload.synthesizer.kind != "reference", let ref = u.referenceAudio,
+           let clip = try? AudioFile.read(ref) {
+            result.floorHypothesis = try? await transcribe(ref, clip: clip, id: u.id, with: asr)
         } else if payload.synthesizer.kind == "reference" {
             result.floorHypothesis = result.hypothesis
         }
         result.asrSeconds = Self.seconds(clock.now - asrStart)
         return result
+    }
+
+    /// The transcript of one audio file: Vosk on the 16 kHz samples, or the ASR command on the file.
+    private func transcribe(_ path: String, clip: AudioClip, id: String, with asr: Transcriber) async throws -> String {
+        switch asr {
+        case .vosk(let model):
+            return try model.transcribe(clip.resampled(to: VoskModel.sampleRate).int16Samples).text
+        case .command(let template, let timeout):
+            let values = ["audio": path, "id": id, "language": "ko"]
+            let argv = template.map { word in values.reduce(word) { $0.replacingOccurrences(of: "{\($1.key)}", with: $1.value) } }
+            let runner = try CommandRunner(CommandSpec(argv: argv), tailLines: 5)
+            let collected = Task { () -> [String] in
+                var out: [String] = []
+                for await line in runner.lines where line.stream == .stdout { out.append(line.text) }
+                return out
+            }
+            let timer = Task {
+                try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
+                runner.terminate(grace: .seconds(2))
+            }
+            let exit = await withTaskCancellationHandler { await runner.wait() } onCancel: { runner.terminate(grace: .seconds(2)) }
+            timer.cancel()
+            let lines = await collected.value
+            guard exit == .success else { throw ShardFailure("the ASR command \(exit.summary) on \(path)") }
+            return lines.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
+        }
     }
 
     /// Runs the synthesizer command for one utterance; nil on success, else the problem.
