@@ -29,6 +29,15 @@ public enum TextTransforms {
     /// code points becomes one U+0020; a single whitespace code point (tab, NBSP, U+3000, newline)
     /// is kept as it is.
     public static func removeMultipleSpaces(_ text: String) -> String {
+        // Most sentences have no run of whitespace: return them as they are, without a copy.
+        var previousWasSpace = false
+        var hasRun = false
+        for scalar in text.unicodeScalars {
+            let space = isPythonWhitespace(scalar)
+            if space && previousWasSpace { hasRun = true; break }
+            previousWasSpace = space
+        }
+        guard hasRun else { return text }
         let scalars = Array(text.unicodeScalars)
         var out = String.UnicodeScalarView()
         var i = 0
@@ -49,6 +58,8 @@ public enum TextTransforms {
     /// jiwer `Strip`: Python `str.strip()`, removing leading and trailing whitespace code points.
     public static func strip(_ text: String) -> String {
         let scalars = text.unicodeScalars
+        // Nothing to strip (the usual case): no copy.
+        if let f = scalars.first, let l = scalars.last, !isPythonWhitespace(f), !isPythonWhitespace(l) { return text }
         guard let first = scalars.firstIndex(where: { !isPythonWhitespace($0) }),
               let last = scalars.lastIndex(where: { !isPythonWhitespace($0) }) else { return "" }
         return String(scalars[first...last])

@@ -15,9 +15,9 @@ public enum Jiwer {
         let hyps = sentences(hypothesis).map(TextTransforms.defaultWords)
         guard refs.count == hyps.count else { throw .sentenceCountMismatch(references: refs.count, hypotheses: hyps.count) }
         // Words are compared by code points (UTF-8 bytes), not by Swift's canonical-equivalence `==`.
-        var ids: [[UInt8]: Int] = [:]
+        var ids: [CodePointKey: Int] = [:]
         func id(_ word: String) -> Int {
-            let key = Array(word.utf8)
+            let key = CodePointKey(word)
             if let known = ids[key] { return known }
             let new = ids.count
             ids[key] = new
@@ -99,4 +99,24 @@ public enum Jiwer {
 
     /// jiwer's reducers turn an empty list into one empty sentence (`[[]]`).
     private static func sentences(_ list: [String]) -> [String] { list.isEmpty ? [""] : list }
+}
+
+/// A word as a dictionary key compared by its UTF-8 bytes (Python's `==` on `str`), not by
+/// Swift's canonical equivalence (NFC ≠ NFD here), without copying the bytes out.
+struct CodePointKey: Hashable {
+    let text: String
+
+    init(_ text: String) {
+        var t = text
+        t.makeContiguousUTF8()
+        self.text = t
+    }
+
+    static func == (a: CodePointKey, b: CodePointKey) -> Bool { a.text.utf8.elementsEqual(b.text.utf8) }
+
+    func hash(into hasher: inout Hasher) {
+        // The same bytes feed the hasher either way (made contiguous in init, so the copy is rare).
+        if text.utf8.withContiguousStorageIfAvailable({ hasher.combine(bytes: UnsafeRawBufferPointer($0)) }) != nil { return }
+        Array(text.utf8).withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
 }
