@@ -12,8 +12,12 @@ struct Eval: AsyncParsableCommand {
     var manifests: [String]
     @Option(help: "Utterances to evaluate (a seeded, stable subset; default all).")
     var numSamples: Int?
-    @Option(help: "reference (the test set's own audio: the ASR floor) or command.")
+    @Option(help: "reference (the test set's own audio: the ASR floor), command, or torch (the module's synthesize method through the libtorch shim).")
     var synthesizer = "reference"
+    @Option(help: "For --synthesizer torch: the TorchScript module the checkpoint belongs to (default: the checkpoint is itself a TorchScript file).")
+    var synthModule: String?
+    @Option(help: "For --synthesizer torch: the most codes decoded per utterance.")
+    var maxCodes: Int?
     @Option(help: "For --synthesizer command: the command line, with {checkpoint} {text} {prompt_audio} {output} {id}.")
     var synthCommand: String?
     @Option(help: "Seconds one utterance's synthesis may take.")
@@ -36,7 +40,7 @@ struct Eval: AsyncParsableCommand {
     var wait = false
 
     func run() async throws {
-        var synth = SynthesizerSpec(kind: synthesizer, timeoutSeconds: synthTimeout)
+        var synth = SynthesizerSpec(kind: synthesizer, timeoutSeconds: synthTimeout, module: synthModule, maxCodes: maxCodes)
         if synthesizer == "command" {
             guard let synthCommand else { throw ValidationError("--synthesizer command needs --synth-command \"…\"") }
             synth.command = try Self.words(synthCommand, option: "--synth-command")

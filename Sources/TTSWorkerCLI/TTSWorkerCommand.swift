@@ -94,6 +94,7 @@ struct Join: AsyncParsableCommand {
             let spool = try MetricSpool(directory: config.resolvedStateDirectory + "/spool")
             if spool.backlog > 0 { logger.notice("spool: \(spool.backlog) entries from an earlier run will be delivered") }
             var executors: [any ShardExecutor] = [SleepExecutor(), EchoExecutor(), SyntheticMetricsExecutor(spool: spool), TrainExecutor(spool: spool)]
+            var torchShimLoaded: (TorchShim, Int)?
             if noTorch {
                 logger.info("torch: off (--no-torch)")
             } else {
@@ -102,6 +103,7 @@ struct Join: AsyncParsableCommand {
                     // With CUDA_VISIBLE_DEVICES set to --gpu, the card is cuda:0 to libtorch.
                     let device = shim.cudaDeviceCount > 0 ? 0 : -1
                     executors.append(TorchTrainExecutor(shim: shim, spool: spool, device: device))
+                    torchShimLoaded = (shim, device)
                     logger.info("torch: \(shim.path) (\(device < 0 ? "CPU" : "CUDA, \(shim.cudaDeviceCount) device(s)"))")
                 } catch {
                     // Everything else still runs: the command runner, evaluation.
@@ -116,7 +118,7 @@ struct Join: AsyncParsableCommand {
                     guard FileManager.default.fileExists(atPath: model + "/am/final.mdl") else {
                         throw ValidationError("\(model) is not a Vosk model directory (no am/final.mdl)")
                     }
-                    executors.append(EvalExecutor(voskLibrary: voskLibrary, voskModel: model))
+                    executors.append(EvalExecutor(voskLibrary: voskLibrary, voskModel: model, torch: torchShimLoaded?.0, torchDevice: torchShimLoaded?.1 ?? -1))
                     logger.info("eval: Vosk model \(model)")
                 } catch {
                     logger.notice("eval: unavailable (\(error)); this worker takes no eval shards")
@@ -125,7 +127,7 @@ struct Join: AsyncParsableCommand {
                 logger.info("eval: no Vosk model (--vosk-model or TTS_VOSK_MODEL); this worker takes no eval shards")
             }
             // Evaluations whose job names an ASR command need no Vosk: any worker runs them.
-            executors.append(EvalExecutor(kind: "eval-command", voskLibrary: nil, voskModel: nil))
+            executors.append(EvalExecutor(kind: "eval-command", voskLibrary: nil, voskModel: nil, torch: torchShimLoaded?.0, torchDevice: torchShimLoaded?.1 ?? -1))
             agent = try WorkerAgent(configuration: config, probe: probe, spool: spool, executors: executors, logger: logger)
         } catch {
             logger.critical("\(error)")

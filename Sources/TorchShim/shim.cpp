@@ -1000,3 +1000,69 @@ TTS_SHIM_API tts_status tts_shim_read_checkpoint_extra(const char* path, char* e
 }
 
 }  // extern "C"
+
+// ---- synthesis (ABI 2) -------------------------------------------------------------------
+
+TTS_SHIM_API int32_t tts_shim_has_synthesize(const tts_model* m) {
+  if (!m) return -1;
+  try {
+    return (m->module.find_method("synthesize").has_value() && m->module.find_method("synthesis_sample_rate").has_value()) ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+TTS_SHIM_API tts_status tts_shim_synthesize(tts_model* m, const char* text, int64_t max_codes, float** samples_out,
+                                            int64_t* count_out, int32_t* sample_rate_out) {
+  if (samples_out) *samples_out = nullptr;
+  if (count_out) *count_out = 0;
+  if (sample_rate_out) *sample_rate_out = 0;
+  return guarded([&] {
+    if (!m) fail(TTS_ERR_INVALID_ARGUMENT, "model is NULL");
+    if (!text) fail(TTS_ERR_INVALID_ARGUMENT, "text is NULL");
+    if (max_codes <= 0) fail(TTS_ERR_INVALID_ARGUMENT, "max_codes must be > 0, got " + std::to_string(max_codes));
+    if (!samples_out || !count_out || !sample_rate_out) fail(TTS_ERR_INVALID_ARGUMENT, "an out-parameter is NULL");
+    auto synth = m->module.find_method("synthesize");
+    auto rate_fn = m->module.find_method("synthesis_sample_rate");
+    if (!synth || !rate_fn)
+      fail(TTS_ERR_CONTRACT, "the module exports no synthesize(text: str, max_codes: int) -> Tensor and "
+                             "synthesis_sample_rate() -> int (see CONTRACT.md, Synthesis)");
+    // Eval mode for the call, training mode again afterwards whatever happens.
+    struct TrainAgain {
+      torch::jit::Module& module;
+      ~TrainAgain() {
+        try {
+          module.train(true);
+        } catch (...) {
+        }
+      }
+    } restore{m->module};
+    m->module.train(false);
+    torch::NoGradGuard no_grad;
+    c10::IValue rate = (*rate_fn)(std::vector<c10::IValue>{});
+    if (!rate.isInt() || rate.toInt() <= 0 || rate.toInt() > 1000000)
+      fail(TTS_ERR_CONTRACT, "synthesis_sample_rate() must return a positive int (Hz)");
+    c10::IValue out;
+    try {
+      out = (*synth)(std::vector<c10::IValue>{c10::IValue(std::string(text)), c10::IValue(max_codes)});
+    } catch (const c10::Error& e) {
+      if (mentions_oom(std::string(what_of(e)))) throw;
+      fail(TTS_ERR_INTERNAL, std::string("synthesize raised: ") + what_of(e));
+    }
+    if (!out.isTensor()) fail(TTS_ERR_CONTRACT, "synthesize must return a Tensor (the waveform)");
+    torch::Tensor wave = out.toTensor();
+    if (wave.dim() != 1 || !wave.is_floating_point())
+      fail(TTS_ERR_CONTRACT, "synthesize must return a 1-D floating tensor, got " + c10::str(wave.sizes()) + " " +
+                                 c10::toString(wave.scalar_type()));
+    wave = wave.detach().to(torch::kCPU, torch::kFloat).contiguous();
+    const int64_t n = wave.numel();
+    float* buffer = static_cast<float*>(std::malloc(static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float)));
+    if (!buffer) throw std::bad_alloc();
+    if (n > 0) std::memcpy(buffer, wave.data_ptr<float>(), static_cast<size_t>(n) * sizeof(float));
+    *samples_out = buffer;
+    *count_out = n;
+    *sample_rate_out = static_cast<int32_t>(rate.toInt());
+  });
+}
+
+TTS_SHIM_API void tts_shim_free_samples(float* samples) { std::free(samples); }

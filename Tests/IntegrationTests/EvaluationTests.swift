@@ -122,8 +122,22 @@ struct EvaluationTests {
         let media = (FileManager.default.enumerator(atPath: wandb.appendingPathComponent(dir).appendingPathComponent("files/media").path)?
             .allObjects as? [String] ?? []).filter { $0.hasSuffix(".wav") }
         #expect(media.count >= 3, "audio samples of the evaluations: \(media)")
+        // One per-utterance table per evaluation, as wandb.Table writes it: {"columns":[…],"data":[[…]]}.
+        let tables = (FileManager.default.enumerator(atPath: wandb.appendingPathComponent(dir).appendingPathComponent("files/media/table").path)?
+            .allObjects as? [String] ?? []).filter { $0.hasSuffix(".table.json") }.sorted()
+        #expect(tables.count == 3, "one eval/table per checkpoint: \(tables)")
+        for t in tables {
+            let doc = try JSONCoding.decode(JSONValue.self, from: Array(try Data(contentsOf: wandb.appendingPathComponent(dir)
+                .appendingPathComponent("files/media/table").appendingPathComponent(t))))
+            guard case .object(let o) = doc, case .array(let cols)? = o["columns"], case .array(let rows)? = o["data"] else {
+                Issue.record("table \(t) is not {columns, data}"); continue
+            }
+            #expect(cols.first?.stringValue == "id" && cols.contains(.string("cer")) && cols.contains(.string("hypothesis")))
+            #expect(rows.count == 4, "every utterance of the subset in \(t)")
+        }
         let log = try Data(contentsOf: wandb.appendingPathComponent(dir).appendingPathComponent("run-\(runId).wandb"))
         #expect(log.range(of: Data("eval/cer".utf8)) != nil, "eval/cer is in the W&B run's history")
+        #expect(log.range(of: Data("table-file".utf8)) != nil, "eval/table is a table-file value in the W&B run's history")
     }
 
     @Test("the command ASR backend (a program that prints the transcript): any worker runs it, no Vosk needed; the scores follow exactly from its output")

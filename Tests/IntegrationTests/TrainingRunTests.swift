@@ -289,6 +289,54 @@ struct TorchRunnerTests {
         return (reply, try #require(reply.runs.first?.id))
     }
 
+    @Test("a torch run with eval_every and the torch synthesizer: each checkpoint at the cadence speaks the test sentences through the shim (16 kHz WAV files from that checkpoint) and is scored")
+    func torchSynthesizerEvaluatesCheckpoints() async throws {
+        let env = try Self.fixture()
+        let shim = try #require(env["SHIM"]), model = try #require(env["MODEL"]), dataset = try #require(env["DATASET"])
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--no-wandb"])
+        try await Self.startTorchWorker(h, "cpu-a", shim: shim)
+        // The "ASR" prints the file's sample rate: the hypothesis proves a readable 16 kHz file.
+        let spec = """
+            name: ref-torch-eval
+            project: tts-it
+            runner: torch
+            model: "\(model)"
+            train_manifests: ["\(dataset)/gpt_pairs_train.jsonl::ko"]
+            hyperparameters: {lr: 3e-3, seed: 3, threads: 1}
+            checkpoint_every: 20
+            eval_every: 20
+            eval:
+              manifests: ["\(dataset)/gpt_pairs_val.jsonl::ko"]
+              num_samples: 2
+              shards: 1
+              synthesizer: {kind: torch, max_codes: 30}
+              asr: {command: ["/bin/sh", "-c", "soxi -r \\"$0\\"", "{audio}"]}
+            max_steps: 40
+            output_dir: "\(h.dir.path)/runs/{run_name}-{run_id}"
+            presets:
+              cpu: {match: {}, batch_size: 4, grad_accum: 1}
+            """
+        let (_, runId) = try Self.submit(h, spec)
+        try await h.waitUntil("the run and its evaluations are done", timeout: 240) {
+            try h.cliJSON(["runs"], as: [RunSummary].self).first { $0.id == runId }?.state == "succeeded"
+        }
+        let evals = try h.cliJSON(["evals"], as: [EvalSummary].self).filter { $0.runId == runId }.sorted { ($0.step ?? 0) < ($1.step ?? 0) }
+        #expect(evals.compactMap(\.step) == [20, 40], "\(evals.map(\.message))")
+        for e in evals {
+            #expect(e.state == "succeeded" && e.utterances == 2 && e.failedUtterances == 0, "\(e.message)")
+            let report = try JSONCoding.decode(JSONValue.self, from: Array(try Data(contentsOf: URL(fileURLWithPath: e.outputDir + "/report.json"))))
+            guard case .object(let doc) = report, case .array(let utts)? = doc["utterances"] else { Issue.record("no utterances in \(e.outputDir)"); continue }
+            for case .object(let u) in utts {
+                #expect(u["hypothesis"]?.stringValue == "16000", "\(u)")
+                let audio = try #require(u["audio_path"]?.stringValue)
+                #expect(audio.hasPrefix(e.outputDir + "/audio/") && FileManager.default.fileExists(atPath: audio), "\(audio)")
+                let seconds = try #require(u["audio_seconds"]?.doubleValue)
+                #expect(seconds > 0 && seconds <= 30 * 0.04 + 1e-9, "at most max_codes frames of 40 ms: \(seconds)")
+            }
+        }
+    }
+
     @Test("a torch job on two CPU workers trains and checkpoints, is killed and resumes elsewhere from its checkpoint; every step's metrics reach the store once and the W&B outbox")
     func trainsCheckpointsAndResumes() async throws {
         let env = try Self.fixture()

@@ -250,4 +250,47 @@ import Testing
         #expect(throws: TorchShimError.self) { try f.shim.device(0) }
         #expect(throws: TorchShimError.self) { try TorchShim.load(path: "/nonexistent/libtts_torch_shim.so") }
     }
+
+    @Test("synthesis: the reference model's synthesize gives 16 kHz audio of whole 40 ms frames, the same twice, with the checkpoint's parameters after a reload; a module without it says so")
+    func synthesis() throws {
+        let f = try Self.fixture()
+        let model = try f.shim.loadModel(f.model, config: Self.config())
+        #expect(model.canSynthesize)
+        let a = try model.synthesize("안녕하세요. 반갑습니다.", maxCodes: 20)
+        let b = try model.synthesize("안녕하세요. 반갑습니다.", maxCodes: 20)
+        #expect(a.sampleRate == 16_000)
+        #expect(!a.samples.isEmpty && a.samples.count % 640 == 0 && a.samples.count <= 20 * 640, "\(a.samples.count) samples")
+        #expect(a.samples == b.samples, "deterministic")
+        #expect(a.samples.allSatisfy { $0.isFinite && abs($0) <= 1 })
+        // Training changes what it says; a fresh model with the checkpoint says exactly the same.
+        let batches = try loader(f)
+        for _ in 0..<40 { _ = try model.trainStep([TorchTensor.tensors(try batches.next().batch)]) }
+        #expect(model.canSynthesize, "still usable after training (back in training mode)")
+        let trained = try model.synthesize("안녕하세요. 반갑습니다.", maxCodes: 20)
+        #expect(trained.samples != a.samples, "40 steps of training change the decoded codes")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-synth-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ckpt = dir.appendingPathComponent("model_step40.pt").path
+        try model.saveCheckpoint(ckpt, extra: "{}")
+        let fresh = try f.shim.loadModel(f.model, config: Self.config())
+        _ = try fresh.loadCheckpoint(ckpt)
+        #expect(try fresh.synthesize("안녕하세요. 반갑습니다.", maxCodes: 20).samples == trained.samples)
+        // Written with libsndfile and read back.
+        let wav = dir.appendingPathComponent("u.wav").path
+        try AudioFile.write(AudioClip(samples: trained.samples, sampleRate: trained.sampleRate), to: wav)
+        let back = try AudioFile.read(wav)
+        #expect(back.sampleRate == 16_000 && back.samples.count == trained.samples.count)
+        #expect(zip(back.samples, trained.samples).allSatisfy { abs($0 - $1) <= 1.0 / 32_768 + 1e-6 }, "16-bit WAV round trip")
+        // A module that keeps the training contract but exports no synthesize.
+        let plain = try f.shim.loadModel(f.modules + "/no_loss.pt", config: Self.config())
+        #expect(!plain.canSynthesize)
+        do {
+            _ = try plain.synthesize("안녕", maxCodes: 5)
+            Issue.record("a module without synthesize synthesized")
+        } catch {
+            #expect(error.code == .contract && error.description.contains("synthesize"), "\(error)")
+        }
+        #expect(throws: TorchShimError.self) { try model.synthesize("안녕", maxCodes: 0) }
+    }
 }

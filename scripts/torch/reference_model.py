@@ -34,7 +34,7 @@ modelled: the reference model is text -> codes only.
 """
 
 import math
-from typing import Dict
+from typing import Dict, List
 
 import torch
 import torch.nn as nn
@@ -220,3 +220,118 @@ class ReferenceTTSGPT(nn.Module):
             "mel_loss": mel_loss.detach(),
             "mel_top1": mel_top1.detach(),
         }
+
+    # ---- synthesis (Sources/TorchShim/CONTRACT.md, "Synthesis") --------------------------------
+    #
+    # Greedy decoding of codes from the text, then a stand-in vocoder. The reference model has no
+    # real vocoder (IndexTTS-2's is a separate BigVGAN stage), so each code is rendered as one
+    # 40 ms frame (640 samples at 16 kHz, the dataset's 25 codes/s) of a tone whose pitch follows
+    # the code, with a raised-cosine envelope so frames join without clicks. The result is audio
+    # with the right timing, not speech: an untrained or tiny model scores CER near 1, which is
+    # the honest number for it.
+
+    @torch.jit.export
+    def synthesis_sample_rate(self) -> int:
+        return 16000
+
+    @torch.jit.export
+    def tokenize(self, text: str) -> Tensor:
+        """The dataset's tokenizer (make_reference_dataset.py): Hangul syllables as jamo ids.
+        TorchScript iterates a str by UTF-8 bytes (eager Python by code points), so bytes are decoded here."""
+        points: List[int] = []
+        pending = 0
+        value = 0
+        for ch in text:
+            b = ord(ch)
+            if b > 0xFF:  # eager Python iterates code points
+                points.append(b)
+                pending = 0
+                continue
+            if pending > 0 and (b & 0xC0) == 0x80:
+                value = (value << 6) | (b & 0x3F)
+                pending -= 1
+                if pending == 0:
+                    points.append(value)
+                continue
+            pending = 0
+            if b < 0x80:
+                points.append(b)
+            elif (b & 0xE0) == 0xC0:
+                value, pending = b & 0x1F, 1
+            elif (b & 0xF0) == 0xE0:
+                value, pending = b & 0x0F, 2
+            elif (b & 0xF8) == 0xF0:
+                value, pending = b & 0x07, 3
+            else:
+                points.append(0xFFFD)
+        punct = ".,?!~-:;'\"()"
+        ids: List[int] = []
+        last_space = True
+        for o in points:
+            if o == 32 or o == 9 or o == 10 or o == 13:
+                if not last_space:
+                    ids.append(3)
+                last_space = True
+                continue
+            last_space = False
+            if 0xAC00 <= o and o <= 0xD7A3:
+                s = o - 0xAC00
+                ids.append(26 + s // 588)
+                ids.append(45 + (s % 588) // 28)
+                if s % 28 != 0:
+                    ids.append(66 + s % 28 - 1)
+            elif o < 128 and punct.find(chr(o)) >= 0:
+                ids.append(4 + punct.find(chr(o)))
+            elif 48 <= o and o <= 57:
+                ids.append(16 + o - 48)
+            else:
+                ids.append(2)
+        if len(ids) > 0 and ids[-1] == 3:
+            ids = ids[:-1]
+        ids = ids[: self.max_text_tokens]
+        return torch.tensor(ids, dtype=torch.long)
+
+    def _next_code_logits(self, text: Tensor, codes: List[int]) -> Tensor:
+        device = self.text_embedding.weight.device
+        t = text.size(0)
+        c = len(codes)
+        text_inputs = torch.cat([torch.zeros([1], dtype=torch.long, device=device), text.to(device)]).unsqueeze(0)
+        code_inputs = torch.tensor([self.start_mel_token] + codes, dtype=torch.long, device=device).unsqueeze(0)
+        tpos = torch.arange(t + 1, device=device).unsqueeze(0)
+        cpos = torch.arange(c + 1, device=device).unsqueeze(0)
+        x = torch.cat(
+            [
+                self.text_embedding(text_inputs) + self.text_pos_embedding(tpos),
+                self.mel_embedding(code_inputs) + self.mel_pos_embedding(cpos),
+            ],
+            1,
+        )
+        length = t + c + 2
+        mask = torch.ones([length, length], dtype=torch.bool, device=device).tril().unsqueeze(0).unsqueeze(0)
+        for block in self.blocks:
+            x = block(x, mask)
+        h = self.final_norm(x[:, -1:])
+        return self.mel_head(h)[0, 0].float()
+
+    @torch.jit.export
+    def synthesize(self, text: str, max_codes: int) -> Tensor:
+        ids = self.tokenize(text)
+        limit = min(max_codes, self.max_mel_tokens)
+        codes: List[int] = []
+        while len(codes) < limit:
+            logits = self._next_code_logits(ids, codes)
+            if len(codes) == 0:
+                logits[self.stop_mel_token] = -1.0e9  # at least one frame
+            logits[self.start_mel_token] = -1.0e9
+            nxt = int(torch.argmax(logits).item())
+            if nxt == self.stop_mel_token:
+                break
+            codes.append(nxt)
+        frame = 640
+        n = torch.arange(frame, dtype=torch.float32) / 16000.0
+        envelope = 0.5 - 0.5 * torch.cos(2.0 * math.pi * torch.arange(frame, dtype=torch.float32) / frame)
+        frames: List[Tensor] = []
+        for code in codes:
+            f = 110.0 + 12.0 * float(code)
+            frames.append(0.3 * envelope * torch.sin(2.0 * math.pi * f * n))
+        return torch.cat(frames)

@@ -34,6 +34,28 @@ struct EvalAggregator {
     static let cerNormalizer = KoreanTextNormalizer(removesWhitespace: true)
     static let werNormalizer = KoreanTextNormalizer(removesWhitespace: false)
 
+    /// The per-utterance table logged to W&B as `eval/table` (at most `limit` rows, worst CER first
+    /// after the utterances that failed): id, CER, WER, reference, hypothesis, the ASR floor's
+    /// hypothesis, audio seconds, error.
+    static func wandbTable(_ score: Score, limit: Int = 500) -> (columns: [String], rows: [[JSONValue]]) {
+        let columns = ["id", "cer", "wer", "reference", "hypothesis", "asr_floor_hypothesis", "audio_seconds", "error"]
+        func num(_ d: Double?) -> JSONValue { d.flatMap { $0.isFinite ? JSONValue.number($0) : nil } ?? .null }
+        let ordered = score.rows.sorted { a, b in
+            switch (a.cer, b.cer) {
+            case (nil, nil): return a.result.id < b.result.id
+            case (nil, _): return true
+            case (_, nil): return false
+            case let (x?, y?): return x != y ? x > y : a.result.id < b.result.id
+            }
+        }
+        let rows: [[JSONValue]] = ordered.prefix(limit).map { r in
+            [.string(r.result.id), num(r.cer), num(r.werCounts?.errorRate), .string(r.result.reference),
+             r.result.hypothesis.map(JSONValue.string) ?? .null, r.result.floorHypothesis.map(JSONValue.string) ?? .null,
+             num(r.result.audioSeconds), r.result.error.map(JSONValue.string) ?? .null]
+        }
+        return (columns, rows)
+    }
+
     static func score(_ results: [EvalUtteranceResult]) -> Score {
         let ok = results.filter { $0.hypothesis != nil && $0.error == nil }
         let refs = ok.map(\.reference), hyps = ok.map { $0.hypothesis ?? "" }

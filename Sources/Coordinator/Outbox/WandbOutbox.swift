@@ -235,8 +235,9 @@ public actor WandbOutbox {
     /// Puts a media event's value into the batch's rows; false when it must wait for a later
     /// row. A sample whose file is gone is reported and skipped (true: nothing to wait for).
     private func placeMedia(_ info: WandbRunInfo, _ e: StoredRunEvent, _ batch: inout Batch, final: Bool) -> Bool {
+        let isTable = e.data["type"]?.stringValue == "table"
         guard let key = e.data["key"]?.stringValue, let step = e.data["step"]?.doubleValue.map({ Int64($0) }),
-              let path = e.data["path"]?.stringValue else {
+              let path = isTable ? "" : e.data["path"]?.stringValue else {
             logger.warning("W&B: a media event of run \(info.runId) lacks key, step or path; skipped (\(e.message))")
             return true
         }
@@ -252,11 +253,20 @@ public actor WandbOutbox {
         }
         guard let i = index else { return false }
         let sample: (value: WandbValue, file: WandbRunFile)
-        do {
-            sample = try WandbMedia.audio(key: key, step: step, localPath: path, caption: e.data["caption"]?.stringValue)
-        } catch {
-            logger.warning("W&B: media \(key) at step \(step) of run \(info.runId) is not readable from the coordinator (\(error)); skipped (media must be on storage the coordinator can read)")
-            return true
+        if isTable {
+            guard case .array(let cols)? = e.data["columns"], case .array(let rows)? = e.data["rows"] else {
+                logger.warning("W&B: table \(key) of run \(info.runId) lacks columns or rows; skipped")
+                return true
+            }
+            sample = WandbMedia.table(key: key, step: step, columns: cols.compactMap(\.stringValue),
+                                      rows: rows.map { if case .array(let cells) = $0 { cells } else { [] } })
+        } else {
+            do {
+                sample = try WandbMedia.audio(key: key, step: step, localPath: path, caption: e.data["caption"]?.stringValue)
+            } catch {
+                logger.warning("W&B: media \(key) at step \(step) of run \(info.runId) is not readable from the coordinator (\(error)); skipped (media must be on storage the coordinator can read)")
+                return true
+            }
         }
         batch.rows[i].values.append((key, sample.value))
         if batch.rows[i].step != step { batch.rows[i].values.append((HistoryBuilder.stepKey(for: key), .integer(step))) }

@@ -31,8 +31,11 @@ extension Store {
             return try evalSummary(db, id: id)!
         }
         guard !request.manifests.isEmpty else { throw ProtocolError(.invalidRequest, "eval needs at least one test manifest (--manifest path.jsonl::ko)") }
-        guard ["reference", "command"].contains(request.synthesizer.kind) else {
-            throw ProtocolError(.invalidRequest, "unknown synthesizer '\(request.synthesizer.kind)': use reference or command")
+        guard SynthesizerSpec.kinds.contains(request.synthesizer.kind) else {
+            throw ProtocolError(.invalidRequest, "unknown synthesizer '\(request.synthesizer.kind)': use reference, command or torch")
+        }
+        if let n = request.synthesizer.maxCodes, n <= 0 {
+            throw ProtocolError(.invalidRequest, "the torch synthesizer's max_codes must be positive, got \(n)")
         }
         if request.synthesizer.kind == "command", (request.synthesizer.command ?? []).isEmpty {
             throw ProtocolError(.invalidRequest, "the command synthesizer needs a command template")
@@ -113,6 +116,16 @@ extension Store {
                     try Store.seriesId(db, run: runId, key: key)
                 }
             }
+            // The per-utterance table, then the first samples as W&B audio, at the checkpoint's step.
+            let table = EvalAggregator.wandbTable(score)
+            let tableData: [String: JSONValue] = [
+                "key": .string("eval/table"), "step": .number(Double(step)), "type": .string("table"),
+                "columns": .array(table.columns.map(JSONValue.string)), "rows": .array(table.rows.map(JSONValue.array)),
+            ]
+            try db.execute(sql: """
+                INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
+                VALUES (NULL, ?, ?, 'media', ?, ?, ?, ?)
+                """, arguments: [shardId, runId, "eval table (\(table.rows.count) utterances) at step \(step)", jsonString(tableData) ?? "{}", t, t])
             // The first samples as W&B audio at the checkpoint's step.
             for (i, r) in score.rows.filter({ $0.result.audioPath != nil && $0.result.error == nil }).prefix(3).enumerated() {
                 let data: [String: JSONValue] = [
@@ -146,8 +159,11 @@ extension Store {
                                          arguments: [shardId]),
               let runId: String = row["run_id"], let spec = try? JobSpecParser.parse(yaml: row["spec"]),
               let every = spec.evalEvery, every > 0, step > 0, step % Int64(every) == 0, let plan = spec.evaluation else { return }
+        var synthesizer = plan.synthesizer
+        // The torch synthesizer of a torch run: the run's own module holds the checkpoint's layout.
+        if synthesizer.kind == "torch", synthesizer.module == nil { synthesizer.module = spec.model }
         _ = try createEval(db, EvalRequest(checkpoint: checkpoint, manifests: plan.manifests.map(\.description), numSamples: plan.numSamples,
-                                           synthesizer: plan.synthesizer, run: runId, step: step, shards: plan.shards,
+                                           synthesizer: synthesizer, run: runId, step: step, shards: plan.shards,
                                            asr: plan.asrCommand == nil ? "vosk" : "command", asrCommand: plan.asrCommand), now: now)
     }
 

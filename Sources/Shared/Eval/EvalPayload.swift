@@ -27,25 +27,37 @@ public struct EvalUtterance: Codable, Sendable, Equatable {
 
 /// How an evaluation makes audio from text.
 public struct SynthesizerSpec: Codable, Sendable, Equatable {
-    /// `reference`: the test set's own audio (the ASR floor); `command`: a program per utterance.
+    /// `reference`: the test set's own audio (the ASR floor); `command`: a program per utterance;
+    /// `torch`: the `synthesize` method of a TorchScript module through the libtorch shim.
     public var kind: String
     /// For `command`: argv with `{checkpoint}`, `{text}`, `{prompt_audio}`, `{output}`, `{id}`
     /// (e.g. IndexTTS-2's `python infer.py --gpt {checkpoint} --prompt {prompt_audio} --text {text} --out {output}`).
     public var command: [String]?
     /// Seconds one utterance may take before it is a per-utterance error.
     public var timeoutSeconds: Double
+    /// For `torch`: the TorchScript module whose parameters the checkpoint holds (a torch run's
+    /// `model`). Without it the checkpoint itself must be a TorchScript file.
+    public var module: String?
+    /// For `torch`: the most codes `synthesize` may decode per utterance (default 250: 10 s at
+    /// 25 codes/s).
+    public var maxCodes: Int?
 
-    public init(kind: String, command: [String]? = nil, timeoutSeconds: Double = 120) {
+    public init(kind: String, command: [String]? = nil, timeoutSeconds: Double = 120, module: String? = nil, maxCodes: Int? = nil) {
         self.kind = kind
         self.command = command
         self.timeoutSeconds = timeoutSeconds
+        self.module = module
+        self.maxCodes = maxCodes
     }
 
     public static let reference = SynthesizerSpec(kind: "reference")
 
+    /// The synthesizer kinds there are.
+    public static let kinds = ["reference", "command", "torch"]
+
     enum CodingKeys: String, CodingKey {
-        case kind, command
-        case timeoutSeconds = "timeout_seconds"
+        case kind, command, module
+        case timeoutSeconds = "timeout_seconds", maxCodes = "max_codes"
     }
 }
 

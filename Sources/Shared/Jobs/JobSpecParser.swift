@@ -381,19 +381,36 @@ public enum JobSpecParser {
                     case "synthesizer":
                         if case .scalar = v {
                             let kind = try string(v, "eval.synthesizer")
-                            guard kind == "reference" else { throw fail("eval.synthesizer", v, "'\(kind)': write reference, or {command: [...], timeout_seconds: N}") }
+                            switch kind {
+                            case "reference": synthesizer = .reference
+                            case "torch": synthesizer = SynthesizerSpec(kind: "torch")
+                            default: throw fail("eval.synthesizer", v, "'\(kind)': write reference, torch, {command: [...], timeout_seconds: N} or {kind: torch, module: PATH, max_codes: N}")
+                            }
                         } else {
                             var command: [String] = []
                             var timeout = 120.0
+                            var kind: String?
+                            var module: String?
+                            var maxCodes: Int?
                             for (sk, skNode, sv) in try mapping(v, "eval.synthesizer") {
                                 switch sk {
+                                case "kind":
+                                    let k = try string(sv, "eval.synthesizer.kind")
+                                    guard SynthesizerSpec.kinds.contains(k) else { throw fail("eval.synthesizer.kind", sv, "'\(k)': one of \(SynthesizerSpec.kinds.joined(separator: ", "))") }
+                                    kind = k
                                 case "command": command = try stringList(sv, "eval.synthesizer.command")
                                 case "timeout_seconds": timeout = try double(sv, "eval.synthesizer.timeout_seconds")
-                                default: throw fail("eval.synthesizer.\(sk)", skNode, "unknown key; a synthesizer takes command and timeout_seconds")
+                                case "module": module = try nonEmpty(sv, "eval.synthesizer.module")
+                                case "max_codes": maxCodes = try int(sv, "eval.synthesizer.max_codes", minimum: 1)
+                                default: throw fail("eval.synthesizer.\(sk)", skNode, "unknown key; a synthesizer takes kind, command, timeout_seconds, module and max_codes")
                                 }
                             }
-                            guard !command.isEmpty else { throw fail("eval.synthesizer.command", v, "is required for a command synthesizer") }
-                            synthesizer = SynthesizerSpec(kind: "command", command: command, timeoutSeconds: timeout)
+                            let resolved = kind ?? (command.isEmpty ? (module != nil ? "torch" : "command") : "command")
+                            if resolved == "command" {
+                                guard !command.isEmpty else { throw fail("eval.synthesizer.command", v, "is required for a command synthesizer") }
+                            }
+                            synthesizer = SynthesizerSpec(kind: resolved, command: command.isEmpty ? nil : command, timeoutSeconds: timeout,
+                                                          module: module, maxCodes: maxCodes)
                         }
                     case "asr":
                         if case .scalar = v {

@@ -140,11 +140,22 @@ public struct WandbStatsSample: Sendable, Equatable {
 public struct WandbRunFile: Sendable, Equatable, Codable {
     /// e.g. `media/audio/sample_5000_4f43bc5e58a50d1cf1e7.wav`
     public var runPath: String
+    /// The file to upload; unused when `content` is set.
     public var localPath: String
+    /// Generated content (a table's JSON) uploaded as is instead of a local file.
+    public var content: [UInt8]?
 
     public init(runPath: String, localPath: String) {
         self.runPath = runPath
         self.localPath = localPath
+        self.content = nil
+    }
+
+    /// A run file whose bytes are generated, not read from disk.
+    public init(runPath: String, content: [UInt8]) {
+        self.runPath = runPath
+        self.localPath = ""
+        self.content = content
     }
 }
 

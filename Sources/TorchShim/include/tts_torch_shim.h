@@ -36,7 +36,7 @@ extern "C" {
 
 /* ---- version --------------------------------------------------------------------------- */
 
-#define TTS_SHIM_ABI_VERSION 1
+#define TTS_SHIM_ABI_VERSION 2
 
 /* The ABI version the library was built with (TTS_SHIM_ABI_VERSION of its header). */
 TTS_SHIM_API int tts_shim_abi_version(void);
@@ -254,6 +254,34 @@ TTS_SHIM_API tts_status tts_shim_load_checkpoint(tts_model *m, const char *path,
  * tts_shim_load_checkpoint; step_out may be NULL. */
 TTS_SHIM_API tts_status tts_shim_read_checkpoint_extra(const char *path, char *extra_json_out, int64_t capacity,
                                                        int64_t *extra_length, int64_t *step_out);
+
+/* ---- synthesis (ABI 2) ------------------------------------------------------------------ */
+
+/*
+ * Speech synthesis with a module that also exports (CONTRACT.md, "Synthesis"):
+ *     synthesize(text: str, max_codes: int) -> Tensor     waveform, 1-D float, in [-1, 1]
+ *     synthesis_sample_rate() -> int                       Hz of that waveform
+ * (both with @torch.jit.export). The text is passed as UTF-8 (NFC-normalise it first); the
+ * module tokenises it. Runs in eval mode (dropout off) under no_grad with the model's current
+ * parameters (load a checkpoint first), then puts the module back in training mode.
+ */
+
+/* 1 if the module exports synthesize and synthesis_sample_rate, else 0 (-1 for NULL). */
+TTS_SHIM_API int32_t tts_shim_has_synthesize(const tts_model *m);
+
+/*
+ * Synthesize text (UTF-8, NUL-terminated) with at most max_codes codes (> 0). On success
+ * *samples_out points to *count_out floats (free it with tts_shim_free_samples) and
+ * *sample_rate_out holds the rate. Failures: TTS_ERR_CONTRACT (no synthesize method, or it
+ * returned something other than a 1-D floating tensor, or a rate <= 0),
+ * TTS_ERR_OUT_OF_MEMORY, TTS_ERR_INTERNAL (the method raised: the message says why); the
+ * out-parameters are then NULL / 0.
+ */
+TTS_SHIM_API tts_status tts_shim_synthesize(tts_model *m, const char *text, int64_t max_codes, float **samples_out,
+                                            int64_t *count_out, int32_t *sample_rate_out);
+
+/* Free samples returned by tts_shim_synthesize (NULL is ignored). */
+TTS_SHIM_API void tts_shim_free_samples(float *samples);
 
 #ifdef __cplusplus
 }

@@ -56,4 +56,52 @@ public enum AudioFile {
     public static func readForRecognition(_ path: String, sampleRate: Int = VoskModel.sampleRate) throws(AudioFileError) -> [Int16] {
         try read(path).resampled(to: sampleRate).int16Samples
     }
+
+    /// The container and sample format ``write(_:to:format:)`` produces.
+    public enum WriteFormat: Sendable {
+        /// WAV, 16-bit PCM.
+        case wav16
+        /// WAV, 32-bit float.
+        case wavFloat
+        /// FLAC, 16-bit.
+        case flac16
+
+        var code: Int32 {
+            switch self {
+            case .wav16: Int32(SF_FORMAT_WAV | SF_FORMAT_PCM_16)
+            case .wavFloat: Int32(SF_FORMAT_WAV | SF_FORMAT_FLOAT)
+            case .flac16: Int32(SF_FORMAT_FLAC | SF_FORMAT_PCM_16)
+            }
+        }
+    }
+
+    /// Writes `clip` (mono) to `path` with libsndfile: to a temporary name beside it, then renamed
+    /// into place, so a reader never sees half a file. Samples outside [-1, 1] are clipped by
+    /// libsndfile's float-to-integer conversion (clipping enabled).
+    public static func write(_ clip: AudioClip, to path: String, format: WriteFormat = .wav16) throws(AudioFileError) {
+        guard clip.sampleRate > 0 else { throw .invalidFormat(path: path, sampleRate: clip.sampleRate, channels: 1) }
+        let tmp = path + ".tmp-\(getpid())"
+        var info = SF_INFO()
+        info.samplerate = Int32(clip.sampleRate)
+        info.channels = 1
+        info.format = format.code
+        guard sf_format_check(&info) != 0 else { throw .unwritable(path: path, reason: "libsndfile cannot write this format") }
+        guard let file = sf_open(tmp, Int32(SFM_WRITE), &info) else {
+            throw .unwritable(path: path, reason: String(cString: sf_strerror(nil)))
+        }
+        _ = sf_command(file, Int32(SFC_SET_CLIPPING), nil, Int32(SF_TRUE))
+        let written = clip.samples.withUnsafeBufferPointer { sf_writef_float(file, $0.baseAddress, sf_count_t($0.count)) }
+        let error = sf_error(file) != 0 ? String(cString: sf_strerror(file)) : nil
+        sf_write_sync(file)
+        sf_close(file)
+        guard error == nil, written == sf_count_t(clip.samples.count) else {
+            unlink(tmp)
+            throw .unwritable(path: path, reason: error ?? "wrote \(written) of \(clip.samples.count) frames")
+        }
+        guard rename(tmp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(tmp)
+            throw .unwritable(path: path, reason: reason)
+        }
+    }
 }

@@ -10,6 +10,8 @@ public enum AudioFileError: Error, Sendable, Equatable, CustomStringConvertible 
     case noAudio(path: String)
     /// The header claims a sample rate or channel count that makes no sense.
     case invalidFormat(path: String, sampleRate: Int, channels: Int)
+    /// Writing failed (no space, no permission, a format libsndfile cannot write).
+    case unwritable(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -21,6 +23,8 @@ public enum AudioFileError: Error, Sendable, Equatable, CustomStringConvertible 
             "audio: \(path) contains no audio frames; the synthesizer produced an empty file"
         case let .invalidFormat(path, sampleRate, channels):
             "audio: \(path) declares \(sampleRate) Hz and \(channels) channels, which cannot be decoded; regenerate the file"
+        case let .unwritable(path, reason):
+            "audio: cannot write \(path) (\(reason)); check that its directory exists, is writable and has space"
         }
     }
 }

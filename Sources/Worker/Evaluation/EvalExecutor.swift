@@ -8,7 +8,9 @@ import Synchronization
 ///
 /// - **Synthesizers**: `reference` uses the test set's own audio (the ASR floor); `command` runs
 ///   a program per utterance (argv with `{checkpoint}`, `{text}`, `{prompt_audio}`, `{output}`,
-///   `{id}`; no shell) with a timeout, its process group killed on timeout or cancel.
+///   `{id}`; no shell) with a timeout, its process group killed on timeout or cancel; `torch`
+///   loads the module and the checkpoint once per shard through the libtorch shim and calls its
+///   `synthesize(text, max_codes)` (CONTRACT.md, "Synthesis"), writing each waveform as WAV.
 /// - **Audio**: libsndfile (WAV, FLAC, …), mixdown, band-limited resampling to 16 kHz; a missing,
 ///   unreadable, empty or silent file is that utterance's error, never the shard's.
 /// - **ASR**: Vosk through its C API, one shared model per worker process (loaded on the first
@@ -21,12 +23,18 @@ public final class EvalExecutor: ShardExecutor, Sendable {
     private let libraryPath: String?
     private let modelDirectory: String?
     private let loaded = Mutex<VoskModel?>(nil)
+    private let torch: TorchShim?
+    private let torchDevice: Int
 
     /// - Parameters:
     ///   - voskLibrary: `libvosk.so` (default: `TTS_VOSK_LIBRARY`, then the loader's path).
     ///   - voskModel: the Korean model directory (default: `TTS_VOSK_MODEL`).
-    public init(kind: String = "eval", voskLibrary: String?, voskModel: String?) {
+    ///   - torch: the libtorch shim, for the `torch` synthesizer (nil: such shards fail saying so).
+    ///   - torchDevice: -1 for the CPU, 0 for the worker's card.
+    public init(kind: String = "eval", voskLibrary: String?, voskModel: String?, torch: TorchShim? = nil, torchDevice: Int = -1) {
         self.kind = kind
+        self.torch = torch
+        self.torchDevice = torchDevice
         libraryPath = voskLibrary
         modelDirectory = voskModel ?? ProcessInfo.processInfo.environment["TTS_VOSK_MODEL"]
     }
@@ -51,8 +59,14 @@ public final class EvalExecutor: ShardExecutor, Sendable {
         do { payload = try JSONCoding.decode(EvalPayload.self, from: assignment.payload) } catch {
             return ShardReport(outcome: .failed, message: "eval shard payload is not usable: \(error)")
         }
-        guard ["reference", "command"].contains(payload.synthesizer.kind) else {
-            return ShardReport(outcome: .failed, message: "eval: unknown synthesizer '\(payload.synthesizer.kind)' (reference, command)")
+        guard SynthesizerSpec.kinds.contains(payload.synthesizer.kind) else {
+            return ShardReport(outcome: .failed, message: "eval: unknown synthesizer '\(payload.synthesizer.kind)' (\(SynthesizerSpec.kinds.joined(separator: ", ")))")
+        }
+        var voice: TorchModel?
+        if payload.synthesizer.kind == "torch" {
+            do { voice = try loadVoice(payload) } catch {
+                return ShardReport(outcome: .failed, message: "\(error)")
+            }
         }
         let asr: Transcriber
         switch payload.asr {
@@ -72,7 +86,7 @@ public final class EvalExecutor: ShardExecutor, Sendable {
         var results: [EvalUtteranceResult] = []
         for (i, u) in payload.utterances.enumerated() {
             try Task.checkCancellation()
-            results.append(await evaluate(u, payload: payload, asr: asr))
+            results.append(await evaluate(u, payload: payload, asr: asr, voice: voice))
             context.progress(step: Int64(i + 1), of: Int64(payload.utterances.count))
         }
         let failed = results.filter { $0.error != nil }.count
@@ -87,7 +101,7 @@ public final class EvalExecutor: ShardExecutor, Sendable {
         case command([String], timeout: Double)
     }
 
-    private func evaluate(_ u: EvalUtterance, payload: EvalPayload, asr: Transcriber) async -> EvalUtteranceResult {
+    private func evaluate(_ u: EvalUtterance, payload: EvalPayload, asr: Transcriber, voice: TorchModel?) async -> EvalUtteranceResult {
         let clock = ContinuousClock()
         let synthStart = clock.now
         var result = EvalUtteranceResult(id: u.id, reference: u.text, hypothesis: nil, floorHypothesis: nil, audioPath: nil,
@@ -102,7 +116,9 @@ public final class EvalExecutor: ShardExecutor, Sendable {
             audio = ref
         default:
             let out = "\(payload.outputDir)/audio/\(EvalExecutor.fileSafe(u.id)).wav"
-            if let problem = await synthesize(u, to: out, payload: payload) {
+            let problem = if let voice { synthesize(u, to: out, with: voice, maxCodes: payload.synthesizer.maxCodes ?? 250) }
+                          else { await synthesize(u, to: out, payload: payload) }
+            if let problem {
                 result.error = problem
                 result.synthesisSeconds = Self.seconds(clock.now - synthStart)
                 return result
@@ -155,6 +171,43 @@ public final class EvalExecutor: ShardExecutor, Sendable {
             let lines = await collected.value
             guard exit == .success else { throw ShardFailure("the ASR command \(exit.summary) on \(path)") }
             return lines.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
+        }
+    }
+
+    /// The `torch` synthesizer's model: the module (or the checkpoint itself when it is a
+    /// TorchScript file) with the checkpoint's parameters.
+    private func loadVoice(_ payload: EvalPayload) throws -> TorchModel {
+        guard let torch else {
+            throw ShardFailure("eval: the torch synthesizer needs the libtorch shim, which this worker did not load (see its startup log; --torch-shim PATH)")
+        }
+        var config = TorchTrainConfig()
+        config.device = torchDevice
+        let module = payload.synthesizer.module ?? payload.checkpoint
+        let model: TorchModel
+        do { model = try torch.loadModel(module, config: config) } catch {
+            throw ShardFailure("eval: cannot load the synthesizer module \(module): \(error)")
+        }
+        guard model.canSynthesize else {
+            throw ShardFailure("eval: \(module) exports no synthesize(text: str, max_codes: int) -> Tensor and synthesis_sample_rate() -> int (see Sources/TorchShim/CONTRACT.md, Synthesis)")
+        }
+        if payload.synthesizer.module != nil {
+            do { _ = try model.loadCheckpoint(payload.checkpoint) } catch {
+                throw ShardFailure("eval: cannot load checkpoint \(payload.checkpoint) into \(module): \(error) (checkpoints must be on storage this worker can read)")
+            }
+        }
+        return model
+    }
+
+    /// One utterance through the module's `synthesize`, written as 16-bit WAV; nil on success.
+    private func synthesize(_ u: EvalUtterance, to output: String, with voice: TorchModel, maxCodes: Int) -> String? {
+        do {
+            let speech = try voice.synthesize(u.text, maxCodes: maxCodes)
+            guard !speech.samples.isEmpty else { return "the torch synthesizer returned no samples for \(u.id)" }
+            guard speech.samples.allSatisfy(\.isFinite) else { return "the torch synthesizer returned non-finite samples for \(u.id)" }
+            try AudioFile.write(AudioClip(samples: speech.samples, sampleRate: speech.sampleRate), to: output)
+            return nil
+        } catch {
+            return "the torch synthesizer failed on \(u.id): \(error)"
         }
     }
 

@@ -141,6 +141,9 @@ public final class TorchShim: Sendable {
         let saveCheckpoint: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32
         let loadCheckpoint: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int64, UnsafeMutablePointer<Int64>?) -> Int32
         let readCheckpointExtra: @convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int64, UnsafeMutablePointer<Int64>?, UnsafeMutablePointer<Int64>?) -> Int32
+        let hasSynthesize: @convention(c) (OpaquePointer?) -> Int32
+        let synthesize: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int64, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, UnsafeMutablePointer<Int64>?, UnsafeMutablePointer<Int32>?) -> Int32
+        let freeSamples: @convention(c) (UnsafeMutablePointer<Float>?) -> Void
 
         init(handle: UnsafeMutableRawPointer, path: String) throws(TorchShimError) {
             func sym<T>(_ name: String, _: T.Type) throws(TorchShimError) -> T {
@@ -166,6 +169,9 @@ public final class TorchShim: Sendable {
             saveCheckpoint = try sym("tts_shim_save_checkpoint", (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32).self)
             loadCheckpoint = try sym("tts_shim_load_checkpoint", (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int64, UnsafeMutablePointer<Int64>?) -> Int32).self)
             readCheckpointExtra = try sym("tts_shim_read_checkpoint_extra", (@convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int64, UnsafeMutablePointer<Int64>?, UnsafeMutablePointer<Int64>?) -> Int32).self)
+            hasSynthesize = try sym("tts_shim_has_synthesize", (@convention(c) (OpaquePointer?) -> Int32).self)
+            synthesize = try sym("tts_shim_synthesize", (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int64, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, UnsafeMutablePointer<Int64>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+            freeSamples = try sym("tts_shim_free_samples", (@convention(c) (UnsafeMutablePointer<Float>?) -> Void).self)
         }
     }
 }
@@ -316,6 +322,27 @@ public final class TorchModel: @unchecked Sendable { // the handle is only touch
     public func saveCheckpoint(_ path: String, extra: String) throws(TorchShimError) {
         let status = lock.withLock { _ in fns.saveCheckpoint(handle, path, extra) }
         try shim.check(status)
+    }
+
+    /// True when the module exports `synthesize(text, max_codes)` and `synthesis_sample_rate()`
+    /// (CONTRACT.md, "Synthesis").
+    public var canSynthesize: Bool { lock.withLock { _ in fns.hasSynthesize(handle) == 1 } }
+
+    /// Speech for `text` (NFC-normalised here) from the module's `synthesize`, with the current
+    /// parameters (eval mode, no gradients): mono samples in [-1, 1] and their rate.
+    public func synthesize(_ text: String, maxCodes: Int) throws(TorchShimError) -> (samples: [Float], sampleRate: Int) {
+        let nfc = text.precomposedStringWithCanonicalMapping
+        let (status, samples, rate): (Int32, [Float], Int32) = lock.withLock { _ in
+            var pointer: UnsafeMutablePointer<Float>?
+            var count: Int64 = 0
+            var rate: Int32 = 0
+            let status = fns.synthesize(handle, nfc, Int64(maxCodes), &pointer, &count, &rate)
+            defer { fns.freeSamples(pointer) }
+            guard status == TTS_OK, let pointer else { return (status, [], 0) }
+            return (status, Array(UnsafeBufferPointer(start: pointer, count: Int(count))), rate)
+        }
+        try shim.check(status)
+        return (samples, Int(rate))
     }
 
     /// Restores a checkpoint; returns the caller's JSON stored with it.

@@ -208,7 +208,11 @@ public final class OfflineRunWriter {
         try checkOpen()
         try OfflineRunWriter.validate(runPath: file.runPath)
         let dest = filesDirectory + "/" + file.runPath
-        try OfflineRunWriter.copy(from: file.localPath, to: dest, link: false)
+        if let content = file.content {
+            try OfflineRunWriter.write(content, to: dest)
+        } else {
+            try OfflineRunWriter.copy(from: file.localPath, to: dest, link: false)
+        }
         try write(.files([WandbFilesItem(path: file.runPath)]))
     }
 
@@ -355,6 +359,34 @@ public final class OfflineRunWriter {
     /// A directory-name-safe version of an artifact name.
     private static func safeName(_ name: String) -> String {
         String(name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
+    }
+
+    /// Writes `bytes` to `dest` (creating parent directories) through a temporary name, fsynced
+    /// and renamed into place.
+    private static func write(_ bytes: [UInt8], to dest: String) throws {
+        let parent = String(dest[..<dest.lastIndex(of: "/")!])
+        try makeDirectory(parent)
+        let tmp = dest + ".tmp-\(getpid())"
+        let output = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard output >= 0 else { throw OfflineRunError.io(path: tmp, operation: "create", errno: errno) }
+        var ok = false
+        defer {
+            _ = Glibc.close(output)
+            if !ok { _ = unlink(tmp) }
+        }
+        var done = 0
+        while done < bytes.count {
+            let w = bytes.withUnsafeBytes { Glibc.write(output, $0.baseAddress! + done, bytes.count - done) }
+            if w < 0 {
+                if errno == EINTR { continue }
+                throw OfflineRunError.io(path: tmp, operation: "write", errno: errno)
+            }
+            done += w
+        }
+        guard fsync(output) == 0 else { throw OfflineRunError.io(path: tmp, operation: "fsync", errno: errno) }
+        guard rename(tmp, dest) == 0 else { throw OfflineRunError.io(path: dest, operation: "rename", errno: errno) }
+        ok = true
+        syncDirectory(parent)
     }
 
     /// Places `source` at `dest` (creating parent directories, replacing an existing file):

@@ -148,4 +148,34 @@ public enum WandbMedia {
         if let caption { parts.append("\"caption\":\(WandbValue.quote(caption))") }
         return (.json("{" + parts.joined(separator: ",") + "}"), WandbRunFile(runPath: path, localPath: localPath))
     }
+
+    /// A table as W&B logs it: the history value
+    /// `{"_type":"table-file","sha256":…,"size":…,"path":"media/table/<key>_<step>_<sha[:20]>.table.json","ncols":…,"nrows":…,"log_mode":"IMMUTABLE"}`
+    /// and the generated run file `{"columns":[…],"data":[[…]…]}` under that path (what the SDK's
+    /// `wandb.Table` writes; the SDK also logs a run-table artifact, which the W&B UI does not need
+    /// to show the table). `/` in `key` is kept as a directory, as the SDK does.
+    public static func table(key: String, step: Int64, columns: [String], rows: [[JSONValue]]) -> (value: WandbValue, file: WandbRunFile) {
+        let body = "{\"columns\":[" + columns.map(WandbValue.quote).joined(separator: ",") + "],\"data\":["
+            + rows.map { "[" + $0.map(cell).joined(separator: ",") + "]" }.joined(separator: ",") + "]}"
+        let bytes = Array(body.utf8)
+        let sha = SHA256.hash(bytes).hexString
+        let path = "media/table/\(key)_\(step)_\(sha.prefix(20)).table.json"
+        let value = "{" + [
+            "\"_type\":\"table-file\"", "\"sha256\":\(WandbValue.quote(sha))", "\"size\":\(bytes.count)",
+            "\"path\":\(WandbValue.quote(path))", "\"ncols\":\(columns.count)", "\"nrows\":\(rows.count)", "\"log_mode\":\"IMMUTABLE\"",
+        ].joined(separator: ",") + "}"
+        return (.json(value), WandbRunFile(runPath: path, content: bytes))
+    }
+
+    /// A table cell in JSON; non-finite numbers become `null` (a table file is plain JSON).
+    private static func cell(_ v: JSONValue) -> String {
+        switch v {
+        case .null: "null"
+        case .bool(let b): b ? "true" : "false"
+        case .number(let d): d.isFinite ? WandbValue.number(d).jsonText : "null"
+        case .string(let s): WandbValue.quote(s)
+        case .array(let a): "[" + a.map(cell).joined(separator: ",") + "]"
+        case .object(let o): "{" + o.keys.sorted().map { WandbValue.quote($0) + ":" + cell(o[$0]!) }.joined(separator: ",") + "}"
+        }
+    }
 }

@@ -211,7 +211,9 @@ public final class WandbAPI: Sendable {
     @discardableResult
     public func uploadRunFiles(_ handle: WandbRunHandle, _ files: [WandbRunFile]) async throws(WandbAPIError) -> [String] {
         var sources: [(String, HTTPRequest.Body)] = []
-        for f in files { sources.append((f.runPath, try Self.fileBody(f.localPath))) }
+        for f in files {
+            if let content = f.content { sources.append((f.runPath, .bytes(content))) } else { sources.append((f.runPath, try Self.fileBody(f.localPath))) }
+        }
         return try await uploadRunFiles(handle, sources)
     }
 
