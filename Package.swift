@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // System libraries (Debian -dev packages); one folder each.
@@ -57,6 +60,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The coordinator's HTTP surface: REST API, dashboard, Prometheus metrics, health.
+        .target(
+            name: "CoordinatorHTTP",
+            dependencies: [
+                "Shared", "Coordinator",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // Agent loop, GPU probe and shard executors of a worker.
         .target(
             name: "Worker",
@@ -72,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "TTSCoordinatorCLI",
             dependencies: [
-                "Shared", "Coordinator",
+                "Shared", "Coordinator", "CoordinatorHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -109,6 +124,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Shared"], swiftSettings: strict),
+        .testTarget(
+            name: "CoordinatorHTTPTests",
+            dependencies: ["CoordinatorHTTP", "Coordinator", "Shared", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["Shared", "TTSCoordinatorCLI", "TTSWorkerCLI"],

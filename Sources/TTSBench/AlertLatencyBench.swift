@@ -33,7 +33,7 @@ struct AlertLatency: AsyncParsableCommand {
         let port = Int.random(in: 30_000..<60_000)
         let url = "tcp://127.0.0.1:\(port)"
         let coordinator = try ServerProcess(name: "coordinator", executable: coordinatorBin,
-                                            arguments: ["serve", "--listen", url, "--db", dir + "/c.sqlite", "--no-wandb"],
+                                            arguments: ["serve", "--listen", url, "--db", dir + "/c.sqlite", "--no-wandb", "--no-http"],
                                             logPath: dir + "/coordinator.log",
                                             environment: ["SLACK_WEBHOOK_URL": slackURL + "/services/T0/B0/bench"])
         let worker = try ServerProcess(name: "worker", executable: workerBin,

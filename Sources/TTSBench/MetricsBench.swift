@@ -45,7 +45,7 @@ struct Ingest: AsyncParsableCommand {
         let port = Int.random(in: 30_000..<60_000)
         let url = "tcp://127.0.0.1:\(port)"
         let server = try ServerProcess(name: "coordinator", executable: coordinatorBin,
-                                       arguments: ["serve", "--listen", url, "--db", dir + "/bench.sqlite", "--no-wandb", "--log-level", "warning"],
+                                       arguments: ["serve", "--listen", url, "--db", dir + "/bench.sqlite", "--no-wandb", "--no-http", "--log-level", "warning"],
                                        logPath: dir + "/coordinator.log")
         try await Task.sleep(for: .seconds(1))
         progress("ingest: \(k) worker(s) for \(seconds) s")
@@ -226,7 +226,7 @@ struct VersusSDK: AsyncParsableCommand {
         let url = "tcp://127.0.0.1:\(port)"
         try FileManager.default.createDirectory(atPath: dir + "/ours", withIntermediateDirectories: true)
         let coordinator = try ServerProcess(name: "coordinator", executable: coordinatorBin,
-                                            arguments: ["serve", "--listen", url, "--db", dir + "/c.sqlite", "--wandb-mode", "offline", "--wandb-dir", dir + "/ours"],
+                                            arguments: ["serve", "--listen", url, "--db", dir + "/c.sqlite", "--wandb-mode", "offline", "--wandb-dir", dir + "/ours", "--no-http"],
                                             logPath: dir + "/coordinator.log")
         let worker = try ServerProcess(name: "worker", executable: workerBin,
                                        arguments: ["join", url, "--name", "bench", "--state-dir", dir + "/worker"], logPath: dir + "/worker.log")

@@ -134,7 +134,7 @@ struct ControlPlane: AsyncParsableCommand {
         let dir = "\(tmp)/n\(n)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         progress("N=\(n): starting the coordinator on \(url)")
-        let (cExe, cArgs) = launch(coordinatorBin, ["serve", "--listen", url, "--db", "\(dir)/bench.sqlite"])
+        let (cExe, cArgs) = launch(coordinatorBin, ["serve", "--listen", url, "--db", "\(dir)/bench.sqlite", "--no-http"])
         let coordinator = try ServerProcess(name: "tts-coordinator", executable: cExe, arguments: cArgs, logPath: "\(dir)/coordinator.log")
         var stopped = false
         defer { if !stopped { kill(coordinator.pid, SIGKILL) } }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Coordinator
+import CoordinatorHTTP
 import Foundation
 import Logging
 import Shared
@@ -11,15 +12,35 @@ struct TTSCoordinatorCommand: AsyncParsableCommand {
         abstract: "Coordinates tts-cluster workers: leases training and evaluation shards, stores state, watches liveness.",
         version: TTSCluster.version,
         subcommands: [Serve.self, Workers.self, Shards.self, Status.self, Submit.self, Runs.self, Logs.self, Cancel.self, Eval.self, Evals.self,
-                      Enqueue.self, Drain.self, Metrics.self, Alerts.self, Silence.self],
+                      Enqueue.self, Drain.self, Metrics.self, Alerts.self, Silence.self, APIToken.self],
         defaultSubcommand: Serve.self
     )
 }
 
+/// Prints the REST API's bearer token (derived from the cluster token; the cluster token itself
+/// never crosses HTTP), for curl, Prometheus' `authorization` and scripts.
+struct APIToken: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "api-token",
+                                                    abstract: "Print the bearer token of the REST API and /metrics (derived from the cluster token).")
+    @Option(help: "File holding the cluster token (env TTS_CLUSTER_TOKEN_FILE).")
+    var tokenFile: String? = ProcessInfo.processInfo.environment["TTS_CLUSTER_TOKEN_FILE"]
+
+    func run() throws {
+        guard let tokenFile else { throw ValidationError("--token-file FILE (or TTS_CLUSTER_TOKEN_FILE) is required") }
+        do { print(try ClusterToken.load(fromFile: tokenFile).apiBearer) } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
 /// Options every client command shares.
 struct ClientOptions: ParsableArguments {
-    @Option(help: "Coordinator address (env TTS_COORDINATOR).")
-    var connect: String = ProcessInfo.processInfo.environment["TTS_COORDINATOR"] ?? "tcp://127.0.0.1:5555"
+    @Option(help: "The coordinator's REST API (env TTS_API; default http://127.0.0.1:8080). The CLI talks to it unless only --connect is given.")
+    var api: String? = ProcessInfo.processInfo.environment["TTS_API"]
+
+    @Option(help: "The coordinator's NNG admin endpoint instead of the REST API, tcp://HOST:PORT (env TTS_COORDINATOR).")
+    var connect: String? = ProcessInfo.processInfo.environment["TTS_COORDINATOR"]
 
     @Option(help: "File holding the cluster token (env TTS_CLUSTER_TOKEN_FILE).")
     var tokenFile: String? = ProcessInfo.processInfo.environment["TTS_CLUSTER_TOKEN_FILE"]
@@ -35,8 +56,11 @@ struct ClientOptions: ParsableArguments {
 
     func client() throws -> any ClusterClient {
         let token = try tokenFile.map { path throws(ConfigurationError) in try ClusterToken.load(fromFile: path) }
-        let tls = tlsCa.map { NNGTLSConfiguration(caFile: $0, serverName: tlsServerName) }
-        return try NNGClusterClient(url: connect, token: token, tls: tls)
+        if api == nil, let connect {
+            let tls = tlsCa.map { NNGTLSConfiguration(caFile: $0, serverName: tlsServerName) }
+            return try NNGClusterClient(url: connect, token: token, tls: tls)
+        }
+        return try HTTPClusterClient(baseURL: api ?? "http://127.0.0.1:8080", token: token)
     }
 }
 
@@ -125,6 +149,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Minutes between status digests of each active run (0: off).")
     var statusDigestMinutes = 60.0
 
+    @Option(help: "HTTP address of the REST API, dashboard and /metrics, HOST:PORT (env TTS_HTTP; default 127.0.0.1:8080). Beyond loopback it needs --token-file (bearer auth).")
+    var http = ProcessInfo.processInfo.environment["TTS_HTTP"] ?? "127.0.0.1:8080"
+    @Flag(help: "No HTTP server (no REST API, dashboard or /metrics).")
+    var noHttp = false
     @Option(help: "Base URL of the dashboard, for links in alerts.")
     var dashboardUrl: String?
 
@@ -187,7 +215,36 @@ struct Serve: AsyncParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(2)
         }
-        let task = Task { try await server.run() }
+        var httpServer: CoordinatorHTTPServer?
+        if !noHttp {
+            do {
+                let (host, port) = try HTTPServerConfiguration.parse(address: http)
+                let wandbBase = config.wandbMode == .online
+                    ? config.wandbSettings.map { $0.baseURL.contains("api.wandb.ai") ? "https://wandb.ai" : $0.baseURL } : nil
+                httpServer = try CoordinatorHTTPServer(server: server, configuration: HTTPServerConfiguration(host: host, port: port, token: config.token, wandbBase: wandbBase),
+                                                       logger: logger)
+            } catch {
+                logger.critical("\(error)")
+                throw ExitCode(2)
+            }
+        }
+        let web = httpServer
+        let task = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await server.run() }
+                if let web {
+                    group.addTask {
+                        do { try await web.run() } catch is CancellationError {} catch {
+                            throw ConfigurationError("cannot serve HTTP on \(web.configuration.host):\(web.configuration.port): \(error). Is another coordinator running there? (--http HOST:PORT, or --no-http)")
+                        }
+                    }
+                }
+                // Either one ending (the NNG side on cancellation, HTTP on an error) stops both.
+                try await group.next()
+                group.cancelAll()
+                try await group.waitForAll()
+            }
+        }
         let watcher = SignalWatcher { sig in
             logger.notice("received signal \(sig): shutting down")
             task.cancel()

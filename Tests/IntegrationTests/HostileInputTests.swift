@@ -28,10 +28,14 @@ struct HostileInputTests {
         try await h.waitUntil("the member is live", timeout: 20) {
             (try h.cliJSON(["workers", "--token-file", good], as: [WorkerSummary].self)).map(\.name) == ["member"]
         }
-        // The CLI without the token is refused too.
+        // The CLI without the token is refused too: by the REST API (bearer token) and by the NNG
+        // admin endpoint.
         let anonymous = try h.cli(["workers"])
         #expect(anonymous.status == 1)
-        #expect(anonymous.err.contains("token does not match"))
+        #expect(anonymous.err.contains("unauthorized"), "\(anonymous.err)")
+        let anonymousNNG = try h.cli(["workers", "--connect", h.url], connect: false)
+        #expect(anonymousNNG.status == 1)
+        #expect(anonymousNNG.err.contains("token does not match"), "\(anonymousNNG.err)")
         // No secret in any log.
         for log in ["coordinator", "intruder", "member"] {
             #expect(!h.log(log).contains("correct-horse"))

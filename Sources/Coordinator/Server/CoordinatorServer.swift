@@ -15,6 +15,14 @@ public final class CoordinatorServer: Sendable {
     let notifier: AlertNotifier?
     let router: RequestRouter
     let logger: Logger
+    private let listening = Atomic<Bool>(false)
+
+    /// The admin commands (the NNG admin protocol and the REST API answer with the same code).
+    public var admin: AdminService { router.admin }
+    /// Called after each ingest commit (metrics counters, the W&B outbox, the alert rules).
+    public var ingestObservers: IngestObservers { router.observers }
+    /// True while the NNG listener accepts workers (for `/readyz`).
+    public var isListening: Bool { listening.load(ordering: .acquiring) }
 
     /// Validates the configuration and opens the database (nothing listens yet).
     public init(configuration: CoordinatorConfiguration, logger: Logger) throws {
@@ -76,6 +84,7 @@ public final class CoordinatorServer: Sendable {
         }
         logger.notice("alerts: \(configuration.slackWebhook.map { "Slack webhook \($0) and the log" } ?? "the log only (no SLACK_WEBHOOK_URL)")")
         logger.notice("coordinator \(TTSCluster.version) listening on \(configuration.listen), database \(configuration.databasePath)\(configuration.token == nil ? " (no token: open cluster)" : " (token required)")")
+        listening.store(true, ordering: .releasing)
         onListening()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.monitorLiveness() }
@@ -86,6 +95,7 @@ public final class CoordinatorServer: Sendable {
             // Every loop runs until this task is cancelled (a disabled sink returns at once).
             await group.waitForAll()
         }
+        listening.store(false, ordering: .releasing)
         server.close()
         try? store.flushHeartbeats(registry.takeDirty())
         logger.notice("coordinator stopped")

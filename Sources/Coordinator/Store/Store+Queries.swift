@@ -68,3 +68,24 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// Jobs, newest first (`id`: only that one, with its spec text).
+    public func jobs(id: Int64? = nil, limit: Int = 200) throws -> [JobSummary] {
+        try pool.read { db in
+            let rows = id == nil
+                ? try Row.fetchAll(db, sql: "SELECT id, name, kind, state, created_at FROM jobs ORDER BY id DESC LIMIT ?", arguments: [limit])
+                : try Row.fetchAll(db, sql: "SELECT id, name, kind, state, created_at, spec FROM jobs WHERE id = ?", arguments: [id])
+            return try rows.map { row in
+                let jobId: Int64 = row["id"]
+                let runs = try String.fetchAll(db, sql: "SELECT id FROM runs WHERE job_id = ? ORDER BY created_at, id", arguments: [jobId])
+                var byState: [String: Int] = [:]
+                for r in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM shards WHERE job_id = ? GROUP BY state", arguments: [jobId]) {
+                    byState[r["state"]] = r["n"]
+                }
+                return JobSummary(id: jobId, name: row["name"], kind: row["kind"], state: row["state"], createdAt: dateFrom(row["created_at"]),
+                                  runs: runs, shardsByState: byState, spec: id == nil ? nil : row["spec"])
+            }
+        }
+    }
+}

@@ -161,3 +161,29 @@ public struct CancelReply: Codable, Sendable, Equatable {
         self.stopping = stopping
     }
 }
+
+/// A job as the API lists it: what was submitted, its state, its runs and its shards by state.
+public struct JobSummary: Codable, Sendable, Equatable {
+    public var id: Int64
+    public var name: String
+    /// `train`, `eval`, or a built-in shard kind for enqueued jobs.
+    public var kind: String
+    public var state: String
+    public var createdAt: Date?
+    /// The run ids of a training job (one per sweep combination).
+    public var runs: [String]
+    public var shardsByState: [String: Int]
+    /// The submitted spec text (YAML), only in the single-job answer.
+    public var spec: String?
+
+    public init(id: Int64, name: String, kind: String, state: String, createdAt: Date?, runs: [String], shardsByState: [String: Int], spec: String? = nil) {
+        self.id = id
+        self.name = name
+        self.kind = kind
+        self.state = state
+        self.createdAt = createdAt
+        self.runs = runs
+        self.shardsByState = shardsByState
+        self.spec = spec
+    }
+}

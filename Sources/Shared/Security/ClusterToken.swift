@@ -43,6 +43,22 @@ public struct ClusterToken: Sendable, Equatable, CustomStringConvertible, Custom
         return diff == 0
     }
 
+    /// The bearer token of the HTTP API (`Authorization: Bearer …`): an HMAC of a fixed label
+    /// under the cluster token, so the cluster token itself never crosses HTTP, and a leaked API
+    /// token does not let anyone register a worker. `tts-coordinator api-token` prints it.
+    public var apiBearer: String {
+        HMACSHA256.authenticate(message: Array("tts-cluster/http-api/v1".utf8), key: secret).hexString
+    }
+
+    /// Whether `presented` is ``apiBearer`` (constant-time comparison).
+    public func acceptsBearer(_ presented: String) -> Bool {
+        let expected = Array(apiBearer.utf8), got = Array(presented.utf8)
+        guard expected.count == got.count else { return false }
+        var diff: UInt8 = 0
+        for (a, b) in zip(expected, got) { diff |= a ^ b }
+        return diff == 0
+    }
+
     func mac(purpose: String, timestampMs: Int64, nonce: [UInt8]) -> [UInt8] {
         let message = Array("tts-cluster/v1|\(purpose)|\(timestampMs)|\(nonce.hexString)".utf8)
         return HMACSHA256.authenticate(message: message, key: secret)

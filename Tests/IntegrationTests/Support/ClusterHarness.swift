@@ -8,17 +8,22 @@ import Testing
 final class ClusterHarness: @unchecked Sendable { // used from one test at a time; children are only touched under `lock`.
     let dir: URL
     let port: Int
+    /// The coordinator's HTTP port (REST API, dashboard, /metrics).
+    let httpPort: Int
     let binDir: URL
     private let lock = NSLock()
     private var children: [String: Process] = [:]
     private var coordinatorArgs: [String] = []
 
     var url: String { "tcp://127.0.0.1:\(port)" }
+    /// The coordinator's HTTP base URL.
+    var httpURL: String { "http://127.0.0.1:\(httpPort)" }
 
     init() throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-it-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         port = freePort()
+        httpPort = freePort()
         binDir = try Self.locateBinaries()
     }
 
@@ -66,17 +71,20 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
     /// Starts the coordinator on this harness's port and database and waits until it listens.
     @discardableResult
     func startCoordinator(_ extra: [String] = [], scheme: String = "tcp", environment: [String: String] = [:]) async throws -> Process {
-        coordinatorArgs = ["serve", "--listen", "\(scheme)://127.0.0.1:\(port)", "--db", dir.appendingPathComponent("coordinator.sqlite").path] + extra
+        let http = extra.contains("--http") || extra.contains("--no-http") ? [] : ["--http", "127.0.0.1:\(httpPort)"]
+        coordinatorArgs = ["serve", "--listen", "\(scheme)://127.0.0.1:\(port)", "--db", dir.appendingPathComponent("coordinator.sqlite").path] + http + extra
         let p = try start("coordinator", "tts-coordinator", coordinatorArgs, environment: environment)
-        let before = listenLines
+        let before = listenLines, httpBefore = httpLines
+        let servesHTTP = !coordinatorArgs.contains("--no-http")
         try await waitUntil("the coordinator listens", timeout: 20) {
             if !p.isRunning { throw HarnessError("the coordinator exited: \(self.log("coordinator"))") }
-            return self.listenLines > before
+            return self.listenLines > before && (!servesHTTP || self.httpLines > httpBefore)
         }
         return p
     }
 
     private var listenLines: Int { log("coordinator").components(separatedBy: "listening on").count - 1 }
+    private var httpLines: Int { log("coordinator").components(separatedBy: "HTTP: dashboard and API on").count - 1 }
 
     @discardableResult
     func startWorker(_ name: String, _ extra: [String] = [], url: String? = nil) throws -> Process {
@@ -103,7 +111,10 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
     func cli(_ args: [String], connect: Bool = true) throws -> (status: Int32, out: String, err: String) {
         let p = Process()
         p.executableURL = binDir.appendingPathComponent("tts-coordinator")
-        p.arguments = args + (connect ? ["--connect", url] : [])
+        // The CLI talks to the REST API when the coordinator serves HTTP (the default), else to
+        // the NNG admin endpoint.
+        let http = !coordinatorArgs.contains("--no-http")
+        p.arguments = args + (connect ? (http ? ["--api", httpURL] : ["--connect", url]) : [])
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
