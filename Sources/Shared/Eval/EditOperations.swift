@@ -160,3 +160,149 @@ public enum EditOperations {
         return blocks
     }
 }
+
+// MARK: - The batch kernel
+
+/// Reusable buffers for aligning many sentence pairs with ``EditOperations/align(_:_:scratch:counts:)``
+/// without allocating per pair (the DP matrix and the edit operations only grow).
+final class AlignmentScratch {
+    /// The DP matrix, row-major, `(n + 1) × (m + 1)`.
+    fileprivate var matrix: [Int32] = []
+    /// Edit operations of the current pair in backtrack (reverse) order: tag (0 replace, 1 insert,
+    /// 2 delete), source and destination.
+    fileprivate var tags: [UInt8] = []
+    fileprivate var sources: [Int32] = []
+    fileprivate var destinations: [Int32] = []
+
+    init() {}
+
+    fileprivate func reserve(matrix cells: Int, ops: Int) {
+        if matrix.count < cells { matrix = [Int32](repeating: 0, count: Swift.max(cells, 2 * matrix.count)) }
+        if tags.count < ops {
+            let size = Swift.max(ops, 2 * tags.count, 64)
+            tags = [UInt8](repeating: 0, count: size)
+            sources = [Int32](repeating: 0, count: size)
+            destinations = [Int32](repeating: 0, count: size)
+        }
+    }
+}
+
+extension EditOperations {
+    /// ``opcodes(reference:hypothesis:)`` for token ids in unsafe buffers, adding the alignment's
+    /// H/S/D/I to `counts`: the same DP, the same backtrack (rapidfuzz's `recover_alignment`) and
+    /// the same `as_opcodes` merge, with the matrix and the edit operations in `scratch`.
+    static func align(_ s1: UnsafeBufferPointer<UInt32>, _ s2: UnsafeBufferPointer<UInt32>,
+                      scratch: AlignmentScratch, counts: inout EditCounts) -> [AlignmentChunk] {
+        let count1 = s1.count, count2 = s2.count
+        // 1. common affix
+        var prefix = 0
+        while prefix < count1, prefix < count2, s1[prefix] == s2[prefix] { prefix += 1 }
+        var suffix = 0
+        while suffix < count1 - prefix, suffix < count2 - prefix, s1[count1 - 1 - suffix] == s2[count2 - 1 - suffix] { suffix += 1 }
+        let n = count1 - prefix - suffix
+        let m = count2 - prefix - suffix
+        if n == 0 && m == 0 {
+            counts.hits += count1
+            return count1 == 0 && count2 == 0 ? [] : [AlignmentChunk(kind: .equal, reference: 0..<count1, hypothesis: 0..<count2)]
+        }
+        let width = m + 1
+        scratch.reserve(matrix: (n + 1) * width, ops: n + m)
+        var opCount = 0
+        var substitutions = 0, deletions = 0, insertions = 0
+        scratch.matrix.withUnsafeMutableBufferPointer { dm in
+            let d = dm.baseAddress!
+            // (An empty side may have no base address; it is then never read.)
+            let none = UnsafePointer<UInt32>(bitPattern: MemoryLayout<UInt32>.alignment)!
+            let a = (s1.baseAddress ?? none) + prefix, b = (s2.baseAddress ?? none) + prefix
+            // 2. the DP
+            for j in 0...m { d[j] = Int32(j) }
+            if n > 0 {
+                for i in 1...n {
+                    let row = d + i * width, above = row - width
+                    var left = Int32(i)
+                    row[0] = left
+                    let token = a[i - 1]
+                    var j = 1
+                    while j <= m {
+                        let diagonal = above[j - 1] + (token == b[j - 1] ? 0 : 1)
+                        let value = Swift.min(diagonal, Swift.min(above[j], left) + 1)
+                        row[j] = value
+                        left = value
+                        j += 1
+                    }
+                }
+            }
+            // 3. + 4. the backtrack, operations stored in reverse order
+            scratch.tags.withUnsafeMutableBufferPointer { tags in
+                scratch.sources.withUnsafeMutableBufferPointer { sources in
+                    scratch.destinations.withUnsafeMutableBufferPointer { destinations in
+                        @inline(__always) func push(_ tag: UInt8, _ source: Int, _ destination: Int) {
+                            tags[opCount] = tag
+                            sources[opCount] = Int32(source + prefix)
+                            destinations[opCount] = Int32(destination + prefix)
+                            opCount += 1
+                        }
+                        var col = n, row = m
+                        while row != 0 && col != 0 {
+                            let here = d[col * width + row]
+                            if here == d[(col - 1) * width + row] + 1 {
+                                col -= 1
+                                push(2, col, row); deletions += 1
+                            } else {
+                                row -= 1
+                                if row != 0 && d[col * width + row] == d[(col - 1) * width + row] - 1 {
+                                    push(1, col, row); insertions += 1
+                                } else {
+                                    col -= 1
+                                    if a[col] != b[row] { push(0, col, row); substitutions += 1 }
+                                }
+                            }
+                        }
+                        while col != 0 { col -= 1; push(2, col, row); deletions += 1 }
+                        while row != 0 { row -= 1; push(1, col, row); insertions += 1 }
+                    }
+                }
+            }
+        }
+        counts.substitutions += substitutions
+        counts.deletions += deletions
+        counts.insertions += insertions
+        counts.hits += count1 - substitutions - deletions
+        return scratch.tags.withUnsafeBufferPointer { tags in
+            scratch.sources.withUnsafeBufferPointer { sources in
+                scratch.destinations.withUnsafeBufferPointer { destinations in
+                    // as_opcodes over the operations in forward order (index opCount - 1 - k).
+                    func blocks(_ emit: (AlignmentChunk.Kind, Range<Int>, Range<Int>) -> Void) {
+                        var src = 0, dst = 0, k = opCount - 1
+                        while k >= 0 {
+                            let opSource = Int(sources[k]), opDestination = Int(destinations[k])
+                            if src < opSource || dst < opDestination {
+                                emit(.equal, src..<opSource, dst..<opDestination)
+                                src = opSource
+                                dst = opDestination
+                            }
+                            let srcBegin = src, dstBegin = dst, tag = tags[k]
+                            while k >= 0, tags[k] == tag, src == Int(sources[k]), dst == Int(destinations[k]) {
+                                switch tag {
+                                case 0: src += 1; dst += 1
+                                case 1: dst += 1
+                                default: src += 1
+                                }
+                                k -= 1
+                            }
+                            let kind: AlignmentChunk.Kind = tag == 0 ? .substitute : tag == 1 ? .insert : .delete
+                            emit(kind, srcBegin..<src, dstBegin..<dst)
+                        }
+                        if src < count1 || dst < count2 { emit(.equal, src..<count1, dst..<count2) }
+                    }
+                    var total = 0
+                    blocks { _, _, _ in total += 1 }
+                    var chunks: [AlignmentChunk] = []
+                    chunks.reserveCapacity(total)
+                    blocks { chunks.append(AlignmentChunk(kind: $0, reference: $1, hypothesis: $2)) }
+                    return chunks
+                }
+            }
+        }
+    }
+}

@@ -11,27 +11,10 @@
 public enum Jiwer {
     /// jiwer `process_words(reference, hypothesis)` with `wer_default` on both sides.
     public static func processWords(reference: [String], hypothesis: [String]) throws(JiwerError) -> WordOutput {
-        let refs = sentences(reference).map(TextTransforms.defaultWords)
-        let hyps = sentences(hypothesis).map(TextTransforms.defaultWords)
+        let refs = sentences(reference), hyps = sentences(hypothesis)
         guard refs.count == hyps.count else { throw .sentenceCountMismatch(references: refs.count, hypotheses: hyps.count) }
         // Words are compared by code points (UTF-8 bytes), not by Swift's canonical-equivalence `==`.
-        var ids: [CodePointKey: Int] = [:]
-        func id(_ word: String) -> Int {
-            let key = CodePointKey(word)
-            if let known = ids[key] { return known }
-            let new = ids.count
-            ids[key] = new
-            return new
-        }
-        var alignments: [[AlignmentChunk]] = []
-        alignments.reserveCapacity(refs.count)
-        var counts = EditCounts()
-        for (r, h) in zip(refs, hyps) {
-            let alignment = EditOperations.opcodes(reference: r.map(id), hypothesis: h.map(id))
-            counts += EditCounts(alignment: alignment)
-            alignments.append(alignment)
-        }
-        return WordOutput(references: refs, hypotheses: hyps, alignments: alignments, counts: counts)
+        return BatchScoring.processWords(refs, hyps)
     }
 
     /// jiwer `process_words` for one sentence pair (jiwer wraps a `str` as `[str]`).
@@ -42,19 +25,9 @@ public enum Jiwer {
 
     /// jiwer `process_characters(reference, hypothesis)` with `cer_default` on both sides.
     public static func processCharacters(reference: [String], hypothesis: [String]) throws(JiwerError) -> CharacterOutput {
-        let refs = sentences(reference).map(TextTransforms.defaultCharacters)
-        let hyps = sentences(hypothesis).map(TextTransforms.defaultCharacters)
+        let refs = sentences(reference), hyps = sentences(hypothesis)
         guard refs.count == hyps.count else { throw .sentenceCountMismatch(references: refs.count, hypotheses: hyps.count) }
-        var alignments: [[AlignmentChunk]] = []
-        alignments.reserveCapacity(refs.count)
-        var counts = EditCounts()
-        for (r, h) in zip(refs, hyps) {
-            // A code point is its own token id.
-            let alignment = EditOperations.opcodes(reference: r.map(\.value), hypothesis: h.map(\.value))
-            counts += EditCounts(alignment: alignment)
-            alignments.append(alignment)
-        }
-        return CharacterOutput(references: refs, hypotheses: hyps, alignments: alignments, counts: counts)
+        return BatchScoring.processCharacters(refs, hyps)
     }
 
     /// jiwer `process_characters` for one sentence pair.
@@ -99,24 +72,4 @@ public enum Jiwer {
 
     /// jiwer's reducers turn an empty list into one empty sentence (`[[]]`).
     private static func sentences(_ list: [String]) -> [String] { list.isEmpty ? [""] : list }
-}
-
-/// A word as a dictionary key compared by its UTF-8 bytes (Python's `==` on `str`), not by
-/// Swift's canonical equivalence (NFC ≠ NFD here), without copying the bytes out.
-struct CodePointKey: Hashable {
-    let text: String
-
-    init(_ text: String) {
-        var t = text
-        t.makeContiguousUTF8()
-        self.text = t
-    }
-
-    static func == (a: CodePointKey, b: CodePointKey) -> Bool { a.text.utf8.elementsEqual(b.text.utf8) }
-
-    func hash(into hasher: inout Hasher) {
-        // The same bytes feed the hasher either way (made contiguous in init, so the copy is rare).
-        if text.utf8.withContiguousStorageIfAvailable({ hasher.combine(bytes: UnsafeRawBufferPointer($0)) }) != nil { return }
-        Array(text.utf8).withUnsafeBytes { hasher.combine(bytes: $0) }
-    }
 }
