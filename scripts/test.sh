@@ -9,4 +9,7 @@ scripts/setup.sh debug
 # if anything is missing.
 bash Tests/Fixtures/torch/torch_env.sh >/dev/null
 swift build --build-tests
+# deploy/: systemd-analyze verify, Kubernetes manifests, Slurm script, container file (against the
+# binaries just built).
+bash scripts/check-deploy.sh
 swift test --skip-build --no-parallel
