@@ -1,3 +1,4 @@
+import Foundation
 import Shared
 
 /// Everything `tts-coordinator serve` can be told. The defaults run a single-machine cluster
@@ -28,6 +29,21 @@ public struct CoordinatorConfiguration: Sendable {
     /// (`<root>/<job name>/<run name>-<run id>`). Must be a path every worker can read and write
     /// (a shared filesystem): a run resumed on another box reads its checkpoint from there.
     public var checkpointRoot = "./tts-runs"
+    /// When not empty, every directory a job or an evaluation writes to (output_dir, log_dir,
+    /// the default checkpoint directory, an evaluation's output) must lie under one of these.
+    public var outputRoots: [String] = []
+
+    /// Whether `path` (made absolute against the working directory and normalised) lies under an
+    /// output root; always true without roots.
+    public func isAllowedOutput(_ path: String) -> Bool {
+        guard !outputRoots.isEmpty else { return true }
+        let cwd = FileManager.default.currentDirectoryPath
+        func absolute(_ p: String) -> String {
+            URL(fileURLWithPath: p.hasPrefix("/") ? p : cwd + "/" + p).standardizedFileURL.path
+        }
+        let target = absolute(path)
+        return outputRoots.map(absolute).contains { root in target == root || target.hasPrefix(root.hasSuffix("/") ? root : root + "/") }
+    }
 
     /// W&B delivery: `online` streams to the W&B API (`wandbSettings`), `offline` writes
     /// `.wandb` runs under `wandbDirectory` for `wandb sync`, `disabled` keeps metrics in the store only.

@@ -136,6 +136,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Where training runs write checkpoints when their job spec names no output_dir (<root>/<job>/<run>-<id>). Must be storage every worker can read and write, so a run can resume on another box.")
     var checkpointRoot = "./tts-runs"
 
+    @Option(name: .customLong("output-root"), help: "A directory jobs and evaluations may write under (repeatable). When given, an output_dir, log_dir or eval output elsewhere is refused at submit.")
+    var outputRoots: [String] = []
+
     @Option(help: "File holding the Slack incoming-webhook URL for alerts (default: env SLACK_WEBHOOK_URL). Without one, alerts go to the log only.")
     var slackWebhookFile: String?
 
@@ -196,6 +199,7 @@ struct Serve: AsyncParsableCommand {
         config.alertRules.statusDigest.intervalMinutes = statusDigestMinutes
         config.dashboardURL = dashboardUrl
         config.checkpointRoot = checkpointRoot
+        config.outputRoots = outputRoots
         let server: CoordinatorServer
         do {
             if !noSlack {

@@ -169,6 +169,49 @@ struct ReliabilityTests {
         ])
     }
 
+    @Test("path traversal: '..' in a job's output_dir, an output_dir outside the output roots, ../../etc/passwd as a manifest's audio path and an evaluation output outside the roots are all refused with errors that name them")
+    func pathTraversalIsRefused() async throws {
+        let h = try ClusterHarness()
+        let allowed = h.dir.appendingPathComponent("allowed")
+        try FileManager.default.createDirectory(at: allowed, withIntermediateDirectories: true)
+        try await h.startCoordinator(["--no-wandb", "--output-root", allowed.path, "--checkpoint-root", allowed.path + "/runs"])
+        func submit(_ outputDir: String) throws -> (status: Int32, out: String, err: String) {
+            let file = h.dir.appendingPathComponent("job-\(UUID().uuidString.prefix(6)).yaml").path
+            try """
+                name: traversal
+                project: tts-it
+                command: ["/bin/sleep", "30"]
+                output_dir: "\(outputDir)"
+                """.write(toFile: file, atomically: true, encoding: .utf8)
+            return try h.cli(["submit", file])
+        }
+        let climbing = try submit(allowed.path + "/../../etc/x")
+        #expect(climbing.status != 0 && climbing.err.contains("output_dir") && climbing.err.contains("'..'"), "\(climbing.err)")
+        let outside = try submit("/tmp/elsewhere-{run_id}")
+        #expect(outside.status != 0 && outside.err.contains("outside the coordinator's output roots"), "\(outside.err)")
+        let inside = try submit(allowed.path + "/runs/{run_id}")
+        #expect(inside.status == 0, "\(inside.err)")
+        // A test manifest whose audio path climbs out of its directory.
+        let manifestDir = allowed.appendingPathComponent("testset")
+        try FileManager.default.createDirectory(at: manifestDir, withIntermediateDirectories: true)
+        let manifest = manifestDir.appendingPathComponent("test.jsonl").path
+        try #"{"id": "evil", "target_text": "안녕", "target_audio_path": "../../../../../../etc/passwd"}"#.write(toFile: manifest, atomically: true, encoding: .utf8)
+        let evil = try h.cli(["eval", allowed.path + "/ckpt.pt", "--manifest", manifest + "::ko", "--output", allowed.path + "/eval"])
+        #expect(evil.status != 0 && evil.err.contains("../../../../../../etc/passwd") && evil.err.contains("outside the manifest's directory"), "\(evil.err)")
+        // An evaluation that would write outside the roots.
+        try #"{"id": "ok", "target_text": "안녕", "target_audio_path": "a.wav"}"#.write(toFile: manifest, atomically: true, encoding: .utf8)
+        let elsewhere = try h.cli(["eval", allowed.path + "/ckpt.pt", "--manifest", manifest + "::ko", "--output", "/etc/tts-eval"])
+        #expect(elsewhere.status != 0 && elsewhere.err.contains("outside the coordinator's output roots"), "\(elsewhere.err)")
+        let beside = try h.cli(["eval", "/var/tmp/ckpt.pt", "--manifest", manifest + "::ko"])
+        #expect(beside.status != 0 && beside.err.contains("outside the coordinator's output roots"), "\(beside.err)")
+        #expect(!FileManager.default.fileExists(atPath: "/etc/tts-eval"))
+        ReliabilityFigures.record("path-traversal", [
+            "refused_dotdot_output_dir": climbing.status != 0, "refused_output_outside_roots": outside.status != 0,
+            "refused_manifest_audio_traversal": evil.status != 0, "refused_eval_output_outside_roots": elsewhere.status != 0 && beside.status != 0,
+            "accepted_output_inside_roots": inside.status == 0,
+        ])
+    }
+
     static func run(_ exe: String, _ args: [String]) throws -> (status: Int32, output: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)

@@ -89,6 +89,12 @@ public struct AdminService: Sendable {
                 do { spec = try JobSpecParser.parse(yaml: req.spec) } catch {
                     throw ProtocolError(.invalidRequest, "\(req.source.map { "\($0): " } ?? "")\(error)")
                 }
+                for run in spec.runs() {
+                    for dir in [TrainingDispatch.outputDirectory(spec: spec, run: run, runId: "RUNID", root: configuration.checkpointRoot), spec.logDir].compactMap({ $0 })
+                    where !configuration.isAllowedOutput(dir) {
+                        throw ProtocolError(.invalidRequest, "\(req.source.map { "\($0): " } ?? "")run \(run.name) would write to \(dir), outside the coordinator's output roots (\(configuration.outputRoots.joined(separator: ", "))); choose an output_dir under one of them")
+                    }
+                }
                 let reply = try store.submit(spec, text: req.spec, checkpointRoot: configuration.checkpointRoot)
                 await scheduler.workAvailable()
                 return try JSONCoding.encode(reply)
@@ -110,6 +116,12 @@ public struct AdminService: Sendable {
                 let req: EvalRequest
                 do { req = try JSONCoding.decode(EvalRequest.self, from: request.arguments) } catch {
                     throw ProtocolError(.invalidRequest, "eval needs {checkpoint, manifests, synthesizer}: \(error)")
+                }
+                if let dir = req.outputDir, !configuration.isAllowedOutput(dir) {
+                    throw ProtocolError(.invalidRequest, "the evaluation would write to \(dir), outside the coordinator's output roots (\(configuration.outputRoots.joined(separator: ", "))); choose --output under one of them")
+                }
+                if req.outputDir == nil, !configuration.isAllowedOutput(URL(fileURLWithPath: req.checkpoint).deletingLastPathComponent().path) {
+                    throw ProtocolError(.invalidRequest, "the evaluation would write beside \(req.checkpoint), outside the coordinator's output roots (\(configuration.outputRoots.joined(separator: ", "))); pass --output under one of them")
                 }
                 let summary = try store.createEval(req)
                 await scheduler.workAvailable()

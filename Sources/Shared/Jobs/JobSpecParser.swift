@@ -118,6 +118,16 @@ public enum JobSpecParser {
             return s
         }
 
+        /// A directory the job writes to: no `..` component (a spec cannot climb out of where it
+        /// says it writes; the coordinator's --output-root limits where that may be).
+        func directory(_ node: Node, _ field: String) throws(JobSpecError) -> String {
+            let s = try nonEmpty(node, field)
+            guard !s.split(separator: "/").contains("..") else {
+                throw fail(field, node, "'\(s)' contains '..'; write the directory itself (outputs must stay under the coordinator's output roots)")
+            }
+            return s
+        }
+
         func int(_ node: Node, _ field: String, minimum: Int) throws(JobSpecError) -> Int {
             let text = try string(node, field).replacingOccurrences(of: "_", with: "")
             guard let v = Int(text) ?? Double(text).flatMap({ $0 == $0.rounded() && abs($0) < 1e15 ? Int($0) : nil }) else {
@@ -445,8 +455,8 @@ public enum JobSpecParser {
                 maxRetries: try nodes["max_retries"].map { n throws(JobSpecError) in try int(n, "max_retries", minimum: 0) } ?? 3,
                 presets: presets, defaultBatch: defaultBatch, minimumBatchSize: minimumBatch, sweep: grid,
                 group: try nodes["group"].map { n throws(JobSpecError) in try nonEmpty(n, "group") },
-                outputDir: try nodes["output_dir"].map { n throws(JobSpecError) in try nonEmpty(n, "output_dir") },
-                logDir: try nodes["log_dir"].map { n throws(JobSpecError) in try nonEmpty(n, "log_dir") }, model: model,
+                outputDir: try nodes["output_dir"].map { n throws(JobSpecError) in try directory(n, "output_dir") },
+                logDir: try nodes["log_dir"].map { n throws(JobSpecError) in try directory(n, "log_dir") }, model: model,
                 evaluation: evaluation)
             let names = spec.runs().map(\.name)
             if Set(names).count != names.count, let n = nodes["sweep"] {
