@@ -212,6 +212,21 @@ struct ReliabilityTests {
         ])
     }
 
+    @Test("the secret scan that every harness runs over its logs and outputs finds a planted token (so its silence elsewhere means something)")
+    func secretScanFindsAPlantedSecret() async throws {
+        let h = try ClusterHarness()
+        let tokenFile = h.dir.appendingPathComponent("token").path
+        try "planted-secret-\(UUID().uuidString)\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        try await h.startCoordinator(["--no-wandb", "--token-file", tokenFile])
+        let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let planted = h.dir.appendingPathComponent("leak.log")
+        try "oops: \(token)\n".write(to: planted, atomically: true, encoding: .utf8)
+        withKnownIssue("the planted token is found") { h.scanForSecrets() }
+        withKnownIssue("a CLI answer with the token is flagged") { h.checkNoSecret("token=\(token)", in: "a test string") }
+        try FileManager.default.removeItem(at: planted)
+        h.scanForSecrets() // clean again: no issue
+    }
+
     static func run(_ exe: String, _ args: [String]) throws -> (status: Int32, output: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)

@@ -14,6 +14,11 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
     private let lock = NSLock()
     private var children: [String: Process] = [:]
     private var coordinatorArgs: [String] = []
+    /// Secrets this harness handed to its processes (token file contents, W&B keys, Slack
+    /// webhook URLs), and the files that hold them on purpose. Issue 9: no log or output may
+    /// contain one; the harness scans its directory when it ends, and every CLI answer.
+    private var secrets: Set<String> = []
+    private var secretFiles: Set<String> = []
 
     var url: String { "tcp://127.0.0.1:\(port)" }
     /// The coordinator's HTTP base URL.
@@ -31,7 +36,55 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
         lock.lock()
         for p in children.values where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
         lock.unlock()
+        scanForSecrets()
         try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// Remembers the secrets in a process's arguments and environment.
+    private func noteSecrets(_ args: [String], _ environment: [String: String]) {
+        lock.lock()
+        defer { lock.unlock() }
+        for (i, a) in args.enumerated() where a == "--token-file" || a == "--slack-webhook-file" {
+            guard i + 1 < args.count else { continue }
+            let path = args[i + 1].hasPrefix("/") ? args[i + 1] : dir.appendingPathComponent(args[i + 1]).path
+            secretFiles.insert(URL(fileURLWithPath: path).standardizedFileURL.path)
+            if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+                let line = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+                if line.count >= 8 { secrets.insert(line) }
+            }
+        }
+        for key in ["WANDB_API_KEY", "SLACK_WEBHOOK_URL"] {
+            guard let v = environment[key], v.count >= 8 else { continue }
+            secrets.insert(v)
+            if let r = v.range(of: "/services/") { secrets.insert(String(v[r.upperBound...])) }
+        }
+    }
+
+    /// Text that must not contain a secret (a CLI answer); records an issue naming the secret's
+    /// kind, never its value.
+    func checkNoSecret(_ text: String, in what: String) {
+        lock.lock()
+        let known = secrets
+        lock.unlock()
+        for s in known where text.contains(s) {
+            Issue.record("a secret (\(s.count) characters, starting \(s.prefix(3))…) appears in \(what)")
+        }
+    }
+
+    /// Every file under the harness directory (logs, W&B runs, reports, databases) except the
+    /// files that hold secrets on purpose.
+    func scanForSecrets() {
+        lock.lock()
+        let known = secrets, skip = secretFiles
+        lock.unlock()
+        guard !known.isEmpty, let files = FileManager.default.enumerator(atPath: dir.path) else { return }
+        for case let rel as String in files {
+            let path = dir.appendingPathComponent(rel).standardizedFileURL.path
+            guard !skip.contains(path), let data = FileManager.default.contents(atPath: path), data.count < 64 << 20 else { continue }
+            for s in known where data.range(of: Data(s.utf8)) != nil {
+                Issue.record("a secret (\(s.count) characters, starting \(s.prefix(3))…) appears in \(rel)")
+            }
+        }
     }
 
     /// The directory with `tts-coordinator` and `tts-worker`: next to the test bundle, or `TTS_BIN_DIR`.
@@ -48,6 +101,7 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
 
     @discardableResult
     func start(_ name: String, _ binary: String, _ args: [String], environment: [String: String] = [:]) throws -> Process {
+        noteSecrets(args, environment)
         let p = Process()
         p.executableURL = binDir.appendingPathComponent(binary)
         p.arguments = args
@@ -109,6 +163,7 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
 
     /// Runs `tts-coordinator ARGS --connect URL` and returns its exit status and output.
     func cli(_ args: [String], connect: Bool = true) throws -> (status: Int32, out: String, err: String) {
+        noteSecrets(args, [:])
         let p = Process()
         p.executableURL = binDir.appendingPathComponent("tts-coordinator")
         // The CLI talks to the REST API when the coordinator serves HTTP (the default), else to
@@ -122,7 +177,9 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        let (outText, errText) = (String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        checkNoSecret(outText + errText, in: "the output of `tts-coordinator \(args.first ?? "")`")
+        return (p.terminationStatus, outText, errText)
     }
 
     func cliJSON<T: Decodable>(_ args: [String], as: T.Type) throws -> T {
