@@ -41,26 +41,8 @@ struct DashboardBrowserTests {
         try await h.waitUntil("both workers are live", timeout: 30) { try h.workers().count == 2 }
 
         // A run that finishes, evaluated at each checkpoint with speech from the checkpoint.
-        let (_, finished) = try TorchRunnerTests.submit(h, """
-            name: ref-finished
-            project: tts-it
-            runner: torch
-            model: "\(model)"
-            train_manifests: ["\(dataset)/gpt_pairs_train.jsonl::ko"]
-            hyperparameters: {lr: 3e-3, seed: 3, threads: 1}
-            checkpoint_every: 20
-            eval_every: 20
-            eval:
-              manifests: ["\(dataset)/gpt_pairs_val.jsonl::ko"]
-              num_samples: 2
-              shards: 1
-              synthesizer: {kind: torch, max_codes: 25}
-              asr: {command: ["/bin/sh", "-c", "echo 안녕하세요", "{audio}"]}
-            max_steps: 40
-            output_dir: "\(h.dir.path)/runs/{run_name}-{run_id}"
-            presets:
-              cpu: {match: {}, batch_size: 4, grad_accum: 1}
-            """)
+        let (_, finished) = try TorchRunnerTests.submit(h, TorchRunnerTests.evaluatedSpec(
+            h, name: "ref-finished", model: model, dataset: dataset, maxCodes: 25, asr: #"["/bin/sh", "-c", "echo 안녕하세요", "{audio}"]"#))
         // A run that keeps training (the command runner; it logs a step every 50 ms).
         let (_, running) = try TorchRunnerTests.submit(h, """
             name: cmd-running

@@ -281,6 +281,32 @@ struct TorchRunnerTests {
         }
     }
 
+    /// A 40-step torch run of the reference model with a checkpoint and an evaluation every 20
+    /// steps: 2 test utterances on 1 shard, spoken by the torch synthesizer, transcribed by the
+    /// command ASR `asr` (a YAML flow list).
+    static func evaluatedSpec(_ h: ClusterHarness, name: String, model: String, dataset: String, maxCodes: Int, asr: String) -> String {
+        """
+        name: \(name)
+        project: tts-it
+        runner: torch
+        model: "\(model)"
+        train_manifests: ["\(dataset)/gpt_pairs_train.jsonl::ko"]
+        hyperparameters: {lr: 3e-3, seed: 3, threads: 1}
+        checkpoint_every: 20
+        eval_every: 20
+        eval:
+          manifests: ["\(dataset)/gpt_pairs_val.jsonl::ko"]
+          num_samples: 2
+          shards: 1
+          synthesizer: {kind: torch, max_codes: \(maxCodes)}
+          asr: {command: \(asr)}
+        max_steps: 40
+        output_dir: "\(h.dir.path)/runs/{run_name}-{run_id}"
+        presets:
+          cpu: {match: {}, batch_size: 4, grad_accum: 1}
+        """
+    }
+
     /// Submits a spec; returns the reply and its (single) run id.
     static func submit(_ h: ClusterHarness, _ spec: String) throws -> (SubmitReply, String) {
         let file = h.dir.appendingPathComponent("job-\(UUID().uuidString.prefix(6)).yaml").path
@@ -297,26 +323,8 @@ struct TorchRunnerTests {
         try await h.startCoordinator(["--no-wandb"])
         try await Self.startTorchWorker(h, "cpu-a", shim: shim)
         // The "ASR" prints the file's sample rate: the hypothesis proves a readable 16 kHz file.
-        let spec = """
-            name: ref-torch-eval
-            project: tts-it
-            runner: torch
-            model: "\(model)"
-            train_manifests: ["\(dataset)/gpt_pairs_train.jsonl::ko"]
-            hyperparameters: {lr: 3e-3, seed: 3, threads: 1}
-            checkpoint_every: 20
-            eval_every: 20
-            eval:
-              manifests: ["\(dataset)/gpt_pairs_val.jsonl::ko"]
-              num_samples: 2
-              shards: 1
-              synthesizer: {kind: torch, max_codes: 30}
-              asr: {command: ["/bin/sh", "-c", "soxi -r \\"$0\\"", "{audio}"]}
-            max_steps: 40
-            output_dir: "\(h.dir.path)/runs/{run_name}-{run_id}"
-            presets:
-              cpu: {match: {}, batch_size: 4, grad_accum: 1}
-            """
+        let spec = Self.evaluatedSpec(h, name: "ref-torch-eval", model: model, dataset: dataset, maxCodes: 30,
+                                      asr: #"["/bin/sh", "-c", "soxi -r \"$0\"", "{audio}"]"#)
         let (_, runId) = try Self.submit(h, spec)
         try await h.waitUntil("the run and its evaluations are done", timeout: 240) {
             try h.cliJSON(["runs"], as: [RunSummary].self).first { $0.id == runId }?.state == "succeeded"

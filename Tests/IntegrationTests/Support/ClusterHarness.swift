@@ -60,32 +60,41 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
         }
     }
 
-    /// Text that must not contain a secret (a CLI answer); records an issue naming the secret's
-    /// kind, never its value.
-    func checkNoSecret(_ text: String, in what: String) {
+    /// The secrets `text` contains, described by kind (length and first characters), never by value.
+    func secretsIn(_ text: String) -> [String] {
         lock.lock()
         let known = secrets
         lock.unlock()
-        for s in known where text.contains(s) {
-            Issue.record("a secret (\(s.count) characters, starting \(s.prefix(3))…) appears in \(what)")
-        }
+        return known.filter { text.contains($0) }.map(Self.describe)
     }
 
-    /// Every file under the harness directory (logs, W&B runs, reports, databases) except the
-    /// files that hold secrets on purpose.
-    func scanForSecrets() {
+    /// Text that must not contain a secret (a CLI answer): an issue for each one found.
+    func checkNoSecret(_ text: String, in what: String) {
+        for s in secretsIn(text) { Issue.record("a secret (\(s)) appears in \(what)") }
+    }
+
+    /// Every file under the harness directory (logs, W&B runs, reports, databases), except the
+    /// files that hold secrets on purpose, that contains a secret: "file: secret kind".
+    func secretFindings() -> [String] {
         lock.lock()
         let known = secrets, skip = secretFiles
         lock.unlock()
-        guard !known.isEmpty, let files = FileManager.default.enumerator(atPath: dir.path) else { return }
+        guard !known.isEmpty, let files = FileManager.default.enumerator(atPath: dir.path) else { return [] }
+        var found: [String] = []
         for case let rel as String in files {
             let path = dir.appendingPathComponent(rel).standardizedFileURL.path
             guard !skip.contains(path), let data = FileManager.default.contents(atPath: path), data.count < 64 << 20 else { continue }
-            for s in known where data.range(of: Data(s.utf8)) != nil {
-                Issue.record("a secret (\(s.count) characters, starting \(s.prefix(3))…) appears in \(rel)")
-            }
+            for s in known where data.range(of: Data(s.utf8)) != nil { found.append("\(rel): \(Self.describe(s))") }
         }
+        return found
     }
+
+    /// Records an issue for every secret found in the harness directory.
+    func scanForSecrets() {
+        for f in secretFindings() { Issue.record("a secret appears in \(f)") }
+    }
+
+    private static func describe(_ secret: String) -> String { "\(secret.count) characters, starting \(secret.prefix(3))…" }
 
     /// The directory with `tts-coordinator` and `tts-worker`: next to the test bundle, or `TTS_BIN_DIR`.
     static func locateBinaries() throws -> URL {

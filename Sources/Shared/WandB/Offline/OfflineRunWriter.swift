@@ -361,12 +361,51 @@ public final class OfflineRunWriter {
         String(name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
     }
 
-    /// Writes `bytes` to `dest` (creating parent directories) through a temporary name, fsynced
-    /// and renamed into place.
+    /// Writes `bytes` to `dest` (creating parent directories, replacing an existing file).
     private static func write(_ bytes: [UInt8], to dest: String) throws {
+        try placeAtomically(dest) { output, tmp in
+            try bytes.withUnsafeBytes { try writeAll(output, $0.baseAddress!, $0.count, path: tmp) }
+        }
+    }
+
+    /// Places `source` at `dest` (creating parent directories, replacing an existing file):
+    /// a hard link when `link` is set and possible, else a copy.
+    private static func copy(from source: String, to dest: String, link: Bool) throws {
+        if let a = realpathString(source), let b = realpathString(dest), a == b { return }
+        if link {
+            try makeDirectory(String(dest[..<dest.lastIndex(of: "/")!]))
+            let tmp = dest + ".tmp-\(getpid())"
+            _ = unlink(tmp)
+            if Glibc.link(source, tmp) == 0 {
+                guard rename(tmp, dest) == 0 else { throw OfflineRunError.io(path: dest, operation: "rename", errno: errno) }
+                return
+            }
+        }
+        let input = Glibc.open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { throw OfflineRunError.io(path: source, operation: "open for reading", errno: errno) }
+        defer { _ = Glibc.close(input) }
+        try placeAtomically(dest) { output, tmp in
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { Glibc.read(input, $0.baseAddress, $0.count) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw OfflineRunError.io(path: source, operation: "read", errno: errno)
+                }
+                if n == 0 { break }
+                try buffer.withUnsafeBytes { try writeAll(output, $0.baseAddress!, n, path: tmp) }
+            }
+        }
+    }
+
+    /// Creates a temporary file beside `dest` (and `dest`'s directory), lets `fill` write it,
+    /// then fsyncs it, renames it over `dest` and syncs the directory; the temporary file is
+    /// removed on any failure.
+    private static func placeAtomically(_ dest: String, fill: (_ fd: Int32, _ tmp: String) throws -> Void) throws {
         let parent = String(dest[..<dest.lastIndex(of: "/")!])
         try makeDirectory(parent)
         let tmp = dest + ".tmp-\(getpid())"
+        _ = unlink(tmp)
         let output = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard output >= 0 else { throw OfflineRunError.io(path: tmp, operation: "create", errno: errno) }
         var ok = false
@@ -374,65 +413,24 @@ public final class OfflineRunWriter {
             _ = Glibc.close(output)
             if !ok { _ = unlink(tmp) }
         }
-        var done = 0
-        while done < bytes.count {
-            let w = bytes.withUnsafeBytes { Glibc.write(output, $0.baseAddress! + done, bytes.count - done) }
-            if w < 0 {
-                if errno == EINTR { continue }
-                throw OfflineRunError.io(path: tmp, operation: "write", errno: errno)
-            }
-            done += w
-        }
+        try fill(output, tmp)
         guard fsync(output) == 0 else { throw OfflineRunError.io(path: tmp, operation: "fsync", errno: errno) }
         guard rename(tmp, dest) == 0 else { throw OfflineRunError.io(path: dest, operation: "rename", errno: errno) }
         ok = true
         syncDirectory(parent)
     }
 
-    /// Places `source` at `dest` (creating parent directories, replacing an existing file):
-    /// a hard link when `link` is set and possible, else a copy written to a temporary name,
-    /// fsynced and renamed into place.
-    private static func copy(from source: String, to dest: String, link: Bool) throws {
-        let parent = String(dest[..<dest.lastIndex(of: "/")!])
-        try makeDirectory(parent)
-        if let a = realpathString(source), let b = realpathString(dest), a == b { return }
-        let tmp = dest + ".tmp-\(getpid())"
-        _ = unlink(tmp)
-        if link, Glibc.link(source, tmp) == 0 {
-            guard rename(tmp, dest) == 0 else { throw OfflineRunError.io(path: dest, operation: "rename", errno: errno) }
-            return
-        }
-        let input = Glibc.open(source, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw OfflineRunError.io(path: source, operation: "open for reading", errno: errno) }
-        defer { _ = Glibc.close(input) }
-        let output = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard output >= 0 else { throw OfflineRunError.io(path: tmp, operation: "create", errno: errno) }
-        var ok = false
-        defer {
-            _ = Glibc.close(output)
-            if !ok { _ = unlink(tmp) }
-        }
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(input, $0.baseAddress, $0.count) }
-            if n < 0 {
+    /// Writes `count` bytes at `base` to `fd`, retrying short writes and EINTR.
+    private static func writeAll(_ fd: Int32, _ base: UnsafeRawPointer, _ count: Int, path: String) throws {
+        var done = 0
+        while done < count {
+            let w = Glibc.write(fd, base + done, count - done)
+            if w < 0 {
                 if errno == EINTR { continue }
-                throw OfflineRunError.io(path: source, operation: "read", errno: errno)
+                throw OfflineRunError.io(path: path, operation: "write", errno: errno)
             }
-            if n == 0 { break }
-            var done = 0
-            while done < n {
-                let w = buffer.withUnsafeBytes { Glibc.write(output, $0.baseAddress! + done, n - done) }
-                if w < 0 {
-                    if errno == EINTR { continue }
-                    throw OfflineRunError.io(path: tmp, operation: "write", errno: errno)
-                }
-                done += w
-            }
+            done += w
         }
-        guard fsync(output) == 0 else { throw OfflineRunError.io(path: tmp, operation: "fsync", errno: errno) }
-        guard rename(tmp, dest) == 0 else { throw OfflineRunError.io(path: dest, operation: "rename", errno: errno) }
-        ok = true
     }
 
     private static func realpathString(_ path: String) -> String? {
