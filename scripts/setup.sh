@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libnng-dev libcurl4-openssl-dev libsndfile1-dev libsqlite3-dev pkg-config openssl gcc espeak-ng sox procps python3-venv)
+packages=(libnng-dev libcurl4-openssl-dev libsndfile1-dev libsqlite3-dev pkg-config openssl gcc espeak-ng sox procps python3-venv iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -65,6 +65,34 @@ struct MetricStoreTests {
         #expect(try store.pointCounts(runId: "a") == ["train/loss": 101, "train/lr": 100, "eval/cer": 1])
     }
 
+    @Test("one point per run, key and step: a second stream of the same run (a partitioned worker's late spool) fills the steps nobody stored and doubles none; repeats inside one request count once; system metrics keep every sample")
+    func onePointPerStep() throws {
+        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
+        func entry(_ seq: UInt64, _ steps: ClosedRange<Int64>, value: Double = 1, extra: [MetricPoint] = []) -> SpoolEntry {
+            SpoolEntry(sequence: seq, points: steps.map { point("a", $0, "train/loss", value) } + extra)
+        }
+        // The run's current attempt: steps 1...50, then (resumed from a checkpoint) 101...150.
+        _ = try store.ingestSpool(workerId: "local", entries: [entry(1, 1...50), entry(2, 101...150)])
+        // The cut-off worker's spool arrives late: 1...150 again, with other values.
+        let late = try store.ingestSpool(workerId: "remote", entries: [entry(1, 1...100, value: 2), entry(2, 101...150, value: 2)])
+        #expect(late.storedEntries == 2 && late.highWater == 2, "both entries are acknowledged")
+        #expect(late.storedPoints == 50 && late.duplicatePoints == 100)
+        #expect(late.stored.flatMap(\.points).map(\.step) == Array(51...100), "what the rules and outboxes are told about")
+        let series = try store.metricSeries(runId: "a", key: "train/loss")
+        #expect(series.map(\.step) == Array(1...150))
+        #expect(series.filter { $0.value == 2 }.map(\.step) == Array(51...100), "the first stored point of a step stays")
+        // Repeats within one request, and system metrics sampled twice at one step.
+        let gpu = [point("a", 150, "system/gpu.0.gpu", 90), point("a", 150, "system/gpu.0.gpu", 91)]
+        let mixed = try store.ingestSpool(workerId: "local", entries: [entry(3, 151...152, extra: gpu), entry(4, 152...153)])
+        #expect(mixed.storedPoints == 5 && mixed.duplicatePoints == 1)
+        #expect(try store.metricSeries(runId: "a", key: "train/loss").map(\.step) == Array(1...153))
+        #expect(try store.metricSeries(runId: "a", key: "system/gpu.0.gpu").map(\.value) == [90, 91])
+        // A request whose every point is already stored is still acknowledged (nothing stored).
+        let again = try store.ingestSpool(workerId: "third", entries: [entry(1, 140...153)])
+        #expect(again.highWater == 1 && again.storedPoints == 0 && again.duplicatePoints == 14)
+        #expect(try store.pointCounts(runId: "a") == ["train/loss": 153, "system/gpu.0.gpu": 2])
+    }
+
     @Test("reading after a cursor continues mid-batch, in arrival order, at most the limit, with consecutive sequences")
     func pointsAfterCursor() throws {
         let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
@@ -100,7 +128,7 @@ struct MetricStoreTests {
             }
         }
         let store = try Store(path: path)
-        #expect(try store.schemaVersion() == 9)
+        #expect(try store.schemaVersion() == 10)
         let a = try store.pointsAfter(runId: "a", cursor: 0, limit: 100)
         #expect(a.map(\.seq) == [1, 2, 4, 5])
         #expect(a.map(\.key) == ["loss", "lr", "loss", "loss"])

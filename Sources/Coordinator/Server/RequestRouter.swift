@@ -220,9 +220,10 @@ public final class RequestRouter: Sendable {
         do {
             let outcome = try store.ingestSpool(workerId: env.workerId, entries: m.entries)
             if outcome.storedEntries > 0 {
-                // The stored entries are the `storedEntries` sequences ending at the new mark.
-                let first = outcome.highWater - UInt64(outcome.storedEntries)
-                observers.notify(.metrics(workerId: env.workerId, entries: m.entries.filter { $0.sequence > first && $0.sequence <= outcome.highWater }))
+                observers.notify(.metrics(workerId: env.workerId, entries: outcome.stored))
+            }
+            if outcome.duplicatePoints > 0 {
+                logger.notice("\(registry.name(of: env.workerId)) sent \(outcome.duplicatePoints) point(s) for steps already stored (another attempt of the run logged them first, e.g. after a partition): kept the first, dropped these")
             }
             reply(request, to: env, .metricsAck, Ack(highestSequence: outcome.highWater))
         } catch {

@@ -7,8 +7,22 @@ public struct SpoolIngestOutcome: Sendable, Equatable {
     /// The worker's spool high-water mark after the transaction (acknowledge up to here).
     public var highWater: UInt64
     public var storedEntries: Int
+    /// Points of the stored entries that were kept (a point whose run, key and step is already
+    /// stored is dropped: see `Store+StepDedup.swift`).
     public var storedPoints: Int
     public var storedEvents: Int
+    /// Points of the stored entries dropped because their (run, key, step) was already stored.
+    public var duplicatePoints: Int = 0
+    /// The stored entries as they were stored (without the dropped points), in order: what the
+    /// rules engine and the outboxes are told about.
+    public var stored: [SpoolEntry] = []
+
+    public init(highWater: UInt64, storedEntries: Int, storedPoints: Int, storedEvents: Int) {
+        self.highWater = highWater
+        self.storedEntries = storedEntries
+        self.storedPoints = storedPoints
+        self.storedEvents = storedEvents
+    }
 }
 
 extension Store {
@@ -34,9 +48,11 @@ extension Store {
             var runs: [String] = []
             var groups: [[MetricPoint]] = []
             var current = -1
+            var accepted: [SpoolEntry] = []
             for e in entries {
                 guard e.sequence > hw else { continue }
                 guard e.sequence == hw + 1 || hw == 0 else { break }
+                accepted.append(e)
                 for p in e.points {
                     if current < 0 || runs[current] != p.runId {
                         if let i = runs.firstIndex(of: p.runId) { current = i } else {
@@ -57,16 +73,43 @@ extension Store {
                 out.storedEvents += e.events.count
             }
             var ingest = try nextIngestSequence(db)
-            for (r, points) in zip(runs, groups) {
-                try insertBatch(db, run: r, PointBatch(points: points), firstSeq: ingest, cache: &seriesCache)
-                ingest += Int64(points.count)
+            var masks: [Int: [Bool]] = [:]
+            for (g, (r, points)) in zip(runs, groups).enumerated() {
+                var batch = PointBatch(points: points)
+                if let keep = try Self.keepMask(db, run: r, batch: batch, seriesId: { db, key in try seriesId(db, run: r, key: key, cache: &seriesCache) }) {
+                    masks[g] = keep
+                    batch = PointBatch(points: zip(points, keep).lazy.filter(\.1).map(\.0))
+                    out.duplicatePoints += points.count - batch.count
+                }
+                guard batch.count > 0 else { continue }
+                try insertBatch(db, run: r, batch, firstSeq: ingest, cache: &seriesCache)
+                ingest += Int64(batch.count)
             }
+            out.storedPoints -= out.duplicatePoints
+            out.stored = masks.isEmpty ? accepted : Self.removing(masks, runs: runs, from: accepted)
             if out.storedEntries > 0 {
                 try db.execute(sql: "INSERT INTO spool_marks (worker_id, high_water) VALUES (?, ?) ON CONFLICT(worker_id) DO UPDATE SET high_water = excluded.high_water",
                                arguments: [workerId, Int64(bitPattern: hw)])
             }
             out.highWater = hw
             return out
+        }
+    }
+
+    /// `entries` without the points the masks drop (masks per run group, indexed in the order
+    /// in which the groups took the entries' points).
+    private static func removing(_ masks: [Int: [Bool]], runs: [String], from entries: [SpoolEntry]) -> [SpoolEntry] {
+        var position = [Int](repeating: 0, count: runs.count)
+        var groupOf: [String: Int] = [:]
+        for (g, r) in runs.enumerated() { groupOf[r] = g }
+        return entries.map { e in
+            var copy = e
+            copy.points = e.points.filter { p in
+                let g = groupOf[p.runId]!
+                defer { position[g] += 1 }
+                return masks[g]?[position[g]] ?? true
+            }
+            return copy
         }
     }
 

@@ -10,6 +10,8 @@ import Synchronization
 public final class NNGRequester: Sendable {
     public let socket: NNGSocket
     public let url: String
+    /// The ids of the connections (pipes) the socket has now.
+    private let pipes = PipeIDs()
 
     /// Opens a REQ socket and starts dialing `url` in the background.
     public init(
@@ -19,10 +21,31 @@ public final class NNGRequester: Sendable {
         self.url = url
         socket = try NNGSocket(.request)
         try socket.setDuration(NNG_OPT_REQ_RESENDTIME, milliseconds: nil)
+        let pipes = self.pipes
+        try socket.onPipeEvent { event in
+            pipes.ids.withLock { p in
+                if event.kind == .connected { p.insert(event.pipeID) } else { p.remove(event.pipeID) }
+            }
+        }
         try socket.dial(url, maxMessageBytes: maxMessageBytes, reconnectMinMs: reconnectMinMs, reconnectMaxMs: reconnectMaxMs, tls: tls)
     }
 
     public func close() { socket.close() }
+
+    /// Closes the socket's connections; the dialer then connects again (with its backoff).
+    ///
+    /// For a connection that looks alive but carries nothing: after a network partition a TCP
+    /// connection can stay open on both ends while its retransmission timer backs off to a
+    /// minute or more, so replies would resume long after the network did. A fresh connection
+    /// works as soon as the network does. Requests in flight on a closed connection fail or are
+    /// sent again on the new one; callers retry with the same sequence, so nothing is doubled.
+    /// - Returns: how many connections were closed.
+    @discardableResult
+    public func dropConnections() -> Int {
+        let ids = pipes.ids.withLock { $0 }
+        for id in ids { nng_pipe_close(nng_pipe(id: id)) }
+        return ids.count
+    }
 
     /// Sends `bytes` and waits for the reply, for at most `timeoutMs` in total.
     /// - Throws: ``NNGError`` (`timedOut` when there is no connection or no reply in time,
@@ -57,6 +80,11 @@ public final class NNGRequester: Sendable {
         }
         return try result.get()
     }
+}
+
+/// The ids of a socket's open connections, kept by its pipe callback.
+final class PipeIDs: Sendable {
+    let ids = Mutex<Set<UInt32>>([])
 }
 
 /// One request's state machine: send, then receive, then resume the waiting task.

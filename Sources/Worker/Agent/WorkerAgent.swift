@@ -24,6 +24,8 @@ public final class WorkerAgent: Sendable {
         var draining = false
         var cancelReason: String?
         var heartbeatIntervalMs = 2_000
+        /// The coordinator's loss timeout (from the registration reply).
+        var lostAfterMs = 10_000
         var lastSystemSample = ContinuousClock.now - .seconds(3600)
         /// Registration in progress at start; a drain before it succeeds stops the worker.
         var startup: Task<RegisterReply, any Error>?
@@ -82,7 +84,10 @@ public final class WorkerAgent: Sendable {
         let device = probe.describe()
         logger.notice("worker \(configuration.displayName) (\(workerId)) joining \(configuration.coordinator) with \(device.name), \(device.memoryBytes >> 20) MiB")
         await connection.setOnRegistered { [logger, state, spool] reply in
-            state.withLock { $0.heartbeatIntervalMs = Int(reply.heartbeatIntervalMs) }
+            state.withLock {
+                $0.heartbeatIntervalMs = Int(reply.heartbeatIntervalMs)
+                $0.lostAfterMs = max(1_000, Int(reply.lostAfterMs))
+            }
             do {
                 if try !spool.fastForward(past: reply.spoolHighWater) {
                     logger.critical("the spool in \(spool.directory) holds entries the coordinator already has under the same numbers (was the state directory restored from a copy?): they cannot be told from duplicates; move the spool directory aside to start it afresh")
@@ -130,8 +135,11 @@ public final class WorkerAgent: Sendable {
 
     private func heartbeatLoop() async throws {
         var warned = false
+        // Since when heartbeats have failed, and when the connection was last dropped for it.
+        var failingSince: ContinuousClock.Instant?
+        var redialedAt: ContinuousClock.Instant?
         while !Task.isCancelled {
-            let interval = state.withLock { $0.heartbeatIntervalMs }
+            let (interval, lostAfter) = state.withLock { ($0.heartbeatIntervalMs, $0.lostAfterMs) }
             let hb = currentHeartbeat()
             do {
                 let (reply, _): (HeartbeatReply, UInt64) = try await connection.call(.heartbeat, hb, expect: .heartbeatReply, timeoutMs: max(1_000, interval))
@@ -139,6 +147,8 @@ public final class WorkerAgent: Sendable {
                     logger.notice("heartbeats reach the coordinator again")
                     warned = false
                 }
+                failingSince = nil
+                redialedAt = nil
                 apply(reply.commands)
             } catch let e as WorkerFatalError {
                 throw e
@@ -146,8 +156,19 @@ public final class WorkerAgent: Sendable {
                 return
             } catch {
                 if !warned {
-                    logger.warning("heartbeat failed (\(error)); the current shard keeps running, retrying")
+                    logger.warning("heartbeat failed (\(error)); the current shard keeps running, its metrics stay in the spool, retrying")
                     warned = true
+                }
+                // Silent for as long as the coordinator waits before declaring a worker lost:
+                // the connection may be a dead one (a partition), so dial a fresh one, and
+                // again after each further such period.
+                let now = ContinuousClock.now
+                let since = failingSince ?? now
+                failingSince = since
+                if now - (redialedAt ?? since) >= .milliseconds(lostAfter) {
+                    let closed = await connection.redial()
+                    logger.warning("no heartbeat has reached the coordinator for \((now - since).components.seconds) s: dropped \(closed) connection(s) and dialing again")
+                    redialedAt = now
                 }
             }
             try? await Task.sleep(for: .milliseconds(interval))

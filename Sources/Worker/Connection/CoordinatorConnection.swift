@@ -40,6 +40,11 @@ public actor CoordinatorConnection {
 
     public func close() { requester.close() }
 
+    /// Drops the connection to the coordinator so that it is dialed again (see
+    /// ``NNGRequester/dropConnections()``). Returns how many connections were closed.
+    @discardableResult
+    public func redial() -> Int { requester.dropConnections() }
+
     /// The current session, registering first when there is none.
     public func currentSession() async throws -> UInt64 {
         if session != 0 { return session }

@@ -67,11 +67,22 @@ public struct TrainExecutor: ShardExecutor {
     }
 
     public func run(_ assignment: ShardAssignment, context: ShardContext) async throws -> ShardReport {
-        let payload: TrainPayload
-        do { payload = try TrainPayload.parse(assignment.payload, runId: assignment.runId) } catch {
+        var parsed: TrainPayload
+        do { parsed = try TrainPayload.parse(assignment.payload, runId: assignment.runId) } catch {
             return ShardReport(outcome: .failed, message: error.description)
         }
         try Task.checkCancellation()
+        var note: String?
+        if let checkpoint = parsed.resumeCheckpoint, !FileManager.default.isReadableFile(atPath: checkpoint),
+           let newer = ResumeCheckpoint.newest(in: (checkpoint as NSString).deletingLastPathComponent, atLeast: parsed.resumeStep) {
+            // The named checkpoint was rotated away by a trainer that kept going (a partitioned
+            // worker's): resume from the newest one beside it.
+            parsed.argv = parsed.argv.map { $0 == checkpoint ? newer.path : $0 }
+            parsed.resumeCheckpoint = newer.path
+            parsed.resumeStep = newer.step
+            note = "[resume] \(checkpoint) is gone (rotated by a trainer that kept running); resuming from the newest checkpoint beside it, \(newer.path) (step \(newer.step))"
+        }
+        let payload = parsed
         if let checkpoint = payload.resumeCheckpoint, !FileManager.default.isReadableFile(atPath: checkpoint) {
             // Starting over instead would silently throw the run's progress away.
             return ShardReport(outcome: .failed, message: "train: the checkpoint to resume from, \(checkpoint), is not readable on this worker. Checkpoints must be on storage every worker can read (a shared filesystem: see --checkpoint-root / the job's output_dir)")
@@ -85,6 +96,7 @@ public struct TrainExecutor: ShardExecutor {
         }
         let monitor = TrainingMonitor(run: payload.run, shard: assignment.shard, payload: payload, spool: spool, context: context,
                                       batching: .init(maximumLines: timing.logLinesPerEntry, maximumDelay: timing.logFlushEvery))
+        if let note { monitor.record(EventRequest(kind: .log, shard: assignment.shard, message: note, data: [], wallTime: Date().timeIntervalSince1970)) }
         // Unstructured on purpose: they must not stop when this task is cancelled (the lines the
         // trainer prints while it stops, the checkpoint it writes on SIGTERM, still count).
         let consumer = Task { for await line in runner.lines { monitor.handle(line) } }

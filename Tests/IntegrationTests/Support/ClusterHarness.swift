@@ -14,6 +14,8 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
     private let lock = NSLock()
     private var children: [String: Process] = [:]
     private var coordinatorArgs: [String] = []
+    /// Arguments every CLI call gets (e.g. `--token-file` for a coordinator that has a token).
+    var cliArguments: [String] = []
     /// Secrets this harness handed to its processes (token file contents, W&B keys, Slack
     /// webhook URLs), and the files that hold them on purpose. Issue 9: no log or output may
     /// contain one; the harness scans its directory when it ends, and every CLI answer.
@@ -108,12 +110,20 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
         throw HarnessError("tts-coordinator was not found next to the test binary (\(exe.path)); run the tests with `swift test` from the package root, or set TTS_BIN_DIR")
     }
 
+    /// Starts `binary` from the build folder as a child named `name` (its log: `NAME.log`);
+    /// `on` runs it through a command prefix (e.g. ``TestHost/run``: on another host).
     @discardableResult
-    func start(_ name: String, _ binary: String, _ args: [String], environment: [String: String] = [:]) throws -> Process {
+    func start(_ name: String, _ binary: String, _ args: [String], environment: [String: String] = [:], on prefix: [String] = []) throws -> Process {
         noteSecrets(args, environment)
         let p = Process()
-        p.executableURL = binDir.appendingPathComponent(binary)
-        p.arguments = args
+        let exe = binDir.appendingPathComponent(binary)
+        if let wrapper = prefix.first {
+            p.executableURL = URL(fileURLWithPath: wrapper)
+            p.arguments = Array(prefix.dropFirst()) + [exe.path] + args
+        } else {
+            p.executableURL = exe
+            p.arguments = args
+        }
         p.currentDirectoryURL = dir
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
@@ -133,9 +143,9 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
 
     /// Starts the coordinator on this harness's port and database and waits until it listens.
     @discardableResult
-    func startCoordinator(_ extra: [String] = [], scheme: String = "tcp", environment: [String: String] = [:]) async throws -> Process {
+    func startCoordinator(_ extra: [String] = [], scheme: String = "tcp", listenHost: String = "127.0.0.1", environment: [String: String] = [:]) async throws -> Process {
         let http = extra.contains("--http") || extra.contains("--no-http") ? [] : ["--http", "127.0.0.1:\(httpPort)"]
-        coordinatorArgs = ["serve", "--listen", "\(scheme)://127.0.0.1:\(port)", "--db", dir.appendingPathComponent("coordinator.sqlite").path] + http + extra
+        coordinatorArgs = ["serve", "--listen", "\(scheme)://\(listenHost):\(port)", "--db", dir.appendingPathComponent("coordinator.sqlite").path] + http + extra
         let p = try start("coordinator", "tts-coordinator", coordinatorArgs, environment: environment)
         let before = listenLines, httpBefore = httpLines
         let servesHTTP = !coordinatorArgs.contains("--no-http")
@@ -150,8 +160,9 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
     private var httpLines: Int { log("coordinator").components(separatedBy: "HTTP: dashboard and API on").count - 1 }
 
     @discardableResult
-    func startWorker(_ name: String, _ extra: [String] = [], url: String? = nil) throws -> Process {
-        try start(name, "tts-worker", ["join", url ?? self.url, "--name", name, "--state-dir", dir.appendingPathComponent("state-\(name)").path, "--poll-wait-ms", "3000"] + extra)
+    func startWorker(_ name: String, _ extra: [String] = [], url: String? = nil, on host: TestHost? = nil) throws -> Process {
+        try start(name, "tts-worker", ["join", url ?? self.url, "--name", name, "--state-dir", dir.appendingPathComponent("state-\(name)").path, "--poll-wait-ms", "3000"] + extra,
+                  on: host?.run ?? [])
     }
 
     func process(_ name: String) -> Process? {
@@ -178,7 +189,7 @@ final class ClusterHarness: @unchecked Sendable { // used from one test at a tim
         // The CLI talks to the REST API when the coordinator serves HTTP (the default), else to
         // the NNG admin endpoint.
         let http = !coordinatorArgs.contains("--no-http")
-        p.arguments = args + (connect ? (http ? ["--api", httpURL] : ["--connect", url]) : [])
+        p.arguments = args + (connect ? (http ? ["--api", httpURL] : ["--connect", url]) + cliArguments : [])
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
