@@ -16,6 +16,8 @@ public final class CoordinatorServer: Sendable {
     let router: RequestRouter
     let logger: Logger
     private let listening = Atomic<Bool>(false)
+    /// Failed background writes (a full database volume fails every one until space returns).
+    private let storeFailures = RateLimitedLog(limit: 5, perSeconds: 30, level: .error)
 
     /// The admin commands (the NNG admin protocol and the REST API answer with the same code).
     public var admin: AdminService { router.admin }
@@ -107,9 +109,15 @@ public final class CoordinatorServer: Sendable {
         let stop = LivenessThreadStop()
         let thread = Thread { [self] in
             let lostAfter = Duration.milliseconds(configuration.lostAfterMs)
+            // Losses whose transaction failed (e.g. a full database volume): the registry has
+            // already marked them, so they are retried from here until they are recorded and
+            // their shards requeued.
+            var unrecorded: [(workerId: String, name: String, silentFor: Duration)] = []
             while !stop.isSet {
                 Thread.sleep(forTimeInterval: 0.25)
-                for lost in registry.expire(lostAfter: lostAfter) {
+                let due = unrecorded + registry.expire(lostAfter: lostAfter)
+                unrecorded = []
+                for lost in due {
                     let silent = Double(lost.silentFor.components.seconds) + Double(lost.silentFor.components.attoseconds) / 1e18
                     do {
                         let requeued = try store.markWorkerLost(workerId: lost.workerId, silentFor: silent)
@@ -121,7 +129,10 @@ public final class CoordinatorServer: Sendable {
                             if !requeued.isEmpty { await self.scheduler.workAvailable() }
                         }
                     } catch {
-                        logger.error("could not record loss of worker \(lost.name): \(error)")
+                        if !unrecorded.contains(where: { $0.workerId == lost.workerId }) {
+                            storeFailures.log(logger, "could not record the loss of worker \(lost.name) (retrying): \(store.explain(error))")
+                        }
+                        unrecorded.append(lost)
                     }
                 }
             }
@@ -141,7 +152,8 @@ public final class CoordinatorServer: Sendable {
             do {
                 try store.flushHeartbeats(registry.takeDirty())
             } catch {
-                logger.error("could not persist heartbeats: \(error)")
+                // In-memory liveness stays authoritative; the next flush writes the newest state.
+                storeFailures.log(logger, "could not persist heartbeats: \(store.explain(error))")
             }
         }
     }

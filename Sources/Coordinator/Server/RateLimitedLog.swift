@@ -7,11 +7,13 @@ final class RateLimitedLog: Sendable {
     private struct State { var windowStart = ContinuousClock.now; var count = 0; var suppressed = 0 }
     private let limit: Int
     private let window: Duration
+    private let level: Logger.Level
     private let state = Mutex(State())
 
-    init(limit: Int, perSeconds: Int) {
+    init(limit: Int, perSeconds: Int, level: Logger.Level = .warning) {
         self.limit = limit
         window = .seconds(perSeconds)
+        self.level = level
     }
 
     func log(_ logger: Logger, _ message: String) {
@@ -26,7 +28,7 @@ final class RateLimitedLog: Sendable {
             if s.count > limit { s.suppressed += 1; return (false, summary) }
             return (true, summary)
         }
-        if summary > 0 { logger.warning("\(summary) similar messages suppressed") }
-        if emit { logger.warning("\(message)") }
+        if summary > 0 { logger.log(level: level, "\(summary) similar messages suppressed") }
+        if emit { logger.log(level: level, "\(message)") }
     }
 }

@@ -19,6 +19,8 @@ public final class RequestRouter: Sendable {
     public let observers = IngestObservers()
     private let replayGuard: ReplayGuard
     private let complaints = RateLimitedLog(limit: 20, perSeconds: 10)
+    /// Failed writes (a full database volume fails every request until space returns).
+    private let storeFailures = RateLimitedLog(limit: 5, perSeconds: 30, level: .error)
 
     public init(store: Store, registry: WorkerRegistry, scheduler: Scheduler, configuration: CoordinatorConfiguration, logger: Logger) {
         self.store = store
@@ -146,8 +148,9 @@ public final class RequestRouter: Sendable {
                 lostAfterMs: UInt32(configuration.lostAfterMs), coordinatorVersion: TTSCluster.version,
                 activeShardKept: outcome.activeShardKept, spoolHighWater: outcome.spoolHighWater))
         } catch {
-            logger.error("register of \(reg.name) failed: \(error)")
-            reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store the registration; retry", retryable: true))
+            let why = store.explain(error)
+            storeFailures.log(logger, "register of \(reg.name) failed: \(why)")
+            reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store the registration (\(why)); retry", retryable: true))
         }
     }
 
@@ -205,8 +208,9 @@ public final class RequestRouter: Sendable {
         } catch let e as ProtocolError {
             reply(request, to: env, error: e)
         } catch {
-            logger.error("could not store \(env.type) from \(env.workerId): \(error)")
-            reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store this \(env.type); it was not acknowledged, retry", retryable: true))
+            let why = store.explain(error)
+            storeFailures.log(logger, "could not store \(env.type) from \(registry.name(of: env.workerId)): \(why)")
+            reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store this \(env.type) (\(why)); it was not acknowledged, retry", retryable: true))
         }
     }
 
@@ -227,8 +231,9 @@ public final class RequestRouter: Sendable {
             }
             reply(request, to: env, .metricsAck, Ack(highestSequence: outcome.highWater))
         } catch {
-            logger.error("could not store \(m.pointCount) points from \(registry.name(of: env.workerId)): \(error)")
-            reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store these metrics: \(error); they were not acknowledged, the worker keeps them and retries", retryable: true))
+            let why = store.explain(error)
+            storeFailures.log(logger, "could not store \(m.pointCount) points from \(registry.name(of: env.workerId)): \(why)")
+            reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store these metrics: \(why); they were not acknowledged, the worker keeps them and retries", retryable: true))
         }
     }
 
