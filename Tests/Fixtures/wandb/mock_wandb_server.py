@@ -44,7 +44,8 @@ Endpoints (test control; paths starting with /_ are never subject to faults)
                   {"status": 200, "body": {"errors": [{"message": "boom"}]}, "path": "graphql"},
                   {"status": 503, "count": 2, "path": "file_stream"}]}
             queued faults, applied in order to the following non-control requests (those whose
-            path contains "path", when given). "after_processing" handles the request (stores
+            path contains "path", when given). "delay_ms" sleeps before answering; alone (no
+            "status", no "close") it is a slow but otherwise normal reply: {"delay_ms": 5000}. "after_processing" handles the request (stores
             the data) and then answers the fault; "body" replaces the reply's JSON; "close" drops the connection without a reply
             (also after processing when "after_processing" is true). "retry_after" is sent
             verbatim as the Retry-After header (a number or an HTTP date).
@@ -267,6 +268,11 @@ class Handler(BaseHTTPRequestHandler):
         self.reply_status = 0
         self.pending = None  # the reply, written only after the request is recorded
         fault = None if path.startswith("/_") else state.take_fault(path)
+        if fault and "delay_ms" in fault:
+            time.sleep(float(fault["delay_ms"]) / 1000.0)
+            if "status" not in fault and not fault.get("close"):
+                self.delayed = fault
+                fault = None
         try:
             if fault and not fault.get("after_processing"):
                 self.send_fault(fault)
@@ -284,8 +290,10 @@ class Handler(BaseHTTPRequestHandler):
                 "path": path, "query": query,
                 "headers": headers, "auth": self.auth_info(),
                 "body_len": len(body), "body_sha256": hashlib.sha256(body).hexdigest(),
-                "json": parsed, "operation": operation, "status": self.reply_status, "fault": fault,
+                "json": parsed, "operation": operation, "status": self.reply_status,
+                "fault": fault or getattr(self, "delayed", None),
             })
+            self.delayed = None
             self.write_pending()
 
     def auth_info(self):
