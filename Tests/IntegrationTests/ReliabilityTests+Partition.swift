@@ -9,7 +9,7 @@ extension ReliabilityTests {
     static var partitionSeconds: Double { Double(ProcessInfo.processInfo.environment["TTS_PARTITION_SECONDS"] ?? "") ?? 60 }
 
     @Test("network partition: a worker on another host is cut off for 60 s while it trains: it keeps training and spooling, is declared lost, the run resumes on the other worker, and when the link returns it reconnects, its stale lease is cancelled and its result refused by lease epoch, and everything it spooled is delivered: every step stored once",
-          .timeLimit(.minutes(6)))
+          .timeLimit(.minutes(Int(partitionSeconds / 60) + 5)))
     func networkPartition() async throws {
         let host = try TestHost()
         defer { host.remove() }
@@ -24,7 +24,8 @@ extension ReliabilityTests {
         try h.startWorker("remote", TrainingRunTests.a6000 + ["--token-file", tokenFile], url: remoteURL, on: host)
         try await h.waitUntil("the remote worker is live", timeout: 30) { try h.workers().first { $0.name == "remote" }?.state == "live" }
 
-        let maxSteps = 1_600
+        // 20 steps/s: the cut-off trainer is still training when the link returns.
+        let maxSteps = Int((Self.partitionSeconds + 20) * 20)
         let text = TrainingRunTests.spec(h, python: python, name: "ko-partition", maxSteps: maxSteps, stepSeconds: 0.05, checkpointEvery: 50)
         let file = h.dir.appendingPathComponent("job.yaml").path
         try text.write(toFile: file, atomically: true, encoding: .utf8)
