@@ -172,8 +172,10 @@ struct HTTPAPITests {
         let open = API(base: h.httpURL)
         #expect(try await open.get("/healthz").status == 200)
         #expect(try await open.get("/readyz").status == 200)
+        var refusedWithoutBearer = 0
         for path in ["/api/v1/runs", "/api/v1/workers", "/metrics", "/"] {
             let r = try await open.get(path)
+            if r.status == 401 { refusedWithoutBearer += 1 }
             #expect(r.status == 401 && API.errorCode(r) == "unauthorized", "\(path): \(r.status)")
             #expect(r.headers["www-authenticate"]?.hasPrefix("Bearer") == true)
         }
@@ -195,5 +197,10 @@ struct HTTPAPITests {
         let printed = try h.cli(["api-token", "--token-file", tokenFile], connect: false)
         #expect(printed.out.trimmingCharacters(in: .whitespacesAndNewlines) == ClusterToken(secret).apiBearer)
         #expect(!h.log("coordinator").contains(secret) && !with.out.contains(secret) && !without.err.contains(secret))
+        ReliabilityFigures.record("security-rest-bearer", [
+            "rest_paths_without_bearer_401": "\(refusedWithoutBearer) of 4", "rest_with_wrong_bearer_401": try await wrong.get("/api/v1/runs").status == 401,
+            "raw_cluster_token_as_bearer_401": try await raw.get("/api/v1/runs").status == 401,
+            "cli_without_token_refused": without.status != 0, "api_beyond_loopback_without_token_refused_at_start": refused.status != 0,
+        ])
     }
 }

@@ -41,6 +41,11 @@ struct HostileInputTests {
             #expect(!h.log(log).contains("correct-horse"))
             #expect(!h.log(log).contains("wrong-token-value"))
         }
+        ReliabilityFigures.record("security-tokens", [
+            "wrong_token_worker_refused": intruder.terminationStatus == 3 && h.log("intruder").contains("cluster token does not match"),
+            "right_token_worker_admitted": admin.status == 0,
+            "cli_without_token_refused_rest": anonymous.status == 1, "cli_without_token_refused_nng": anonymousNNG.status == 1,
+        ])
     }
 
     @Test("refuses a non-loopback listen address without a token unless --insecure")
@@ -124,6 +129,10 @@ struct HostileInputTests {
         // A plain-TCP client cannot talk to the TLS endpoint either.
         let plain = try h.cli(["status", "--connect", "tcp://127.0.0.1:\(h.port)"], connect: false)
         #expect(plain.status == 1)
+        ReliabilityFigures.record("security-tls", [
+            "worker_with_the_ca_admitted_and_the_wrong_ca_refused": try names() == ["trusted"],
+            "plain_tcp_client_refused": plain.status == 1,
+        ])
     }
 }
 
