@@ -12,4 +12,6 @@ swift build --build-tests
 # deploy/: systemd-analyze verify, Kubernetes manifests, Slurm script, container file (against the
 # binaries just built).
 bash scripts/check-deploy.sh
+# The decoders and readers under libFuzzer, 25 s each (README.md, "Fuzzing").
+bash scripts/fuzz.sh
 swift test --skip-build --no-parallel

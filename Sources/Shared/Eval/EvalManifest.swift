@@ -14,34 +14,51 @@ public enum EvalManifest {
             guard let data = FileManager.default.contents(atPath: spec.path) else {
                 throw EvalManifestError("test manifest \(spec.path) \(FileManager.default.fileExists(atPath: spec.path) ? "cannot be read" : "does not exist")")
             }
-            let base = URL(fileURLWithPath: spec.path).deletingLastPathComponent().standardizedFileURL.path
-            var line = 0
-            for raw in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-                line += 1
-                if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-                guard let value = try? JSONCoding.decode(JSONValue.self, from: Array(raw)), case .object(let o) = value else {
-                    throw EvalManifestError("test manifest \(spec.path) line \(line) is not a JSON object")
-                }
-                guard let text = o["target_text"]?.stringValue ?? o["text"]?.stringValue else {
-                    throw EvalManifestError("test manifest \(spec.path) line \(line) has no \"target_text\"")
-                }
-                let id = o["id"]?.stringValue ?? "\(spec.path):\(line)"
-                guard seen.insert(id).inserted else { continue }
-                func path(_ key: String) throws(EvalManifestError) -> String? {
-                    guard let p = o[key]?.stringValue, !p.isEmpty else { return nil }
-                    let full = p.hasPrefix("/") ? URL(fileURLWithPath: p).standardizedFileURL.path
-                        : URL(fileURLWithPath: base).appendingPathComponent(p).standardizedFileURL.path
-                    guard p.hasPrefix("/") || full.hasPrefix(base + "/") else {
-                        throw EvalManifestError("test manifest \(spec.path) line \(line): \(key) \(p) is outside the manifest's directory \(base)")
-                    }
-                    return full
-                }
-                var reference = try path("target_audio_path")
-                if reference == nil { reference = try path("audio_path") }
-                out.append(EvalUtterance(id: id, text: text, referenceAudio: reference, promptAudio: try path("prompt_audio_path")))
-            }
+            out += try utterances(in: Array(data), spec: spec, seen: &seen)
         }
         guard !out.isEmpty else { throw EvalManifestError("the test manifests \(specs.map(\.path).joined(separator: ", ")) have no records") }
+        return out
+    }
+
+    /// Parses the bytes of the one manifest `spec` names, as ``read(_:)`` does once it has read
+    /// the file: `spec.path` locates relative audio paths and names the file in errors (the file
+    /// itself is not opened). Duplicate ids keep their first record.
+    public static func parse(_ data: [UInt8], spec: ManifestSpec) throws(EvalManifestError) -> [EvalUtterance] {
+        var seen: Set<String> = []
+        let out = try utterances(in: data, spec: spec, seen: &seen)
+        guard !out.isEmpty else { throw EvalManifestError("the test manifest \(spec.path) has no records") }
+        return out
+    }
+
+    /// The records of one manifest whose id is not in `seen` yet (and adds their ids to it).
+    private static func utterances(in data: [UInt8], spec: ManifestSpec, seen: inout Set<String>) throws(EvalManifestError) -> [EvalUtterance] {
+        var out: [EvalUtterance] = []
+        let base = URL(fileURLWithPath: spec.path).deletingLastPathComponent().standardizedFileURL.path
+        var line = 0
+        for raw in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            line += 1
+            if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            guard let value = try? JSONCoding.decode(JSONValue.self, from: Array(raw)), case .object(let o) = value else {
+                throw EvalManifestError("test manifest \(spec.path) line \(line) is not a JSON object")
+            }
+            guard let text = o["target_text"]?.stringValue ?? o["text"]?.stringValue else {
+                throw EvalManifestError("test manifest \(spec.path) line \(line) has no \"target_text\"")
+            }
+            let id = o["id"]?.stringValue ?? "\(spec.path):\(line)"
+            guard seen.insert(id).inserted else { continue }
+            func path(_ key: String) throws(EvalManifestError) -> String? {
+                guard let p = o[key]?.stringValue, !p.isEmpty else { return nil }
+                let full = p.hasPrefix("/") ? URL(fileURLWithPath: p).standardizedFileURL.path
+                    : URL(fileURLWithPath: base).appendingPathComponent(p).standardizedFileURL.path
+                guard p.hasPrefix("/") || full.hasPrefix(base + "/") else {
+                    throw EvalManifestError("test manifest \(spec.path) line \(line): \(key) \(p) is outside the manifest's directory \(base)")
+                }
+                return full
+            }
+            var reference = try path("target_audio_path")
+            if reference == nil { reference = try path("audio_path") }
+            out.append(EvalUtterance(id: id, text: text, referenceAudio: reference, promptAudio: try path("prompt_audio_path")))
+        }
         return out
     }
 

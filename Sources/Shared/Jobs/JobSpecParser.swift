@@ -73,11 +73,30 @@ public enum JobSpecParser {
         case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
             let started = context.map { " (\($0.text) that starts at line \($0.mark.line), column \($0.mark.column))" } ?? ""
             return JobSpecError(field: "", line: mark.line, column: mark.column, message: "not valid YAML: \(problem)\(started)")
-        case let .duplicatedKeysInMapping(duplicates, _):
-            return JobSpecError(field: duplicates.joined(separator: ", "), message: "the key is written twice; keep one")
+        case let .reader(problem, offset, _, yaml):
+            // Bad characters (controls, invalid UTF-8): Yams gives a character offset; say which line.
+            let place = offset.map { characterPosition($0, in: yaml) }
+            return JobSpecError(field: "", line: place?.line, column: place?.column, message: "not valid YAML: \(problem)")
+        case let .duplicatedKeysInMapping(duplicates, context):
+            return JobSpecError(field: duplicates.joined(separator: ", "), line: context.mark.line, column: context.mark.column,
+                                message: "the key is written twice; keep one")
         default:
             return JobSpecError(field: "", message: "not valid YAML: \(e)")
         }
+    }
+
+    /// The 1-based line and column of the character at `offset` (line breaks as YAML counts them).
+    private static func characterPosition(_ offset: Int, in text: String) -> (line: Int, column: Int) {
+        var line = 1, column = 1
+        for c in text.prefix(offset) {
+            if c.isNewline {
+                line += 1
+                column = 1
+            } else {
+                column += 1
+            }
+        }
+        return (line, column)
     }
 
     /// The validation walk; `fail` builds errors located at a node.
@@ -226,7 +245,15 @@ public enum JobSpecParser {
                 }
             }
             guard let batch else { throw fail("\(field).batch_size", node, "missing; every preset needs a batch_size") }
+            try effectiveBatchFits(batch, accum, "\(field).grad_accum", node)
             return GPUPreset(name: name, match: match, batch: BatchSettings(batchSize: batch, gradAccum: accum))
+        }
+
+        /// `batch × accum` (the effective batch) must be a number, not an overflow.
+        func effectiveBatchFits(_ batch: Int, _ accum: Int, _ field: String, _ node: Node?) throws(JobSpecError) {
+            guard !batch.multipliedReportingOverflow(by: accum).overflow else {
+                throw fail(field, node, "batch_size × grad_accum (\(batch) × \(accum)) is too large")
+            }
         }
 
         func sweep(_ node: Node) throws(JobSpecError) -> SweepGrid {
@@ -361,6 +388,7 @@ public enum JobSpecParser {
             let defaultBatch = BatchSettings(
                 batchSize: try nodes["batch_size"].map { n throws(JobSpecError) in try int(n, "batch_size", minimum: 1) } ?? 1,
                 gradAccum: try nodes["grad_accum"].map { n throws(JobSpecError) in try int(n, "grad_accum", minimum: 1) } ?? 1)
+            try effectiveBatchFits(defaultBatch.batchSize, defaultBatch.gradAccum, "grad_accum", nodes["grad_accum"] ?? nodes["batch_size"])
             if !presets.isEmpty, nodes["batch_size"] != nil || nodes["grad_accum"] != nil,
                defaultBatch.effectiveBatch != presets[0].batch.effectiveBatch {
                 throw fail("batch_size", nodes["batch_size"] ?? nodes["grad_accum"], "the top-level batch (\(defaultBatch)) disagrees with the presets' effective batch \(presets[0].batch.effectiveBatch); remove it or make them equal")

@@ -18,8 +18,14 @@ public struct SweepGrid: Sendable, Equatable, Hashable {
 
     public init(axes: [Axis]) { self.axes = axes }
 
-    /// How many runs the grid makes.
-    public var count: Int { axes.reduce(1) { $0 * $1.values.count } }
+    /// How many runs the grid makes; `Int.max` when that many cannot be counted (the product of
+    /// the axes' sizes overflows), which is refused like any grid too large.
+    public var count: Int {
+        axes.reduce(1) { product, axis in
+            let (n, overflow) = product.multipliedReportingOverflow(by: axis.values.count)
+            return overflow ? .max : n
+        }
+    }
 
     /// Every combination, first axis slowest: `[[lr=1e-5, warmup=1000], [lr=1e-5, warmup=30000], …]`.
     public func combinations() -> [[Hyperparameter]] {

@@ -76,10 +76,18 @@ public struct NpyArray: Sendable, Equatable {
             guard let n = Int(t), n >= 0 else { throw NpyError(path: path, message: "has a bad shape \(shapeText[...close])") }
             shape.append(n)
         }
-        let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
+        // A shape whose element or byte count overflows `Int` describes no array a file can hold
+        // (and `count` could not be computed for it).
+        var count = 1
+        for n in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: n)
+            guard !overflow else { throw NpyError(path: path, message: "has a shape \(shape) with more elements than fit in memory") }
+            count = product
+        }
         let dataStart = headerStart + headerLength
-        let needed = count * dtype.size
-        guard count >= 0, bytes.count - dataStart >= needed else {
+        let (needed, overflow) = count.multipliedReportingOverflow(by: dtype.size)
+        guard !overflow else { throw NpyError(path: path, message: "has a shape \(shape) of \(dtype) larger than fits in memory") }
+        guard bytes.count - dataStart >= needed else {
             throw NpyError(path: path, message: "holds \(bytes.count - dataStart) data bytes, but shape \(shape) of \(dtype) needs \(needed) (truncated file?)")
         }
         var out = NpyArray(dtype: dtype, shape: shape, integers: [], floats: [])

@@ -24,6 +24,13 @@ public enum PairManifest {
         guard let data = FileManager.default.contents(atPath: spec.path) else {
             throw ManifestError(path: spec.path, line: nil, message: FileManager.default.fileExists(atPath: spec.path) ? "cannot be read" : "does not exist")
         }
+        return try parse(Array(data), spec: spec)
+    }
+
+    /// Parses the bytes of the manifest `spec` names, as ``read(_:)`` does once it has read the
+    /// file: `spec.path` locates relative feature paths and names the file in errors (the file
+    /// itself is not opened).
+    public static func parse(_ data: [UInt8], spec: ManifestSpec) throws(ManifestError) -> [TrainingPair] {
         let base = URL(fileURLWithPath: spec.path).deletingLastPathComponent().path
         var pairs: [TrainingPair] = []
         var lineNumber = 0
@@ -39,14 +46,22 @@ public enum PairManifest {
                 }
                 return s
             }
+            /// A stated length: nil when absent or not a number; a number must be a whole number
+            /// from 0 up (`Int(_:)` of a negative, fractional or huge one would be wrong or trap).
+            func length(_ name: String) throws(ManifestError) -> Int? {
+                guard let n = o[name]?.doubleValue else { return nil }
+                guard n >= 0, n == n.rounded(), n < 0x1p53 else {
+                    throw ManifestError(path: spec.path, line: lineNumber, message: "has \"\(name)\": \(n), which is not a whole number of 0 or more")
+                }
+                return Int(n)
+            }
             let textIds = try field("target_text_ids_path")
             let codes = try field("target_codes_path")
             pairs.append(TrainingPair(
                 id: o["id"]?.stringValue ?? "\(spec.path):\(lineNumber)", text: o["target_text"]?.stringValue ?? "",
                 textIdsPath: try resolve(textIds, base: base, manifest: spec.path, line: lineNumber),
                 codesPath: try resolve(codes, base: base, manifest: spec.path, line: lineNumber),
-                textLength: o["target_text_len"]?.doubleValue.map { Int($0) },
-                codeLength: o["target_code_len"]?.doubleValue.map { Int($0) }, language: spec.language))
+                textLength: try length("target_text_len"), codeLength: try length("target_code_len"), language: spec.language))
         }
         guard !pairs.isEmpty else { throw ManifestError(path: spec.path, line: nil, message: "has no records") }
         return pairs
