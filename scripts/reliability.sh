@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
 # Runs the fault-injection suite (Tests/IntegrationTests/ReliabilityTests.swift) and writes the
 # figures it measured to RELIABILITY.md.
-#   scripts/reliability.sh          the CI-sized version (10 coordinator kills)
-#   scripts/reliability.sh --long   the long version (TTS_RELIABILITY_KILLS=50)
+#   scripts/reliability.sh          the CI-sized version: 10 coordinator kills, a 60 s partition,
+#                                   W&B down 60 s, fuzzing 20 s per target (about 12 minutes)
+#   scripts/reliability.sh --long   the long version: 50 kills, a 5-minute partition, W&B down
+#                                   10 minutes, fuzzing 10 minutes per target, and the 30-minute
+#                                   soak of 1,000 simulated workers (about 2.5 hours)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "${1:-}" = "--long" ] && export TTS_RELIABILITY_KILLS="${TTS_RELIABILITY_KILLS:-50}"
+long=""
+if [ "${1:-}" = "--long" ]; then
+  long="--long"
+  export TTS_RELIABILITY_KILLS="${TTS_RELIABILITY_KILLS:-50}"
+  export TTS_PARTITION_SECONDS="${TTS_PARTITION_SECONDS:-300}"
+  export TTS_WANDB_DOWN_SECONDS="${TTS_WANDB_DOWN_SECONDS:-600}"
+fi
 scripts/setup.sh debug >/dev/null
 bash Tests/Fixtures/torch/torch_env.sh >/dev/null
 swift build --build-tests >/dev/null
 rm -rf .build/reliability
 status=0
-swift test --skip-build --no-parallel --filter ReliabilityTests || status=$?
+# The fault-injection suite, and the security tests of the other suites (they record figures too).
+swift test --skip-build --no-parallel --filter 'ReliabilityTests|HostileInputTests/(wrongToken|tls)|HTTPAPITests/bearerAuth' || status=$?
+# Fuzzing (writes .build/reliability/fuzzing.json), and with --long the soak (soak.json).
+bash scripts/fuzz.sh $long || status=$?
+if [ -n "$long" ]; then bash scripts/soak.sh || status=$?; fi
 {
   echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), \`scripts/reliability.sh${1:+ $1}\`"
   echo

@@ -74,13 +74,83 @@ final class ErrorLog: Sendable {
     func take() -> [String: Int] { counts.withLock { c in defer { c = [:] }; return c } }
 }
 
+/// A flag another task sets to end a phase early (e.g. the soak's sampler when the coordinator
+/// has died).
+final class StopSignal: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func set() { flag.store(true, ordering: .releasing) }
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+}
+
+/// Round trips, errors and late ticks bucketed by the window of time in which they ended, and
+/// readable while the phase runs: the soak takes each window as soon as it is over. Window `i`
+/// covers `origin + i·window ..< origin + (i+1)·window` (monotonic nanoseconds); anything after
+/// the last window counts in the last one. Touched from nng's callback threads and the pacer
+/// thread at a few hundred events per second, so one lock is cheap enough; the control-plane
+/// benchmark does not use it (its saturated phase runs at tens of thousands per second).
+final class WindowRecorder: Sendable {
+    /// What one window collected.
+    struct Tally: Sendable {
+        /// Round trips of the successful requests, in nanoseconds.
+        var latencies: [UInt64] = []
+        var errors = 0
+        var errorKinds: [String: Int] = [:]
+        /// Ticks that found the worker's previous request still in flight (skipped heartbeats).
+        var lateTicks = 0
+    }
+
+    let originNs: UInt64
+    let windowNs: UInt64
+    let windowCount: Int
+    private let windows: Mutex<[Tally]>
+
+    init(originNs: UInt64, windowNs: UInt64, windowCount: Int) {
+        precondition(windowNs > 0 && windowCount > 0)
+        self.originNs = originNs
+        self.windowNs = windowNs
+        self.windowCount = windowCount
+        windows = Mutex([Tally](repeating: Tally(), count: windowCount))
+    }
+
+    private func index(_ t: UInt64) -> Int {
+        t <= originNs ? 0 : min(windowCount - 1, Int((t - originNs) / windowNs))
+    }
+
+    func recordLatency(_ ns: UInt64, endedAt t: UInt64) {
+        let i = index(t)
+        windows.withLock { $0[i].latencies.append(ns) }
+    }
+
+    func recordError(_ what: String, at t: UInt64) {
+        let i = index(t)
+        windows.withLock { w in
+            w[i].errors += 1
+            if w[i].errorKinds[what] != nil || w[i].errorKinds.count < 8 { w[i].errorKinds[what, default: 0] += 1 }
+        }
+    }
+
+    func recordLateTick(at t: UInt64) {
+        let i = index(t)
+        windows.withLock { $0[i].lateTicks += 1 }
+    }
+
+    /// Window `i`'s tally, which is cleared (its latencies are not kept twice).
+    func take(_ i: Int) -> Tally {
+        windows.withLock { w in
+            defer { w[i] = Tally() }
+            return w[i]
+        }
+    }
+}
+
 /// One simulated worker: a REQ context and one aio driven by a C callback.
 ///
 /// States: waiting (for the pacer thread) or sleeping (`nng_sleep_aio`) → sending → receiving →
 /// record → waiting/sleeping, or straight back to sending when unpaced. `@unchecked Sendable`:
 /// `state` is atomic; the other mutable fields are touched by whoever moved the worker out of
 /// `waiting`/`idle` (the pacer or the owner) and then by this aio's callback chain, which nng runs
-/// one at a time, each handing over through the atomic state or nng's own locks.
+/// one at a time, each handing over through the atomic state or nng's own locks. `recorder` is
+/// set by the owner only while the worker is idle (before the phase arms it).
 final class SimWorker: @unchecked Sendable {
     enum State: UInt8 { case idle, waiting, sleeping, sending, receiving }
     enum Mode { case saturate, pacer, sleepAIO }
@@ -106,6 +176,8 @@ final class SimWorker: @unchecked Sendable {
     var latencies: [UInt64] = []
     var errors = 0
     var lastReplyBytes = 0
+    /// Where this phase's round trips and errors also go, by time window (the soak), if anywhere.
+    var recorder: WindowRecorder?
 
     init(index: Int, socket: nng_socket, request: [UInt8], expectedReplyType: UInt8, control: RunControl,
          errorLog: ErrorLog, timeoutMs: Int32) throws(BenchError) {
@@ -194,6 +266,7 @@ final class SimWorker: @unchecked Sendable {
     private func fail(_ what: String) {
         errors += 1
         errorLog.record(what)
+        recorder?.recordError(what, at: monotonicNanos())
     }
 
     /// The current request is over: stop, wait for the next tick, or send again.
@@ -258,6 +331,7 @@ final class SimWorker: @unchecked Sendable {
                 lastReplyBytes = len
                 if type == expectedReplyType {
                     latencies.append(t &- sentAt)
+                    recorder?.recordLatency(t &- sentAt, endedAt: t)
                     control.completed.add(1, ordering: .relaxed)
                 } else {
                     let bytes = [UInt8](UnsafeRawBufferPointer(start: nng_msg_body(m), count: len))
@@ -363,13 +437,16 @@ final class LoadGenerator {
 
     /// Runs one phase: every worker paced at `intervalMs` (worker i's ticks offset by
     /// i/N of an interval), or back to back when `intervalMs` is 0, for `seconds`; throughput
-    /// counts the completions after `warmupSeconds`.
-    func runPhase(intervalMs: Int, pacing: Pacing, seconds: Double, warmupSeconds: Double) async throws(BenchError) -> PhaseResult {
+    /// counts the completions after `warmupSeconds`. With a `recorder`, every round trip, error
+    /// and late tick is also recorded by time window; a set `stop` ends the phase early.
+    func runPhase(intervalMs: Int, pacing: Pacing, seconds: Double, warmupSeconds: Double,
+                  recorder: WindowRecorder? = nil, stop: StopSignal? = nil) async throws(BenchError) -> PhaseResult {
         precondition(!closed)
         control.stopping.store(false, ordering: .releasing)
         for w in workers {
             nng_aio_wait(w.aio) // a callback that just went idle has fully returned
             w.reset()
+            w.recorder = recorder
             w.latencies.removeAll(keepingCapacity: true)
             w.latencies.reserveCapacity(intervalMs > 0 ? Int(seconds * 1000 / Double(intervalMs)) + 4 : 1024)
             w.errors = 0
@@ -388,13 +465,13 @@ final class LoadGenerator {
             }
         } else {
             for w in workers { w.startPaced() }
-            startPacer(workers: workers, intervalNs: intervalNs, t0: t0)
+            startPacer(workers: workers, intervalNs: intervalNs, t0: t0, recorder: recorder)
         }
         try? await Task.sleep(for: .milliseconds(Int(warmupSeconds * 1000)))
         let tw = monotonicNanos()
         let cw = control.completed.load(ordering: .relaxed)
         let end = t0 + UInt64(seconds * 1e9)
-        while monotonicNanos() < end {
+        while monotonicNanos() < end, !(stop?.isSet ?? false) {
             try? await Task.sleep(for: .milliseconds(max(1, min(100, Int((end - min(end, monotonicNanos())) / 1_000_000)))))
         }
         let te = monotonicNanos()
@@ -418,7 +495,7 @@ final class LoadGenerator {
 
     /// One thread paces every worker: worker i is due at t0 + k·interval + i·interval/N. A
     /// worker whose previous request is still in flight skips that tick (counted as late).
-    private func startPacer(workers: [SimWorker], intervalNs: UInt64, t0: UInt64) {
+    private func startPacer(workers: [SimWorker], intervalNs: UInt64, t0: UInt64, recorder: WindowRecorder?) {
         let control = self.control
         control.pacerRunning.store(true, ordering: .releasing)
         let thread = Thread {
@@ -432,7 +509,10 @@ final class LoadGenerator {
                         sleepUntil(due, capNs: 50_000_000)
                     }
                     if control.stopping.load(ordering: .acquiring) { break outer }
-                    if !w.fire() { control.lateTicks.add(1, ordering: .relaxed) }
+                    if !w.fire() {
+                        control.lateTicks.add(1, ordering: .relaxed)
+                        recorder?.recordLateTick(at: monotonicNanos())
+                    }
                 }
                 k += 1
             }

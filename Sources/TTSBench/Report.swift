@@ -22,6 +22,8 @@ extension PhaseResult {
 struct Liveness {
     var lost: Int?
     var states: [String: Int] = [:]
+    /// Names of the lost workers.
+    var lostNames: [String] = []
     /// Why the count is unknown.
     var note: String?
 
@@ -40,6 +42,8 @@ struct Liveness {
 /// Lines of interest in the coordinator's log.
 struct LogSummary {
     var lostLines = 0
+    /// Names of the workers the coordinator declared lost.
+    var lostWorkers: Set<String> = []
     var revivedLines = 0
     var problemLines = 0
     var samples: [String] = []
@@ -51,7 +55,12 @@ struct LogSummary {
     init(_ log: String) {
         for line in log.split(separator: "\n") {
             let l = line.lowercased()
-            if l.contains(" lost: silent for") { lostLines += 1 }
+            if let r = line.range(of: " lost: silent for") {
+                lostLines += 1
+                // "… worker NAME lost: silent for 10.2 s; …"
+                let head = line[..<r.lowerBound]
+                if let w = head.range(of: "worker ", options: .backwards) { lostWorkers.insert(String(head[w.upperBound...])) }
+            }
             if l.contains("back after being declared lost") { revivedLines += 1 }
             if l.contains("runtime failure") || l.contains("fatal error") || l.contains(" crashed:") {
                 crashLines.append(String(line.prefix(240)).trimmingCharacters(in: .whitespaces))

@@ -57,14 +57,7 @@ final class ServerProcess {
     }
 
     /// CPU seconds (user + system) the process has used so far, from /proc.
-    func cpuSeconds() -> Double? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        // Fields after "comm)": state is field 3, utime 14, stime 15.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
-        return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
+    func cpuSeconds() -> Double? { processCPUSeconds(pid: pid) }
 
     /// SIGTERM, then SIGKILL after `graceSeconds`. Returns how it ended.
     @discardableResult
@@ -85,6 +78,49 @@ final class ServerProcess {
         process.terminationReason == .uncaughtSignal
             ? "died of signal \(process.terminationStatus)\(process.terminationStatus == SIGILL || process.terminationStatus == SIGTRAP ? " (a Swift runtime trap; see its log)" : "")"
             : "exited with status \(process.terminationStatus)"
+    }
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from /proc/`pid`/stat.
+func processCPUSeconds(pid: Int32) -> Double? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return nil }
+    // Fields after "comm)": state is field 3, utime 14, stime 15.
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
+    return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// Memory of a process from /proc/`pid`/status, in bytes.
+struct ProcessMemory: Sendable {
+    /// Resident set size now (`VmRSS`).
+    var residentBytes: UInt64
+    /// Peak resident set size so far (`VmHWM`).
+    var peakResidentBytes: UInt64
+    /// Process state letter (`R`, `S`, `Z` …).
+    var state: String
+
+    /// nil when the process is gone or /proc cannot be read.
+    init?(pid: Int32) {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        var rss: UInt64?
+        var hwm: UInt64?
+        var state = "?"
+        for line in status.split(separator: "\n") {
+            let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard parts.count >= 2 else { continue }
+            switch parts[0] {
+            case "VmRSS:": rss = UInt64(parts[1]).map { $0 * 1024 } // kB
+            case "VmHWM:": hwm = UInt64(parts[1]).map { $0 * 1024 }
+            case "State:": state = String(parts[1])
+            default: break
+            }
+        }
+        // A zombie has no VmRSS line.
+        guard let rss else { return nil }
+        residentBytes = rss
+        peakResidentBytes = hwm ?? rss
+        self.state = state
     }
 }
 

@@ -7,7 +7,7 @@ struct TTSBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tts-bench",
         abstract: "Benchmarks of the tts-cluster coordinator.",
-        subcommands: [ControlPlane.self, Ingest.self, SpoolAppend.self, VersusSDK.self, RulesBench.self, AlertLatency.self, TorchLoopBench.self,
+        subcommands: [ControlPlane.self, Soak.self, Ingest.self, SpoolAppend.self, VersusSDK.self, RulesBench.self, AlertLatency.self, TorchLoopBench.self,
                       ScoringBench.self, ResampleBench.self, EvalThroughputBench.self])
 }
 
@@ -199,69 +199,14 @@ struct ControlPlane: AsyncParsableCommand {
         return t
     }
 
+    /// Registers workers 0..<n and returns their sessions.
     private func registerAll(_ n: Int, url: String) async throws -> [UInt64] {
-        let requester = try NNGRequester(url: url)
-        defer { requester.close() }
-        let timeoutMs = self.timeoutMs
-        var sessions = [UInt64](repeating: 0, count: n)
-        try await withThrowingTaskGroup(of: (Int, UInt64).self) { group in
-            var next = 0
-            func add() {
-                let i = next
-                next += 1
-                group.addTask {
-                    var attempt = 0
-                    while true {
-                        do {
-                            return (i, try await BenchProtocol.registerWorker(i, with: requester, timeoutMs: timeoutMs))
-                        } catch {
-                            attempt += 1
-                            if attempt >= 3 { throw BenchError("registration of bench-\(i) failed 3 times: \(error)") }
-                            try await Task.sleep(for: .milliseconds(200))
-                        }
-                    }
-                }
-            }
-            for _ in 0..<min(registerConcurrency, n) { add() }
-            while let (i, s) = try await group.next() {
-                sessions[i] = s
-                if next < n { add() }
-            }
-        }
-        return sessions
+        try await BenchProtocol.registerAll(n, url: url, timeoutMs: timeoutMs, concurrency: registerConcurrency).map(\.session)
     }
 
     /// `tts-coordinator workers --json --connect URL`, counting `"state": "lost"`.
     private func queryLiveness(url: String, dir: String) async -> Liveness {
-        do {
-            let (status, out) = try await runCommand(
-                coordinatorBin, ["workers", "--json", "--connect", url], timeoutSeconds: 30,
-                outputBase: "\(dir)/workers-query")
-            guard status == 0 else {
-                let err = (try? String(contentsOfFile: "\(dir)/workers-query.stderr", encoding: .utf8)) ?? ""
-                return Liveness(note: "`workers --json` exited \(status): \(err.prefix(300).trimmingCharacters(in: .whitespacesAndNewlines))")
-            }
-            let json = try JSONSerialization.jsonObject(with: Data(out.utf8))
-            let list: [Any]
-            if let a = json as? [Any] {
-                list = a
-            } else if let d = json as? [String: Any], let a = d["workers"] as? [Any] {
-                list = a
-            } else {
-                return Liveness(note: "`workers --json` printed no JSON array")
-            }
-            var states: [String: Int] = [:]
-            var lost = 0
-            // The database is fresh: every worker in it is a simulated one.
-            for case let w as [String: Any] in list {
-                let state = (w["state"] as? String) ?? "?"
-                states[state, default: 0] += 1
-                if state == "lost" { lost += 1 }
-            }
-            return Liveness(lost: lost, states: states, note: nil)
-        } catch {
-            return Liveness(note: "`workers --json` failed: \(error)")
-        }
+        await BenchProtocol.queryLiveness(coordinatorBin: coordinatorBin, url: url, outputBase: "\(dir)/workers-query")
     }
 }
 
@@ -278,6 +223,8 @@ do {
     var command = try TTSBench.parseAsRoot()
     if let controlPlane = command as? ControlPlane {
         try await controlPlane.execute()
+    } else if let soak = command as? Soak {
+        try await soak.execute()
     } else if let ingest = command as? Ingest {
         try await ingest.execute()
     } else if let spool = command as? SpoolAppend {
