@@ -14,4 +14,12 @@ swift build --build-tests
 bash scripts/check-deploy.sh
 # The decoders and readers under libFuzzer, 25 s each (README.md, "Fuzzing").
 bash scripts/fuzz.sh
-swift test --skip-build --no-parallel
+# Line-buffered, so that no line of the runner's report waits in a buffer (the full suite's
+# closing summary was seen missing from a redirected log); the output is kept in
+# .build/test-output.log and a plain closing line counts what the runner reported.
+status=0
+stdbuf -oL -eL swift test --skip-build --no-parallel 2>&1 | tee .build/test-output.log || status=$?
+passed=$(grep -v '^✔ Test run with' .build/test-output.log | grep -c '^✔ Test .* passed after' || true)
+failed=$(grep -v '^✘ Test run with' .build/test-output.log | grep -c '^✘ Test .* failed after' || true)
+echo "tests: ${passed} passed, ${failed} failed"
+exit "$status"

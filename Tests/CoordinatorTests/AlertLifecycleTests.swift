@@ -136,4 +136,27 @@ struct AlertCenterTests {
         #expect(alerts.map(\.runId) == [loud.runId], "only the run with default settings alerts on NaN")
         #expect(alerts.first?.rule == "non_finite")
     }
+
+    @Test("a run whose result was stored but whose completion notice was not (the coordinator died in between) is announced once at the next start; an old one is not")
+    func completionRecoveredAfterACrash() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-center-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
+        let recent = try #require(try store.enqueue(EnqueueRequest(kind: "synthetic", count: 1, payload: [:]), defaultMaxRetries: 1).runId)
+        let old = try #require(try store.enqueue(EnqueueRequest(kind: "synthetic", count: 1, payload: [:]), defaultMaxRetries: 1).runId)
+        let now = Date().timeIntervalSince1970
+        try await store.pool.write { db in
+            try db.execute(sql: "UPDATE runs SET state = 'succeeded', finished_at = ?, exit_code = 0 WHERE id = ?", arguments: [now - 60, recent])
+            try db.execute(sql: "UPDATE runs SET state = 'succeeded', finished_at = ?, exit_code = 0 WHERE id = ?", arguments: [now - 7 * 3600, old])
+        }
+        func completions() throws -> [String?] { try store.alerts(now: now).filter { $0.rule == "run_completed" }.map(\.runId) }
+        let center = AlertCenter(store: store, registry: WorkerRegistry(), logger: Logger(label: "test"),
+                                 groupWait: 0, repeatInterval: 3600, queueNotifications: true)
+        await center.announceRunsFinishedUnannounced(now: now)
+        #expect(try completions() == [recent], "the recent run is announced, the 7-hour-old one is not")
+        let restarted = AlertCenter(store: store, registry: WorkerRegistry(), logger: Logger(label: "test"),
+                                    groupWait: 0, repeatInterval: 3600, queueNotifications: true)
+        await restarted.announceRunsFinishedUnannounced(now: now + 1)
+        #expect(try completions() == [recent], "announced once, not at every start")
+    }
 }

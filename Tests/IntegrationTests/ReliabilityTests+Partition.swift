@@ -87,11 +87,17 @@ extension ReliabilityTests {
         let series = try #require(try h.cliJSON(["metrics", runId, "--key", "train/text_loss"], as: MetricsReport.self).series)
         let steps = series.map(\.step)
         #expect(steps == Array(1...Int64(maxSteps)), "every step exactly once")
-        let deliveredAfterHeal = Set(steps).subtracting(storedDuringCut).filter { $0 > stepsBeforeCut }
+        let deliveredAfterHeal = Set(steps).subtracting(storedDuringCut)
         let resumeStep = try h.cli(["logs", runId]).out.split(separator: "\n").map(String.init)
             .compactMap { $0.firstMatch(of: /Resumed from .*model_step(\d+)\.pth at step/).flatMap { Int64($0.1) } }.last ?? 0
-        let onlyRemote = (stepsBeforeCut + 1)...max(stepsBeforeCut + 1, resumeStep)
-        #expect(resumeStep > stepsBeforeCut, "the local worker resumed from a checkpoint the cut-off worker wrote during the partition (\(resumeStep) > \(stepsBeforeCut))")
+        // Up to the resume step only the cut-off worker trained. What it had delivered before the
+        // cut took effect is a prefix 1...k (k a little past stepsBeforeCut: the spool kept sending
+        // until the link went down); steps k+1...resumeStep can only have come after the heal.
+        let deliveredBeforeCut = storedDuringCut.filter { $0 <= resumeStep }
+        let k = deliveredBeforeCut.max() ?? 0
+        #expect(deliveredBeforeCut.count == Int(k), "what reached the store before the cut is the prefix 1...\(k)")
+        #expect(resumeStep > k, "the local worker resumed from a checkpoint the cut-off worker wrote during the partition (\(resumeStep) > \(k))")
+        let onlyRemote = (k + 1)...max(k + 1, resumeStep)
         #expect(onlyRemote.allSatisfy { deliveredAfterHeal.contains($0) }, "steps \(onlyRemote) (trained only by the cut-off worker) arrived after the link returned")
         for (i, p) in series.enumerated() {
             #expect(abs((p.value ?? .nan) - TrainingRunTests.textLoss(p.step)) < 1e-3, "step \(p.step) has the trainer's value (printed to 4 decimals)")
@@ -102,7 +108,7 @@ extension ReliabilityTests {
             "partition_seconds": Self.partitionSeconds, "lost_after_seconds": lostAfter, "resumed_elsewhere_after_seconds": resumedAfter,
             "trainer_kept_running_while_cut_off": trainedThrough, "back_after_heal_seconds": backAfter,
             "stale_trainer_stopped_after_heal_seconds": staleStoppedAfter, "stale_result_refused": true,
-            "steps_stored_before_cut": stepsBeforeCut, "resumed_from_checkpoint_step": resumeStep,
+            "steps_stored_before_cut": stepsBeforeCut, "steps_delivered_before_the_cut_took_effect": k, "resumed_from_checkpoint_step": resumeStep,
             "steps_delivered_after_heal": deliveredAfterHeal.count, "points_dropped_as_already_stored": dropped,
             "steps_expected": maxSteps, "steps_stored_once": Set(steps).count, "steps_duplicated": steps.count - Set(steps).count,
             "shard_history": shard.history.map(\.state).joined(separator: ","),

@@ -13,6 +13,9 @@ struct PropertyRandom: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 
+    /// A number in `0..<n` (the plain modulo the older tests use, so their data stays the same).
+    mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+
     /// True with probability `p`.
     mutating func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &self) < p }
 

@@ -7,24 +7,12 @@ import Testing
 // whitespace, 1–4-byte UTF-8 and NFC/NFD pairs. JiwerOracleTests checks the same against jiwer.
 @Suite("Word error rate: batch path equals the reference restatement")
 struct WordErrorRateBatchTests {
-    struct Rng {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    }
-
     static let whitespace: [String] = [" ", " ", " ", "\t", "\n", "\r", "\u{0B}", "\u{0C}", "\u{1C}", "\u{1F}", "\u{85}", "\u{A0}",
                                        "\u{1680}", "\u{2000}", "\u{200A}", "\u{2028}", "\u{2029}", "\u{202F}", "\u{205F}", "\u{3000}"]
     static let notWhitespace: [String] = ["a", "b", "c", "가", "나", "다", "한", "é", "e\u{301}", "\u{200B}", "\u{FEFF}", "\u{1F600}",
                                           "\u{2030}", "\u{1681}", "\u{3001}", "\u{86}", "ß", "-", ".", "\u{E000}"]
 
-    func text(_ rng: inout Rng, maxLength: Int) -> String {
+    func text(_ rng: inout PropertyRandom, maxLength: Int) -> String {
         var s = ""
         for _ in 0..<rng.int(maxLength + 1) {
             s += rng.int(3) == 0 ? Self.whitespace[rng.int(Self.whitespace.count)] : Self.notWhitespace[rng.int(Self.notWhitespace.count)]
@@ -32,7 +20,7 @@ struct WordErrorRateBatchTests {
         return s
     }
 
-    func edit(_ s: String, _ rng: inout Rng) -> String {
+    func edit(_ s: String, _ rng: inout PropertyRandom) -> String {
         var scalars = Array(s.unicodeScalars)
         for _ in 0..<rng.int(5) {
             let pool = rng.int(3) == 0 ? Self.whitespace : Self.notWhitespace
@@ -51,7 +39,7 @@ struct WordErrorRateBatchTests {
 
     @Test("tokens: wer_default words and cer_default characters from one UTF-8 pass")
     func tokens() {
-        var rng = Rng(state: 7)
+        var rng = PropertyRandom(seed: 7)
         var ranges: [Range<Int>] = []
         for _ in 0..<20_000 {
             let s = text(&rng, maxLength: 14)
@@ -86,7 +74,7 @@ struct WordErrorRateBatchTests {
 
     @Test("process_words and process_characters: same tokens, alignments and counts as the reference")
     func batches() throws {
-        var rng = Rng(state: 2026)
+        var rng = PropertyRandom(seed: 2026)
         for round in 0..<400 {
             var refs: [String] = [], hyps: [String] = []
             for _ in 0..<(1 + rng.int(40)) {

@@ -29,6 +29,8 @@ public actor AlertCenter {
     private var lastDigest: Double
     private var runOfShard: [Int64: String] = [:]
     private var configuredRuns: Set<String> = []
+    /// When this alert center was made (runs finished before it are this process's to recover).
+    private let startedAt: Double
 
     /// - Parameters:
     ///   - groupWait: seconds a new notification waits so that a burst of one run and rule
@@ -46,6 +48,7 @@ public actor AlertCenter {
         engine = RulesEngine(configuration: configuration)
         (inputs, continuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .unbounded)
         lastDigest = Date().timeIntervalSince1970
+        startedAt = lastDigest
     }
 
     /// Queues input for the rules (callable from any thread; never blocks).
@@ -54,6 +57,7 @@ public actor AlertCenter {
     /// Processes input until cancelled; `notifier` is woken whenever something is queued.
     public func run(notifier: AlertNotifier?) async {
         self.notifier = notifier
+        announceRunsFinishedUnannounced(now: Date().timeIntervalSince1970)
         let ticker = Task { [continuation] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
@@ -138,6 +142,27 @@ public actor AlertCenter {
             }
         } catch {
             logger.error("alerts: cannot read run \(finished): \(error)")
+        }
+    }
+
+    /// Runs whose result was committed but whose `run_completed` notice never was: the
+    /// coordinator died in between (the notice is derived in memory from the stored result).
+    /// Raised once at start, for runs that finished before this process started (a run that
+    /// finishes from now on is announced by its result) and within the last 6 hours (an old
+    /// database does not announce its history).
+    func announceRunsFinishedUnannounced(now: Double) {
+        do {
+            for runId in try store.succeededRunsWithoutNotice(finishedFrom: now - 6 * 3600, before: startedAt) {
+                guard let facts = try store.finishedRun(runId) else { continue }
+                configure(runId)
+                var signals: [AlertSignal] = []
+                engine.runCompleted(RunCompletion(runId: runId, durationSeconds: facts.finishedAt - facts.createdAt, checkpoint: facts.checkpoint),
+                                    now: now, into: &signals)
+                if !signals.isEmpty { logger.notice("alerts: run \(runId) finished before the coordinator stopped; announcing its completion now") }
+                record(signals, now: now)
+            }
+        } catch {
+            logger.error("alerts: cannot look for finished runs to announce: \(error)")
         }
     }
 

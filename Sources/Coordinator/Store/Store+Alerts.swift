@@ -253,4 +253,15 @@ extension Store {
             return (r[0], r[1], r[2], r[3], checkpoint)
         }
     }
+
+    /// Succeeded runs that finished in `[finishedFrom, before)` and have no `run_completed` alert.
+    public func succeededRunsWithoutNotice(finishedFrom: Double, before: Double) throws -> [String] {
+        try pool.read { db in
+            try String.fetchAll(db, sql: """
+                SELECT id FROM runs r WHERE r.state = 'succeeded' AND r.finished_at >= ? AND r.finished_at < ?
+                AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.run_id = r.id AND a.rule = 'run_completed')
+                ORDER BY r.finished_at
+                """, arguments: [finishedFrom, before])
+        }
+    }
 }
