@@ -159,4 +159,32 @@ struct AlertCenterTests {
         await restarted.announceRunsFinishedUnannounced(now: now + 1)
         #expect(try completions() == [recent], "announced once, not at every start")
     }
+
+    @Test("a NaN stored just before a crash whose alert was not is raised at the next start, once; a NaN already alerted is not raised again")
+    func nonFiniteRecoveredAfterACrash() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-center-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
+        let alerted = try #require(try store.enqueue(EnqueueRequest(kind: "synthetic", count: 1, payload: [:]), defaultMaxRetries: 1).runId)
+        let lost = try #require(try store.enqueue(EnqueueRequest(kind: "synthetic", count: 1, payload: [:]), defaultMaxRetries: 1).runId)
+        func points(_ run: String, nanAt: Int64) -> [MetricPoint] {
+            (1...20).map { s in MetricPoint(runId: run, step: s, key: "train/text_loss", value: s == nanAt ? .nan : 2, wallTime: 1) }
+        }
+        // Both runs' points are stored; only the first run's NaN reached the rules before the "crash".
+        let before = AlertCenter(store: store, registry: WorkerRegistry(), logger: Logger(label: "test"),
+                                 groupWait: 0, repeatInterval: 3600, queueNotifications: true)
+        let e1 = SpoolEntry(sequence: 1, points: points(alerted, nanAt: 10)), e2 = SpoolEntry(sequence: 2, points: points(lost, nanAt: 15))
+        _ = try store.ingestSpool(workerId: "w", entries: [e1, e2])
+        await before.handle(.stored(.metrics(workerId: "w", entries: [e1])), now: 100)
+        func nonFinite() throws -> [String?] { try store.alerts(now: 200).filter { $0.rule == "non_finite" }.map(\.runId).sorted { ($0 ?? "") < ($1 ?? "") } }
+        #expect(try nonFinite() == [alerted])
+        let restarted = AlertCenter(store: store, registry: WorkerRegistry(), logger: Logger(label: "test"),
+                                    groupWait: 0, repeatInterval: 3600, queueNotifications: true)
+        await restarted.raiseLostNonFiniteAlerts(now: 200)
+        #expect(try nonFinite() == [alerted, lost].sorted(), "the lost NaN alert is raised; the recorded one is not raised again")
+        let again = AlertCenter(store: store, registry: WorkerRegistry(), logger: Logger(label: "test"),
+                                groupWait: 0, repeatInterval: 3600, queueNotifications: true)
+        await again.raiseLostNonFiniteAlerts(now: 300)
+        #expect(try store.alerts(now: 300).filter { $0.rule == "non_finite" }.count == 2, "once, not at every start")
+    }
 }

@@ -93,20 +93,15 @@ struct ReliabilityTests {
         let lines = try await Self.deliveredLines(slack)
         let twiceDelivered = lines.count - Set(lines).count
         #expect(twiceDelivered == 0, "alerts delivered twice: \(lines)")
-        // Known gap (open in issue 9): alerts are derived in memory from points after their commit,
-        // so a kill -9 in the few milliseconds between a NaN point's commit and its alert's commit
-        // loses that alert (seen in about one crash loop in four). The fix is a durable rules
-        // cursor replayed at start; until then a missing NaN alert is reported as a known issue
-        // (visible in the output), and every other check of this test stays strict.
+        // Every run's NaN alert, including one whose point was committed just before a kill (the
+        // rules raise it at the next start).
         let missingNaNAlerts = runs.filter { run in !lines.contains { $0.contains("non_finite · run \(run)") } }
-        withKnownIssue("a NaN alert lost to a kill -9 between its point's commit and its own (issue 9, open)", isIntermittent: true) {
-            #expect(missingNaNAlerts.isEmpty, "the NaN alerts of \(missingNaNAlerts)")
-        }
+        #expect(missingNaNAlerts.isEmpty, "the NaN alerts of \(missingNaNAlerts)")
         #expect(h.log("coordinator").components(separatedBy: "listening on").count - 1 == Self.kills + 1)
         ReliabilityFigures.record("coordinator-crash-loop", [
             "kills": Self.kills, "workers": 4, "runs": runs.count, "points_expected": runs.count * steps * keys, "points_stored": stored,
             "points_missing": missing, "points_duplicated": duplicates, "wandb_history_rows": wandbRows, "wandb_rows_expected": runs.count * steps,
-            "shards": shards.count, "shards_completed_twice": twice, "alerts_delivered": lines.count, "alerts_delivered_twice": twiceDelivered, "nan_alerts_lost_to_a_kill": missingNaNAlerts.count,
+            "shards": shards.count, "shards_completed_twice": twice, "alerts_delivered": lines.count, "alerts_delivered_twice": twiceDelivered, "nan_alerts_missing": missingNaNAlerts.count,
             "restart_to_listening_seconds_max": recoveries.max() ?? 0,
             "restart_to_listening_seconds_median": recoveries.sorted()[recoveries.count / 2],
         ])

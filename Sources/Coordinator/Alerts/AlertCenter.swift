@@ -58,6 +58,7 @@ public actor AlertCenter {
     public func run(notifier: AlertNotifier?) async {
         self.notifier = notifier
         announceRunsFinishedUnannounced(now: Date().timeIntervalSince1970)
+        raiseLostNonFiniteAlerts(now: Date().timeIntervalSince1970)
         let ticker = Task { [continuation] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
@@ -163,6 +164,27 @@ public actor AlertCenter {
             }
         } catch {
             logger.error("alerts: cannot look for finished runs to announce: \(error)")
+        }
+    }
+
+    /// NaN/Inf points stored just before the coordinator died whose `non_finite` alert was not
+    /// (the rules see points in memory after their commit): fed to the rules again at start. Only
+    /// the newest stored points are read (a crash loses at most the last moments), and a point is
+    /// fed only when its step is past every `non_finite` alert of its run and key, so an alert
+    /// already recorded is never raised twice.
+    func raiseLostNonFiniteAlerts(now: Double) {
+        do {
+            let points = try store.nonFinitePointsWithoutAlert(maxPoints: 200_000)
+            guard !points.isEmpty else { return }
+            var signals: [AlertSignal] = []
+            for p in points {
+                configure(p.runId)
+                engine.ingest([p], now: now, into: &signals)
+            }
+            if !signals.isEmpty { logger.notice("alerts: \(signals.count) non-finite alert(s) stored before the coordinator stopped but not raised; raising them now") }
+            record(signals, now: now)
+        } catch {
+            logger.error("alerts: cannot look for non-finite points without an alert: \(error)")
         }
     }
 

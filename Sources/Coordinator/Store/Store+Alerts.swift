@@ -264,4 +264,37 @@ extension Store {
                 """, arguments: [finishedFrom, before])
         }
     }
+
+    /// The newest non-finite point per (run, key) among the most recently stored points (about
+    /// `maxPoints`, newest batches first), for runs still running or queued, whose step is past
+    /// every `non_finite` alert recorded for that run and key: points whose alert was lost because
+    /// the coordinator died between their commit and the alert's. System metrics are left out.
+    public func nonFinitePointsWithoutAlert(maxPoints: Int) throws -> [MetricPoint] {
+        try pool.read { db in
+            var newest: [String: MetricPoint] = [:]
+            var seen = 0
+            let rows = try Row.fetchCursor(db, sql: "SELECT run_id, data FROM metric_batches ORDER BY id DESC")
+            while seen < maxPoints, let row = try rows.next() {
+                let run: String = row[0]
+                let batch = try PointBatch(decoding: Array(row[1] as Data))
+                seen += batch.count
+                for i in 0..<batch.count where !batch.values[i].isFinite {
+                    let key = batch.keys[Int(batch.keyIndex[i])]
+                    guard !key.hasPrefix(Self.systemMetricPrefix) else { continue }
+                    let id = run + "\u{0}" + key
+                    if let known = newest[id], known.step >= batch.steps[i] { continue }
+                    newest[id] = MetricPoint(runId: run, step: batch.steps[i], key: key, value: batch.values[i], wallTime: batch.wallTimes[i])
+                }
+            }
+            return try newest.values.sorted { ($0.runId, $0.key) < ($1.runId, $1.key) }.filter { p in
+                let state = try String.fetchOne(db, sql: "SELECT state FROM runs WHERE id = ?", arguments: [p.runId])
+                guard state == nil || state == "running" || state == "queued" else { return false }
+                let alerted = try Int64.fetchOne(db, sql: """
+                    SELECT MAX(CAST(json_extract(signal, '$.step') AS INTEGER)) FROM alerts
+                    WHERE rule = 'non_finite' AND run_id = ? AND series = ?
+                    """, arguments: [p.runId, p.key])
+                return alerted.map { $0 < p.step } ?? true
+            }
+        }
+    }
 }
