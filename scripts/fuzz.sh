@@ -22,22 +22,10 @@ case "${1:-}" in
 esac
 
 # The system libraries the Shared and Worker targets compile against (the toolchain brings libFuzzer).
+source scripts/lib/prerequisites.sh
 packages=(libnng-dev libcurl4-openssl-dev libsndfile1-dev pkg-config)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "fuzz: installing ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-if ! command -v swift >/dev/null 2>&1; then
-  for d in /opt/swift/usr/bin /usr/share/swift/usr/bin; do [ -x "$d/swift" ] && export PATH="$d:$PATH"; done
-fi
-command -v swift >/dev/null 2>&1 || { echo "fuzz: Swift 6 is required (swift not found on PATH)" >&2; exit 1; }
+install_missing fuzz "${packages[@]}"
+require_swift fuzz
 
 # Same dependency versions as the main package, resolved from SwiftPM's cache.
 [ -f Fuzz/Package.resolved ] || cp Package.resolved Fuzz/Package.resolved
