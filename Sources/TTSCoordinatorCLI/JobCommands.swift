@@ -29,6 +29,13 @@ struct Submit: AsyncParsableCommand {
             for r in spec.runs() {
                 print("\(r.name)\(r.group.map { "  group \($0)" } ?? "")  " + r.hyperparameters.map { "\($0.name)=\($0.value.text)" }.joined(separator: " "))
             }
+            do {
+                let preview = try JobSpecPreview.make(spec)
+                if !preview.commands.isEmpty || !preview.notes.isEmpty { print(preview.text) }
+            } catch {
+                FileHandle.standardError.write(Data("error: \(file): the command cannot be rendered: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
             return
         }
         try await runClient {

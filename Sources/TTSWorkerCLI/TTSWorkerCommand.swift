@@ -140,6 +140,7 @@ struct Join: AsyncParsableCommand {
                 agent.drain(reason: "signal \(sig)")
             } else {
                 logger.warning("second signal: stopping now")
+                agent.stopNow(reason: "second signal \(sig)")
                 task.cancel()
             }
         }

@@ -182,24 +182,34 @@ struct JobSpecTests {
         #expect(throws: CommandTemplateError.self) { try t.render(["output_dir": "x"]) }
     }
 
-    @Test("the example specs parse, and render the right argv for each card")
+    @Test("the example specs parse, and render the real trainer's command with the guide's preset for each card")
     func examples() throws {
         let file = Self.examples.appendingPathComponent("ko-finetune-a6000-4090.yaml").path
         let spec = try JobSpecParser.parse(contentsOf: file)
-        #expect(spec.presets.map(\.batch) == [BatchSettings(batchSize: 16, gradAccum: 1), BatchSettings(batchSize: 8, gradAccum: 2)])
+        #expect(spec.presets.map(\.batch) == [BatchSettings(batchSize: 16, gradAccum: 1), BatchSettings(batchSize: 8, gradAccum: 1)])
+        #expect(!spec.sameEffectiveBatch)
         #expect(spec.trainManifests == [ManifestSpec(path: "/data/ko/KO_preprocessed/gpt_pairs_train.jsonl", language: "ko")])
         #expect(spec.environment["PYTHONUNBUFFERED"] == "1")
+        #expect(spec.python == "/srv/index-tts/.venv/bin/python" && spec.resume == .full && spec.stopGrace == .seconds(1200))
+        #expect(spec.retention == RetentionPolicy(last: 3, best: 2, measure: "eval/cer"))
         let run = try #require(spec.runs().first)
+        let rtx4090 = spec.presets[1]
         let fresh = try spec.renderCommand(run: run, gpu: 1, runId: "r-7", outputDir: "/shared/ckpt/r-7",
-                                           batch: BatchSettings(batchSize: 8, gradAccum: 2), resumeCheckpoint: nil)
+                                           batch: rtx4090.batch, resumeCheckpoint: nil, preset: rtx4090)
         #expect(!fresh.contains("--resume"), "the optional resume group is left out on a first start")
+        #expect(!fresh.contains(""), "no empty argument")
         #expect(fresh.contains("--train-manifest") && fresh.contains("/data/ko/KO_preprocessed/gpt_pairs_train.jsonl::ko"))
         let i = try #require(fresh.firstIndex(of: "--batch-size"))
-        #expect(Array(fresh[i...(i + 5)]) == ["--batch-size", "8", "--grad-accumulation", "2", "--learning-rate", "1e-5"])
+        #expect(Array(fresh[i...(i + 9)]) == ["--batch-size", "8", "--grad-accumulation", "1", "--learning-rate", "2e-5",
+                                              "--warmup-steps", "1000", "--grad-clip", "1.0"], "the 4090 preset's own LR, warm-up and clip")
+        let w = try #require(fresh.firstIndex(of: "--num-workers"))
+        #expect(Int(fresh[w + 1]).map { $0 >= 1 } == true, "--num-workers 0 (the trainer's default) crashes on torch >= 2")
+        let a6000 = spec.presets[0]
+        let onA6000 = try spec.renderCommand(run: run, gpu: 0, runId: "r-7", outputDir: "/o", batch: a6000.batch, resumeCheckpoint: nil, preset: a6000)
+        #expect(onA6000[onA6000.firstIndex(of: "--learning-rate")! + 1] == "1e-5" && onA6000[onA6000.firstIndex(of: "--warmup-steps")! + 1] == "30000")
         let resumed = try spec.renderCommand(run: run, gpu: 1, runId: "r-7", outputDir: "/shared/ckpt/r-7",
-                                             batch: BatchSettings(batchSize: 8, gradAccum: 2),
-                                             resumeCheckpoint: "/shared/ckpt/r-7/model_step3000.pth")
-        #expect(Array(resumed.suffix(2)) == ["--resume", "/shared/ckpt/r-7/model_step3000.pth"])
+                                             batch: rtx4090.batch, resumeCheckpoint: "/shared/ckpt/r-7/pins/step-3000.pth", preset: rtx4090)
+        #expect(Array(resumed.suffix(2)) == ["--resume", "/shared/ckpt/r-7/pins/step-3000.pth"])
 
         let sweep = try JobSpecParser.parse(contentsOf: Self.examples.appendingPathComponent("sweep-lr-warmup.yaml").path)
         #expect(sweep.runs().map(\.name) == ["lr1e-5_warmup1k", "lr1e-5_warmup30k", "lr2e-5_warmup1k", "lr2e-5_warmup30k"])
@@ -207,7 +217,87 @@ struct JobSpecTests {
         let argv = try sweep.renderCommand(run: sweep.runs()[3], gpu: 0, runId: "r", outputDir: "/o",
                                            batch: BatchSettings(batchSize: 16, gradAccum: 1), resumeCheckpoint: nil)
         #expect(argv.contains("2e-5") && argv.contains("30000"))
-        #expect(argv[argv.firstIndex(of: "--resume")! + 1] == "", "the string form passes an empty resume argument")
+        #expect(!argv.contains("--resume") && !argv.contains(""), "a flag followed by an empty placeholder is left out in the string form too")
+    }
+
+    @Test("a flag followed by a placeholder with no value is dropped, never rendered as an empty argument")
+    func implicitOptionalGroups() throws {
+        let t = try CommandTemplate(commandLine: "train --val-interval {eval_every} --max-steps {max_steps} --tag x{run_id} --resume {resume_checkpoint}")
+        #expect(try t.render(["eval_every": "", "max_steps": "200", "run_id": "", "resume_checkpoint": ""])
+                == ["train", "--max-steps", "200", "--tag", "x"], "only a word that is the placeholder alone makes the pair optional")
+        #expect(try t.render(["eval_every": "100", "max_steps": "", "run_id": "7", "resume_checkpoint": "/c.pth"])
+                == ["train", "--val-interval", "100", "--tag", "x7", "--resume", "/c.pth"])
+        let spec = try JobSpecParser.parse(yaml: """
+            name: n
+            project: p
+            command: [t, --val-interval, "{eval_every}", --max-steps, "{max_steps}"]
+            """)
+        let argv = try spec.renderCommand(run: spec.runs()[0], gpu: 0, runId: "r", outputDir: "/o", batch: spec.defaultBatch, resumeCheckpoint: nil)
+        #expect(argv == ["t"], "unset eval_every and max_steps leave no `--val-interval \"\"` for argparse to refuse")
+    }
+
+    @Test("presets may override hyperparameters per card; the effective-batch rule holds unless the spec turns it off")
+    func presetHyperparameters() throws {
+        let base = """
+            name: n
+            project: p
+            command: [t, --lr, "{lr}", --bs, "{batch_size}"]
+            hyperparameters: {lr: 1e-5}
+
+            """
+        let spec = try JobSpecParser.parse(yaml: base + """
+            same_effective_batch: false
+            presets:
+              a6000: {match: {name: A6000}, batch_size: 16}
+              "4090": {match: {name: "4090"}, batch_size: 8, hyperparameters: {lr: 2e-5}}
+            """)
+        let run = spec.runs()[0]
+        let argv = try spec.renderCommand(run: run, gpu: 0, runId: "r", outputDir: "/o", batch: spec.presets[1].batch, resumeCheckpoint: nil, preset: spec.presets[1])
+        #expect(argv == ["t", "--lr", "2e-5", "--bs", "8"])
+        let refused = error(base + """
+            presets:
+              a6000: {match: {name: A6000}, batch_size: 16}
+              "4090": {match: {name: "4090"}, batch_size: 8}
+            """)
+        #expect(refused?.field == "presets" && refused?.message.contains("same_effective_batch: false") == true)
+        let unknown = error(base + "presets:\n  a: {batch_size: 8, hyperparameters: {warmup: 10}}\n")
+        #expect(unknown?.field == "presets.a.hyperparameters.warmup")
+    }
+
+    @Test("python, resume, stop_grace and keep are read and checked")
+    func checkpointSettings() throws {
+        let base = "name: n\nproject: p\ncommand: [t]\n"
+        let spec = try JobSpecParser.parse(yaml: base + "python: /venv/bin/python\nresume: newest\nstop_grace: 1h30m\nkeep: {last: 2, best: 1, by: val/text_loss}\n")
+        #expect(spec.python == "/venv/bin/python" && spec.resume == .newest && spec.stopGrace == .seconds(5400))
+        #expect(spec.retention == RetentionPolicy(last: 2, best: 1, measure: "val/text_loss"))
+        let defaults = try JobSpecParser.parse(yaml: base)
+        #expect(defaults.resume == .full && defaults.stopGrace == .seconds(1200) && defaults.retention == nil && defaults.python == nil)
+        #expect(try JobSpecParser.parse(yaml: base + "stop_grace: 90\n").stopGrace == .seconds(90))
+        #expect(error(base + "resume: oldest\n")?.field == "resume")
+        #expect(error(base + "stop_grace: soon\n")?.field == "stop_grace")
+        #expect(error(base + "keep: {best: 2}\n")?.field == "keep.by", "best needs a measure")
+        #expect(error(base + "keep: {}\n")?.field == "keep")
+        #expect(error(base + "keep: {last: 0}\n")?.field == "keep.last")
+    }
+
+    @Test("durations read as users write them")
+    func durations() {
+        #expect(Duration.parseSpec("20m") == .seconds(1200))
+        #expect(Duration.parseSpec("1h30m") == .seconds(5400))
+        #expect(Duration.parseSpec("45s") == .seconds(45))
+        #expect(Duration.parseSpec("2.5") == .milliseconds(2500))
+        #expect(Duration.parseSpec("m") == nil && Duration.parseSpec("10x") == nil && Duration.parseSpec("") == nil && Duration.parseSpec("-5") == nil)
+    }
+
+    @Test("the dry-run preview shows every run's command on every card, first start and resumed")
+    func preview() throws {
+        let spec = try JobSpecParser.parse(contentsOf: Self.examples.appendingPathComponent("ko-finetune-a6000-4090.yaml").path)
+        let preview = try JobSpecPreview.make(spec)
+        #expect(preview.commands.count == 4)
+        #expect(preview.commands.map(\.preset) == ["a6000", "a6000", "4090", "4090"])
+        #expect(preview.commands.filter(\.resumed).allSatisfy { $0.argv.contains("--resume") })
+        #expect(preview.notes.isEmpty, "\(preview.notes)")
+        #expect(preview.text.contains("--num-workers 4"))
     }
 
     @Test("every file in examples/ parses")

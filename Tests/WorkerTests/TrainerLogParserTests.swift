@@ -10,10 +10,38 @@ struct TrainerLogParserTests {
         let p = try #require(TrainerLogParser.parse(line))
         #expect(p.phase == .train && p.epoch == 3 && p.step == 14500)
         #expect(p.values.map(\.key) == ["train/text_loss", "train/mel_loss", "train/mel_top1", "train/lr",
-                                        "train/steps_per_min", "train/grad_norm"])
-        #expect(p.values.map(\.value) == [0.9648, 3.6120, 0.1712, 1e-5, 41.2, 0.873])
+                                        "train/steps_per_min", "train/eta_hours", "train/grad_norm", "train/gpu_memory_allocated_gb"])
+        #expect(p.values.map(\.value) == [0.9648, 3.6120, 0.1712, 1e-5, 41.2, 12.3, 0.873, 21.4])
         let points = p.metricPoints(runId: "r1", wallTime: 5)
         #expect(points.first == MetricPoint(runId: "r1", step: 14500, key: "train/text_loss", value: 0.9648, wallTime: 5))
+    }
+
+    @Test("the real trainer's [Train] line gives every number it prints (train_gpt_v2.py at 7de3cca, no space before the units)")
+    func realTrainLine() throws {
+        let line = "[Train] epoch=1 step=3 text_loss=5.4703 mel_loss=9.2068 mel_top1=0.0037 lr=9.62e-06 | 374.2steps/min 24.9samples/s 0.16s/step ETA:0.0h | grad_norm=4.08 (clipped 0.50) lr_eff=9.619e-06 GPU=0.0GB data=3.7%"
+        let p = try #require(TrainerLogParser.parse(line))
+        #expect(p.phase == .train && p.epoch == 1 && p.step == 3)
+        let values = Dictionary(uniqueKeysWithValues: p.values.map { ($0.key, $0.value) })
+        #expect(values == [
+            "train/text_loss": 5.4703, "train/mel_loss": 9.2068, "train/mel_top1": 0.0037, "train/lr": 9.62e-06,
+            "train/steps_per_min": 374.2, "train/samples_per_sec": 24.9, "train/time_per_step": 0.16, "train/eta_hours": 0.0,
+            "train/grad_norm": 4.08, "train/gradient_norm_clipped": 0.50, "train/lr_effective": 9.619e-06,
+            "train/gpu_memory_allocated_gb": 0.0, "train/data_wait_pct": 3.7,
+        ])
+        #expect(p.values.count == 13, "each number once")
+    }
+
+    @Test("the real trainer's [Info] lines become notices: resumed (with its step), new best, complete")
+    func notices() {
+        #expect(TrainerNotice.parse("[Info] Resumed from /out/latest_full.pth at epoch 0, step 1000.")
+                == .resumed(checkpoint: "/out/latest_full.pth", epoch: 0, step: 1000))
+        #expect(TrainerNotice.parse("[Info] Resumed from /runs/a at epoch 3/pins/step-20.pth at epoch 2, step 20.")
+                == .resumed(checkpoint: "/runs/a at epoch 3/pins/step-20.pth", epoch: 2, step: 20), "a path may hold the same words")
+        #expect(TrainerNotice.parse("[Info] New best validation text_loss: 5.5996. Saving best_model.pth...") == .newBest(textLoss: 5.5996))
+        #expect(TrainerNotice.parse("[Info] Triggering CPU inference for sample: /o/best_val_5.5996.wav") == .sampleInference(output: "/o/best_val_5.5996.wav"))
+        #expect(TrainerNotice.parse("Training complete.") == .complete)
+        #expect(TrainerNotice.parse("[Info] Loading checkpoint from /x ...") == nil)
+        #expect(TrainerNotice.parse("[Info] Resumed from /x at epoch a, step 3.") == nil)
     }
 
     @Test("a [Val] line gives val/ metrics and val/time_minutes")

@@ -111,6 +111,11 @@ public actor AlertCenter {
             engine.logLines(runId: run, worker: worker, shard: "\(ref.shardId)#\(ref.leaseEpoch)", lines: [e.message], now: now, into: &signals)
         case .shardStarted:
             if let run { engine.shardStarted(runId: run, worker: worker, step: nil, now: now, into: &signals) }
+        case .diskLow:
+            let path = (try? JSONCoding.decode([String: JSONValue].self, from: e.data))?["path"]?.stringValue ?? ""
+            engine.diskLow(runId: run, worker: worker, path: path, message: e.message, now: now, into: &signals)
+        case .resumeMismatch:
+            engine.resumeMismatch(runId: run, worker: worker, shard: "\(ref.shardId)#\(ref.leaseEpoch)", message: e.message, now: now, into: &signals)
         default:
             break
         }

@@ -21,6 +21,11 @@ public enum AlertRule: String, Sendable, Codable, CaseIterable, CustomStringConv
     case evalRegression = "eval_regression"
     /// The periodic per-run status message.
     case statusDigest = "status_digest"
+    /// The checkpoint volume of a run is nearly full (a pin would leave no room for the trainer's
+    /// next save, or was refused).
+    case diskLow = "disk_low"
+    /// A resumed trainer said it started from another step than the cluster asked for.
+    case resumeMismatch = "resume_mismatch"
 
     public var description: String { rawValue }
 }

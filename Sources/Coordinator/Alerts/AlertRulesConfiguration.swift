@@ -133,6 +133,10 @@ public struct AlertRulesConfiguration: Sendable, Equatable, Codable {
     public var runCompleted = Simple(severity: .info)
     public var evalRegression = EvalRegression()
     public var statusDigest = StatusDigest()
+    /// Default warning.
+    public var diskLow = Simple(severity: .warning)
+    /// Default critical (the shard is stopped and fails).
+    public var resumeMismatch = Simple(severity: .critical)
 
     /// Every rule on, with the defaults documented on each field.
     public init() {}
@@ -141,6 +145,7 @@ public struct AlertRulesConfiguration: Sendable, Equatable, Codable {
         case lossSpike = "loss_spike", nonFinite = "non_finite", accuracyCollapse = "accuracy_collapse", stalled, oom
         case workerLost = "worker_lost", shardFailed = "shard_failed", runCompleted = "run_completed"
         case evalRegression = "eval_regression", statusDigest = "status_digest"
+        case diskLow = "disk_low", resumeMismatch = "resume_mismatch"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -156,6 +161,8 @@ public struct AlertRulesConfiguration: Sendable, Equatable, Codable {
         runCompleted = try c.decodeIfPresent(SimplePatch.self, forKey: .runCompleted)?.applied(to: d.runCompleted) ?? d.runCompleted
         evalRegression = try c.decodeIfPresent(EvalRegression.self, forKey: .evalRegression) ?? d.evalRegression
         statusDigest = try c.decodeIfPresent(StatusDigest.self, forKey: .statusDigest) ?? d.statusDigest
+        diskLow = try c.decodeIfPresent(SimplePatch.self, forKey: .diskLow)?.applied(to: d.diskLow) ?? d.diskLow
+        resumeMismatch = try c.decodeIfPresent(SimplePatch.self, forKey: .resumeMismatch)?.applied(to: d.resumeMismatch) ?? d.resumeMismatch
     }
 }
 

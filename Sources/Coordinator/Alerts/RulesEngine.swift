@@ -1,3 +1,4 @@
+import Foundation
 import Shared
 
 /// The alert rules of the coordinator: sees every metric point and every discrete fact as it
@@ -148,6 +149,25 @@ public struct RulesEngine: Sendable {
         signals.append(AlertSignal(transition: .notify, key: key, severity: c.severity,
                                    summary: "CUDA out of memory on \(worker ?? "?") in shard \(shard)\(runId.map { " of run \($0)" } ?? "")",
                                    details: [trimmed], worker: worker, time: now))
+    }
+
+    /// A run's checkpoint volume is nearly full (`disk_low` event). Notifies once per run and
+    /// path until it resolves by itself (no repeat while the same volume stays low).
+    public mutating func diskLow(runId: String?, worker: String?, path: String, message: String, now: Double,
+                                 into signals: inout [AlertSignal]) {
+        let c = configuration(for: runId).diskLow
+        guard c.enabled else { return }
+        signals.append(AlertSignal(transition: .notify, key: AlertKey(runId: runId, rule: .diskLow, series: (path as NSString).deletingLastPathComponent),
+                                   severity: c.severity, summary: String(message.prefix(400)), details: [], worker: worker, time: now))
+    }
+
+    /// A resumed trainer started from another step than asked (`resume_mismatch` event).
+    public mutating func resumeMismatch(runId: String?, worker: String?, shard: String, message: String, now: Double,
+                                        into signals: inout [AlertSignal]) {
+        let c = configuration(for: runId).resumeMismatch
+        guard c.enabled else { return }
+        signals.append(AlertSignal(transition: .notify, key: AlertKey(runId: runId, rule: .resumeMismatch, series: shard),
+                                   severity: c.severity, summary: String(message.prefix(500)), details: [], worker: worker, time: now))
     }
 
     /// Runner output lines: the first line that reports CUDA OOM (``OutOfMemoryText``) raises `oom`.

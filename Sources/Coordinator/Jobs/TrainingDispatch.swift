@@ -13,8 +13,14 @@ enum TrainingDispatch {
         var outputDir: String
         /// The largest micro-batch the run may use (half of one that ran out of memory), if any.
         var batchCap: Int?
+        /// The newest checkpoint with optimizer state (or, from older events, of unknown state).
         var checkpointPath: String?
         var checkpointStep: Int64?
+        /// False when ``checkpointPath`` is known to hold no optimizer state (nil: unknown).
+        var checkpointFull: Bool? = nil
+        /// The newest checkpoint without optimizer state.
+        var lightCheckpointPath: String? = nil
+        var lightCheckpointStep: Int64? = nil
         /// Per key, the highest step already stored for the run: a resumed trainer's points up to
         /// there are dropped (per key, since a TensorBoard-only key may trail the stdout keys).
         var storedThrough: [String: Int64]
@@ -28,6 +34,45 @@ enum TrainingDispatch {
         var resumeStep: Int64?
         var preset: String
         var batch: BatchSettings
+        /// What the resume keeps and loses, for the run's log (nil on a first start).
+        var resumeNote: String? = nil
+    }
+
+    /// The checkpoint a resume starts from, by the spec's `resume:` policy.
+    struct ResumePoint: Sendable, Equatable {
+        var path: String
+        var step: Int64
+        /// False: model weights only (AdamW and the LR schedule restart); nil: unknown.
+        var fullState: Bool?
+        /// Which file, which step and what is lost, in words.
+        var note: String
+    }
+
+    /// Picks the resume checkpoint: the newest with optimizer state (`resume: full`, the
+    /// default), a newer light one only with `resume: newest` or when none has state.
+    static func resumePoint(run: RunState, policy: ResumePolicy) -> ResumePoint? {
+        let full = run.checkpointPath.map { (path: $0, step: run.checkpointStep ?? 0) }
+        let light = run.lightCheckpointPath.map { (path: $0, step: run.lightCheckpointStep ?? 0) }
+        func fullPoint(_ f: (path: String, step: Int64), skipped: (path: String, step: Int64)?) -> ResumePoint {
+            var note = "resuming from \(f.path) at step \(f.step)"
+            note += run.checkpointFull == nil ? " (optimizer state unknown)" : " with full state (model, AdamW, LR schedule)"
+            if let s = skipped, s.step > f.step {
+                note += "; the newer light checkpoint at step \(s.step) (\(s.path)) was skipped, since it has no optimizer state (resume: full); steps \(f.step + 1)…\(s.step) are trained again"
+            }
+            return ResumePoint(path: f.path, step: f.step, fullState: run.checkpointFull ?? nil, note: note)
+        }
+        func lightPoint(_ l: (path: String, step: Int64), why: String) -> ResumePoint {
+            ResumePoint(path: l.path, step: l.step, fullState: false,
+                        note: "resuming from \(l.path) at step \(l.step) with model weights only (\(why)): AdamW's moments and the LR schedule position are lost, so the trainer restarts its warm-up")
+        }
+        switch (full, light) {
+        case (nil, nil): return nil
+        case (let f?, nil): return fullPoint(f, skipped: nil)
+        case (nil, let l?): return lightPoint(l, why: "no checkpoint with optimizer state exists yet")
+        case (let f?, let l?):
+            if policy == .newest, l.step > f.step { return lightPoint(l, why: "resume: newest; the newest full-state checkpoint is at step \(f.step)") }
+            return fullPoint(f, skipped: l)
+        }
     }
 
     enum Decision: Sendable, Equatable {
@@ -59,7 +104,7 @@ enum TrainingDispatch {
         guard runs.indices.contains(run.runIndex) else {
             return .invalid(reason: "the job spec no longer has run #\(run.runIndex) (it makes \(runs.count) runs)")
         }
-        let runSpec = runs[run.runIndex]
+        let specRun = runs[run.runIndex]
         let memoryGB = Double(device.memoryBytes) / 1e9
         let preset: GPUPreset
         switch spec.resolvePreset(deviceName: device.name, memoryGB: memoryGB) {
@@ -69,7 +114,9 @@ enum TrainingDispatch {
         guard let batch = batch(preset.batch, cap: run.batchCap, floor: spec.minimumBatchSize) else {
             return .wait(reason: "\(preset.name) runs \(preset.batch), which cannot be brought to the run's OOM limit of micro-batch \(run.batchCap ?? 0) at min_batch_size \(spec.minimumBatchSize)")
         }
-        let resuming = run.checkpointPath != nil
+        // The card's own hyperparameters (the guide's 4090 preset has its own LR and warm-up).
+        let runSpec = preset.applied(to: specRun)
+        let resume = resumePoint(run: run, policy: spec.resume)
         if spec.runner == .torch {
             guard let payload = torchPayload(spec: spec, runSpec: runSpec, run: run, batch: batch) else {
                 return .invalid(reason: "runner: torch needs a model")
@@ -77,26 +124,29 @@ enum TrainingDispatch {
             var json = (try? JSONCoding.decode([String: JSONValue].self, from: JSONCoding.encode(payload))) ?? [:]
             json["preset"] = .string(preset.name)
             return .dispatch(Dispatch(payload: json, resumeCheckpoint: payload.resumeCheckpoint, resumeStep: payload.resumeStep,
-                                      preset: preset.name, batch: batch))
+                                      preset: preset.name, batch: batch,
+                                      resumeNote: payload.resumeCheckpoint.map { path -> String in "resuming from \(path) at step \(payload.resumeStep.map(String.init) ?? "?")" }))
         }
         let argv: [String]
         do {
             argv = try spec.renderCommand(run: runSpec, gpu: device.index, runId: run.runId, outputDir: run.outputDir,
-                                          batch: batch, resumeCheckpoint: run.checkpointPath)
+                                          batch: batch, resumeCheckpoint: resume?.path)
         } catch {
             return .invalid(reason: "the command template cannot be rendered: \(error)")
         }
         let logDir = (spec.logDir ?? "{output_dir}/logs").replacingOccurrences(of: "{output_dir}", with: run.outputDir)
         let payload = TrainPayload(
             run: run.runId, argv: argv, workdir: spec.workdir, env: spec.environment, outputDir: run.outputDir,
-            logDir: logDir, resumeCheckpoint: run.checkpointPath, resumeStep: resuming ? run.checkpointStep : nil,
+            logDir: logDir, resumeCheckpoint: resume?.path, resumeStep: resume?.step,
             metricsFloors: run.storedThrough, maxSteps: spec.maxSteps.map(Int64.init) ?? unboundedSteps,
-            batchSize: batch.batchSize, gradAccum: batch.gradAccum)
+            batchSize: batch.batchSize, gradAccum: batch.gradAccum,
+            evalEvery: spec.evalEvery.map(Int64.init), checkpointEvery: Int64(spec.checkpointEvery),
+            stopGrace: spec.stopGrace, python: spec.python, resumeFullState: resume?.fullState)
         var json = payload.json
         json["preset"] = .string(preset.name)
         json["effective_batch"] = .number(Double(batch.effectiveBatch))
         return .dispatch(Dispatch(payload: json, resumeCheckpoint: payload.resumeCheckpoint, resumeStep: payload.resumeStep,
-                                  preset: preset.name, batch: batch))
+                                  preset: preset.name, batch: batch, resumeNote: resume?.note))
     }
 
     /// The torch runner's payload: the model, the manifests, the batch, the cadences, and the

@@ -278,7 +278,14 @@ public actor WandbOutbox {
     private func checkpointArtifact(_ info: WandbRunInfo, _ e: StoredRunEvent) -> WandbArtifactUpload? {
         guard let step = e.data["step"]?.doubleValue.map({ Int64($0) }), let path = e.data["path"]?.stringValue else { return nil }
         let best = e.data["best"] == .bool(true)
-        guard best || step % artifactEvery == 0 else { return nil }
+        if let pinned = e.data["pinned"]?.boolValue {
+            // The command runner's checkpoints: only pins are artifacts (the trainer overwrites
+            // its own files), and not a pin kept only as a resume point.
+            let roles = e.data["roles"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            guard pinned, roles.contains(where: { $0 != "resume" }) else { return nil }
+        } else {
+            guard best || step % artifactEvery == 0 else { return nil }
+        }
         guard FileManager.default.fileExists(atPath: path) else {
             logger.warning("W&B: checkpoint \(path) of run \(info.runId) is not readable from the coordinator (checkpoints must be on storage the coordinator can read); not logged as an artifact")
             return nil

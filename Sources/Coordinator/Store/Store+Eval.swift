@@ -138,6 +138,8 @@ extension Store {
                     """, arguments: [shardId, runId, "eval sample \(r.result.id) at step \(step)", jsonString(data) ?? "{}", t, t])
             }
         }
+        // A finished evaluation may change which pins are the best (keep: {best: K, by: eval/cer}).
+        if let runId { try applyRetention(db, runId: runId, now: now) }
         let summary = try evalSummary(db, id: evalId)!
         return EvalCompletion(evalId: evalId, runId: runId, outputDir: row["output_dir"],
                               reportJSON: EvalAggregator.reportJSON(score, eval: summary),
@@ -162,8 +164,11 @@ extension Store {
         var synthesizer = plan.synthesizer
         // The torch synthesizer of a torch run: the run's own module holds the checkpoint's layout.
         if synthesizer.kind == "torch", synthesizer.module == nil { synthesizer.module = spec.model }
+        // Reports beside the run's checkpoints (`<output_dir>/eval-step<N>`), not inside the pin directory.
+        let runDir = try String.fetchOne(db, sql: "SELECT output_dir FROM runs WHERE id = ?", arguments: [runId])
         _ = try createEval(db, EvalRequest(checkpoint: checkpoint, manifests: plan.manifests.map(\.description), numSamples: plan.numSamples,
-                                           synthesizer: synthesizer, run: runId, step: step, shards: plan.shards,
+                                           synthesizer: synthesizer, run: runId, step: step,
+                                           outputDir: runDir.map { "\($0)/eval-step\(step)" }, shards: plan.shards,
                                            asr: plan.asrCommand == nil ? "vosk" : "command", asrCommand: plan.asrCommand), now: now)
     }
 

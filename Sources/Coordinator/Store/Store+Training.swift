@@ -114,6 +114,8 @@ extension Store {
             runId: runId, runIndex: run["run_index"] ?? 0,
             outputDir: run["output_dir"] ?? TrainingDispatch.outputDirectory(spec: spec, run: spec.runs()[0], runId: runId, root: "./tts-runs"),
             batchCap: run["batch_cap"], checkpointPath: run["checkpoint_path"], checkpointStep: run["checkpoint_step"],
+            checkpointFull: (run["checkpoint_full"] as Int64?).map { $0 != 0 },
+            lightCheckpointPath: run["light_checkpoint_path"], lightCheckpointStep: run["light_checkpoint_step"],
             storedThrough: stored)
         switch TrainingDispatch.decide(spec: spec, run: state, device: device) {
         case .dispatch(let d):
@@ -129,7 +131,7 @@ extension Store {
                     INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
                     VALUES (?, ?, ?, 'resume', ?, '', ?, ?)
                     """, arguments: [workerId, shardId, runId,
-                                     "resuming from \(checkpoint) (step \(d.resumeStep.map(String.init) ?? "?")) on \(device.name) with \(preset): \(batch)",
+                                     "\(d.resumeNote ?? "resuming from \(checkpoint) (step \(d.resumeStep.map(String.init) ?? "?"))") on \(device.name) with \(preset): \(batch)",
                                      now.unixSeconds, now.unixSeconds])
             }
             return .ready
@@ -151,23 +153,6 @@ extension Store {
     }
 
     // MARK: checkpoints, OOM
-
-    /// Remembers a run's newest resumable checkpoint from a `checkpoint_saved` event. A
-    /// `model_step{N}.pth` (its step is in its name) wins; a `latest*.pth` (its step is only the
-    /// step the trainer had reached when it was seen) is used only while the run has no numbered
-    /// one. `best_model` is not a resume point.
-    func recordCheckpoint(_ db: Database, shardId: Int64?, data: [UInt8]) throws {
-        guard let shardId, let value = try? JSONCoding.decode(JSONValue.self, from: data), case .object(let o) = value,
-              let path = o["path"]?.stringValue, let step = o["step"]?.doubleValue.map({ Int64($0) }),
-              let kind = o["kind"]?.stringValue, kind == "step" || kind == "latest" else { return }
-        try db.execute(sql: """
-            UPDATE runs SET checkpoint_path = ?, checkpoint_step = ?, checkpoint_kind = ?
-            WHERE id = (SELECT run_id FROM shards WHERE id = ?)
-              AND (checkpoint_step IS NULL OR checkpoint_step <= ?)
-              AND (? = 'step' OR checkpoint_kind IS NULL OR checkpoint_kind = 'latest')
-            """, arguments: [path, step, kind, shardId, step, kind])
-        if kind == "step" { try autoEval(db, shardId: shardId, checkpoint: path, step: step, now: Date()) }
-    }
 
     /// After CUDA ran out of memory in a training shard: caps the run's micro-batch at half the
     /// one that failed (accumulation doubles at the next dispatch, the effective batch stays) and
@@ -281,7 +266,7 @@ extension Store {
     }
 
     /// Event kinds shown by `logs` besides the trainer's own lines.
-    static let clusterNoteKinds = ["downshift", "resume", "cancel", "oom", "warning"]
+    static let clusterNoteKinds = ["downshift", "resume", "cancel", "oom", "warning", "retention", "resume_mismatch", "disk_low", "trainer_resumed"]
 
     /// A run's output lines and the cluster's notes about it, after event id `after`.
     public func runLogs(_ request: LogsRequest) throws -> RunLogs {

@@ -327,6 +327,29 @@ public final class Store: Sendable {
             // in O(log n) however long the run.
             try db.execute(sql: "CREATE INDEX series_batches_by_max_step ON series_batches(series_id, max_step)")
         }
+        m.registerMigration("v11: pinned checkpoints, light and full resume points") { db in
+            try db.execute(sql: """
+                CREATE TABLE pins (
+                    id INTEGER PRIMARY KEY,
+                    run_id TEXT NOT NULL,
+                    step INTEGER NOT NULL,           -- the step inside the file
+                    path TEXT NOT NULL,              -- the pin (a hard link or copy the trainer never overwrites)
+                    source TEXT,                     -- the trainer's file it was taken from
+                    full_state INTEGER NOT NULL,     -- 1: optimizer state inside (a resume point)
+                    roles TEXT NOT NULL,             -- JSON list: eval, checkpoint, final, resume
+                    size INTEGER,
+                    sha256 TEXT,
+                    created_at REAL NOT NULL,
+                    deleted_at REAL,                 -- set when retention deleted it
+                    deleted_reason TEXT
+                );
+                CREATE UNIQUE INDEX pins_by_run_path ON pins(run_id, path);
+                CREATE INDEX pins_by_run_step ON pins(run_id, step);
+                ALTER TABLE runs ADD COLUMN checkpoint_full INTEGER;        -- checkpoint_path holds optimizer state (NULL: unknown)
+                ALTER TABLE runs ADD COLUMN light_checkpoint_path TEXT;     -- newest checkpoint without optimizer state
+                ALTER TABLE runs ADD COLUMN light_checkpoint_step INTEGER;
+                """)
+        }
         return m
     }
 }

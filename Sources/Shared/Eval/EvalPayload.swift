@@ -28,13 +28,20 @@ public struct EvalUtterance: Codable, Sendable, Equatable {
 /// How an evaluation makes audio from text.
 public struct SynthesizerSpec: Codable, Sendable, Equatable {
     /// `reference`: the test set's own audio (the ASR floor); `command`: a program per utterance;
+    /// `persistent`: one program per shard, utterances sent as JSON lines (docs/SYNTHESIZER.md);
     /// `torch`: the `synthesize` method of a TorchScript module through the libtorch shim.
     public var kind: String
     /// For `command`: argv with `{checkpoint}`, `{text}`, `{prompt_audio}`, `{output}`, `{id}`
     /// (e.g. IndexTTS-2's `python infer.py --gpt {checkpoint} --prompt {prompt_audio} --text {text} --out {output}`).
+    /// For `persistent`: the startup argv, with `{checkpoint}` and `{output_dir}` only (e.g.
+    /// `python examples/synthesizers/indextts2_synth.py --checkpoint {checkpoint} --model-dir DIR`).
     public var command: [String]?
     /// Seconds one utterance may take before it is a per-utterance error.
     public var timeoutSeconds: Double
+    /// For `persistent`: seconds from the start to the ready line (default 600).
+    public var startupTimeoutSeconds: Double?
+    /// For `persistent`: restarts after a failure (timeout, crash, protocol error) per shard (default 2).
+    public var maxRestarts: Int?
     /// For `torch`: the TorchScript module whose parameters the checkpoint holds (a torch run's
     /// `model`). Without it the checkpoint itself must be a TorchScript file.
     public var module: String?
@@ -42,22 +49,43 @@ public struct SynthesizerSpec: Codable, Sendable, Equatable {
     /// 25 codes/s).
     public var maxCodes: Int?
 
-    public init(kind: String, command: [String]? = nil, timeoutSeconds: Double = 120, module: String? = nil, maxCodes: Int? = nil) {
+    public init(kind: String, command: [String]? = nil, timeoutSeconds: Double = 120, module: String? = nil, maxCodes: Int? = nil,
+                startupTimeoutSeconds: Double? = nil, maxRestarts: Int? = nil) {
         self.kind = kind
         self.command = command
         self.timeoutSeconds = timeoutSeconds
         self.module = module
         self.maxCodes = maxCodes
+        self.startupTimeoutSeconds = startupTimeoutSeconds
+        self.maxRestarts = maxRestarts
     }
 
     public static let reference = SynthesizerSpec(kind: "reference")
 
     /// The synthesizer kinds there are.
-    public static let kinds = ["reference", "command", "torch"]
+    public static let kinds = ["reference", "command", "persistent", "torch"]
+
+    /// The only placeholders of a `persistent` startup argv.
+    public static let persistentPlaceholders = ["checkpoint", "output_dir"]
+
+    /// The `{name}` placeholders in one argv word (names of letters, digits and `_`).
+    public static func placeholders(in word: String) -> [String] {
+        var names: [String] = []
+        var rest = word[...]
+        while let open = rest.firstIndex(of: "{") {
+            let after = rest[rest.index(after: open)...]
+            guard let close = after.firstIndex(of: "}") else { break }
+            let name = after[..<close]
+            if !name.isEmpty, name.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }) { names.append(String(name)) }
+            rest = name.contains("{") ? after : after[after.index(after: close)...]
+        }
+        return names
+    }
 
     enum CodingKeys: String, CodingKey {
         case kind, command, module
         case timeoutSeconds = "timeout_seconds", maxCodes = "max_codes"
+        case startupTimeoutSeconds = "startup_timeout_seconds", maxRestarts = "max_restarts"
     }
 }
 

@@ -6,7 +6,8 @@
 /// outside quotes escapes the next character; no expansion of any kind), or as a YAML list of
 /// words, one argument each. In the list form an element that is itself a list is an **optional
 /// group**: it is left out when any placeholder in it is empty, e.g.
-/// `[--resume, "{resume_checkpoint}"]` disappears on a first start.
+/// `[--resume, "{resume_checkpoint}"]` disappears on a first start. A flag word followed by a word
+/// that is exactly one placeholder is such a group implicitly (``render(_:)``), in both forms.
 ///
 /// Placeholders are `{name}` with `name` an identifier; `{{` and `}}` are literal braces; any other
 /// brace is literal. A placeholder may stand for a list (the manifests): a word or group holding
@@ -44,17 +45,41 @@ public struct CommandTemplate: Sendable, Equatable, Hashable {
 
     /// The argv for these values. Every placeholder must have a value (an empty list or `[""]` is
     /// an empty value); a word or group holding several list placeholders needs them of equal length.
+    ///
+    /// A flag followed by a word that is exactly one placeholder (`--val-interval "{eval_every}"`)
+    /// is an **implicit optional group**: when that placeholder has no value, both words are left
+    /// out, never rendered as an empty argument (which a trainer's argparse refuses for numbers).
     public func render(_ values: [String: [String]]) throws(CommandTemplateError) -> [String] {
         var argv: [String] = []
-        for part in parts {
+        var index = 0
+        while index < parts.count {
+            let part = parts[index]
             switch part {
             case .word(let w):
+                if index + 1 < parts.count, Self.isFlag(w), case .word(let next) = parts[index + 1],
+                   let name = Self.solePlaceholder(next), let v = values[name], v.isEmpty || v.allSatisfy(\.isEmpty) {
+                    index += 2
+                    continue
+                }
                 argv += try renderGroup([w], values, optional: false)
             case .optional(let ws):
                 argv += try renderGroup(ws, values, optional: true)
             }
+            index += 1
         }
         return argv
+    }
+
+    /// A literal word that looks like an option (`--val-interval`, `-n`), with no placeholder.
+    static func isFlag(_ word: String) -> Bool {
+        word.hasPrefix("-") && word.count > 1 && Self.segments(word).allSatisfy { $0.placeholder == nil }
+    }
+
+    /// The placeholder's name when `word` is exactly one placeholder (`{eval_every}`).
+    static func solePlaceholder(_ word: String) -> String? {
+        let segs = Self.segments(word)
+        guard segs.count == 1 else { return nil }
+        return segs[0].placeholder
     }
 
     /// Convenience: every value a single string.

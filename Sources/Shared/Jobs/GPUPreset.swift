@@ -61,11 +61,26 @@ public struct GPUPreset: Sendable, Equatable, Hashable {
     public var name: String
     public var match: GPUMatch
     public var batch: BatchSettings
+    /// Hyperparameters this card runs with instead of the job's (`hyperparameters: {lr: 2e-5}`
+    /// in the preset): the guide's 4090 preset has its own learning rate and warm-up. Each names
+    /// a hyperparameter of the job.
+    public var hyperparameters: [Hyperparameter]
 
-    public init(name: String, match: GPUMatch, batch: BatchSettings) {
+    public init(name: String, match: GPUMatch, batch: BatchSettings, hyperparameters: [Hyperparameter] = []) {
         self.name = name
         self.match = match
         self.batch = batch
+        self.hyperparameters = hyperparameters
+    }
+
+    /// `run` with this card's hyperparameters put in (the sweep's values win: a swept value is
+    /// what the run is about).
+    public func applied(to run: RunSpec) -> RunSpec {
+        var r = run
+        for h in hyperparameters where !run.sweepValues.contains(where: { $0.name == h.name }) {
+            if let i = r.hyperparameters.firstIndex(where: { $0.name == h.name }) { r.hyperparameters[i] = h } else { r.hyperparameters.append(h) }
+        }
+        return r
     }
 }
 

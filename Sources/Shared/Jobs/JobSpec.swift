@@ -71,6 +71,21 @@ public struct JobSpec: Sendable, Equatable {
     public var model: String?
     /// `eval:`: evaluate every checkpoint at the `eval_every` cadence.
     public var evaluation: EvalPlan?
+    /// `python:`: the interpreter a command run's trainer and its children get as `python` on
+    /// their PATH (the real trainer starts `python tools/infer_cpu_sample.py` after each new best
+    /// validation). Nil: the trainer's own interpreter when the command starts with one.
+    public var python: String?
+    /// `resume:`: which checkpoint a resumed run starts from (default ``ResumePolicy/full``).
+    public var resume: ResumePolicy
+    /// `stop_grace:`: how long a planned stop (drain, worker shutdown, a move) waits for the
+    /// trainer's next full-state checkpoint before it stops the trainer anyway (default 20 min).
+    public var stopGrace: Duration
+    /// `keep:`: which pinned checkpoints survive (nil: all).
+    public var retention: RetentionPolicy?
+    /// `same_effective_batch:` (default true): every preset must have the same
+    /// `batch_size × grad_accum`, so runs on different cards are comparable. False lets each card
+    /// keep its own batch (the guide's 4090 preset is 8 × 1 beside the A6000's 16 × 1).
+    public var sameEffectiveBatch: Bool
 
     public init(
         name: String, project: String, kind: Kind = .train, runner: Runner = .command,
@@ -80,7 +95,8 @@ public struct JobSpec: Sendable, Equatable {
         maxSteps: Int? = nil, maxRetries: Int = 3, presets: [GPUPreset] = [],
         defaultBatch: BatchSettings = BatchSettings(batchSize: 1, gradAccum: 1), minimumBatchSize: Int = 1,
         sweep: SweepGrid? = nil, group: String? = nil, outputDir: String? = nil, logDir: String? = nil, model: String? = nil,
-        evaluation: EvalPlan? = nil
+        evaluation: EvalPlan? = nil, python: String? = nil, resume: ResumePolicy = .full,
+        stopGrace: Duration = .seconds(1200), retention: RetentionPolicy? = nil, sameEffectiveBatch: Bool = true
     ) {
         self.name = name
         self.project = project
@@ -105,12 +121,18 @@ public struct JobSpec: Sendable, Equatable {
         self.logDir = logDir
         self.model = model
         self.evaluation = evaluation
+        self.python = python
+        self.resume = resume
+        self.stopGrace = stopGrace
+        self.retention = retention
+        self.sameEffectiveBatch = sameEffectiveBatch
     }
 
     /// The shard kind its runs are dispatched as (`train` for the command runner, `torch`).
     public var shardKind: String { runner == .torch ? "torch" : "train" }
 
-    /// The effective batch every card runs with (all presets agree; the parser checks).
+    /// The effective batch every card runs with (all presets agree, the parser checks, unless
+    /// ``sameEffectiveBatch`` is false: then the first preset's).
     public var effectiveBatch: Int { presets.first?.batch.effectiveBatch ?? defaultBatch.effectiveBatch }
 
     /// The preset for a card (see ``GPUPreset`` and `[GPUPreset].resolve`).
@@ -138,11 +160,14 @@ public struct JobSpec: Sendable, Equatable {
         }
     }
 
-    /// Everything a placeholder can stand for, for one run on one card.
+    /// Everything a placeholder can stand for, for one run on one card (with `preset`'s
+    /// hyperparameters put in, when given).
     public func placeholderValues(
-        run: RunSpec, gpu: Int, runId: String, outputDir: String, batch: BatchSettings, resumeCheckpoint: String?
+        run: RunSpec, gpu: Int, runId: String, outputDir: String, batch: BatchSettings, resumeCheckpoint: String?,
+        preset: GPUPreset? = nil
     ) -> [String: [String]] {
         var v: [String: [String]] = [:]
+        let run = preset?.applied(to: run) ?? run
         for h in run.hyperparameters { v[h.name] = [h.value.text] }
         v["gpu"] = [String(gpu)]
         v["output_dir"] = [outputDir]
@@ -166,10 +191,11 @@ public struct JobSpec: Sendable, Equatable {
 
     /// The trainer's argv for one run on one card.
     public func renderCommand(
-        run: RunSpec, gpu: Int, runId: String, outputDir: String, batch: BatchSettings, resumeCheckpoint: String?
+        run: RunSpec, gpu: Int, runId: String, outputDir: String, batch: BatchSettings, resumeCheckpoint: String?,
+        preset: GPUPreset? = nil
     ) throws(CommandTemplateError) -> [String] {
         try command.render(placeholderValues(run: run, gpu: gpu, runId: runId, outputDir: outputDir,
-                                             batch: batch, resumeCheckpoint: resumeCheckpoint))
+                                             batch: batch, resumeCheckpoint: resumeCheckpoint, preset: preset))
     }
 }
 

@@ -36,6 +36,7 @@ public enum JobSpecParser {
         "name", "project", "kind", "runner", "command", "workdir", "env", "train_manifests", "val_manifests",
         "hyperparameters", "checkpoint_every", "eval_every", "max_steps", "max_retries", "batch_size",
         "grad_accum", "min_batch_size", "presets", "sweep", "group", "output_dir", "log_dir", "model", "eval",
+        "python", "resume", "stop_grace", "keep", "same_effective_batch",
     ]
 
     /// The most runs one sweep may make.
@@ -156,6 +157,14 @@ public enum JobSpecParser {
             return v
         }
 
+        func bool(_ node: Node, _ field: String) throws(JobSpecError) -> Bool {
+            switch try string(node, field).lowercased() {
+            case "true", "yes", "on": return true
+            case "false", "no", "off": return false
+            case let other: throw fail(field, node, "expected true or false, found '\(other)'")
+            }
+        }
+
         func double(_ node: Node, _ field: String) throws(JobSpecError) -> Double {
             let text = try string(node, field).replacingOccurrences(of: "_", with: "")
             guard let v = Double(text), v.isFinite else { throw fail(field, node, "expected a number, found '\(text)'") }
@@ -221,11 +230,12 @@ public enum JobSpecParser {
             }
         }
 
-        func preset(_ name: String, _ node: Node) throws(JobSpecError) -> GPUPreset {
+        func preset(_ name: String, _ node: Node, jobHyperparameters: Set<String>) throws(JobSpecError) -> GPUPreset {
             let field = "presets.\(name)"
             var match = GPUMatch()
             var batch: Int?
             var accum = 1
+            var overrides: [Hyperparameter] = []
             for (key, keyNode, value) in try mapping(node, field) {
                 switch key {
                 case "match":
@@ -241,12 +251,59 @@ public enum JobSpecParser {
                     }
                 case "batch_size": batch = try int(value, "\(field).batch_size", minimum: 1)
                 case "grad_accum": accum = try int(value, "\(field).grad_accum", minimum: 1)
-                default: throw fail("\(field).\(key)", keyNode, "unknown key; a preset takes match, batch_size and grad_accum")
+                case "hyperparameters":
+                    for (hk, hkNode, hv) in try mapping(value, "\(field).hyperparameters") {
+                        guard jobHyperparameters.contains(hk) else {
+                            throw fail("\(field).hyperparameters.\(hk)", hkNode, "'\(hk)' is not a hyperparameter of the job; a preset may only override the job's hyperparameters (\(jobHyperparameters.sorted().joined(separator: ", ")))")
+                        }
+                        overrides.append(Hyperparameter(name: hk, value: try scalarValue(hv, "\(field).hyperparameters.\(hk)")))
+                    }
+                default: throw fail("\(field).\(key)", keyNode, "unknown key; a preset takes match, batch_size, grad_accum and hyperparameters")
                 }
             }
             guard let batch else { throw fail("\(field).batch_size", node, "missing; every preset needs a batch_size") }
             try effectiveBatchFits(batch, accum, "\(field).grad_accum", node)
-            return GPUPreset(name: name, match: match, batch: BatchSettings(batchSize: batch, gradAccum: accum))
+            return GPUPreset(name: name, match: match, batch: BatchSettings(batchSize: batch, gradAccum: accum), hyperparameters: overrides)
+        }
+
+        func resumePolicy(_ node: Node) throws(JobSpecError) -> ResumePolicy {
+            let text = try string(node, "resume")
+            guard let p = ResumePolicy(rawValue: text) else {
+                throw fail("resume", node, "'\(text)': write full (the newest checkpoint with optimizer state, the default) or newest (the newest of any kind)")
+            }
+            return p
+        }
+
+        func duration(_ node: Node, _ field: String) throws(JobSpecError) -> Duration {
+            let text = try string(node, field)
+            guard let d = Duration.parseSpec(text), d <= .seconds(7 * 86_400) else {
+                throw fail(field, node, "'\(text)' is not a duration; write seconds (1200) or 90s, 20m, 1h, 1h30m (at most a week)")
+            }
+            return d
+        }
+
+        func retention(_ node: Node) throws(JobSpecError) -> RetentionPolicy {
+            var last: Int?
+            var best: Int?
+            var measure = "eval/cer"
+            var sawBy = false
+            for (k, kNode, v) in try mapping(node, "keep") {
+                switch k {
+                case "last": last = try int(v, "keep.last", minimum: 1)
+                case "best": best = try int(v, "keep.best", minimum: 0)
+                case "by":
+                    measure = try nonEmpty(v, "keep.by")
+                    sawBy = true
+                default: throw fail("keep.\(k)", kNode, "unknown key; keep takes last, best and by (eval/cer, eval/wer, val/text_loss, …)")
+                }
+            }
+            guard last != nil || best != nil else {
+                throw fail("keep", node, "names neither last nor best: every pin would be deleted; write e.g. {last: 3, best: 2, by: eval/cer}")
+            }
+            if (best ?? 0) > 0, !sawBy {
+                throw fail("keep.by", node, "keep.best needs by: the measure that ranks checkpoints (eval/cer, eval/wer, val/text_loss, …)")
+            }
+            return RetentionPolicy(last: last, best: best, measure: measure)
         }
 
         /// `batch × accum` (the effective batch) must be a number, not an overflow.
@@ -375,21 +432,23 @@ public enum JobSpecParser {
                 }
             }
 
+            let sameEffectiveBatch = try nodes["same_effective_batch"].map { n throws(JobSpecError) in try bool(n, "same_effective_batch") } ?? true
             var presets: [GPUPreset] = []
             if let n = nodes["presets"] {
-                for (k, _, v) in try mapping(n, "presets") { presets.append(try preset(k, v)) }
+                let names = Set(hyperparameters.map(\.name) + (runner == .torch ? JobSpec.torchHyperparameters : []))
+                for (k, _, v) in try mapping(n, "presets") { presets.append(try preset(k, v, jobHyperparameters: names)) }
                 guard !presets.isEmpty else { throw fail("presets", n, "is empty; remove it or name at least one GPU class") }
                 let effective = Set(presets.map(\.batch.effectiveBatch))
-                if effective.count > 1 {
+                if effective.count > 1 && sameEffectiveBatch {
                     let list = presets.map { "\($0.name): \($0.batch.batchSize) × \($0.batch.gradAccum) = \($0.batch.effectiveBatch)" }
-                    throw fail("presets", n, "the effective batch (batch_size × grad_accum) must be the same on every card so runs are comparable; found \(list.joined(separator: ", "))")
+                    throw fail("presets", n, "the effective batch (batch_size × grad_accum) must be the same on every card so runs are comparable; found \(list.joined(separator: ", ")) (write same_effective_batch: false to let each card keep its own)")
                 }
             }
             let defaultBatch = BatchSettings(
                 batchSize: try nodes["batch_size"].map { n throws(JobSpecError) in try int(n, "batch_size", minimum: 1) } ?? 1,
                 gradAccum: try nodes["grad_accum"].map { n throws(JobSpecError) in try int(n, "grad_accum", minimum: 1) } ?? 1)
             try effectiveBatchFits(defaultBatch.batchSize, defaultBatch.gradAccum, "grad_accum", nodes["grad_accum"] ?? nodes["batch_size"])
-            if !presets.isEmpty, nodes["batch_size"] != nil || nodes["grad_accum"] != nil,
+            if !presets.isEmpty, sameEffectiveBatch, nodes["batch_size"] != nil || nodes["grad_accum"] != nil,
                defaultBatch.effectiveBatch != presets[0].batch.effectiveBatch {
                 throw fail("batch_size", nodes["batch_size"] ?? nodes["grad_accum"], "the top-level batch (\(defaultBatch)) disagrees with the presets' effective batch \(presets[0].batch.effectiveBatch); remove it or make them equal")
             }
@@ -430,6 +489,8 @@ public enum JobSpecParser {
                             var kind: String?
                             var module: String?
                             var maxCodes: Int?
+                            var startupTimeout: Double?
+                            var maxRestarts: Int?
                             for (sk, skNode, sv) in try mapping(v, "eval.synthesizer") {
                                 switch sk {
                                 case "kind":
@@ -440,15 +501,23 @@ public enum JobSpecParser {
                                 case "timeout_seconds": timeout = try double(sv, "eval.synthesizer.timeout_seconds")
                                 case "module": module = try nonEmpty(sv, "eval.synthesizer.module")
                                 case "max_codes": maxCodes = try int(sv, "eval.synthesizer.max_codes", minimum: 1)
-                                default: throw fail("eval.synthesizer.\(sk)", skNode, "unknown key; a synthesizer takes kind, command, timeout_seconds, module and max_codes")
+                                case "startup_timeout_seconds":
+                                    let t = try double(sv, "eval.synthesizer.startup_timeout_seconds")
+                                    guard t > 0 else { throw fail("eval.synthesizer.startup_timeout_seconds", sv, "must be positive, found \(t)") }
+                                    startupTimeout = t
+                                case "max_restarts": maxRestarts = try int(sv, "eval.synthesizer.max_restarts", minimum: 0)
+                                default: throw fail("eval.synthesizer.\(sk)", skNode, "unknown key; a synthesizer takes kind, command, timeout_seconds, module, max_codes, startup_timeout_seconds and max_restarts")
                                 }
                             }
                             let resolved = kind ?? (command.isEmpty ? (module != nil ? "torch" : "command") : "command")
-                            if resolved == "command" {
-                                guard !command.isEmpty else { throw fail("eval.synthesizer.command", v, "is required for a command synthesizer") }
+                            if resolved == "command" || resolved == "persistent" {
+                                guard !command.isEmpty else { throw fail("eval.synthesizer.command", v, "is required for a \(resolved) synthesizer") }
+                            }
+                            if resolved == "persistent", let p = command.flatMap(SynthesizerSpec.placeholders(in:)).first(where: { !SynthesizerSpec.persistentPlaceholders.contains($0) }) {
+                                throw fail("eval.synthesizer.command", v, "uses {\(p)}: a persistent synthesizer's startup command takes only {checkpoint} and {output_dir} (the utterances come as JSON lines on its stdin, docs/SYNTHESIZER.md)")
                             }
                             synthesizer = SynthesizerSpec(kind: resolved, command: command.isEmpty ? nil : command, timeoutSeconds: timeout,
-                                                          module: module, maxCodes: maxCodes)
+                                                          module: module, maxCodes: maxCodes, startupTimeoutSeconds: startupTimeout, maxRestarts: maxRestarts)
                         }
                     case "asr":
                         if case .scalar = v {
@@ -485,7 +554,12 @@ public enum JobSpecParser {
                 group: try nodes["group"].map { n throws(JobSpecError) in try nonEmpty(n, "group") },
                 outputDir: try nodes["output_dir"].map { n throws(JobSpecError) in try directory(n, "output_dir") },
                 logDir: try nodes["log_dir"].map { n throws(JobSpecError) in try directory(n, "log_dir") }, model: model,
-                evaluation: evaluation)
+                evaluation: evaluation,
+                python: try nodes["python"].map { n throws(JobSpecError) in try nonEmpty(n, "python") },
+                resume: try nodes["resume"].map { n throws(JobSpecError) in try resumePolicy(n) } ?? .full,
+                stopGrace: try nodes["stop_grace"].map { n throws(JobSpecError) in try duration(n, "stop_grace") } ?? .seconds(1200),
+                retention: try nodes["keep"].map { n throws(JobSpecError) in try retention(n) },
+                sameEffectiveBatch: sameEffectiveBatch)
             let names = spec.runs().map(\.name)
             if Set(names).count != names.count, let n = nodes["sweep"] {
                 throw fail("sweep.grid", n, "two combinations get the same run name (values that differ only in spelling, like 1000 and 1_000); make them distinct")

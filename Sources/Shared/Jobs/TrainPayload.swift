@@ -19,7 +19,12 @@ import Foundation
 ///   "max_steps": 200000,                      // the step the shard trains to (progress total)
 ///   "batch_size": 8, "grad_accum": 2,         // optional: the resolved preset (echoed on OOM)
 ///   "gpu": 0,                                 // optional: CUDA_VISIBLE_DEVICES (default: inherited)
-///   "grace_seconds": 10                       // optional: SIGTERM → SIGKILL on cancel
+///   "grace_seconds": 10,                      // optional: SIGTERM → SIGKILL on cancel
+///   "eval_every": 1000, "checkpoint_every": 1000,  // optional: the cadences whose checkpoints are pinned
+///   "pin_dir": "/shared/runs/ko-base/pins",   // optional: where pins go (default output_dir/pins)
+///   "stop_grace_seconds": 1200,               // optional: a planned stop waits this long for a full checkpoint
+///   "python": "/opt/venv/bin/python",         // optional: `python` on the trainer's PATH
+///   "resume_full_state": true                 // optional: whether resume_checkpoint holds optimizer state
 /// }
 /// ```
 public struct TrainPayload: Sendable, Equatable {
@@ -44,10 +49,25 @@ public struct TrainPayload: Sendable, Equatable {
     /// `CUDA_VISIBLE_DEVICES` for the trainer; nil: the worker's own (set by `--gpu`).
     public var gpu: String?
     public var grace: Duration
+    /// Steps between evaluations: checkpoints at these steps are pinned (nil: none).
+    public var evalEvery: Int64?
+    /// Steps between kept checkpoints: checkpoints at these steps are pinned (nil: none).
+    public var checkpointEvery: Int64?
+    /// Where pins go (default `output_dir/pins`).
+    public var pinDirectory: String
+    /// How long a planned stop waits for the trainer's next full-state checkpoint.
+    public var stopGrace: Duration
+    /// The interpreter the trainer and its children find as `python` on their PATH (nil: the
+    /// trainer's own when argv[0] is a Python interpreter).
+    public var python: String?
+    /// Whether ``resumeCheckpoint`` holds optimizer state (nil: unknown).
+    public var resumeFullState: Bool?
 
     public init(run: String, argv: [String], workdir: String? = nil, env: [String: String] = [:], outputDir: String,
                 logDir: String? = nil, resumeCheckpoint: String? = nil, resumeStep: Int64? = nil, metricsFloor: Int64? = nil, metricsFloors: [String: Int64] = [:],
-                maxSteps: Int64, batchSize: Int? = nil, gradAccum: Int? = nil, gpu: String? = nil, grace: Duration = .seconds(10)) {
+                maxSteps: Int64, batchSize: Int? = nil, gradAccum: Int? = nil, gpu: String? = nil, grace: Duration = .seconds(10),
+                evalEvery: Int64? = nil, checkpointEvery: Int64? = nil, pinDirectory: String? = nil, stopGrace: Duration = .seconds(1200),
+                python: String? = nil, resumeFullState: Bool? = nil) {
         self.run = run
         self.argv = argv
         self.workdir = workdir
@@ -63,6 +83,12 @@ public struct TrainPayload: Sendable, Equatable {
         self.gradAccum = gradAccum
         self.gpu = gpu
         self.grace = grace
+        self.evalEvery = evalEvery
+        self.checkpointEvery = checkpointEvery
+        self.pinDirectory = pinDirectory ?? (outputDir.hasSuffix("/") ? outputDir + "pins" : outputDir + "/pins")
+        self.stopGrace = stopGrace
+        self.python = python
+        self.resumeFullState = resumeFullState
     }
 
     /// The payload as a JSON object (the coordinator's side; tests).
@@ -81,6 +107,12 @@ public struct TrainPayload: Sendable, Equatable {
         if let batchSize { o["batch_size"] = .number(Double(batchSize)) }
         if let gradAccum { o["grad_accum"] = .number(Double(gradAccum)) }
         if let gpu { o["gpu"] = Int(gpu).map { .number(Double($0)) } ?? .string(gpu) }
+        if let evalEvery { o["eval_every"] = .number(Double(evalEvery)) }
+        if let checkpointEvery { o["checkpoint_every"] = .number(Double(checkpointEvery)) }
+        o["pin_dir"] = .string(pinDirectory)
+        o["stop_grace_seconds"] = .number(stopGrace.secondsValue)
+        if let python { o["python"] = .string(python) }
+        if let resumeFullState { o["resume_full_state"] = .bool(resumeFullState) }
         return o
     }
 
@@ -143,12 +175,28 @@ public struct TrainPayload: Sendable, Equatable {
             }
         case let other?: throw TrainPayloadError(field: "metrics_floors", message: "must be an object of key → step, got \(other)")
         }
+        let stopGraceSeconds = try number(o, "stop_grace_seconds") ?? 1200
+        guard stopGraceSeconds >= 0, stopGraceSeconds <= 7 * 86_400 else {
+            throw TrainPayloadError(field: "stop_grace_seconds", message: "must be between 0 and 604800, got \(stopGraceSeconds)")
+        }
+        for key in ["eval_every", "checkpoint_every"] {
+            if let n = try integer(o, key), n <= 0 { throw TrainPayloadError(field: key, message: "must be a positive number of steps, got \(n)") }
+        }
+        let resumeFullState: Bool?
+        switch o["resume_full_state"] {
+        case nil, .null?: resumeFullState = nil
+        case .bool(let b)?: resumeFullState = b
+        case let other?: throw TrainPayloadError(field: "resume_full_state", message: "must be true or false, got \(other)")
+        }
         return TrainPayload(
             run: run, argv: argv, workdir: try string(o, "workdir"), env: env, outputDir: outputDir,
             logDir: try string(o, "log_dir"), resumeCheckpoint: try string(o, "resume_checkpoint"),
             resumeStep: try integer(o, "resume_step"), metricsFloor: try integer(o, "metrics_floor"), metricsFloors: floors, maxSteps: maxSteps,
             batchSize: try integer(o, "batch_size").map { Int($0) }, gradAccum: try integer(o, "grad_accum").map { Int($0) },
-            gpu: gpu, grace: .milliseconds(Int64((graceSeconds * 1000).rounded())))
+            gpu: gpu, grace: .milliseconds(Int64((graceSeconds * 1000).rounded())),
+            evalEvery: try integer(o, "eval_every"), checkpointEvery: try integer(o, "checkpoint_every"),
+            pinDirectory: try string(o, "pin_dir"), stopGrace: .milliseconds(Int64((stopGraceSeconds * 1000).rounded())),
+            python: try string(o, "python"), resumeFullState: resumeFullState)
     }
 
     private static func string(_ o: [String: JSONValue], _ key: String) throws(TrainPayloadError) -> String? {

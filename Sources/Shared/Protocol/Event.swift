@@ -13,6 +13,17 @@ public struct EventRequest: Sendable, Equatable, WireCodable {
         /// A media sample of a run (data: `key`, `step`, `path`, `type` = `audio`, optional `caption`).
         public static let media = Kind(rawValue: "media")
         public static let warning = Kind(rawValue: "warning")
+        /// The trainer said where it resumed from (data: `checkpoint`, `epoch`, `step`).
+        public static let trainerResumed = Kind(rawValue: "trainer_resumed")
+        /// The trainer resumed from another step than the cluster asked for (an error: the
+        /// shard is stopped and fails; an alert is raised).
+        public static let resumeMismatch = Kind(rawValue: "resume_mismatch")
+        /// A validation lowered the best validation loss (data: `val/text_loss`, `step`).
+        public static let newBest = Kind(rawValue: "new_best")
+        /// The trainer finished its loop (`Training complete.`).
+        public static let trainerComplete = Kind(rawValue: "trainer_complete")
+        /// The checkpoint volume is nearly full (data: `free_bytes`, `checkpoint_bytes`, `path`).
+        public static let diskLow = Kind(rawValue: "disk_low")
     }
 
     public var kind: Kind

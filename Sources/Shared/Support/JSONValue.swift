@@ -33,6 +33,8 @@ public enum JSONValue: Codable, Sendable, Equatable, CustomStringConvertible {
 
     public var doubleValue: Double? { if case .number(let n) = self { return n } else { return nil } }
     public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
+    public var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a } else { return nil } }
 
     public var description: String {
         (try? String(decoding: JSONCoding.encoder.encode(self), as: UTF8.self)) ?? "?"

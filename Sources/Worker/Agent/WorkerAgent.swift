@@ -17,6 +17,7 @@ public final class WorkerAgent: Sendable {
     struct State {
         var current: ShardAssignment?
         var currentTask: Task<ShardReport, any Error>?
+        var currentContext: ShardContext?
         var step: Int64 = 0
         var totalSteps: Int64 = 0
         var stepStarted = ContinuousClock.now
@@ -62,22 +63,41 @@ public final class WorkerAgent: Sendable {
             // A training shard is stopped rather than waited for (it may run for days): the
             // coordinator requeues it and it resumes from its last checkpoint elsewhere.
             var stopped: ShardRef?
-            if !s.draining, let current = s.current, executors[current.kind]?.stopsOnDrain == true, s.cancelReason == nil {
-                s.cancelReason = "worker draining (\(reason)): stopped; the run resumes from its last checkpoint on another worker"
-                s.currentTask?.cancel()
+            if !s.draining, let current = s.current, let executor = executors[current.kind], executor.stopsOnDrain, s.cancelReason == nil {
+                let why = "worker draining (\(reason)): stopped; the run resumes from its last checkpoint on another worker"
+                if executor.stopsAtCheckpoint, let context = s.currentContext {
+                    // Stopped after the trainer's next full-state checkpoint (bounded by the
+                    // job's stop_grace), so the resume elsewhere loses no optimizer state.
+                    context.requestPlannedStop(reason: why)
+                } else {
+                    s.cancelReason = why
+                    s.currentTask?.cancel()
+                }
                 stopped = current.shard
             }
             return (!s.draining, stopped)
         }
         guard first else { return }
         if let stopped {
-            logger.notice("draining (\(reason)): stopping shard \(stopped.shardId) (it resumes from its last checkpoint elsewhere), taking no new work")
+            logger.notice("draining (\(reason)): stopping shard \(stopped.shardId) at its next full checkpoint (it resumes from there elsewhere), taking no new work")
         } else {
             logger.notice("draining (\(reason)): finishing the current shard, taking no new work")
         }
     }
 
     var isDraining: Bool { state.withLock { $0.draining } }
+
+    /// Stops the current shard at once (a second signal during a drain): no waiting for a checkpoint.
+    public func stopNow(reason: String) {
+        drain(reason: reason)
+        let stopped = state.withLock { s -> ShardRef? in
+            guard let current = s.current, s.cancelReason == nil else { return nil }
+            s.cancelReason = "worker stopping now (\(reason)): the run resumes from its last checkpoint on another worker"
+            s.currentTask?.cancel()
+            return current.shard
+        }
+        if let stopped { logger.warning("stopping shard \(stopped.shardId) now (\(reason))") }
+    }
 
     /// Runs until drained (returns) or refused by the coordinator (throws ``WorkerFatalError``).
     public func run() async throws {
@@ -271,7 +291,7 @@ public final class WorkerAgent: Sendable {
             s.stepStarted = .now
             s.cancelReason = nil
         }
-        defer { state.withLock { $0.current = nil; $0.currentTask = nil } }
+        defer { state.withLock { $0.current = nil; $0.currentTask = nil; $0.currentContext = nil } }
         let started = try await connection.deliver(.event, EventRequest(kind: .shardStarted, shard: a.shard, message: "attempt \(a.attempt) on \(configuration.displayName)", wallTime: Date().timeIntervalSince1970), expect: .eventAck)
         guard started.accepted else {
             logger.warning("shard \(a.shard.shardId) is no longer ours (\(started.note)); skipping it")
@@ -290,6 +310,15 @@ public final class WorkerAgent: Sendable {
         let task = Task { try await executor.run(a, context: context) }
         let cancelledEarly = state.withLock { s -> Bool in
             s.currentTask = task
+            s.currentContext = context
+            if s.draining, s.cancelReason == nil, executor.stopsOnDrain {
+                // The drain came while this shard was starting.
+                if executor.stopsAtCheckpoint {
+                    context.requestPlannedStop(reason: "worker draining: stopped; the run resumes from its last checkpoint on another worker")
+                } else {
+                    s.cancelReason = "worker draining: stopped; the run resumes from its last checkpoint on another worker"
+                }
+            }
             return s.cancelReason != nil
         }
         if cancelledEarly { task.cancel() }

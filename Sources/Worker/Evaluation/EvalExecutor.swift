@@ -10,7 +10,10 @@ import Synchronization
 ///   a program per utterance (argv with `{checkpoint}`, `{text}`, `{prompt_audio}`, `{output}`,
 ///   `{id}`; no shell) with a timeout, its process group killed on timeout or cancel; `torch`
 ///   loads the module and the checkpoint once per shard through the libtorch shim and calls its
-///   `synthesize(text, max_codes)` (CONTRACT.md, "Synthesis"), writing each waveform as WAV.
+///   `synthesize(text, max_codes)` (CONTRACT.md, "Synthesis"), writing each waveform as WAV;
+///   `persistent` starts one program per shard (argv with `{checkpoint}`, `{output_dir}`) and sends
+///   it the utterances one after another as JSON lines (``PersistentSynthesizer``,
+///   docs/SYNTHESIZER.md), so a model that loads for tens of seconds loads once.
 /// - **Audio**: libsndfile (WAV, FLAC, …), mixdown, band-limited resampling to 16 kHz; a missing,
 ///   unreadable, empty or silent file is that utterance's error, never the shard's.
 /// - **ASR**: Vosk through its C API, one shared model per worker process (loaded on the first
@@ -83,16 +86,51 @@ public final class EvalExecutor: ShardExecutor, Sendable {
             return ShardReport(outcome: .failed, message: "eval: unknown ASR backend '\(payload.asr)' (vosk, command)")
         }
         try? FileManager.default.createDirectory(atPath: payload.outputDir + "/audio", withIntermediateDirectories: true)
+        var persistent: PersistentSynthesizer?
+        if payload.synthesizer.kind == "persistent" {
+            guard let template = payload.synthesizer.command, !template.isEmpty else {
+                return ShardReport(outcome: .failed, message: "eval: the persistent synthesizer has no command")
+            }
+            persistent = PersistentSynthesizer(Self.persistentConfiguration(template, payload: payload))
+        }
         var results: [EvalUtteranceResult] = []
-        for (i, u) in payload.utterances.enumerated() {
-            try Task.checkCancellation()
-            results.append(await evaluate(u, payload: payload, asr: asr, voice: voice))
-            context.progress(step: Int64(i + 1), of: Int64(payload.utterances.count))
+        do {
+            // Started at the first utterance (not for an empty shard); one that never becomes
+            // ready fails the shard, like a torch module that does not load.
+            if let persistent, !payload.utterances.isEmpty {
+                do { try await persistent.start() } catch let failure as ShardFailure {
+                    return ShardReport(outcome: .failed, message: failure.message)
+                }
+            }
+            for (i, u) in payload.utterances.enumerated() {
+                try Task.checkCancellation()
+                results.append(await evaluate(u, payload: payload, asr: asr, voice: voice, persistent: persistent))
+                context.progress(step: Int64(i + 1), of: Int64(payload.utterances.count))
+            }
+        } catch {
+            await persistent?.shutdown()
+            throw error
+        }
+        var note = ""
+        if let persistent {
+            await persistent.shutdown()
+            let loads = await persistent.startupSeconds
+            note = "; the synthesizer loaded \(loads.count) time(s)" + (loads.isEmpty ? "" : " (\(loads.map { String(format: "%.1f s", $0) }.joined(separator: ", ")))")
         }
         let failed = results.filter { $0.error != nil }.count
         let output = (try? JSONCoding.encode(["utterances": results])) ?? []
-        return ShardReport(outcome: .succeeded, message: "evaluated \(results.count) utterance(s)\(failed > 0 ? ", \(failed) with errors" : "")",
+        return ShardReport(outcome: .succeeded, message: "evaluated \(results.count) utterance(s)\(failed > 0 ? ", \(failed) with errors" : "")\(note)",
                            output: output)
+    }
+
+    /// The ``PersistentSynthesizer`` settings of a payload.
+    static func persistentConfiguration(_ template: [String], payload: EvalPayload) -> PersistentSynthesizer.Configuration {
+        let spec = payload.synthesizer
+        return PersistentSynthesizer.Configuration(
+            argv: PersistentSynthesizer.startupArgv(template, checkpoint: payload.checkpoint, outputDir: payload.outputDir),
+            utteranceTimeout: .milliseconds(Int64(spec.timeoutSeconds * 1000)),
+            startupTimeout: .milliseconds(Int64((spec.startupTimeoutSeconds ?? PersistentSynthesizer.defaultStartupTimeout) * 1000)),
+            maxRestarts: spec.maxRestarts ?? PersistentSynthesizer.defaultMaxRestarts)
     }
 
     /// Which ASR a shard uses.
@@ -101,7 +139,8 @@ public final class EvalExecutor: ShardExecutor, Sendable {
         case command([String], timeout: Double)
     }
 
-    private func evaluate(_ u: EvalUtterance, payload: EvalPayload, asr: Transcriber, voice: TorchModel?) async -> EvalUtteranceResult {
+    private func evaluate(_ u: EvalUtterance, payload: EvalPayload, asr: Transcriber, voice: TorchModel?,
+                          persistent: PersistentSynthesizer?) async -> EvalUtteranceResult {
         let clock = ContinuousClock()
         let synthStart = clock.now
         var result = EvalUtteranceResult(id: u.id, reference: u.text, hypothesis: nil, floorHypothesis: nil, audioPath: nil,
@@ -116,16 +155,24 @@ public final class EvalExecutor: ShardExecutor, Sendable {
             audio = ref
         default:
             let out = "\(payload.outputDir)/audio/\(EvalExecutor.fileSafe(u.id)).wav"
-            let problem = if let voice { synthesize(u, to: out, with: voice, maxCodes: payload.synthesizer.maxCodes ?? 250) }
+            let problem: String?
+            if let persistent {
+                // The request-to-reply time: a (re)start's model loading is not this utterance's.
+                let (p, seconds) = await persistent.synthesize(id: u.id, text: u.text, promptAudio: u.promptAudio, output: out)
+                problem = p
+                result.synthesisSeconds = seconds
+            } else {
+                problem = if let voice { synthesize(u, to: out, with: voice, maxCodes: payload.synthesizer.maxCodes ?? 250) }
                           else { await synthesize(u, to: out, payload: payload) }
+                result.synthesisSeconds = Self.seconds(clock.now - synthStart)
+            }
             if let problem {
                 result.error = problem
-                result.synthesisSeconds = Self.seconds(clock.now - synthStart)
                 return result
             }
             audio = out
         }
-        result.synthesisSeconds = Self.seconds(clock.now - synthStart)
+        if payload.synthesizer.kind == "reference" { result.synthesisSeconds = Self.seconds(clock.now - synthStart) }
         result.audioPath = audio
         let asrStart = clock.now
         do {

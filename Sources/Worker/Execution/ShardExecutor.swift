@@ -1,5 +1,6 @@
 import Foundation
 import Shared
+import Synchronization
 
 /// Runs one kind of shard. Runners (command, torch, evaluation) plug in here.
 ///
@@ -12,11 +13,16 @@ public protocol ShardExecutor: Sendable {
     /// True when a drain stops the shard (SIGTERM to a trainer) instead of waiting for it: a
     /// training shard may run for days and resumes from its last checkpoint on another worker.
     var stopsOnDrain: Bool { get }
+    /// True when a planned stop (drain, worker shutdown) is handled by the executor itself
+    /// through ``ShardContext/plannedStopReason`` — a trainer is stopped after its next
+    /// full-state checkpoint — instead of cancelling the task at once.
+    var stopsAtCheckpoint: Bool { get }
     func run(_ assignment: ShardAssignment, context: ShardContext) async throws -> ShardReport
 }
 
 extension ShardExecutor {
     public var stopsOnDrain: Bool { false }
+    public var stopsAtCheckpoint: Bool { false }
 }
 
 /// What an executor returns when it finishes (successfully or not).
@@ -39,6 +45,16 @@ public struct ShardReport: Sendable {
 public final class ShardContext: Sendable {
     public let assignment: ShardAssignment
     private let progressSink: @Sendable (Int64, Int64) -> Void
+    private let plannedStop = Mutex<String?>(nil)
+
+    /// Asks the executor to stop at its next safe point (``ShardExecutor/stopsAtCheckpoint``).
+    /// Only the first reason is kept.
+    public func requestPlannedStop(reason: String) {
+        plannedStop.withLock { if $0 == nil { $0 = reason } }
+    }
+
+    /// Why a planned stop was asked for, or nil.
+    public var plannedStopReason: String? { plannedStop.withLock { $0 } }
 
     public init(assignment: ShardAssignment, progress: @escaping @Sendable (Int64, Int64) -> Void) {
         self.assignment = assignment

@@ -25,8 +25,10 @@ public struct CheckpointFile: Sendable, Equatable {
     public var sha256: String
     /// Modification time, seconds since the Unix epoch.
     public var modified: Double
+    /// The file's inode when it was seen (a rename over the name gives a new one).
+    public var inode: UInt64
 
-    public init(path: String, name: String, kind: Kind, step: Int64?, size: Int64, sha256: String, modified: Double) {
+    public init(path: String, name: String, kind: Kind, step: Int64?, size: Int64, sha256: String, modified: Double, inode: UInt64 = 0) {
         self.path = path
         self.name = name
         self.kind = kind
@@ -34,6 +36,7 @@ public struct CheckpointFile: Sendable, Equatable {
         self.size = size
         self.sha256 = sha256
         self.modified = modified
+        self.inode = inode
     }
 }
 
@@ -87,6 +90,22 @@ public struct CheckpointScanner: Sendable {
     /// reported; it is given to files whose name has none (`latest.pth`, `best_model.pth`).
     /// A missing directory returns nothing (the trainer has not created it yet).
     public mutating func scan(currentStep: Int64? = nil) throws(CheckpointScanError) -> [CheckpointFile] {
+        try scan(currentStep: currentStep, hashing: true)
+    }
+
+    /// Like ``scan(currentStep:)`` without hashing (`sha256` is empty): the caller links the file
+    /// to a stable name first and hashes that (a renamed-over file can be replaced at any time).
+    /// With ``settleInPlace``, files the trainer writes in place (`best_model.pth`) are reported
+    /// only after two scans saw them unchanged, whatever ``settle`` says.
+    public mutating func scanWithoutHashing(currentStep: Int64? = nil) throws(CheckpointScanError) -> [CheckpointFile] {
+        try scan(currentStep: currentStep, hashing: false)
+    }
+
+    /// Files written in place (not by rename): `best_model.pth` (the real trainer torch.saves it
+    /// directly, so a kill mid-write leaves it truncated).
+    public static func isWrittenInPlace(_ name: String) -> Bool { name == "best_model.pth" }
+
+    private mutating func scan(currentStep: Int64?, hashing: Bool) throws(CheckpointScanError) -> [CheckpointFile] {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
             if !FileManager.default.fileExists(atPath: directory) { return [] }
@@ -100,18 +119,20 @@ public struct CheckpointScanner: Sendable {
             guard let before = Self.identity(path) else { continue }
             stillThere.insert(name)
             if reported[name] == before { continue }
-            if settle {
+            if settle || (!hashing && Self.isWrittenInPlace(name)) {
                 let previous = seen[name]
                 seen[name] = before
                 if previous != before { continue }
             }
-            let digest: String
-            do { digest = try Self.sha256(path) } catch { continue } // vanished mid-read: next scan
-            guard Self.identity(path) == before else { continue } // rewritten while hashed: next scan
+            var digest = ""
+            if hashing {
+                do { digest = try Self.sha256(path) } catch { continue } // vanished mid-read: next scan
+                guard Self.identity(path) == before else { continue } // rewritten while hashed: next scan
+            }
             reported[name] = before
             found.append(CheckpointFile(path: path, name: name, kind: kind, step: stepInName ?? currentStep,
                                         size: before.size, sha256: digest,
-                                        modified: Double(before.modifiedNanos) / 1e9))
+                                        modified: Double(before.modifiedNanos) / 1e9, inode: before.inode))
         }
         // Forget deleted files, so a later file of the same name is reported again.
         reported = reported.filter { stillThere.contains($0.key) }

@@ -32,6 +32,9 @@ public struct TrainExecutor: ShardExecutor {
     public let kind = "train"
     /// A drain stops the trainer; the run resumes from its last checkpoint on another worker.
     public var stopsOnDrain: Bool { true }
+    /// A drain or worker shutdown waits for the trainer's next full-state checkpoint (at most the
+    /// job's `stop_grace`), then stops it: the run resumes elsewhere with its optimizer state.
+    public var stopsAtCheckpoint: Bool { true }
 
     /// How often the files are looked at and how output is batched (tests shorten them).
     public struct Timing: Sendable {
@@ -74,7 +77,8 @@ public struct TrainExecutor: ShardExecutor {
         try Task.checkCancellation()
         var note: String?
         if let checkpoint = parsed.resumeCheckpoint, !FileManager.default.isReadableFile(atPath: checkpoint),
-           let newer = ResumeCheckpoint.newest(in: (checkpoint as NSString).deletingLastPathComponent, atLeast: parsed.resumeStep) {
+           let newer = ResumeCheckpoint.newest(in: [(checkpoint as NSString).deletingLastPathComponent, parsed.pinDirectory],
+                                               atLeast: parsed.resumeStep, fullState: parsed.resumeFullState ?? false) {
             // The named checkpoint was rotated away by a trainer that kept going (a partitioned
             // worker's): resume from the newest one beside it.
             parsed.argv = parsed.argv.map { $0 == checkpoint ? newer.path : $0 }
@@ -88,7 +92,12 @@ public struct TrainExecutor: ShardExecutor {
             return ShardReport(outcome: .failed, message: "train: the checkpoint to resume from, \(checkpoint), is not readable on this worker. Checkpoints must be on storage every worker can read (a shared filesystem: see --checkpoint-root / the job's output_dir)")
         }
         try? FileManager.default.createDirectory(atPath: payload.outputDir, withIntermediateDirectories: true)
-        let spec = CommandSpec(argv: payload.argv, workingDirectory: payload.workdir, environment: payload.env,
+        var environment = payload.env
+        let python = TrainerPython.prepare(argv: payload.argv, configured: payload.python, environment: environment,
+                                           workerEnvironment: workerEnvironment, workingDirectory: payload.workdir)
+        if let path = python.path { environment["PATH"] = path }
+        defer { python.cleanUp() }
+        let spec = CommandSpec(argv: payload.argv, workingDirectory: payload.workdir, environment: environment,
                                cudaVisibleDevices: payload.gpu)
         let runner: CommandRunner
         do { runner = try CommandRunner(spec, tailLines: Self.logTailLines, workerEnvironment: workerEnvironment) } catch {
@@ -97,10 +106,22 @@ public struct TrainExecutor: ShardExecutor {
         let monitor = TrainingMonitor(run: payload.run, shard: assignment.shard, payload: payload, spool: spool, context: context,
                                       batching: .init(maximumLines: timing.logLinesPerEntry, maximumDelay: timing.logFlushEvery))
         if let note { monitor.record(EventRequest(kind: .log, shard: assignment.shard, message: note, data: [], wallTime: Date().timeIntervalSince1970)) }
+        if let warning = python.warning {
+            monitor.record(EventRequest(kind: .warning, shard: assignment.shard, message: warning, wallTime: Date().timeIntervalSince1970))
+        }
+        if let checkpoint = payload.resumeCheckpoint {
+            let what = payload.resumeFullState == false
+                ? "model weights only: AdamW state and the LR schedule position are lost (the warm-up restarts)"
+                : "full state: model, optimizer and LR schedule"
+            monitor.record(EventRequest(kind: .log, shard: assignment.shard,
+                                        message: "[resume] starting the trainer from \(checkpoint) at step \(payload.resumeStep.map(String.init) ?? "?") (\(what))",
+                                        wallTime: Date().timeIntervalSince1970))
+        }
         // Unstructured on purpose: they must not stop when this task is cancelled (the lines the
         // trainer prints while it stops, the checkpoint it writes on SIGTERM, still count).
         let consumer = Task { for await line in runner.lines { monitor.handle(line) } }
         let poller = Task { await Self.poll(monitor, timing: timing) }
+        let stopper = Task { await Self.watchStops(runner: runner, monitor: monitor, context: context, payload: payload) }
 
         let exit = await withTaskCancellationHandler {
             await runner.wait()
@@ -110,10 +131,66 @@ public struct TrainExecutor: ShardExecutor {
         await consumer.value
         poller.cancel()
         await poller.value
-        await monitor.pollFiles(tensorBoard: true, checkpoints: true)
+        stopper.cancel()
+        let stop = await stopper.value
+        await monitor.pollFiles(tensorBoard: true, checkpoints: true, final: exit == .success)
         monitor.flush()
         if Task.isCancelled { throw CancellationError() }
+        if let mismatch = monitor.resumeMismatch {
+            return ShardReport(outcome: .failed, message: mismatch, output: Self.encode(baseOutput(payload: payload, monitor: monitor)))
+        }
+        if let stop, exit != .success {
+            // A planned stop: not a failure; the run resumes elsewhere from the pinned checkpoint.
+            var output = baseOutput(payload: payload, monitor: monitor)
+            output["exit"] = .string("stopped")
+            output["planned_stop"] = .string(stop)
+            return ShardReport(outcome: .cancelled, message: stop, output: Self.encode(output))
+        }
         return report(exit, payload: payload, monitor: monitor)
+    }
+
+    /// Watches for a planned stop (drain, shutdown) and a resume mismatch while the trainer runs.
+    /// A planned stop waits for the next full-state checkpoint, at most `stop_grace`, then stops
+    /// the trainer; a mismatch stops it at once. Returns the planned stop's message, if any.
+    private static func watchStops(runner: CommandRunner, monitor: TrainingMonitor, context: ShardContext,
+                                   payload: TrainPayload) async -> String? {
+        let clock = ContinuousClock()
+        var deadline: ContinuousClock.Instant?
+        var reason: String?
+        while runner.exit == nil {
+            if monitor.resumeMismatch != nil {
+                runner.terminate(grace: payload.grace)
+                return nil
+            }
+            if reason == nil, let asked = context.plannedStopReason {
+                reason = asked
+                deadline = clock.now + payload.stopGrace
+                monitor.requestStop()
+                monitor.record(EventRequest(kind: .log, shard: context.assignment.shard,
+                                            message: "[stop] \(asked); waiting for the trainer's next full-state checkpoint (at most \(Int(payload.stopGrace.secondsValue)) s, stop_grace) so the resume loses no optimizer state",
+                                            wallTime: Date().timeIntervalSince1970))
+            }
+            if let why = reason, let until = deadline {
+                if monitor.fullCheckpointSinceStopRequest {
+                    let step = monitor.checkpoints.newestFull.map { " at step \($0.step)" } ?? ""
+                    monitor.record(EventRequest(kind: .log, shard: context.assignment.shard,
+                                                message: "[stop] full-state checkpoint\(step) pinned; stopping the trainer",
+                                                wallTime: Date().timeIntervalSince1970))
+                    runner.terminate(grace: payload.grace)
+                    return why
+                }
+                if clock.now >= until {
+                    let last = monitor.checkpoints.newestFull.map { "step \($0.step)" } ?? "none"
+                    monitor.record(EventRequest(kind: .warning, shard: context.assignment.shard,
+                                                message: "[stop] no full-state checkpoint within stop_grace (\(Int(payload.stopGrace.secondsValue)) s); stopping the trainer anyway: the resume starts from the last one (\(last)) and repeats the steps since",
+                                                wallTime: Date().timeIntervalSince1970))
+                    runner.terminate(grace: payload.grace)
+                    return why
+                }
+            }
+            do { try await Task.sleep(for: .milliseconds(100)) } catch { return reason }
+        }
+        return reason
     }
 
     /// Flushes log batches when due, polls TensorBoard and checkpoints on their periods.
@@ -134,18 +211,31 @@ public struct TrainExecutor: ShardExecutor {
         }
     }
 
-    private func report(_ exit: CommandExit, payload: TrainPayload, monitor: TrainingMonitor) -> ShardReport {
-        let finalStep = monitor.highestStep
+    /// What every report's output holds: the step reached (the highest logged step or the step
+    /// inside the newest checkpoint, whichever is higher: the real trainer's final save may hold a
+    /// step it never logged) and the checkpoint to resume from.
+    private func baseOutput(payload: TrainPayload, monitor: TrainingMonitor) -> [String: JSONValue] {
         let checkpoint = monitor.checkpoints.resumable
+        let newestStep = monitor.checkpoints.newest?.step
+        let finalStep: Int64? = switch (monitor.highestStep, newestStep) {
+        case let (a?, b?): max(a, b)
+        case let (a, b): a ?? b
+        }
         // Without a checkpoint of its own, the shard's last checkpoint is the one it resumed from.
-        var output: [String: JSONValue] = [
+        return [
             "final_step": finalStep.map { .number(Double($0)) } ?? .null,
             "last_checkpoint": checkpoint.map { .string($0.path) } ?? payload.resumeCheckpoint.map(JSONValue.string) ?? .null,
             "last_checkpoint_step": (checkpoint.map { $0.step } ?? payload.resumeStep).map { .number(Double($0)) } ?? .null,
-            "last_checkpoint_sha256": checkpoint.map { .string($0.sha256) } ?? .null,
+            "last_checkpoint_sha256": checkpoint?.sha256.map(JSONValue.string) ?? .null,
+            "last_checkpoint_full_state": checkpoint.map { .bool($0.fullState) } ?? .null,
             "batch_size": payload.batchSize.map { .number(Double($0)) } ?? .null,
             "grad_accum": payload.gradAccum.map { .number(Double($0)) } ?? .null,
         ]
+    }
+
+    private func report(_ exit: CommandExit, payload: TrainPayload, monitor: TrainingMonitor) -> ShardReport {
+        var output = baseOutput(payload: payload, monitor: monitor)
+        let finalStep = output["final_step"]?.doubleValue.map { Int64($0) }
         let stepText = finalStep.map { "step \($0)" } ?? "no step"
         switch exit {
         case .success:

@@ -42,8 +42,14 @@ public struct TrainerLogLine: Sendable, Equatable {
 /// - Before the first `|`, every `key=number` becomes `<phase>/key` (`text_loss`, `mel_loss`,
 ///   `mel_top1`, `lr`, and whatever else the trainer adds there, e.g. `speaker_loss`); `epoch` and
 ///   `step` are the line's position, not metrics (`step=S/T` is read as S).
-/// - After it, `N steps/min` becomes `train/steps_per_min`, `grad_norm=N` `train/grad_norm` and
-///   `val_time=Nmin` `val/time_minutes` (the TensorBoard tag for it); ETA and GPU memory are skipped.
+/// - After it, every number the real trainer prints (train_gpt_v2.py at edu-ide/index-tts 7de3cca:
+///   `| 374.2steps/min 24.9samples/s 0.16s/step ETA:0.0h | grad_norm=4.08 (clipped 0.50)
+///   lr_eff=9.619e-06 GPU=0.0GB data=3.7%`), named after the TensorBoard tag of the same number
+///   where there is one: `train/steps_per_min`, `train/samples_per_sec`, `train/time_per_step`,
+///   `train/eta_hours`, `train/grad_norm` (the norm before clipping), `train/gradient_norm_clipped`
+///   (min(norm, clip)), `train/lr_effective`, `train/gpu_memory_allocated_gb`,
+///   `train/data_wait_pct` (data loading's share of the step); `[Val]`'s `val_time=Nmin` is
+///   `val/time_minutes`. A rate may also be written with a space (`374.2 steps/min`).
 /// - `nan`, `inf`, `-inf` (Python's spellings) are carried as values; a token that is not a number
 ///   is skipped; a line without `step=` is not a metrics line.
 public enum TrainerLogParser {
@@ -76,11 +82,24 @@ public enum TrainerLogParser {
         for segment in segments.dropFirst() {
             let words = tokens(segment)
             for (i, word) in words.enumerated() {
-                if word == "steps/min", i > 0, let v = number(words[i - 1]) {
-                    values.append((key: "train/steps_per_min", value: v))
+                // Rates: `374.2steps/min` (the real trainer: no space) or `374.2 steps/min`.
+                if let (unit, key) = rateUnits.first(where: { word.hasSuffix($0.unit) }) {
+                    let glued = word.dropLast(unit.count)
+                    if !glued.isEmpty, let v = number(glued) {
+                        values.append((key: key, value: v))
+                    } else if glued.isEmpty, i > 0, let v = number(words[i - 1]) {
+                        values.append((key: key, value: v))
+                    }
+                } else if word.hasPrefix("ETA:"), let v = number(word.dropFirst(4), dropping: "h") {
+                    values.append((key: "train/eta_hours", value: v))
+                } else if word == "(clipped", i + 1 < words.count, let v = number(words[i + 1], dropping: ")") {
+                    values.append((key: "train/gradient_norm_clipped", value: v))
                 } else if let (key, raw) = keyValue(word) {
                     switch key {
                     case "grad_norm": if let v = number(raw) { values.append((key: "train/grad_norm", value: v)) }
+                    case "lr_eff": if let v = number(raw) { values.append((key: "train/lr_effective", value: v)) }
+                    case "GPU": if let v = number(raw, dropping: "GB") { values.append((key: "train/gpu_memory_allocated_gb", value: v)) }
+                    case "data": if let v = number(raw, dropping: "%") { values.append((key: "train/data_wait_pct", value: v)) }
                     case "val_time": if let v = number(raw, dropping: "min") { values.append((key: "val/time_minutes", value: v)) }
                     default: continue
                     }
@@ -93,6 +112,12 @@ public enum TrainerLogParser {
 
     /// Parses one line.
     public static func parse(_ line: String) -> TrainerLogLine? { parse(line[...]) }
+
+    /// The rate units after the first `|` and the keys they become (the TensorBoard tags of the
+    /// same numbers, so both sources de-duplicate).
+    private static let rateUnits: [(unit: String, key: String)] = [
+        ("steps/min", "train/steps_per_min"), ("samples/s", "train/samples_per_sec"), ("s/step", "train/time_per_step"),
+    ]
 
     private static func tokens(_ s: Substring) -> [Substring] {
         s.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," || $0 == "\r" })

@@ -20,15 +20,29 @@ final class TrainingMonitor: Sendable {
         var maximumPoints = 2_000
     }
 
-    /// The newest checkpoint reported, and the newest one with a step in its name.
-    struct Checkpoints: Sendable {
-        var latest: CheckpointFile?
-        var latestNumbered: CheckpointFile?
-        var reported = 0
+    /// A complete checkpoint the monitor reported: where it is (a pin when pinned), the step
+    /// inside it and whether it holds optimizer state.
+    struct ReportedCheckpoint: Sendable, Equatable {
+        var path: String
+        var step: Int64
+        var fullState: Bool
+        var sha256: String?
+        var pinned: Bool
+    }
 
-        /// The one to resume from: the newest `model_step{N}.pth` (kept by the trainer), else the
-        /// newest of any kind.
-        var resumable: CheckpointFile? { latestNumbered ?? latest }
+    /// The checkpoints reported so far.
+    struct Checkpoints: Sendable {
+        /// The newest checkpoint with optimizer state (pins preferred at equal steps).
+        var newestFull: ReportedCheckpoint?
+        /// The newest checkpoint of any kind.
+        var newest: ReportedCheckpoint?
+        /// Full-state checkpoints seen since a planned stop was asked for.
+        var fullSinceStopRequest = 0
+        var reported = 0
+        var pins: [PinnedCheckpoint] = []
+
+        /// The one to resume from: the newest with optimizer state, else the newest.
+        var resumable: ReportedCheckpoint? { newestFull ?? newest }
     }
 
     private struct State: Sendable {
@@ -39,16 +53,28 @@ final class TrainingMonitor: Sendable {
         var highestStep: Int64?
         var reportedStep: Int64?
         var checkpoints = Checkpoints()
+        /// Set when a planned stop (drain, shutdown) waits for the next full-state checkpoint.
+        var stopRequested = false
+        /// The trainer's `[Info] Resumed from … step N` did not match what was asked.
+        var resumeMismatch: String?
+        var sawResumeNotice = false
     }
 
     private struct Sources: Sendable {
         var tensorBoard: TensorBoardScalarReader
         var checkpoints: CheckpointScanner
+        var pinner: CheckpointPinner
+        /// Files already warned about (incomplete, unreadable), by name and inode.
+        var warned: Set<String> = []
+        var lastDiskWarning: ContinuousClock.Instant?
     }
 
     let run: String
     let shard: ShardRef?
     let maxSteps: Int64
+    /// The step the trainer was asked to resume from (nil on a first start).
+    let expectedResumeStep: Int64?
+    let expectedResumeCheckpoint: String?
     private let spool: MetricSpool
     private let context: ShardContext
     private let batching: Batching
@@ -60,14 +86,30 @@ final class TrainingMonitor: Sendable {
         self.run = run
         self.shard = shard
         self.maxSteps = payload.maxSteps
+        self.expectedResumeStep = payload.resumeCheckpoint == nil ? nil : payload.resumeStep
+        self.expectedResumeCheckpoint = payload.resumeCheckpoint
         self.spool = spool
         self.context = context
         self.batching = batching
         state = Mutex(State(deduplicator: MetricDeduplicator(floor: payload.metricsFloor ?? payload.resumeStep,
                                                                       deliveredThrough: payload.metricsFloors)))
         sources = Mutex(Sources(tensorBoard: TensorBoardScalarReader(directory: payload.logDir),
-                                checkpoints: CheckpointScanner(directory: payload.outputDir)))
+                                checkpoints: CheckpointScanner(directory: payload.outputDir),
+                                pinner: CheckpointPinner(policy: .init(evalEvery: payload.evalEvery, checkpointEvery: payload.checkpointEvery,
+                                                                       maxSteps: payload.maxSteps, directory: payload.pinDirectory))))
     }
+
+    /// Asks the monitor to count full-state checkpoints from now on (a planned stop waits for one).
+    func requestStop() { state.withLock { s in
+        s.stopRequested = true
+        s.checkpoints.fullSinceStopRequest = 0
+    } }
+
+    /// True once a full-state checkpoint was reported after ``requestStop()``.
+    var fullCheckpointSinceStopRequest: Bool { state.withLock { $0.checkpoints.fullSinceStopRequest > 0 } }
+
+    /// Set when the trainer said it resumed from another step than the one asked for.
+    var resumeMismatch: String? { state.withLock { $0.resumeMismatch } }
 
     /// The highest step the trainer reported so far.
     var highestStep: Int64? { state.withLock { $0.highestStep } }
@@ -82,6 +124,7 @@ final class TrainingMonitor: Sendable {
         let parsed = line.stream == .stdout ? TrainerLogParser.parse(line.text) : nil
         let event = EventRequest(kind: .log, shard: shard, message: line.text,
                                  data: Self.streamData[line.stream] ?? [], wallTime: now)
+        if parsed == nil, line.stream == .stdout, let notice = TrainerNotice.parse(line.text) { handle(notice, now: now) }
         let (due, progress) = state.withLock { s -> (SpoolBatch?, Int64?) in
             s.events.append(event)
             if let parsed {
@@ -96,6 +139,36 @@ final class TrainingMonitor: Sendable {
         if let progress { context.progress(step: progress, of: maxSteps) }
         if let due { append(due) }
     }
+
+    /// A trainer notice: a run event (`trainer_resumed`, `new_best`, `trainer_complete`), and the
+    /// check that a resume started where it was asked to.
+    private func handle(_ notice: TrainerNotice, now: Double) {
+        var extra: [EventRequest] = []
+        switch notice {
+        case .resumed(let checkpoint, let epoch, let step):
+            let data = Self.json(["checkpoint": .string(checkpoint), "epoch": .number(Double(epoch)), "step": .number(Double(step))])
+            extra.append(EventRequest(kind: .trainerResumed, shard: shard, message: "the trainer resumed from \(checkpoint) at step \(step)", data: data, wallTime: now))
+            if let expected = expectedResumeStep, expected != step {
+                let why = "resume mismatch: the cluster resumed this run from \(expectedResumeCheckpoint ?? "?") at step \(expected), but the trainer says it resumed from \(checkpoint) at step \(step); its steps would not line up with the run's stored history. Check that the command passes {resume_checkpoint} to --resume and nothing else (no --resume auto)"
+                state.withLock { s in
+                    if s.resumeMismatch == nil { s.resumeMismatch = why }
+                }
+                extra.append(EventRequest(kind: .resumeMismatch, shard: shard, message: why, data: data, wallTime: now))
+            }
+            state.withLock { $0.sawResumeNotice = true }
+        case .newBest(let loss):
+            extra.append(EventRequest(kind: .newBest, shard: shard, message: "new best validation text_loss \(loss)",
+                                      data: Self.json(["val/text_loss": .number(loss), "step": highestStep.map { .number(Double($0)) } ?? .null]), wallTime: now))
+        case .sampleInference:
+            break
+        case .complete:
+            extra.append(EventRequest(kind: .trainerComplete, shard: shard, message: "the trainer finished its loop", wallTime: now))
+        }
+        for e in extra { record(e, now: false) }
+    }
+
+    /// True once the trainer printed its `[Info] Resumed from …` line.
+    var sawResumeNotice: Bool { state.withLock { $0.sawResumeNotice } }
 
     /// Spools what is pending if the oldest pending item has waited ``Batching/maximumDelay``.
     func flushIfDue() {
@@ -123,11 +196,13 @@ final class TrainingMonitor: Sendable {
     // MARK: files (on the I/O queue)
 
     /// Reads new TensorBoard scalars and scans for new checkpoints, off the cooperative pool.
-    func pollFiles(tensorBoard: Bool, checkpoints: Bool) async {
+    /// `final`: the trainer has exited successfully; its newest checkpoint is the run's last.
+    func pollFiles(tensorBoard: Bool, checkpoints: Bool, final: Bool = false) async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             io.async { [self] in
                 if tensorBoard { pollTensorBoard() }
                 if checkpoints { scanCheckpoints() }
+                if final { pinFinal() }
                 c.resume()
             }
         }
@@ -156,28 +231,170 @@ final class TrainingMonitor: Sendable {
         let step = highestStep
         let found: [CheckpointFile]
         do {
-            found = try sources.withLock { (s) throws(CheckpointScanError) -> [CheckpointFile] in try s.checkpoints.scan(currentStep: step) }
+            found = try sources.withLock { (s) throws(CheckpointScanError) -> [CheckpointFile] in try s.checkpoints.scanWithoutHashing(currentStep: step) }
         } catch {
             record(EventRequest(kind: .warning, shard: shard, message: "\(error)", wallTime: Date().timeIntervalSince1970))
             return
         }
-        guard !found.isEmpty else { return }
-        let events = found.map { file in
-            EventRequest(kind: .checkpointSaved, shard: shard,
-                         message: "checkpoint \(file.name)\(file.step.map { " at step \($0)" } ?? "")",
-                         data: Self.checkpointData(file), wallTime: Date().timeIntervalSince1970)
+        // Full-state files first: at a step where both appear, the pin holds optimizer state.
+        let ordered = found.sorted { a, b in
+            (a.name.hasPrefix("latest_full") ? 0 : 1, a.step ?? -1) < (b.name.hasPrefix("latest_full") ? 0 : 1, b.step ?? -1)
         }
-        state.withLock { s in
-            for file in found {
-                s.checkpoints.reported += 1
-                s.checkpoints.latest = Self.newer(s.checkpoints.latest, file)
-                if file.kind == .step { s.checkpoints.latestNumbered = Self.newer(s.checkpoints.latestNumbered, file) }
-            }
-            s.events += events
-            if s.pendingSince == nil { s.pendingSince = .now }
-        }
+        for file in ordered { consider(file, final: false) }
         flush()
     }
+
+    /// After a successful exit: pins the trainer's newest complete checkpoint as the run's last
+    /// (its step read from inside it: the real trainer's final save may hold a step it never logged).
+    private func pinFinal() {
+        let dir = sources.withLock { $0.checkpoints.directory }
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        var best: (file: CheckpointFile, info: TorchCheckpointInfo)?
+        for name in names {
+            guard let (kind, stepInName) = CheckpointScanner.classify(name), kind != .best else { continue }
+            let path = dir + "/" + name
+            guard let info = try? TorchCheckpointReader.inspect(path: path), let step = info.step ?? stepInName else { continue }
+            let better = best.map { b in
+                let bStep = b.info.step ?? b.file.step ?? -1
+                return step > bStep || (step == bStep && info.hasOptimizerState && !b.info.hasOptimizerState)
+            } ?? true
+            if better {
+                let inode = (try? FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
+                best = (CheckpointFile(path: path, name: name, kind: kind, step: step, size: info.size, sha256: "", modified: 0, inode: inode), info)
+            }
+        }
+        guard let best else { return }
+        consider(best.file, final: true)
+        flush()
+    }
+
+    /// One new or changed checkpoint file: held under a temporary name at once, checked, and
+    /// pinned when the run needs it; reported (`checkpoint_saved`) only when complete.
+    private func consider(_ file: CheckpointFile, final: Bool) {
+        let now = Date().timeIntervalSince1970
+        let inPlace = CheckpointScanner.isWrittenInPlace(file.name)
+        let warnKey = "\(file.name)#\(file.inode)#\(file.size)"
+        // Files written in place are inspected where they are (they settled over two scans);
+        // renamed-into-place files are linked first, so a rename over the name cannot swap them.
+        let held: (path: String, copied: Bool)?
+        if inPlace {
+            held = nil
+        } else {
+            do { held = try sources.withLock { (s) throws(CheckpointPinError) in try s.pinner.hold(file.path, inode: file.inode, inPlace: false) } } catch {
+                warnOnce(warnKey, "cannot hold checkpoint \(file.path) to check it: \(error)", now: now)
+                return
+            }
+        }
+        let inspected = held?.path ?? file.path
+        let info: TorchCheckpointInfo
+        do { info = try TorchCheckpointReader.inspect(path: inspected) } catch {
+            if let held { sources.withLock { $0.pinner.discard(held.path) } }
+            // The numbered profile's files and other formats are not zip checkpoints; a torch
+            // one cut short (killed mid-write) must never be reported, pinned or resumed from.
+            warnOnce(warnKey, "checkpoint \(file.path) is not a complete PyTorch checkpoint (\(error)); not reported, pinned or used for a resume", now: now)
+            return
+        }
+        guard let step = info.step ?? file.step else {
+            if let held { sources.withLock { $0.pinner.discard(held.path) } }
+            warnOnce(warnKey, "checkpoint \(file.path) holds no step (top-level keys: \(info.keys.joined(separator: ", "))); not reported", now: now)
+            return
+        }
+        let fullState = info.hasOptimizerState
+        let policy = sources.withLock { $0.pinner.policy }
+        let roles = CheckpointPinner.roles(step: step, fullState: fullState, final: final, policy: policy)
+        var pin: PinnedCheckpoint?
+        if !roles.isEmpty {
+            pin = pinIfRoom(file: file, held: held, inPlace: inPlace, step: step, fullState: fullState, roles: roles, size: info.size, now: now)
+        } else if let held {
+            sources.withLock { $0.pinner.discard(held.path) }
+        }
+        let reported = ReportedCheckpoint(path: pin?.path ?? file.path, step: step, fullState: fullState, sha256: pin?.sha256, pinned: pin != nil)
+        var data: [String: JSONValue] = [
+            "step": .number(Double(step)), "path": .string(reported.path), "source": .string(file.path),
+            "size": .number(Double(pin?.size ?? info.size)), "kind": .string(pin != nil ? "pin" : file.kind.rawValue),
+            "full_state": .bool(fullState), "pinned": .bool(pin != nil), "step_source": .string(info.step != nil ? "file" : "name"),
+        ]
+        if let pin {
+            data["sha256"] = .string(pin.sha256)
+            data["roles"] = .array(pin.roles.map { .string($0.rawValue) })
+            data["copied"] = .bool(pin.copied)
+        }
+        if file.kind == .best { data["best"] = .bool(true) }
+        let message = pin.map { "checkpoint \(file.name) at step \(step) pinned as \(($0.path as NSString).lastPathComponent) (\($0.roles.map(\.rawValue).joined(separator: ", ")))" }
+            ?? "checkpoint \(file.name) at step \(step)\(fullState ? " (full state)" : " (model only)")"
+        let event = EventRequest(kind: .checkpointSaved, shard: shard, message: message, data: Self.json(data), wallTime: now)
+        state.withLock { s in
+            s.checkpoints.reported += 1
+            if let pin { s.checkpoints.pins.append(pin) }
+            if file.kind != .best {
+                if reported.step > (s.checkpoints.newest?.step ?? -1) || (reported.step == s.checkpoints.newest?.step && reported.pinned) {
+                    s.checkpoints.newest = reported
+                }
+                if fullState {
+                    if reported.step > (s.checkpoints.newestFull?.step ?? -1) || (reported.step == s.checkpoints.newestFull?.step && reported.pinned) {
+                        s.checkpoints.newestFull = reported
+                    }
+                    if s.stopRequested { s.checkpoints.fullSinceStopRequest += 1 }
+                }
+            }
+            s.events.append(event)
+            if s.pendingSince == nil { s.pendingSince = .now }
+        }
+    }
+
+    /// Pins unless the volume is too full: a pin keeps a checkpoint's bytes alive, so one that
+    /// would leave less than one more checkpoint's room (the trainer's next save) is refused and
+    /// a `disk_low` event raised; less than two checkpoints' room pins but warns (`disk_low`).
+    private func pinIfRoom(file: CheckpointFile, held: (path: String, copied: Bool)?, inPlace: Bool, step: Int64, fullState: Bool,
+                           roles: [PinRole], size: Int64, now: Double) -> PinnedCheckpoint? {
+        let free = sources.withLock { $0.pinner.freeBytes() }
+        if let free, free < 2 * size {
+            let refuse = free < size
+            let dueWarning = sources.withLock { s -> Bool in
+                if !refuse, let last = s.lastDiskWarning, ContinuousClock.now - last < .seconds(600) { return false }
+                s.lastDiskWarning = .now
+                return true
+            }
+            if dueWarning {
+                let gb = { (b: Int64) in String(format: "%.1f GB", Double(b) / 1e9) }
+                let text = refuse
+                    ? "disk low: \(gb(free)) free on the checkpoint volume of \(file.path), less than the \(gb(size)) checkpoint at step \(step); not pinned (\(roles.map(\.rawValue).joined(separator: ", "))). Free space (or lower keep:) before the trainer's next save fails"
+                    : "disk low: \(gb(free)) free on the checkpoint volume of \(file.path); pinning the \(gb(size)) checkpoint at step \(step) leaves room for less than one more. Free space or lower keep:"
+                record(EventRequest(kind: .diskLow, shard: shard, message: text,
+                                    data: Self.json(["free_bytes": .number(Double(free)), "checkpoint_bytes": .number(Double(size)), "path": .string(file.path)]),
+                                    wallTime: now), now: false)
+            }
+            if refuse {
+                if let held { sources.withLock { $0.pinner.discard(held.path) } }
+                return nil
+            }
+        }
+        do {
+            return try sources.withLock { (s) throws(CheckpointPinError) -> PinnedCheckpoint in
+                let h: (path: String, copied: Bool)
+                if let held { h = held } else { h = try s.pinner.hold(file.path, inode: file.inode, inPlace: inPlace) }
+                if inPlace {
+                    // The copy must be the file that was checked: unchanged since, and complete.
+                    guard TorchCheckpointReader.isComplete(path: h.path) else {
+                        s.pinner.discard(h.path)
+                        throw CheckpointPinError(code: .io, path: file.path, message: "it changed while it was copied (the trainer is rewriting it); the next scan tries again")
+                    }
+                }
+                return try s.pinner.keep(h, source: file.path, step: step, fullState: fullState, roles: roles, size: size)
+            }
+        } catch {
+            record(EventRequest(kind: error.code == .diskFull ? .diskLow : .warning, shard: shard, message: "\(error)", wallTime: now), now: false)
+            return nil
+        }
+    }
+
+    private func warnOnce(_ key: String, _ message: String, now: Double) {
+        let first = sources.withLock { $0.warned.insert(key).inserted }
+        guard first else { return }
+        record(EventRequest(kind: .warning, shard: shard, message: message, wallTime: now), now: false)
+    }
+
+    private static func json(_ o: [String: JSONValue]) -> [UInt8] { (try? JSONCoding.encode(o)) ?? [] }
 
     // MARK: helpers
 
@@ -214,28 +431,8 @@ final class TrainingMonitor: Sendable {
         return h
     }
 
-    private static func newer(_ a: CheckpointFile?, _ b: CheckpointFile) -> CheckpointFile {
-        guard let a else { return b }
-        switch (a.step, b.step) {
-        case let (x?, y?) where x != y: return y > x ? b : a
-        default: return b.modified >= a.modified ? b : a
-        }
-    }
-
     /// `{"stream": "stdout"}` / `{"stream": "stderr"}`, encoded once.
     private static let streamData: [CommandOutputLine.Stream: [UInt8]] = [
         .stdout: Array(#"{"stream":"stdout"}"#.utf8), .stderr: Array(#"{"stream":"stderr"}"#.utf8),
     ]
-
-    /// The data of a `checkpoint_saved` event: step (null if unknown), path, size, sha256, kind,
-    /// and `best: true` for the best-validation checkpoint.
-    static func checkpointData(_ file: CheckpointFile) -> [UInt8] {
-        var o: [String: JSONValue] = [
-            "step": file.step.map { .number(Double($0)) } ?? .null,
-            "path": .string(file.path), "size": .number(Double(file.size)), "sha256": .string(file.sha256),
-            "kind": .string(file.kind.rawValue),
-        ]
-        if file.kind == .best { o["best"] = .bool(true) }
-        return (try? JSONCoding.encode(o)) ?? []
-    }
 }

@@ -205,8 +205,14 @@ struct TrainingLoop: Sendable {
         let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? 0
         let file = CheckpointFile(path: path, name: URL(fileURLWithPath: path).lastPathComponent, kind: .step, step: step,
                                   size: size, sha256: try CheckpointScanner.sha256(path), modified: Date().timeIntervalSince1970)
+        // The worker's own loop writes every checkpoint with model, AdamW and schedule state and
+        // never overwrites one: it is its own stable file (no pin needed).
+        let data: [String: JSONValue] = [
+            "step": .number(Double(step)), "path": .string(file.path), "size": .number(Double(file.size)),
+            "sha256": .string(file.sha256), "kind": .string(file.kind.rawValue), "full_state": .bool(true),
+        ]
         return EventRequest(kind: .checkpointSaved, shard: shard, message: "checkpoint \(file.name) at step \(step)",
-                            data: TrainingMonitor.checkpointData(file), wallTime: Date().timeIntervalSince1970)
+                            data: (try? JSONCoding.encode(data)) ?? [], wallTime: Date().timeIntervalSince1970)
     }
 
     /// Keeps the newest ``TorchTrainExecutor/keptCheckpoints`` numbered checkpoints.

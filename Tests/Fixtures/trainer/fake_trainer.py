@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""A stand-in for IndexTTS-2's trainers/train_gpt_v2.py, for the cluster's tests.
+"""The 'numbered' profile: a stand-in for the older JarodMica-style IndexTTS-2 GPT trainer, which
+writes model_step{N}.pth every --checkpoint-every steps and keeps the last three, for the
+cluster's tests. (The current edu-ide/index-tts trainers/train_gpt_v2.py never writes
+model_step{N}.pth; its faithful fixture is indextts-fixture/trainers/train_gpt_v2.py.)
 
-It behaves like the real trainer where the cluster can see it:
+It behaves like that trainer where the cluster can see it:
   * prints `[Train] epoch=E step=S text_loss=… mel_loss=… mel_top1=… lr=… | …steps/min ETA:…h |
     grad_norm=… GPU=…GB` and `[Val] epoch=E step=S text_loss=… mel_loss=… mel_top1=… | val_time=…min`
     lines on stdout (flushed);
@@ -10,10 +13,12 @@ It behaves like the real trainer where the cluster can see it:
     <output-dir>/logs/run_YYYYmmdd_HHMMSS (or --log-dir), plus TensorBoard-only scalars
     (train/samples_per_sec);
   * writes model_step{N}.pth every --checkpoint-every steps (keeping the last three), latest.pth
-    and best_model.pth (lowest val text_loss), each as *.tmp then renamed; the content is a small
-    JSON document, not a real torch checkpoint;
+    and best_model.pth (lowest val text_loss), each as *.tmp then renamed; each is a real PyTorch
+    zip checkpoint (torch.save) holding a tiny two-layer model's state_dict under "model" and
+    "step", "epoch", ... (torch comes from Debian's python3-torch through the venv's
+    --system-site-packages, see trainer_env.sh);
   * resumes from --resume PATH (or 'auto' = <output-dir>/latest.pth): continues at the step after
-    the checkpoint's;
+    the checkpoint's `step` (a legacy JSON checkpoint such as {"step": 1000} is still read);
   * fails like CUDA running out of memory (torch.OutOfMemoryError on stderr, exit 1) when
     --batch-size >= --oom-at-batch; hangs at --hang-at-step; starts --spawn-children sleeping child
     processes (their pids in <output-dir>/children.pids) to test process-group kills.
@@ -27,6 +32,9 @@ import os
 import subprocess
 import sys
 import time
+
+import torch
+from torch import nn
 
 
 def parse_args():
@@ -97,13 +105,27 @@ def val_losses(step):
     return t + 0.05, m + 0.1, a - 0.01
 
 
+def tiny_model():
+    """A couple of real layers, so the checkpoints are real torch.save files with tensors in them."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 16))
+
+
 def write_atomically(path, payload):
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f)
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def read_checkpoint(path):
+    try:
+        return torch.load(path, map_location="cpu")
+    except Exception:
+        with open(path) as f:  # a legacy JSON checkpoint
+            return json.load(f)
 
 
 def fail_out_of_memory(args):
@@ -138,9 +160,11 @@ def main():
     if resume == "auto":
         candidate = os.path.join(out, "latest.pth")
         resume = candidate if os.path.exists(candidate) else ""
+    model = tiny_model()
     if resume:
-        with open(resume) as f:
-            state = json.load(f)
+        state = read_checkpoint(resume)
+        if isinstance(state.get("model"), dict):
+            model.load_state_dict(state["model"])
         start_step = int(state["step"]) + 1
         best_val = float(state.get("best_val", best_val))
         recent = list(state.get("recent_checkpoints", []))
@@ -187,12 +211,13 @@ def main():
                 add_scalar(writer, args.tb_style, tag, value, step)
             if vt < best_val:
                 best_val = vt
-                write_atomically(os.path.join(out, "best_model.pth"), {"step": step, "val_text_loss": vt})
+                write_atomically(os.path.join(out, "best_model.pth"),
+                                 {"model": model.state_dict(), "step": step, "val_text_loss": vt})
         if step % args.checkpoint_every == 0:
             path = os.path.join(out, f"model_step{step}.pth")
             state = {"step": step, "epoch": epoch, "best_val": best_val, "batch_size": args.batch_size,
                      "grad_accum": args.grad_accum, "recent_checkpoints": recent + [path],
-                     "model": "fake weights " * 16}
+                     "model": model.state_dict()}
             write_atomically(path, state)
             recent.append(path)
             while len(recent) > 3:
