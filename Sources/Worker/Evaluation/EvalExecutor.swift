@@ -99,7 +99,7 @@ public final class EvalExecutor: ShardExecutor, Sendable {
             // ready fails the shard, like a torch module that does not load.
             if let persistent, !payload.utterances.isEmpty {
                 do { try await persistent.start() } catch let failure as ShardFailure {
-                    return ShardReport(outcome: .failed, message: failure.message)
+                    return ShardReport(outcome: .failed, message: "eval: \(failure.message)")
                 }
             }
             for (i, u) in payload.utterances.enumerated() {

@@ -83,10 +83,7 @@ actor PersistentSynthesizer {
         if let unavailable { throw ShardFailure(unavailable) }
         let clock = ContinuousClock()
         let began = clock.now
-        let child: SynthesizerProcess
-        do { child = try SynthesizerProcess(argv: configuration.argv, environment: configuration.environment, logger: logger) } catch {
-            throw ShardFailure("eval: \(error)")
-        }
+        let child = try SynthesizerProcess(argv: configuration.argv, environment: configuration.environment, logger: logger)
         starts += 1
         logger.info("synthesizer \(child.pid) started: \(configuration.argv.joined(separator: " "))")
         let deadline = began + configuration.startupTimeout
@@ -112,7 +109,7 @@ actor PersistentSynthesizer {
                 problem = "broke the protocol before its ready line: \(why)"
             case .event(.closed):
                 await stop(child, patient: false)
-                throw ShardFailure("eval: the persistent synthesizer \(exitSummary(child)) before it was ready\(tail(child))")
+                throw ShardFailure("the persistent synthesizer \(exitSummary(child)) before it was ready\(tail(child))")
             case .timedOut:
                 problem = "was not ready within \(Self.format(configuration.startupTimeout)) s (startup_timeout_seconds)"
             case .cancelled:
@@ -120,7 +117,7 @@ actor PersistentSynthesizer {
                 throw CancellationError()
             }
             await stop(child, patient: false)
-            throw ShardFailure("eval: the persistent synthesizer \(problem)\(tail(child))")
+            throw ShardFailure("the persistent synthesizer \(problem)\(tail(child))")
         }
     }
 
