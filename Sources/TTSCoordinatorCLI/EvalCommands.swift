@@ -12,13 +12,13 @@ struct Eval: AsyncParsableCommand {
     var manifests: [String]
     @Option(help: "Utterances to evaluate (a seeded, stable subset; default all).")
     var numSamples: Int?
-    @Option(help: "reference (the test set's own audio: the ASR floor), command, or torch (the module's synthesize method through the libtorch shim).")
+    @Option(help: "reference (the test set's own audio: the ASR floor), command (a process per utterance), persistent (one process per shard, JSON lines: docs/SYNTHESIZER.md), or torch (the module's synthesize method through the libtorch shim).")
     var synthesizer = "reference"
     @Option(help: "For --synthesizer torch: the TorchScript module the checkpoint belongs to (default: the checkpoint is itself a TorchScript file).")
     var synthModule: String?
     @Option(help: "For --synthesizer torch: the most codes decoded per utterance.")
     var maxCodes: Int?
-    @Option(help: "For --synthesizer command: the command line, with {checkpoint} {text} {prompt_audio} {output} {id}.")
+    @Option(help: "For --synthesizer command: the command line, with {checkpoint} {text} {prompt_audio} {output} {id}; for persistent: with {checkpoint} (and {output_dir}).")
     var synthCommand: String?
     @Option(help: "Seconds one utterance's synthesis may take.")
     var synthTimeout = 120.0
@@ -41,8 +41,8 @@ struct Eval: AsyncParsableCommand {
 
     func run() async throws {
         var synth = SynthesizerSpec(kind: synthesizer, timeoutSeconds: synthTimeout, module: synthModule, maxCodes: maxCodes)
-        if synthesizer == "command" {
-            guard let synthCommand else { throw ValidationError("--synthesizer command needs --synth-command \"…\"") }
+        if synthesizer == "command" || synthesizer == "persistent" {
+            guard let synthCommand else { throw ValidationError("--synthesizer \(synthesizer) needs --synth-command \"…\"") }
             synth.command = try Self.words(synthCommand, option: "--synth-command")
         }
         var asrArgv: [String]?

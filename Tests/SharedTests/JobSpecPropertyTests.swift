@@ -59,7 +59,7 @@ struct JobSpecPropertyTests {
                 #expect(!runs.isEmpty && runs.count == (spec.sweep?.count ?? 1) && runs.count <= JobSpecParser.maximumSweepRuns,
                         "seed \(seed): \(runs.count) runs from \(text.debugDescription)")
                 #expect(Set(runs.map(\.name)).count == runs.count, "seed \(seed): duplicate run names from \(text.debugDescription)")
-                #expect(Set(spec.presets.map(\.batch.effectiveBatch)).count <= 1)
+                #expect(!spec.sameEffectiveBatch || Set(spec.presets.map(\.batch.effectiveBatch)).count <= 1)
                 #expect(!spec.name.isEmpty && !spec.project.isEmpty)
             } catch {
                 refused += 1

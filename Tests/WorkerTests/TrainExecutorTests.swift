@@ -17,7 +17,8 @@ import Glibc
     static let timing = TrainExecutor.Timing(tensorBoardEvery: .milliseconds(300), checkpointsEvery: .milliseconds(300))
 
     static let trainKeys = ["train/text_loss", "train/mel_loss", "train/mel_top1", "train/lr",
-                            "train/steps_per_min", "train/grad_norm", "train/samples_per_sec"]
+                            "train/steps_per_min", "train/eta_hours", "train/grad_norm", "train/gpu_memory_allocated_gb",
+                            "train/samples_per_sec"]
     static let valKeys = ["val/text_loss", "val/mel_loss", "val/mel_top1", "val/time_minutes"]
 
     /// Every `(key, step)` the fixture logs for `steps` with validation every `valEvery`.
@@ -114,11 +115,13 @@ import Glibc
         #expect(harness.progress.last! == (step: 30, total: 30))
     }
 
-    @Test func everyCheckpointIsAnEventWithItsStepSizeAndSHA256() async throws {
+    @Test("every complete checkpoint is an event with the step inside it; those the run needs are pinned (hard links) with their size and SHA-256")
+    func everyCheckpointIsAnEventWithItsStepAndPinsCarryTheirHash() async throws {
         let output = TrainerFixture.temporaryDirectory("train-ckpt")
         let harness = try Harness()
-        let payload = try Self.trainerPayload(run: "run-ckpt", output: output, maxSteps: 30,
+        var payload = try Self.trainerPayload(run: "run-ckpt", output: output, maxSteps: 30,
                                               extra: ["--checkpoint-every", "10", "--step-seconds", "0.03"])
+        payload.checkpointEvery = 20
         let report = try await harness.run(payload)
         #expect(report.outcome == .succeeded, "\(report.message)")
 
@@ -126,25 +129,28 @@ import Glibc
         let data = events.map { Self.object($0.data) }
         #expect(events.allSatisfy { $0.shard == ShardRef(shardId: 7, leaseEpoch: 1) })
         for step in [10, 20, 30] {
-            let path = "\(output)/model_step\(step).pth"
-            let reported = data.filter { $0["path"]?.stringValue == path }
+            let source = "\(output)/model_step\(step).pth"
+            let reported = data.filter { $0["source"]?.stringValue == source }
             try #require(reported.count == 1, "model_step\(step).pth reported \(reported.count) times")
             let d = reported[0]
-            #expect(d["step"]?.doubleValue == Double(step))
-            #expect(d["sha256"]?.stringValue == (try CheckpointScanner.sha256(path)))
-            #expect(d["size"]?.doubleValue == (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.doubleValue)
-            #expect(d["best"] == nil)
+            #expect(d["step"]?.doubleValue == Double(step) && d["step_source"] == .string("file"))
+            #expect(d["full_state"] == .bool(true), "the numbered profile saves optimizer state")
+            // Every full-state checkpoint is a resume point; 20 is also on checkpoint_every, 30 is the end.
+            let pin = "\(output)/pins/step-\(step).pth"
+            #expect(d["pinned"] == .bool(true) && d["path"]?.stringValue == pin)
+            let roles = Set(d["roles"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+            #expect(roles == (step == 20 ? ["checkpoint", "resume"] : step == 30 ? ["final", "resume"] : ["resume"]))
+            #expect(d["sha256"]?.stringValue == (try CheckpointScanner.sha256(pin)))
+            #expect(d["size"]?.doubleValue == (try FileManager.default.attributesOfItem(atPath: pin)[.size] as? NSNumber)?.doubleValue)
+            #expect(d["copied"] == .bool(false), "a hard link to the trainer's file (model_step\(step).pth or latest.pth of that step)")
+            #expect(try TorchCheckpointReader.inspect(path: pin).step == Int64(step))
         }
-        // latest.pth and best_model.pth are replaced by rename; the last report of each is the file as it is.
-        for name in ["latest.pth", "best_model.pth"] {
-            let last = try #require(data.last { $0["path"]?.stringValue == "\(output)/\(name)" }, "\(name) never reported")
-            #expect(last["sha256"]?.stringValue == (try CheckpointScanner.sha256("\(output)/\(name)")))
-            #expect((last["best"] == .bool(true)) == (name == "best_model.pth"))
-        }
+        let best = try #require(data.last { $0["source"]?.stringValue == "\(output)/best_model.pth" }, "best_model.pth never reported")
+        #expect(best["best"] == .bool(true) && best["step"] == .number(30))
         let out = Self.object(report.output)
-        #expect(out["last_checkpoint"]?.stringValue == "\(output)/model_step30.pth")
+        #expect(out["last_checkpoint"]?.stringValue == "\(output)/pins/step-30.pth")
         #expect(out["last_checkpoint_step"]?.doubleValue == 30)
-        #expect(out["last_checkpoint_sha256"]?.stringValue == (try CheckpointScanner.sha256("\(output)/model_step30.pth")))
+        #expect(out["last_checkpoint_sha256"]?.stringValue == (try CheckpointScanner.sha256("\(output)/pins/step-30.pth")))
         #expect(out["final_step"]?.doubleValue == 30)
         #expect(out["exit"]?.stringValue == "success")
         #expect(out["reached_max_steps"] == .bool(true))
@@ -194,7 +200,7 @@ import Glibc
         #expect(Set(counts.keys) == Self.expectedKeys(steps: 11...30, valEvery: 10))
         #expect(counts.values.allSatisfy { $0 == 1 })
         #expect(entries.flatMap(\.events).contains { $0.kind == .log && $0.message.contains("Resumed from \(checkpoint) at step 10") })
-        #expect(Self.object(report2.output)["last_checkpoint"]?.stringValue == "\(output)/model_step30.pth")
+        #expect(Self.object(report2.output)["last_checkpoint"]?.stringValue == "\(output)/pins/step-30.pth")
     }
 
     // MARK: failures
@@ -297,7 +303,8 @@ import Glibc
         let survivors = (children + [trainer]).filter(Support.isRunning)
         #expect(survivors.isEmpty, "still running after cancel: \(survivors)")
         let events = try harness.entries().flatMap(\.events)
-        #expect(events.contains { $0.kind == .checkpointSaved && Self.object($0.data)["path"]?.stringValue == "\(output)/model_step2.pth" })
+        #expect(events.contains { $0.kind == .checkpointSaved && Self.object($0.data)["source"]?.stringValue == "\(output)/model_step2.pth"
+            && Self.object($0.data)["path"]?.stringValue == "\(output)/pins/step-2.pth" }, "the checkpoint written before the cancel is pinned and reported")
     }
 
     // MARK: payload

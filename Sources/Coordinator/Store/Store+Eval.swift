@@ -32,13 +32,13 @@ extension Store {
         }
         guard !request.manifests.isEmpty else { throw ProtocolError(.invalidRequest, "eval needs at least one test manifest (--manifest path.jsonl::ko)") }
         guard SynthesizerSpec.kinds.contains(request.synthesizer.kind) else {
-            throw ProtocolError(.invalidRequest, "unknown synthesizer '\(request.synthesizer.kind)': use reference, command or torch")
+            throw ProtocolError(.invalidRequest, "unknown synthesizer '\(request.synthesizer.kind)': use \(SynthesizerSpec.kinds.joined(separator: ", "))")
         }
         if let n = request.synthesizer.maxCodes, n <= 0 {
             throw ProtocolError(.invalidRequest, "the torch synthesizer's max_codes must be positive, got \(n)")
         }
-        if request.synthesizer.kind == "command", (request.synthesizer.command ?? []).isEmpty {
-            throw ProtocolError(.invalidRequest, "the command synthesizer needs a command template")
+        if ["command", "persistent"].contains(request.synthesizer.kind), (request.synthesizer.command ?? []).isEmpty {
+            throw ProtocolError(.invalidRequest, "the \(request.synthesizer.kind) synthesizer needs a command template")
         }
         let asr = request.asr ?? "vosk"
         guard ["vosk", "command"].contains(asr) else { throw ProtocolError(.invalidRequest, "unknown ASR backend '\(asr)': use vosk or command") }

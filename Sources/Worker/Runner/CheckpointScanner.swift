@@ -97,15 +97,23 @@ public struct CheckpointScanner: Sendable {
     /// to a stable name first and hashes that (a renamed-over file can be replaced at any time).
     /// With ``settleInPlace``, files the trainer writes in place (`best_model.pth`) are reported
     /// only after two scans saw them unchanged, whatever ``settle`` says.
-    public mutating func scanWithoutHashing(currentStep: Int64? = nil) throws(CheckpointScanError) -> [CheckpointFile] {
-        try scan(currentStep: currentStep, hashing: false)
+    /// `settleInPlace: false` once the writer has exited (nothing can be mid-write any more; a file
+    /// it left cut short is refused by its content).
+    public mutating func scanWithoutHashing(currentStep: Int64? = nil, settleInPlace: Bool = true) throws(CheckpointScanError) -> [CheckpointFile] {
+        try scan(currentStep: currentStep, hashing: false, settleInPlace: settleInPlace)
+    }
+
+    /// Forgets that `name` was reported, so the next scan reports it again if it is still there.
+    public mutating func forget(_ name: String) {
+        reported[name] = nil
+        seen[name] = nil
     }
 
     /// Files written in place (not by rename): `best_model.pth` (the real trainer torch.saves it
     /// directly, so a kill mid-write leaves it truncated).
     public static func isWrittenInPlace(_ name: String) -> Bool { name == "best_model.pth" }
 
-    private mutating func scan(currentStep: Int64?, hashing: Bool) throws(CheckpointScanError) -> [CheckpointFile] {
+    private mutating func scan(currentStep: Int64?, hashing: Bool, settleInPlace: Bool = true) throws(CheckpointScanError) -> [CheckpointFile] {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
             if !FileManager.default.fileExists(atPath: directory) { return [] }
@@ -119,7 +127,7 @@ public struct CheckpointScanner: Sendable {
             guard let before = Self.identity(path) else { continue }
             stillThere.insert(name)
             if reported[name] == before { continue }
-            if settle || (!hashing && Self.isWrittenInPlace(name)) {
+            if settle || (!hashing && settleInPlace && Self.isWrittenInPlace(name)) {
                 let previous = seen[name]
                 seen[name] = before
                 if previous != before { continue }

@@ -43,7 +43,7 @@ public struct TrainExecutor: ShardExecutor {
         public var logFlushEvery: Duration
         public var logLinesPerEntry: Int
 
-        public init(tensorBoardEvery: Duration = .seconds(1), checkpointsEvery: Duration = .seconds(2),
+        public init(tensorBoardEvery: Duration = .seconds(1), checkpointsEvery: Duration = .seconds(1),
                     logFlushEvery: Duration = .milliseconds(200), logLinesPerEntry: Int = 100) {
             self.tensorBoardEvery = tensorBoardEvery
             self.checkpointsEvery = checkpointsEvery
@@ -133,7 +133,7 @@ public struct TrainExecutor: ShardExecutor {
         await poller.value
         stopper.cancel()
         let stop = await stopper.value
-        await monitor.pollFiles(tensorBoard: true, checkpoints: true, final: exit == .success)
+        await monitor.pollFiles(tensorBoard: true, checkpoints: true, final: exit == .success, exited: true)
         monitor.flush()
         if Task.isCancelled { throw CancellationError() }
         if let mismatch = monitor.resumeMismatch {

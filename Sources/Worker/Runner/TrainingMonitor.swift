@@ -197,11 +197,12 @@ final class TrainingMonitor: Sendable {
 
     /// Reads new TensorBoard scalars and scans for new checkpoints, off the cooperative pool.
     /// `final`: the trainer has exited successfully; its newest checkpoint is the run's last.
-    func pollFiles(tensorBoard: Bool, checkpoints: Bool, final: Bool = false) async {
+    /// `exited`: the trainer is gone (files it wrote in place need not settle).
+    func pollFiles(tensorBoard: Bool, checkpoints: Bool, final: Bool = false, exited: Bool = false) async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             io.async { [self] in
                 if tensorBoard { pollTensorBoard() }
-                if checkpoints { scanCheckpoints() }
+                if checkpoints { scanCheckpoints(trainerExited: exited || final) }
                 if final { pinFinal() }
                 c.resume()
             }
@@ -227,11 +228,13 @@ final class TrainingMonitor: Sendable {
         flush()
     }
 
-    private func scanCheckpoints() {
+    private func scanCheckpoints(trainerExited: Bool = false) {
         let step = highestStep
         let found: [CheckpointFile]
         do {
-            found = try sources.withLock { (s) throws(CheckpointScanError) -> [CheckpointFile] in try s.checkpoints.scanWithoutHashing(currentStep: step) }
+            found = try sources.withLock { (s) throws(CheckpointScanError) -> [CheckpointFile] in
+                try s.checkpoints.scanWithoutHashing(currentStep: step, settleInPlace: !trainerExited)
+            }
         } catch {
             record(EventRequest(kind: .warning, shard: shard, message: "\(error)", wallTime: Date().timeIntervalSince1970))
             return
@@ -264,6 +267,11 @@ final class TrainingMonitor: Sendable {
             }
         }
         guard let best else { return }
+        let step = best.info.step ?? best.file.step ?? -1
+        let pinned = state.withLock { s in
+            s.checkpoints.pins.contains { $0.step == step && $0.fullState == best.info.hasOptimizerState && $0.roles.contains(.final) }
+        }
+        guard !pinned else { return } // already pinned as the last one (it reached max_steps)
         consider(best.file, final: true)
         flush()
     }
@@ -300,6 +308,13 @@ final class TrainingMonitor: Sendable {
             return
         }
         let fullState = info.hasOptimizerState
+        if !fullState, !final, !inPlace, FileManager.default.fileExists(atPath: (file.path as NSString).deletingLastPathComponent + "/latest_full.pth.tmp") {
+            // The trainer is writing its full-state checkpoint of (most likely) the same step:
+            // look again at the next scan, so that step's pin holds optimizer state.
+            if let held { sources.withLock { $0.pinner.discard(held.path) } }
+            sources.withLock { $0.checkpoints.forget(file.name) }
+            return
+        }
         let policy = sources.withLock { $0.pinner.policy }
         let roles = CheckpointPinner.roles(step: step, fullState: fullState, final: final, policy: policy)
         var pin: PinnedCheckpoint?

@@ -14,7 +14,8 @@ It behaves like that trainer where the cluster can see it:
     (train/samples_per_sec);
   * writes model_step{N}.pth every --checkpoint-every steps (keeping the last three), latest.pth
     and best_model.pth (lowest val text_loss), each as *.tmp then renamed; each is a real PyTorch
-    zip checkpoint (torch.save) holding a tiny two-layer model's state_dict under "model" and
+    zip checkpoint (torch.save) holding a tiny two-layer model's state_dict under "model", an
+    AdamW state under "optimizer" (model_step{N} and latest, as the older trainer saved them) and
     "step", "epoch", ... (torch comes from Debian's python3-torch through the venv's
     --system-site-packages, see trainer_env.sh);
   * resumes from --resume PATH (or 'auto' = <output-dir>/latest.pth): continues at the step after
@@ -161,6 +162,7 @@ def main():
         candidate = os.path.join(out, "latest.pth")
         resume = candidate if os.path.exists(candidate) else ""
     model = tiny_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     if resume:
         state = read_checkpoint(resume)
         if isinstance(state.get("model"), dict):
@@ -215,9 +217,11 @@ def main():
                                  {"model": model.state_dict(), "step": step, "val_text_loss": vt})
         if step % args.checkpoint_every == 0:
             path = os.path.join(out, f"model_step{step}.pth")
+            # Like the older trainer's model_step{N}.pth: model, optimizer and scheduler state.
             state = {"step": step, "epoch": epoch, "best_val": best_val, "batch_size": args.batch_size,
                      "grad_accum": args.grad_accum, "recent_checkpoints": recent + [path],
-                     "model": model.state_dict()}
+                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": {"last_epoch": step, "base_lrs": [args.lr]}}
             write_atomically(path, state)
             recent.append(path)
             while len(recent) > 3:
