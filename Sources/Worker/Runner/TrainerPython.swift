@@ -38,7 +38,14 @@ struct TrainerPython: Sendable {
             let dir = NSTemporaryDirectory() + "tts-python-\(getpid())-\(UUID().uuidString.prefix(8))"
             do {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                try FileManager.default.createSymbolicLink(atPath: dir + "/python", withDestinationPath: interpreter)
+                // A script, not a symbolic link: Python finds its venv (pyvenv.cfg) next to the path
+                // it was started by, so a link elsewhere would start the base interpreter without
+                // the venv's packages.
+                let quoted = "'" + interpreter.replacingOccurrences(of: "'", with: "'\\''") + "'"
+                let script = "#!/bin/sh\nexec \(quoted) \"$@\"\n"
+                guard FileManager.default.createFile(atPath: dir + "/python", contents: Data(script.utf8), attributes: [.posixPermissions: 0o755]) else {
+                    throw CocoaError(.fileWriteUnknown)
+                }
                 return TrainerPython(path: dir + ":" + basePath, warning: warning, directory: dir)
             } catch {
                 try? FileManager.default.removeItem(atPath: dir)

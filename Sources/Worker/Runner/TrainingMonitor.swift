@@ -315,8 +315,11 @@ final class TrainingMonitor: Sendable {
             sources.withLock { $0.checkpoints.forget(file.name) }
             return
         }
-        let policy = sources.withLock { $0.pinner.policy }
-        let roles = CheckpointPinner.roles(step: step, fullState: fullState, final: final, policy: policy)
+        let (policy, fullPinned) = sources.withLock { s in
+            (s.pinner.policy, !fullState && s.pinner.pins.values.contains { $0.step == step && $0.fullState })
+        }
+        // A light checkpoint of a step already pinned with optimizer state adds nothing.
+        let roles = fullPinned ? [] : CheckpointPinner.roles(step: step, fullState: fullState, final: final, policy: policy)
         var pin: PinnedCheckpoint?
         if !roles.isEmpty {
             pin = pinIfRoom(file: file, held: held, inPlace: inPlace, step: step, fullState: fullState, roles: roles, size: info.size, now: now)
