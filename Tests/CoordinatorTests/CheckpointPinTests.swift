@@ -157,6 +157,13 @@ struct CheckpointPinTests {
         }
         let alive = try store.pins(runId: c.runId).filter { $0.deletedAt == nil }.map(\.step)
         #expect(alive == [2000, 4000], "the best (2000) and the newest (4000)")
+        // W&B's `best` alias followed the best pin: 1000, then 2000, and never a deleted pin.
+        let announced = try store.pool.read { db in
+            try String.fetchAll(db, sql: "SELECT data FROM events WHERE run_id = ? AND kind = 'checkpoint_saved' AND data LIKE '%\"alias\"%' ORDER BY id",
+                                arguments: [c.runId])
+        }.compactMap { jsonDecode([String: JSONValue].self, $0) }
+        #expect(announced.map { $0["step"] } == [.number(1000), .number(2000)])
+        #expect(announced.allSatisfy { $0["alias"] == .string("best") && $0["pinned"] == .bool(true) })
     }
 
     @Test("without keep:, pins stay, except a resume-only pin superseded by a newer full-state one")

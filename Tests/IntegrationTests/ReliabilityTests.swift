@@ -155,7 +155,7 @@ struct ReliabilityTests {
         let shard = try #require(try h.shards().first { $0.id == reply.runs[0].shardId })
         #expect(shard.history.map(\.state) == ["lost", "succeeded"])
         let resumeStep = try h.cli(["logs", runId]).out.split(separator: "\n").map(String.init)
-            .compactMap { $0.firstMatch(of: /\[resume\] resuming from .*model_step(\d+)\.pth/).flatMap { Int($0.1) } }.first
+            .compactMap { $0.firstMatch(of: /\[resume\] resuming from .*pins\/step-(\d+)\.pth/).flatMap { Int($0.1) } }.first
         #expect((resumeStep ?? 0) >= 60, "resumed from a checkpoint: \(String(describing: resumeStep))")
         try await h.waitUntilAsync("worker_lost reached Slack", timeout: 30) {
             try await Self.deliveredLines(slack).contains { $0.contains("worker_lost") }

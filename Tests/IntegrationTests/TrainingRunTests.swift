@@ -131,10 +131,12 @@ struct TrainingRunTests {
         #expect(shard.history.map(\.state) == ["lost", "succeeded"])
         #expect(shard.history.map(\.workerName) == ["a6000", "4090"])
         let lines = try logs(h, runId)
-        let resumeNote = try #require(lines.first { $0.hasPrefix("[resume] resuming from \(outputDir)/model_step") })
-        let step = try #require(resumeNote.firstMatch(of: /model_step(\d+)\.pth/).flatMap { Int($0.1) })
+        // The newest full-state checkpoint, pinned (model_step{N}.pth hard-linked as pins/step-N.pth).
+        let resumeNote = try #require(lines.first { $0.hasPrefix("[resume] resuming from \(outputDir)/pins/step-") })
+        let step = try #require(resumeNote.firstMatch(of: /pins\/step-(\d+)\.pth/).flatMap { Int($0.1) })
         #expect(step >= 60 && step % 30 == 0)
-        #expect(lines.contains { $0 == "[Info] Resumed from \(outputDir)/model_step\(step).pth at step \(step)" })
+        #expect(resumeNote.contains("with full state"))
+        #expect(lines.contains { $0 == "[Info] Resumed from \(outputDir)/pins/step-\(step).pth at step \(step)" })
         // The step sequence continues: every step exactly once, none lost, none doubled.
         let loss = try series(h, runId, "train/text_loss")
         #expect(loss.map(\.step) == Array(1...240))
@@ -165,7 +167,7 @@ struct TrainingRunTests {
         #expect(lines.contains { $0.hasPrefix("[downshift] OOM downshift: CUDA ran out of memory at batch 16 × accumulation 1 (effective 16)") && $0.contains("batch 8 × accumulation 2") })
         #expect(lines.contains { $0.hasPrefix("! torch.OutOfMemoryError: CUDA out of memory") })
         #expect(lines.contains { $0.contains("batch_size=8 grad_accum=2") })
-        #expect(lines.contains { $0.hasSuffix("model_step40.pth at step 40") && $0.hasPrefix("[Info] Resumed from") })
+        #expect(lines.contains { $0.hasSuffix("pins/step-40.pth at step 40") && $0.hasPrefix("[Info] Resumed from") })
         let alerts = try h.cliJSON(["alerts"], as: [AlertSummary].self)
         #expect(alerts.contains { $0.rule == "oom" && $0.runId == runId })
         #expect(try series(h, runId, "train/text_loss").map(\.step) == Array(1...90))
@@ -216,7 +218,8 @@ struct TrainingRunTests {
         let shard = try #require(try h.shards().first { $0.id == reply.runs[0].shardId })
         #expect(shard.history.map(\.state) == ["cancelled", "succeeded"])
         #expect(shard.failures == 0, "a drain is not a failure")
-        #expect(try logs(h, runId).contains { $0.hasPrefix("[Info] Resumed from") && $0.contains("/model_step") })
+        #expect(try logs(h, runId).contains { $0.hasPrefix("[Info] Resumed from") && $0.contains("/pins/step-") })
+        #expect(try logs(h, runId).contains { $0.contains("[stop] full-state checkpoint at step") }, "the drain waited for the next checkpoint")
         #expect(try series(h, runId, "train/text_loss").map(\.step) == Array(1...150))
     }
 

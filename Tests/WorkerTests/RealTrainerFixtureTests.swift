@@ -103,6 +103,66 @@ import Glibc
         #expect(Self.checkpointEvents(entries).contains { $0["pinned"] == .bool(false) && $0["full_state"] == .bool(false) && $0["step"] == .number(30) })
     }
 
+    @Test("which checkpoints are pinned, and why: eval_every, checkpoint_every, the end, optimizer state")
+    func pinRoles() {
+        let policy = CheckpointPinner.Policy(evalEvery: 1000, checkpointEvery: 5000, maxSteps: 240_000, directory: "/p")
+        #expect(CheckpointPinner.roles(step: 1000, fullState: true, final: false, policy: policy) == [.eval, .resume])
+        #expect(CheckpointPinner.roles(step: 5000, fullState: false, final: false, policy: policy) == [.eval, .checkpoint])
+        #expect(CheckpointPinner.roles(step: 1100, fullState: false, final: false, policy: policy) == [], "a light latest.pth off the cadences")
+        #expect(CheckpointPinner.roles(step: 1100, fullState: true, final: false, policy: policy) == [.resume])
+        #expect(CheckpointPinner.roles(step: 240_000, fullState: false, final: false, policy: policy) == [.eval, .checkpoint, .final])
+        #expect(CheckpointPinner.roles(step: 1234, fullState: false, final: true, policy: policy) == [.final])
+        #expect(CheckpointPinner.roles(step: 0, fullState: true, final: true, policy: policy) == [])
+        #expect(CheckpointPinner.pinName(step: 1000, fullState: true) == "step-1000.pth")
+        #expect(CheckpointPinner.pinName(step: 1000, fullState: false) == "step-1000-model.pth")
+        #expect(ResumeCheckpoint.pinStep("step-1000-model.pth") == 1000 && ResumeCheckpoint.pinStep("step-7.pth") == 7)
+        #expect(ResumeCheckpoint.pinStep("best_model.pth") == nil)
+    }
+
+    @Test("a nearly full checkpoint volume: disk_low before a pin would leave no room for the next save, and no pin that would fill it")
+    func diskLow() async throws {
+        let output = TrainerFixture.temporaryDirectory("fixture-disk")
+        let spool = try MetricSpool(directory: TrainerFixture.temporaryDirectory("fixture-disk-spool"))
+        // 1.5 checkpoints of room at first, half a checkpoint after step 40.
+        let size = Mutex<Int64>(0)
+        let executor = TrainExecutor(spool: spool, timing: TrainExecutorTests.timing) { _ in
+            let checkpoint = size.withLock { $0 }
+            return checkpoint == 0 ? nil : checkpoint * 3 / 2
+        }
+        let payload = try Self.payload(run: "run-disk", output: output, maxSteps: 40, evalEvery: 20, checkpointEvery: nil,
+                                       env: ["TTS_FIXTURE_LIGHT_EVERY": "10", "TTS_FIXTURE_FULL_EVERY": "20", "TTS_FIXTURE_SAVE_PAD_BYTES": "1000000"])
+        // The size of one of the fixture's checkpoints, for the stand-in.
+        let probe = TrainerFixture.temporaryDirectory("fixture-disk-probe")
+        let seed = try Self.payload(run: "probe", output: probe, maxSteps: 10, evalEvery: nil, checkpointEvery: nil,
+                                    env: ["TTS_FIXTURE_LIGHT_EVERY": "10", "TTS_FIXTURE_SAVE_PAD_BYTES": "1000000"])
+        _ = try await Harness().run(seed)
+        size.withLock { $0 = ((try? FileManager.default.attributesOfItem(atPath: probe + "/latest.pth")[.size] as? NSNumber)?.int64Value ?? 0) * 11 / 10 }
+        let assignment = ShardAssignment(shard: ShardRef(shardId: 4, leaseEpoch: 1), jobId: 1, kind: "train", attempt: 1,
+                                         payload: try JSONCoding.encode(payload.json), runId: payload.run)
+        let report = try await executor.run(assignment, context: ShardContext(assignment: assignment) { _, _ in })
+        #expect(report.outcome == .succeeded)
+        let events = try Self.allEntries(spool).flatMap(\.events)
+        let low = events.filter { $0.kind == .diskLow }
+        #expect(!low.isEmpty, "disk_low raised")
+        #expect(low.allSatisfy { $0.message.contains("disk low") && $0.message.contains("GB free") })
+        #expect(!Self.pins(Self.checkpointEvents(try Self.allEntries(spool))).isEmpty, "with room for one more checkpoint, pins are still made")
+
+        // Half a checkpoint of room: a pin would fill the volume, so none is made.
+        let fullOutput = TrainerFixture.temporaryDirectory("fixture-disk-full")
+        let fullSpool = try MetricSpool(directory: TrainerFixture.temporaryDirectory("fixture-disk-full-spool"))
+        let checkpoint = size.withLock { $0 }
+        let cramped = TrainExecutor(spool: fullSpool, timing: TrainExecutorTests.timing) { _ in checkpoint / 2 }
+        let second = try Self.payload(run: "run-disk-full", output: fullOutput, maxSteps: 40, evalEvery: 20, checkpointEvery: nil,
+                                      env: ["TTS_FIXTURE_LIGHT_EVERY": "10", "TTS_FIXTURE_FULL_EVERY": "20", "TTS_FIXTURE_SAVE_PAD_BYTES": "1000000"])
+        let a2 = ShardAssignment(shard: ShardRef(shardId: 5, leaseEpoch: 1), jobId: 1, kind: "train", attempt: 1,
+                                 payload: try JSONCoding.encode(second.json), runId: second.run)
+        #expect(try await cramped.run(a2, context: ShardContext(assignment: a2) { _, _ in }).outcome == .succeeded)
+        let crampedEvents = try Self.allEntries(fullSpool)
+        #expect(Self.pins(Self.checkpointEvents(crampedEvents)).isEmpty, "no pin that would fill the volume")
+        #expect(crampedEvents.flatMap(\.events).contains { $0.kind == .diskLow && $0.message.contains("not pinned") })
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: fullOutput + "/pins")) ?? []).filter { $0.hasSuffix(".pth") }.isEmpty)
+    }
+
     @Test("a best_model.pth cut short by a kill mid-write is refused: never reported, pinned or used for a resume")
     func truncatedBestIsRefused() async throws {
         let output = TrainerFixture.temporaryDirectory("fixture-trunc")
@@ -151,6 +211,29 @@ import Glibc
         let lines = try Self.allEntries(spool).flatMap(\.events).map(\.message)
         #expect(lines.contains { $0.contains("[stop] full-state checkpoint at step 120 pinned") })
         #expect(!lines.contains { $0.contains("[Train]") && $0.contains("step=200 ") }, "stopped soon after")
+    }
+
+    @Test("before the trainer's first latest_full.pth, a planned stop takes the best_model.pth pinned at an eval_every step as its full-state checkpoint")
+    func plannedStopTakesAPinnedBest() async throws {
+        let output = TrainerFixture.temporaryDirectory("fixture-stop-best")
+        let spool = try MetricSpool(directory: TrainerFixture.temporaryDirectory("fixture-stop-best-spool"))
+        let executor = TrainExecutor(spool: spool, timing: TrainExecutorTests.timing)
+        let payload = try Self.payload(run: "run-stop-best", output: output, maxSteps: 1000, evalEvery: 50, checkpointEvery: nil,
+                                       env: ["TTS_FIXTURE_LIGHT_EVERY": "10", "TTS_FIXTURE_STEP_SECONDS": "0.05"])
+        let assignment = ShardAssignment(shard: ShardRef(shardId: 11, leaseEpoch: 1), jobId: 1, kind: "train", attempt: 1,
+                                         payload: try JSONCoding.encode(payload.json), runId: payload.run)
+        let step = Mutex<Int64>(0)
+        let context = ShardContext(assignment: assignment) { s, _ in step.withLock { $0 = s } }
+        let task = Task { try await executor.run(assignment, context: context) }
+        #expect(await RunnerTestSupport.eventually(within: 60) { step.withLock { $0 } >= 60 })
+        context.requestPlannedStop(reason: "worker draining (test)")
+        let report = try await task.value
+        let out = TrainExecutorTests.object(report.output)
+        #expect(report.outcome == .cancelled)
+        #expect(out["last_checkpoint"]?.stringValue == output + "/pins/step-100.pth", "the copy of best_model.pth at the eval_every step 100")
+        #expect(out["last_checkpoint_full_state"] == .bool(true))
+        let pins = Self.pins(Self.checkpointEvents(try Self.allEntries(spool)))
+        #expect(pins.contains { $0.step == 100 && $0.full && $0.roles.contains("eval") })
     }
 
     @Test("a resume the trainer reports at another step than asked is an error: the trainer is stopped and the shard fails")

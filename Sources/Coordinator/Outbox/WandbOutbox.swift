@@ -292,9 +292,13 @@ public actor WandbOutbox {
         }
         var metadata = e.data
         metadata["path"] = nil
-        return WandbArtifactUpload(name: "model-\(info.runId)", type: "model", aliases: best ? ["latest", "best"] : ["latest"],
+        // Retention moving `best` to an older pin re-logs that pin (same files: the same version)
+        // with `best` alone, so `latest` stays on the newest.
+        let bestOnly = e.data["alias"] == .string("best")
+        return WandbArtifactUpload(name: "model-\(info.runId)", type: "model",
+                                   aliases: bestOnly ? ["best"] : best ? ["latest", "best"] : ["latest"],
                                    metadata: metadata, files: [WandbRunFile(runPath: (path as NSString).lastPathComponent, localPath: path)],
-                                   historyStep: step)
+                                   historyStep: step, addsLatestAlias: !bestOnly)
     }
 
     // MARK: offline

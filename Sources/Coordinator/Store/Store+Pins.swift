@@ -144,6 +144,8 @@ extension Store {
             let why = "not among " + [lastText, bestText].compactMap { $0 }.joined(separator: " nor ")
             for s in steps where !keep.contains(s) { reasonFor[s] = why }
         }
+        try announceBest(db, runId: runId, live: live, measure: policy?.measure ?? "val/text_loss",
+                         higherIsBetter: policy?.higherIsBetter ?? false, now: now)
         for pin in live {
             let resumeOnly = pin.roles == ["resume"]
             var reason: String?
@@ -167,6 +169,37 @@ extension Store {
                 VALUES (NULL, NULL, ?, 'retention', ?, ?, ?, ?)
                 """, arguments: [runId, message, jsonString(data) ?? "", now.unixSeconds, now.unixSeconds])
         }
+    }
+
+    /// Moves the W&B `best` alias to the run's best pin by `measure` when it changed: a
+    /// `checkpoint_saved` event with `alias: best` for that pin, which the W&B outbox logs as the
+    /// same artifact version with `best` (and not `latest`). Pins kept only as resume points do not
+    /// compete; without a value of the measure at any pin step nothing is announced.
+    func announceBest(_ db: Database, runId: String, live: [PinRecord], measure: String, higherIsBetter: Bool, now: Date) throws {
+        var best: (pin: PinRecord, value: Double)?
+        for pin in live where pin.roles != ["resume"] {
+            guard let v = try metricValue(db, runId: runId, key: measure, at: pin.step) else { continue }
+            let better = best.map { b in
+                higherIsBetter ? v > b.value : v < b.value || (v == b.value && pin.fullState && !b.pin.fullState && pin.step == b.pin.step)
+            } ?? true
+            if better { best = (pin, v) }
+        }
+        guard let best else { return }
+        let announced = try String.fetchOne(db, sql: "SELECT best_pin FROM runs WHERE id = ?", arguments: [runId])
+        guard announced != best.pin.path else { return }
+        try db.execute(sql: "UPDATE runs SET best_pin = ? WHERE id = ?", arguments: [best.pin.path, runId])
+        var data: [String: JSONValue] = [
+            "step": .number(Double(best.pin.step)), "path": .string(best.pin.path), "kind": .string("pin"), "pinned": .bool(true),
+            "full_state": .bool(best.pin.fullState), "roles": .array(best.pin.roles.map(JSONValue.string)), "alias": .string("best"),
+            measure: .number(best.value),
+        ]
+        if let size = best.pin.size { data["size"] = .number(Double(size)) }
+        if let sha = best.pin.sha256 { data["sha256"] = .string(sha) }
+        try db.execute(sql: """
+            INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
+            VALUES (NULL, NULL, ?, 'checkpoint_saved', ?, ?, ?, ?)
+            """, arguments: [runId, "best checkpoint by \(measure): \(best.pin.path) (step \(best.pin.step), \(best.value))",
+                             jsonString(data) ?? "", now.unixSeconds, now.unixSeconds])
     }
 
     /// The value of `key` logged at exactly `step` (nil: none, or not finite).

@@ -348,6 +348,7 @@ public final class Store: Sendable {
                 ALTER TABLE runs ADD COLUMN checkpoint_full INTEGER;        -- checkpoint_path holds optimizer state (NULL: unknown)
                 ALTER TABLE runs ADD COLUMN light_checkpoint_path TEXT;     -- newest checkpoint without optimizer state
                 ALTER TABLE runs ADD COLUMN light_checkpoint_step INTEGER;
+                ALTER TABLE runs ADD COLUMN best_pin TEXT;                  -- the pin that has W&B's `best` alias
                 """)
         }
         return m

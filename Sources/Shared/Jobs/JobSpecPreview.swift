@@ -19,9 +19,10 @@ public struct JobSpecPreview: Sendable, Equatable {
     /// Things a user should know before submitting (not errors).
     public var notes: [String]
 
-    /// Renders `spec` for every run and preset. `outputRoot` stands in for the cluster's
-    /// checkpoint root; the resume form names `<output_dir>/pins/step-<N>.pth`.
-    public static func make(_ spec: JobSpec, outputRoot: String = "./tts-runs") throws(CommandTemplateError) -> JobSpecPreview {
+    /// Renders `spec` for every run and preset. `outputRoot` stands in for the coordinator's
+    /// `--checkpoint-root` (unknown to a dry run) unless the spec sets `output_dir`; the run id is
+    /// `RUNID<n>`; the resume form names `<output_dir>/pins/step-<N>.pth`.
+    public static func make(_ spec: JobSpec, outputRoot: String = "<checkpoint-root>") throws(CommandTemplateError) -> JobSpecPreview {
         var commands: [Command] = []
         var notes: [String] = []
         let presets = spec.presets.isEmpty ? [GPUPreset(name: "default", match: GPUMatch(), batch: spec.defaultBatch)] : spec.presets

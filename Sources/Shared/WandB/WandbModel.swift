@@ -172,13 +172,28 @@ public struct WandbArtifactUpload: Sendable, Equatable, Codable {
     /// Entry name in the artifact → local file.
     public var files: [WandbRunFile]
     public var historyStep: Int64
+    /// False to log exactly ``aliases`` without adding `latest`: re-logging an older checkpoint
+    /// (the same files, so the same version) to move `best` to it must not move `latest` too.
+    public var addsLatestAlias: Bool
 
-    public init(name: String, type: String, aliases: [String], metadata: [String: JSONValue], files: [WandbRunFile], historyStep: Int64) {
+    public init(name: String, type: String, aliases: [String], metadata: [String: JSONValue], files: [WandbRunFile], historyStep: Int64,
+                addsLatestAlias: Bool = true) {
         self.name = name
         self.type = type
         self.aliases = aliases
         self.metadata = metadata
         self.files = files
         self.historyStep = historyStep
+        self.addsLatestAlias = addsLatestAlias
+    }
+
+    enum CodingKeys: String, CodingKey { case name, type, aliases, metadata, files, historyStep, addsLatestAlias }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(name: try c.decode(String.self, forKey: .name), type: try c.decode(String.self, forKey: .type),
+                  aliases: try c.decode([String].self, forKey: .aliases), metadata: try c.decode([String: JSONValue].self, forKey: .metadata),
+                  files: try c.decode([WandbRunFile].self, forKey: .files), historyStep: try c.decode(Int64.self, forKey: .historyStep),
+                  addsLatestAlias: try c.decodeIfPresent(Bool.self, forKey: .addsLatestAlias) ?? true)
     }
 }

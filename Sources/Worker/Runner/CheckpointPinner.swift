@@ -85,9 +85,12 @@ public struct CheckpointPinner: Sendable {
     public let policy: Policy
     /// The pins made or found, by path.
     public private(set) var pins: [String: PinnedCheckpoint] = [:]
+    /// Free bytes of the volume holding a directory (statvfs; tests give a stand-in).
+    let freeSpace: @Sendable (String) -> Int64?
 
-    public init(policy: Policy) {
+    public init(policy: Policy, freeSpace: @escaping @Sendable (String) -> Int64? = CheckpointPinner.statvfsFreeBytes) {
         self.policy = policy
+        self.freeSpace = freeSpace
     }
 
     /// Why a checkpoint at `step` must be kept (empty: it need not be pinned).
@@ -165,11 +168,35 @@ public struct CheckpointPinner: Sendable {
         return pin
     }
 
+    /// The pin of `step` when it already exists (made by this attempt, or complete on disk from an
+    /// earlier one): its roles are merged and no new link or copy is needed. Nil when there is none.
+    public mutating func adopt(step: Int64, fullState: Bool, roles: [PinRole], source: String) -> PinnedCheckpoint? {
+        let path = policy.directory + "/" + Self.pinName(step: step, fullState: fullState)
+        if var existing = pins[path] {
+            existing.roles = Array(Set(existing.roles + roles)).sorted()
+            pins[path] = existing
+            return existing
+        }
+        guard FileManager.default.fileExists(atPath: path), TorchCheckpointReader.isComplete(path: path),
+              (try? TorchCheckpointReader.inspect(path: path))?.step == step,
+              let digest = try? CheckpointScanner.sha256(path) else { return nil }
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
+        let pin = PinnedCheckpoint(path: path, source: source, step: step, fullState: fullState, roles: roles.sorted(),
+                                   size: size, sha256: digest, copied: false)
+        pins[path] = pin
+        return pin
+    }
+
     /// Free bytes on the pin directory's volume (nil when it cannot be read).
     public func freeBytes() -> Int64? {
-        var s = statvfs()
         let dir = FileManager.default.fileExists(atPath: policy.directory) ? policy.directory : (policy.directory as NSString).deletingLastPathComponent
-        guard statvfs(dir, &s) == 0 else { return nil }
+        return freeSpace(dir)
+    }
+
+    /// Free bytes for unprivileged writers on the volume of `directory` (`statvfs`).
+    public static func statvfsFreeBytes(_ directory: String) -> Int64? {
+        var s = statvfs()
+        guard statvfs(directory, &s) == 0 else { return nil }
         return Int64(s.f_bavail) * Int64(s.f_frsize)
     }
 

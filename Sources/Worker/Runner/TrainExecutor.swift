@@ -58,6 +58,8 @@ public struct TrainExecutor: ShardExecutor {
     let spool: MetricSpool
     let timing: Timing
     let workerEnvironment: [String: String]
+    /// Free bytes of a checkpoint volume (statvfs; tests give a stand-in for a nearly full disk).
+    let freeSpace: @Sendable (String) -> Int64?
 
     /// - Parameters:
     ///   - spool: where metrics and events go.
@@ -67,6 +69,16 @@ public struct TrainExecutor: ShardExecutor {
         self.spool = spool
         self.timing = timing
         self.workerEnvironment = workerEnvironment
+        self.freeSpace = CheckpointPinner.statvfsFreeBytes
+    }
+
+    /// With a stand-in for the checkpoint volume's free space (tests).
+    init(spool: MetricSpool, timing: Timing, workerEnvironment: [String: String] = ProcessInfo.processInfo.environment,
+         freeSpace: @escaping @Sendable (String) -> Int64?) {
+        self.spool = spool
+        self.timing = timing
+        self.workerEnvironment = workerEnvironment
+        self.freeSpace = freeSpace
     }
 
     public func run(_ assignment: ShardAssignment, context: ShardContext) async throws -> ShardReport {
@@ -94,7 +106,8 @@ public struct TrainExecutor: ShardExecutor {
         try? FileManager.default.createDirectory(atPath: payload.outputDir, withIntermediateDirectories: true)
         var environment = payload.env
         let python = TrainerPython.prepare(argv: payload.argv, configured: payload.python, environment: environment,
-                                           workerEnvironment: workerEnvironment, workingDirectory: payload.workdir)
+                                           workerEnvironment: workerEnvironment, workingDirectory: payload.workdir,
+                                           directory: (spool.directory as NSString).standardizingPath + "-python")
         if let path = python.path { environment["PATH"] = path }
         defer { python.cleanUp() }
         let spec = CommandSpec(argv: payload.argv, workingDirectory: payload.workdir, environment: environment,
@@ -104,7 +117,8 @@ public struct TrainExecutor: ShardExecutor {
             return ShardReport(outcome: .failed, message: "train: \(error)")
         }
         let monitor = TrainingMonitor(run: payload.run, shard: assignment.shard, payload: payload, spool: spool, context: context,
-                                      batching: .init(maximumLines: timing.logLinesPerEntry, maximumDelay: timing.logFlushEvery))
+                                      batching: .init(maximumLines: timing.logLinesPerEntry, maximumDelay: timing.logFlushEvery),
+                                      freeSpace: freeSpace)
         if let note { monitor.record(EventRequest(kind: .log, shard: assignment.shard, message: note, data: [], wallTime: Date().timeIntervalSince1970)) }
         if let warning = python.warning {
             monitor.record(EventRequest(kind: .warning, shard: assignment.shard, message: warning, wallTime: Date().timeIntervalSince1970))

@@ -21,8 +21,12 @@ struct TrainerPython: Sendable {
         if let directory { try? FileManager.default.removeItem(atPath: directory) }
     }
 
+    /// - Parameter directory: where the `python` script goes (beside the worker's spool, in its
+    ///   state directory, so a worker killed with SIGKILL leaves nothing behind but this one
+    ///   directory, reused next time);
+    ///   nil: a new directory under the temporary directory.
     static func prepare(argv: [String], configured: String?, environment: [String: String], workerEnvironment: [String: String],
-                        workingDirectory: String?) -> TrainerPython {
+                        workingDirectory: String?, directory: String? = nil) -> TrainerPython {
         let basePath = environment["PATH"] ?? workerEnvironment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         var interpreter: String?
         var warning: String?
@@ -35,8 +39,9 @@ struct TrainerPython: Sendable {
             interpreter = resolve(first, path: basePath, workingDirectory: workingDirectory)
         }
         if let interpreter {
-            let dir = NSTemporaryDirectory() + "tts-python-\(getpid())-\(UUID().uuidString.prefix(8))"
+            let dir = directory ?? NSTemporaryDirectory() + "tts-python-\(getpid())-\(UUID().uuidString.prefix(8))"
             do {
+                try? FileManager.default.removeItem(atPath: dir + "/python")
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 // A script, not a symbolic link: Python finds its venv (pyvenv.cfg) next to the path
                 // it was started by, so a link elsewhere would start the base interpreter without

@@ -82,7 +82,8 @@ final class TrainingMonitor: Sendable {
     private let sources: Mutex<Sources>
     private let io = DispatchQueue(label: "tts-train-io")
 
-    init(run: String, shard: ShardRef?, payload: TrainPayload, spool: MetricSpool, context: ShardContext, batching: Batching) {
+    init(run: String, shard: ShardRef?, payload: TrainPayload, spool: MetricSpool, context: ShardContext, batching: Batching,
+         freeSpace: @escaping @Sendable (String) -> Int64? = CheckpointPinner.statvfsFreeBytes) {
         self.run = run
         self.shard = shard
         self.maxSteps = payload.maxSteps
@@ -96,7 +97,8 @@ final class TrainingMonitor: Sendable {
         sources = Mutex(Sources(tensorBoard: TensorBoardScalarReader(directory: payload.logDir),
                                 checkpoints: CheckpointScanner(directory: payload.outputDir),
                                 pinner: CheckpointPinner(policy: .init(evalEvery: payload.evalEvery, checkpointEvery: payload.checkpointEvery,
-                                                                       maxSteps: payload.maxSteps, directory: payload.pinDirectory))))
+                                                                       maxSteps: payload.maxSteps, directory: payload.pinDirectory),
+                                                         freeSpace: freeSpace)))
     }
 
     /// Asks the monitor to count full-state checkpoints from now on (a planned stop waits for one).
@@ -318,8 +320,11 @@ final class TrainingMonitor: Sendable {
         let (policy, fullPinned) = sources.withLock { s in
             (s.pinner.policy, !fullState && s.pinner.pins.values.contains { $0.step == step && $0.fullState })
         }
-        // A light checkpoint of a step already pinned with optimizer state adds nothing.
-        let roles = fullPinned ? [] : CheckpointPinner.roles(step: step, fullState: fullState, final: final, policy: policy)
+        // A light checkpoint of a step already pinned with optimizer state adds nothing. A
+        // best_model.pth is pinned (a copy) only on the run's cadences, never as a resume point
+        // alone: latest_full.pth gives those by hard link, without copying gigabytes after every
+        // improved validation.
+        let roles = fullPinned ? [] : CheckpointPinner.roles(step: step, fullState: fullState && !inPlace, final: final, policy: policy)
         var pin: PinnedCheckpoint?
         if !roles.isEmpty {
             pin = pinIfRoom(file: file, held: held, inPlace: inPlace, step: step, fullState: fullState, roles: roles, size: info.size, now: now)
@@ -344,7 +349,8 @@ final class TrainingMonitor: Sendable {
         state.withLock { s in
             s.checkpoints.reported += 1
             if let pin { s.checkpoints.pins.append(pin) }
-            if file.kind != .best {
+            // A best_model.pth counts once it is pinned (a stable copy the resume can use).
+            if file.kind != .best || pin != nil {
                 if reported.step > (s.checkpoints.newest?.step ?? -1) || (reported.step == s.checkpoints.newest?.step && reported.pinned) {
                     s.checkpoints.newest = reported
                 }
@@ -365,6 +371,11 @@ final class TrainingMonitor: Sendable {
     /// a `disk_low` event raised; less than two checkpoints' room pins but warns (`disk_low`).
     private func pinIfRoom(file: CheckpointFile, held: (path: String, copied: Bool)?, inPlace: Bool, step: Int64, fullState: Bool,
                            roles: [PinRole], size: Int64, now: Double) -> PinnedCheckpoint? {
+        // Pinned already (by this attempt, or complete on disk from an earlier one): no new copy.
+        if let existing = sources.withLock({ $0.pinner.adopt(step: step, fullState: fullState, roles: roles, source: file.path) }) {
+            if let held { sources.withLock { $0.pinner.discard(held.path) } }
+            return existing
+        }
         let free = sources.withLock { $0.pinner.freeBytes() }
         if let free, free < 2 * size {
             let refuse = free < size

@@ -218,7 +218,8 @@ public final class OfflineRunWriter {
 
     /// Writes an ArtifactRecord for a checkpoint: each file is hard-linked (or copied, across file
     /// systems) into `artifacts/<num>-<name>/` so that it still exists at sync time, hashed
-    /// (`base64(md5)`), and listed in the manifest. `latest` is added to the aliases if missing.
+    /// (`base64(md5)`), and listed in the manifest. `latest` is added to the aliases if missing
+    /// (unless ``WandbArtifactUpload/addsLatestAlias`` is false).
     /// Call it after logging the row of `upload.historyStep`: wandb-core takes the artifact's
     /// history step from the run's step when it replays the record. Returns the record written.
     @discardableResult
@@ -235,7 +236,7 @@ public final class OfflineRunWriter {
             entries.append(.init(path: f.runPath, digest: Data(md5).base64EncodedString(), size: size, localPath: staged))
         }
         var aliases = upload.aliases
-        if !aliases.contains("latest") { aliases.insert("latest", at: 0) }
+        if upload.addsLatestAlias, !aliases.contains("latest") { aliases.insert("latest", at: 0) }
         let record = WandbArtifactRecord(
             runId: runId, project: project, entity: entity, type: upload.type, name: upload.name,
             metadataJSON: WandbRecord.jsonText(.object(upload.metadata)), aliases: aliases, entries: entries)

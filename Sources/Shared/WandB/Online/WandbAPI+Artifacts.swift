@@ -38,7 +38,7 @@ extension WandbAPI {
 
         // 1. CreateArtifact.
         var aliases = artifact.aliases
-        if !aliases.contains("latest") { aliases.insert("latest", at: 0) }
+        if artifact.addsLatestAlias, !aliases.contains("latest") { aliases.insert("latest", at: 0) }
         let input: JSONValue = .object([
             "aliases": .array(aliases.map { .object(["alias": .string($0), "artifactCollectionName": .string(artifact.name)]) }),
             "artifactCollectionName": .string(artifact.name),
