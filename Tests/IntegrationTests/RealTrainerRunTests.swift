@@ -193,6 +193,7 @@ struct RealTrainerRunTests {
         try await h.waitUntil("the run succeeded on the second worker", timeout: 120) { try run(h, runId).state == "succeeded" }
         let output = "\(h.dir.path)/runs/ko-kill-\(runId)"
         let lines = try logs(h, runId)
+        #expect(lines.contains { $0.hasPrefix("[lost] worker first lost") }, "the run's log says why its trainer stopped")
         let note = try #require(lines.first { $0.hasPrefix("[resume] resuming from \(output)/pins/step-") })
         #expect(note.contains("with full state"), "\(note)")
         let resumedAt = try #require(note.firstMatch(of: /pins\/step-(\d+)\.pth at step (\d+)/).flatMap { Int64($0.2) })

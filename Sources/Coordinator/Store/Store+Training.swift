@@ -266,7 +266,7 @@ extension Store {
     }
 
     /// Event kinds shown by `logs` besides the trainer's own lines.
-    static let clusterNoteKinds = ["downshift", "resume", "cancel", "oom", "warning", "retention", "resume_mismatch", "disk_low", "trainer_resumed"]
+    static let clusterNoteKinds = ["downshift", "resume", "cancel", "oom", "warning", "retention", "resume_mismatch", "disk_low", "trainer_resumed", "lost"]
 
     /// A run's output lines and the cluster's notes about it, after event id `after`.
     public func runLogs(_ request: LogsRequest) throws -> RunLogs {

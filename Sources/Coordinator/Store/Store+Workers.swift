@@ -109,10 +109,20 @@ extension Store {
             try db.execute(sql: "UPDATE workers SET state = 'lost' WHERE id = ? AND state = 'live'", arguments: [workerId])
             var requeued: [Int64] = []
             let held = try Int64.fetchAll(db, sql: "SELECT id FROM shards WHERE worker_id = ? AND state IN ('leased', 'running')", arguments: [workerId])
+            let name = try String.fetchOne(db, sql: "SELECT name FROM workers WHERE id = ?", arguments: [workerId]) ?? workerId
             for id in held {
                 let msg = String(format: "worker lost (silent for %.1f s)", silentFor)
                 if try endAttempt(db, shardId: id, attemptState: "lost", message: msg, countsAsFailure: true, now: now) {
                     requeued.append(id)
+                }
+                // The run's own log says why its trainer stopped.
+                if let runId = try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [id]) {
+                    try db.execute(sql: """
+                        INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
+                        VALUES (?, ?, ?, 'lost', ?, '', ?, ?)
+                        """, arguments: [workerId, id, runId,
+                                         "worker \(name) lost (silent for \(String(format: "%.1f", silentFor)) s): the run resumes from its last checkpoint on another worker",
+                                         now.unixSeconds, now.unixSeconds])
                 }
             }
             return requeued
