@@ -100,7 +100,9 @@ import Glibc
         #expect(try FileManager.default.contentsOfDirectory(atPath: output + "/pins").allSatisfy { !$0.hasPrefix(".incoming") },
                 "nothing held is left behind")
         // Light checkpoints off the cadences are reported (a resume may need one) but not pinned.
-        #expect(Self.checkpointEvents(entries).contains { $0["pinned"] == .bool(false) && $0["full_state"] == .bool(false) && $0["step"] == .number(30) })
+        #expect(Self.checkpointEvents(entries).contains {
+            $0["pinned"] == .bool(false) && $0["full_state"] == .bool(false) && Int64($0["step"]?.doubleValue ?? 0) % 50 != 0
+        })
     }
 
     @Test("which checkpoints are pinned, and why: eval_every, checkpoint_every, the end, optimizer state")

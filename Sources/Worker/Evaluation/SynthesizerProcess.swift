@@ -265,17 +265,8 @@ final class SynthesizerProcess: Sendable {
 
     // MARK: Threads
 
-    /// SIGTERM to `group`, up to `grace` for it to empty, then SIGKILL and a bounded wait.
-    private static func stop(_ group: ProcessGroup, grace: Duration) {
-        guard group.send(SIGTERM) || group.hasLiveMembers else { return }
-        let clock = ContinuousClock()
-        let deadline = clock.now + grace
-        while clock.now < deadline && group.hasLiveMembers { usleep(20_000) }
-        guard group.hasLiveMembers else { return }
-        group.send(SIGKILL)
-        let killDeadline = clock.now + .seconds(5)
-        while clock.now < killDeadline && group.hasLiveMembers { usleep(20_000) }
-    }
+    /// SIGTERM to `group`, up to `grace` for it to empty, then SIGKILL (``ProcessGroup/stop(grace:)``).
+    private static func stop(_ group: ProcessGroup, grace: Duration) { group.stop(grace: grace) }
 
     /// Reaps the leader, stops what it left in its group, lets the reader finish, resolves waiters.
     private func superviseExit() {
@@ -399,15 +390,7 @@ final class SynthesizerProcess: Sendable {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in 1..<32 where s != SIGKILL && s != SIGSTOP { sigaddset(&defaults, Int32(s)) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        ProcessSpawner.leadNewGroupWithDefaultSignals(&attributes)
         let args = argv.map { strdup($0) }
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") }
         defer {

@@ -151,18 +151,8 @@ public final class CommandRunner: Sendable {
         thread.start()
     }
 
-    /// SIGTERM to `group`, wait up to `grace` for it to empty, then SIGKILL and wait (bounded) for
-    /// the kernel to finish the kills.
-    static func stop(_ group: ProcessGroup, grace: Duration) {
-        guard group.send(SIGTERM) || group.hasLiveMembers else { return }
-        let clock = ContinuousClock()
-        let deadline = clock.now + grace
-        while clock.now < deadline && group.hasLiveMembers { usleep(20_000) }
-        guard group.hasLiveMembers else { return }
-        group.send(SIGKILL)
-        let killDeadline = clock.now + .seconds(5)
-        while clock.now < killDeadline && group.hasLiveMembers { usleep(20_000) }
-    }
+    /// SIGTERM to `group`, wait up to `grace` for it to empty, then SIGKILL (``ProcessGroup/stop(grace:)``).
+    static func stop(_ group: ProcessGroup, grace: Duration) { group.stop(grace: grace) }
 
     /// The waiter thread: reap the leader, stop its leftovers, let the reader drain, resolve.
     private func superviseExit(reader: OutputPipeReader) {

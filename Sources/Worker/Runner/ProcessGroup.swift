@@ -12,6 +12,19 @@ public struct ProcessGroup: Sendable, Equatable {
 
     public init(id: Int32) { self.id = id }
 
+    /// SIGTERM to the group, up to `grace` for it to empty, then SIGKILL and a bounded wait (5 s)
+    /// for the kernel to finish the kills. Blocks the calling thread: call it off the cooperative pool.
+    public func stop(grace: Duration) {
+        guard send(SIGTERM) || hasLiveMembers else { return }
+        let clock = ContinuousClock()
+        let deadline = clock.now + grace
+        while clock.now < deadline && hasLiveMembers { usleep(20_000) }
+        guard hasLiveMembers else { return }
+        send(SIGKILL)
+        let killDeadline = clock.now + .seconds(5)
+        while clock.now < killDeadline && hasLiveMembers { usleep(20_000) }
+    }
+
     /// Sends `signal` to every process of the group. Returns false when the group has no member
     /// left (`ESRCH`) or the signal could not be sent.
     @discardableResult

@@ -34,15 +34,7 @@ struct ProcessGroupGuard: Sendable {
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
         // Its own group: signals to the trainer's group (or the terminal's) do not reach it.
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in 1..<32 where s != SIGKILL && s != SIGSTOP { sigaddset(&defaults, Int32(s)) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        ProcessSpawner.leadNewGroupWithDefaultSignals(&attributes)
         // `read` returns at end of file, which is the worker's death; then the group is killed.
         let words: [String] = ["sh", "-c", "read -r _; exec /bin/kill -s KILL -- -\"$1\"", "tts-group-guard", String(group.id)]
         let args = words.map { strdup($0) }

@@ -18,6 +18,21 @@ enum ProcessSpawner {
 
     /// Starts `spec` and returns the child's pid (= its process group id).
     /// The pipe descriptors must be close-on-exec: the child gets them only as its fds 1 and 2.
+    /// Spawn attributes for a child that leads a new process group, with no signal blocked and
+    /// every signal at its default disposition: the worker ignores or handles SIGTERM/SIGINT itself
+    /// (drain), and ignored dispositions would survive exec.
+    static func leadNewGroupWithDefaultSignals(_ attributes: inout posix_spawnattr_t) {
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attributes, 0) // a new group led by the child
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in 1..<32 where s != SIGKILL && s != SIGSTOP { sigaddset(&defaults, Int32(s)) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+    }
+
     static func spawn(_ spec: CommandSpec, environment: [String: String], stdoutFD: Int32, stderrFD: Int32) throws(CommandRunnerError) -> Int32 {
         guard let program = spec.argv.first, !program.isEmpty else {
             throw CommandRunnerError(program: "", message: "argv is empty (give the program and its arguments)")
@@ -50,17 +65,7 @@ enum ProcessSpawner {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attributes, 0) // a new group led by the child
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        // The worker ignores or handles SIGTERM/SIGINT itself (drain); ignored dispositions survive
-        // exec, so the trainer gets every signal back at its default.
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in 1..<32 where s != SIGKILL && s != SIGSTOP { sigaddset(&defaults, Int32(s)) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        leadNewGroupWithDefaultSignals(&attributes)
 
         let argv = spec.argv.map { strdup($0) }
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") }

@@ -53,8 +53,9 @@ final class TrainingMonitor: Sendable {
         var highestStep: Int64?
         var reportedStep: Int64?
         var checkpoints = Checkpoints()
-        /// Set when a planned stop (drain, shutdown) waits for the next full-state checkpoint.
-        var stopRequested = false
+        /// Set when a planned stop (drain, shutdown) waits for the next full-state checkpoint: the
+        /// step the trainer had reached then (only a checkpoint past it counts).
+        var stopRequestedAt: Int64?
         /// The trainer's `[Info] Resumed from … step N` did not match what was asked.
         var resumeMismatch: String?
         var sawResumeNotice = false
@@ -103,11 +104,11 @@ final class TrainingMonitor: Sendable {
 
     /// Asks the monitor to count full-state checkpoints from now on (a planned stop waits for one).
     func requestStop() { state.withLock { s in
-        s.stopRequested = true
+        s.stopRequestedAt = s.highestStep ?? 0
         s.checkpoints.fullSinceStopRequest = 0
     } }
 
-    /// True once a full-state checkpoint was reported after ``requestStop()``.
+    /// True once a full-state checkpoint at or past the step of ``requestStop()`` was pinned.
     var fullCheckpointSinceStopRequest: Bool { state.withLock { $0.checkpoints.fullSinceStopRequest > 0 } }
 
     /// Set when the trainer said it resumed from another step than the one asked for.
@@ -358,7 +359,7 @@ final class TrainingMonitor: Sendable {
                     if reported.step > (s.checkpoints.newestFull?.step ?? -1) || (reported.step == s.checkpoints.newestFull?.step && reported.pinned) {
                         s.checkpoints.newestFull = reported
                     }
-                    if s.stopRequested { s.checkpoints.fullSinceStopRequest += 1 }
+                    if let asked = s.stopRequestedAt, reported.step >= asked, reported.pinned { s.checkpoints.fullSinceStopRequest += 1 }
                 }
             }
             s.events.append(event)
