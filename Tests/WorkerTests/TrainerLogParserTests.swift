@@ -89,9 +89,10 @@ struct TrainerLogParserTests {
         "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 23.65 GiB total capacity)",
         "RuntimeError: CUDA out of memory. Tried to allocate 1.50 GiB",
         "RuntimeError: CUDA error: out of memory",
+        "RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
     ])
     func oom(line: String) {
-        #expect(OutOfMemoryDetector.isOutOfMemory(line))
+        #expect(OutOfMemoryText.matches(line))
     }
 
     @Test("errors that are not OOM are not OOM", arguments: [
@@ -101,14 +102,14 @@ struct TrainerLogParserTests {
         "ValueError: OOM-like text but not from CUDA",
     ])
     func notOOM(line: String) {
-        #expect(!OutOfMemoryDetector.isOutOfMemory(line))
+        #expect(!OutOfMemoryText.matches(line))
     }
 
     @Test("the OOM line is found in a stderr tail")
     func oomInTail() {
         let tail = "Traceback (most recent call last):\n  File \"x.py\", line 1\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
-        #expect(OutOfMemoryDetector.firstOutOfMemoryLine(in: tail)?.hasPrefix("torch.OutOfMemoryError") == true)
-        #expect(OutOfMemoryDetector.firstOutOfMemoryLine(in: "Exception: boom\n") == nil)
+        #expect(OutOfMemoryText.firstLine(in: tail)?.hasPrefix("torch.OutOfMemoryError") == true)
+        #expect(OutOfMemoryText.firstLine(in: "Exception: boom\n") == nil)
     }
 
     @Test("the fixture trainer's OOM exits 1 with a line the detector recognises")
@@ -116,9 +117,9 @@ struct TrainerLogParserTests {
         let out = TrainerFixture.temporaryDirectory("oom")
         let r = try TrainerFixture.train(["--output-dir", out, "--batch-size", "16", "--oom-at-batch", "16"])
         #expect(r.status == 1)
-        #expect(OutOfMemoryDetector.firstOutOfMemoryLine(in: r.stderr) != nil, "stderr: \(r.stderr)")
+        #expect(OutOfMemoryText.firstLine(in: r.stderr) != nil, "stderr: \(r.stderr)")
         let ok = try TrainerFixture.train(["--output-dir", out, "--batch-size", "8", "--oom-at-batch", "16", "--max-steps", "2"])
-        #expect(ok.status == 0 && OutOfMemoryDetector.firstOutOfMemoryLine(in: ok.stderr) == nil)
+        #expect(ok.status == 0 && OutOfMemoryText.firstLine(in: ok.stderr) == nil)
     }
 
     // MARK: De-duplication

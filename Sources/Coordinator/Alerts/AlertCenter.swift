@@ -107,7 +107,7 @@ public actor AlertCenter {
         switch e.kind {
         case .outOfMemory:
             engine.outOfMemory(runId: run, worker: worker, shard: "\(ref.shardId)#\(ref.leaseEpoch)", message: e.message, now: now, into: &signals)
-        case .log where e.message.contains("out of memory") || e.message.contains("OutOfMemoryError"):
+        case .log where OutOfMemoryText.matches(e.message):
             engine.logLines(runId: run, worker: worker, shard: "\(ref.shardId)#\(ref.leaseEpoch)", lines: [e.message], now: now, into: &signals)
         case .shardStarted:
             if let run { engine.shardStarted(runId: run, worker: worker, step: nil, now: now, into: &signals) }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Shared
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -358,7 +359,7 @@ final class SynthesizerProcess: Sendable {
         state.withLock { s in
             if s.stderrTail.count == Self.tailLines { s.stderrTail.removeFirst() }
             s.stderrTail.append(text)
-            if s.outOfMemoryLine == nil, OutOfMemoryDetector.isOutOfMemory(text) { s.outOfMemoryLine = text }
+            if s.outOfMemoryLine == nil, OutOfMemoryText.matches(text) { s.outOfMemoryLine = text }
         }
         logger.info("synthesizer \(pid): \(text)")
     }

@@ -10,7 +10,7 @@ public enum CommandExit: Sendable, Equatable {
     /// Exit status 0.
     case success
     /// It failed (non-zero status or a signal) after printing a CUDA out-of-memory error on stderr
-    /// (``OutOfMemoryDetector``): `line` is the first such line.
+    /// (``OutOfMemoryText``): `line` is the first such line.
     case outOfMemory(line: String, lastLines: [String])
     /// A signal ended it (SIGTERM/SIGKILL from ``CommandRunner/terminate(grace:)``, the kernel's
     /// out-of-memory killer, a crash).

@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -93,7 +94,7 @@ public final class CommandRunner: Sendable {
                     if s.tail.count == tailLineCount { s.tail.removeFirst() }
                     s.tail.append(line.text)
                 }
-                if line.stream == .stderr, s.outOfMemoryLine == nil, OutOfMemoryDetector.isOutOfMemory(line.text) {
+                if line.stream == .stderr, s.outOfMemoryLine == nil, OutOfMemoryText.matches(line.text) {
                     s.outOfMemoryLine = line.text
                 }
             }
