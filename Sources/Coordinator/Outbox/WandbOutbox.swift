@@ -194,8 +194,8 @@ public actor WandbOutbox {
         let points = try store.pointsAfter(runId: info.runId, cursor: state.cursor, limit: batchPoints)
         let over = pending.exitCode != nil && points.count < batchPoints
         // System metrics (spooled by the worker as `system/…`) become stats; the rest history.
-        let system = points.filter { $0.key.hasPrefix(Self.systemPrefix) }
-        let history = points.filter { !$0.key.hasPrefix(Self.systemPrefix) }
+        let system = points.filter { $0.key.hasPrefix(MetricPoint.systemPrefix) }
+        let history = points.filter { !$0.key.hasPrefix(MetricPoint.systemPrefix) }
         var out = HistoryBuilder.build(points: history, lastStep: state.lastStep, final: over, startTime: start)
         if over, let lastSeq = points.last?.seq { out.cursor = max(out.cursor ?? 0, lastSeq) }
         var batch = Batch(rows: out.rows, cursor: out.cursor, lastStep: out.lastStep)
@@ -398,13 +398,11 @@ public actor WandbOutbox {
 
     // MARK: shared helpers
 
-    static let systemPrefix = "system/"
-
     /// Groups system points by sample time into stats records (keys without the prefix).
     static func statsSamples(_ points: [HistoryBuilder.Point], startTime: Double) -> [WandbStatsSample] {
         var out: [WandbStatsSample] = []
         for p in points {
-            let key = String(p.key.dropFirst(systemPrefix.count))
+            let key = String(p.key.dropFirst(MetricPoint.systemPrefix.count))
             if let last = out.last, last.timestamp == p.wallTime {
                 out[out.count - 1].values.append((key, p.value))
             } else {

@@ -280,7 +280,7 @@ extension Store {
                 seen += batch.count
                 for i in 0..<batch.count where !batch.values[i].isFinite {
                     let key = batch.keys[Int(batch.keyIndex[i])]
-                    guard !key.hasPrefix(Self.systemMetricPrefix) else { continue }
+                    guard !key.hasPrefix(MetricPoint.systemPrefix) else { continue }
                     let id = run + "\u{0}" + key
                     if let known = newest[id], known.step >= batch.steps[i] { continue }
                     newest[id] = MetricPoint(runId: run, step: batch.steps[i], key: key, value: batch.values[i], wallTime: batch.wallTimes[i])

@@ -33,7 +33,7 @@ extension Store {
         }
         var slow: [Int] = []
         var stored: [Int: Set<Int64>] = [:]
-        for k in 0..<n where !batch.keys[k].hasPrefix(systemMetricPrefix) {
+        for k in 0..<n where !batch.keys[k].hasPrefix(MetricPoint.systemPrefix) {
             let sid = try seriesId(db, batch.keys[k])
             let highest = try Int64.fetchOne(db, sql: "SELECT MAX(max_step) FROM series_batches WHERE series_id = ?", arguments: [sid])
             if increasing[k], highest.map({ first[k] > $0 }) ?? true { continue }
@@ -70,7 +70,4 @@ extension Store {
         }
         return out
     }
-
-    /// The key prefix of system metrics (kept like the worker spools them: several per step).
-    static let systemMetricPrefix = "system/"
 }

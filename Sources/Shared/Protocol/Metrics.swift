@@ -1,6 +1,14 @@
 /// One scalar a trainer produced: `(run, step, key, value, wall time)`. NaN and ±Inf are
 /// carried bit for bit.
 public struct MetricPoint: Sendable, Equatable, WireCodable {
+    /// The key prefix of system metrics (`system/gpu.0.gpu`): samples over time from the worker,
+    /// not trainer steps; W&B gets them as `stats`, and they are exempt from the one point per
+    /// (run, key, step) rule.
+    public static let systemPrefix = "system/"
+
+    /// True for a system metric (``systemPrefix``).
+    public var isSystem: Bool { key.hasPrefix(Self.systemPrefix) }
+
     public var runId: String
     public var step: Int64
     public var key: String

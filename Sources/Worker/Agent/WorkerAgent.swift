@@ -195,9 +195,6 @@ public final class WorkerAgent: Sendable {
         }
     }
 
-    /// The key prefix of system metrics in the spool; the coordinator turns them into W&B stats.
-    public static let systemMetricPrefix = "system/"
-
     private func currentHeartbeat() -> HeartbeatRequest {
         let telemetry = probe.sample()
         recordSystemMetrics(telemetry)
@@ -223,7 +220,7 @@ public final class WorkerAgent: Sendable {
         let step = state.withLock { $0.step }
         let now = Date().timeIntervalSince1970
         spool.append(points: telemetry.wandbStats(gpuIndex: configuration.gpuIndex).map {
-            MetricPoint(runId: run, step: step, key: Self.systemMetricPrefix + $0.key, value: $0.value, wallTime: now)
+            MetricPoint(runId: run, step: step, key: MetricPoint.systemPrefix + $0.key, value: $0.value, wallTime: now)
         })
     }
 

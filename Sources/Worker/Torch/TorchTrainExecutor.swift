@@ -158,7 +158,7 @@ struct TrainingLoop: Sendable {
             add("train/grad_norm", result.gradNorm)
             // On CUDA, what torch's allocator holds (W&B system metrics; NVML shows the whole card).
             if device >= 0, step % 100 == 0, let d = try? shim.device(device) {
-                points.append(MetricPoint(runId: payload.run, step: step, key: "\(WorkerAgent.systemMetricPrefix)gpu.\(device).torchAllocatedBytes",
+                points.append(MetricPoint(runId: payload.run, step: step, key: "\(MetricPoint.systemPrefix)gpu.\(device).torchAllocatedBytes",
                                           value: Double(d.allocatedBytes), wallTime: now))
             }
             var events: [EventRequest] = []
