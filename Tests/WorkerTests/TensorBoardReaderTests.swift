@@ -213,6 +213,54 @@ struct TensorBoardReaderTests {
     }
 }
 
+extension TensorBoardReaderTests {
+    /// An event file as a writer started at `startTime` writes it: `file_version`, then one
+    /// `train/lr` scalar per step.
+    static func eventFile(startTime: Double, steps: ClosedRange<Int64>) -> [UInt8] {
+        var version = ProtoBytes(); version.fixed64(1, startTime.bitPattern); version.bytes(3, Array("brain.Event:2".utf8))
+        var out = TFRecordReader.frame(version.out)
+        for step in steps {
+            var value = ProtoBytes(); value.bytes(1, Array("train/lr".utf8)); value.fixed32(2, (Float(step) / 100).bitPattern)
+            var summary = ProtoBytes(); summary.bytes(1, value.out)
+            var e = ProtoBytes(); e.fixed64(1, (startTime + Double(step)).bitPattern); e.varint(2, UInt64(step)); e.bytes(5, summary.out)
+            out += TFRecordReader.frame(e.out)
+        }
+        return out
+    }
+
+    // Seen in CI: the fixture's writer names its file by the second, so a resumed trainer started in
+    // the same second as the attempt before it rewrote that attempt's file, and had grown it past the
+    // reader's offset by the next poll; the reader went on from the old offset and lost steps.
+    @Test("a file rewritten under the same name is read again from the start, even once it has grown past the old offset",
+          arguments: [false, true])
+    func rewrittenFile(byRename: Bool) throws {
+        let dir = TrainerFixture.temporaryDirectory("tb-rewrite")
+        let path = dir + "/events.out.tfevents.1796637972.vm"
+        try Data(Self.eventFile(startTime: 1_796_637_972.25, steps: 1...20)).write(to: URL(fileURLWithPath: path))
+        var reader = TensorBoardScalarReader(directory: dir)
+        #expect(reader.poll().scalars.map(\.step) == Array(1...20))
+
+        // The second writer (resumed at step 10) starts over under the same name and writes more.
+        let second = Self.eventFile(startTime: 1_796_637_972.75, steps: 11...30)
+        if byRename {
+            try Data(second).write(to: URL(fileURLWithPath: dir + "/tmp"))
+            try FileManager.default.removeItem(atPath: path)
+            try FileManager.default.moveItem(atPath: dir + "/tmp", toPath: path)
+        } else {
+            let handle = try #require(FileHandle(forWritingAtPath: path)) // same inode, truncated
+            try handle.truncate(atOffset: 0)
+            try handle.write(contentsOf: Data(second))
+            try handle.close()
+        }
+        let poll = reader.poll()
+        #expect(poll.scalars.map(\.step) == Array(11...30), "every step of the new file, none of the old")
+        #expect(poll.scalars.first?.wallTime == 1_796_637_972.75 + 11)
+        #expect(poll.warnings.count == 1)
+        #expect(poll.warnings.first?.contains("reading it again from the start") == true)
+        #expect(reader.poll() == TensorBoardPoll(), "then nothing twice")
+    }
+}
+
 /// A tiny protobuf writer for hand-made test events.
 struct ProtoBytes {
     var out: [UInt8] = []

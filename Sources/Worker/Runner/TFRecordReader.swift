@@ -86,6 +86,15 @@ public struct TFRecordReader: Sendable {
     public private(set) var resynchronizing = false
     /// How many bytes each read asks for.
     private let chunkSize: Int
+    /// The first bytes of the file as read so far (at most ``fingerprintLength``) and its inode:
+    /// another writer that replaces or rewrites the file under the same name (TensorBoard writers
+    /// that name files by the second, started twice in one second) changes one or the other, even
+    /// when the new file has already grown past ``offset``.
+    private var head: [UInt8] = []
+    private var inode: UInt64?
+    /// How many leading bytes identify a file (a TensorBoard file starts with a `file_version`
+    /// event holding the writer's start time to the microsecond).
+    static let fingerprintLength = 64
 
     /// Starts reading `path` at `offset` (0, or an offset a previous reader reported).
     public init(path: String, offset: Int = 0, chunkSize: Int = 4 << 20) {
@@ -95,8 +104,9 @@ public struct TFRecordReader: Sendable {
     }
 
     /// Reads whatever complete records were appended since the last poll. A missing file is an
-    /// empty batch (the writer may not have created it yet); a file shorter than the offset (it was
-    /// replaced) restarts from the beginning with a warning.
+    /// empty batch (the writer may not have created it yet). A file that was replaced or rewritten
+    /// (shorter than the offset, another inode, or other leading bytes) is read again from the
+    /// beginning, with a warning.
     public mutating func poll() throws(TFRecordReadError) -> TFRecordBatch {
         var batch = TFRecordBatch()
         guard FileManager.default.fileExists(atPath: path) else { return batch }
@@ -108,11 +118,30 @@ public struct TFRecordReader: Sendable {
         do { size = Int(try handle.seekToEnd()) } catch {
             throw TFRecordReadError(path: path, message: "cannot find its size: \(error)")
         }
+        let currentInode = (try? FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as? NSNumber)?.uint64Value
+        let replacement: String?
         if size < offset {
+            replacement = "file shrank to \(size) bytes (replaced or truncated)"
+        } else if let inode, let currentInode, inode != currentInode {
+            replacement = "file was replaced (another inode)"
+        } else if !head.isEmpty, try readBytes(handle, at: 0, count: head.count) != head {
+            replacement = "file was rewritten (its first bytes changed)"
+        } else {
+            replacement = nil
+        }
+        if let replacement {
             batch.warnings.append(TFRecordWarning(path: path, offset: offset,
-                message: "file shrank to \(size) bytes (replaced or truncated); reading it again from the start"))
+                message: "\(replacement); reading it again from the start"))
             offset = 0
             resynchronizing = false
+            head = []
+        }
+        inode = currentInode ?? inode
+        defer {
+            if head.count < Self.fingerprintLength, offset > head.count,
+               let bytes = try? readBytes(handle, at: 0, count: min(offset, Self.fingerprintLength)) {
+                head = bytes
+            }
         }
         var buffer: [UInt8] = []
         var bufferStart = offset // file offset of buffer[0]
@@ -137,6 +166,15 @@ public struct TFRecordReader: Sendable {
         }
         batch.pendingBytes = size - offset
         return batch
+    }
+
+    private func readBytes(_ handle: FileHandle, at position: Int, count: Int) throws(TFRecordReadError) -> [UInt8] {
+        do {
+            try handle.seek(toOffset: UInt64(position))
+            return Array(try handle.read(upToCount: count) ?? Data())
+        } catch {
+            throw TFRecordReadError(path: path, message: "read at byte \(position) failed: \(error)")
+        }
     }
 
     /// Parses as many records as `buffer` holds; returns the bytes consumed (records and skipped
