@@ -153,9 +153,10 @@ struct APIRoutes: Sendable {
         guard let key = request.uri.queryParameters.get("key") else {
             return try Self.json(MetricsReport(run: id, pointsByKey: counts, totalPoints: counts.values.reduce(0, +), key: nil, series: nil))
         }
-        let all = try store.metricSeries(runId: id, key: key, fromStep: from.map(Int64.init), toStep: to.map(Int64.init))
-        // Without `points` every point in the range; with it, at most that many (min/max per bucket).
-        let chosen = limit.map { SeriesDownsampler.downsample(all, limit: $0) } ?? all
+        // Without `points` every point in the range; with it, at most that many (min/max per bucket,
+        // from the store's summaries: the cost does not grow with the run).
+        let chosen = try limit.map { try store.metricCurve(runId: id, key: key, fromStep: from.map(Int64.init), toStep: to.map(Int64.init), limit: $0) }
+            ?? store.metricSeries(runId: id, key: key, fromStep: from.map(Int64.init), toStep: to.map(Int64.init))
         let series = chosen.map { MetricsReport.Point(step: $0.step, value: $0.value, wallTime: $0.wallTime) }
         return try Self.json(MetricsReport(run: id, pointsByKey: counts, totalPoints: counts.values.reduce(0, +), key: key, series: series))
     }

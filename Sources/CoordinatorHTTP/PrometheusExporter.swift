@@ -53,7 +53,7 @@ public final class PrometheusExporter: Sendable {
         for s in ["queued", "leased", "running", "succeeded", "failed", "cancelled"] where shardStates[s] == nil { shardStates[s] = 0 }
         gauge("tts_shards", "Shards by state.", labels: shardStates.map { (["state", $0.key], Double($0.value)) })
         gauge("tts_jobs", "Jobs in the store.", labels: [([], Double(counts.jobs))])
-        let backlog = try store.outboxBacklog()
+        let backlog = try store.outboxBacklog(wandb: wandbEnabled)
         gauge("tts_outbox_depth", "Items waiting for a delivery sink (wandb: metric points; slack: alert notifications).",
               labels: backlog.filter { $0.sink != "wandb" || wandbEnabled }.map { (["sink", $0.sink], Double($0.depth)) })
         gauge("tts_outbox_oldest_age_seconds", "Age of the oldest item waiting for a delivery sink.",

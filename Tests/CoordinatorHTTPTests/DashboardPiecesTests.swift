@@ -1,6 +1,7 @@
 import Foundation
 import Shared
 import Testing
+@testable import Coordinator
 @testable import CoordinatorHTTP
 
 @Suite("Series downsampling")

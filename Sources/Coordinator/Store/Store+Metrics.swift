@@ -117,15 +117,22 @@ extension Store {
         try Self.insertBatch(db, run: run, batch, firstSeq: firstSeq) { db, key in try seriesId(db, run: run, key: key, cache: &cache) }
     }
 
-    /// Inserts one batch row and its per-key index rows.
-    static func insertBatch(_ db: Database, run: String, _ batch: PointBatch, firstSeq: Int64, seriesId: (Database, String) throws -> Int64) throws {
+    /// Inserts one batch row, its per-key index rows and (`rollups`; off only for migrations
+    /// older than the summaries) its points into the series summaries (`Store+Rollups.swift`).
+    static func insertBatch(_ db: Database, run: String, _ batch: PointBatch, firstSeq: Int64, rollups: Bool = true,
+                            seriesId: (Database, String) throws -> Int64) throws {
         let insert = try db.cachedStatement(sql: "INSERT INTO metric_batches (run_id, first_seq, point_count, min_step, max_step, data) VALUES (?, ?, ?, ?, ?, ?)")
         try insert.execute(arguments: [run, firstSeq, batch.count, batch.minStep, batch.maxStep, Data(batch.encoded())])
         let batchId = db.lastInsertedRowID
         let index = try db.cachedStatement(sql: "INSERT INTO series_batches (series_id, batch_id, min_step, max_step, point_count) VALUES (?, ?, ?, ?, ?)")
+        var ids: [Int64] = []
+        ids.reserveCapacity(batch.keys.count)
         for (k, extent) in zip(batch.keys, batch.extents) {
-            try index.execute(arguments: [try seriesId(db, k), batchId, extent.minStep, extent.maxStep, extent.count])
+            let sid = try seriesId(db, k)
+            ids.append(sid)
+            try index.execute(arguments: [sid, batchId, extent.minStep, extent.maxStep, extent.count])
         }
+        if rollups { try addToRollups(db, batch, seriesIds: ids) }
     }
 
     private struct SeriesKey: Hashable { var run: String; var key: String }
@@ -168,17 +175,6 @@ extension Store {
         }
         found.sort { ($0.point.step, $0.seq) < ($1.point.step, $1.seq) }
         return found.map(\.point)
-    }
-
-    /// Points stored per key of a run.
-    public func pointCounts(runId: String) throws -> [String: Int] {
-        try pool.read { db in
-            var out: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT s.key, SUM(sb.point_count) FROM series_batches sb JOIN series s ON s.id = sb.series_id WHERE s.run_id = ? GROUP BY s.key", arguments: [runId]) {
-                out[row[0]] = row[1]
-            }
-            return out
-        }
     }
 
     /// The keys logged for a run.

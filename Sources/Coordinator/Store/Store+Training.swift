@@ -255,16 +255,6 @@ extension Store {
         }
     }
 
-    /// The newest point (highest step, last arrival) of a series, reading only the batch that holds it.
-    public func latestPoint(runId: String, key: String) throws -> MetricPoint? {
-        let top: Int64? = try pool.read { db in
-            guard let sid = try Int64.fetchOne(db, sql: "SELECT id FROM series WHERE run_id = ? AND key = ?", arguments: [runId, key]) else { return nil }
-            return try Int64.fetchOne(db, sql: "SELECT MAX(max_step) FROM series_batches WHERE series_id = ?", arguments: [sid])
-        }
-        guard let top else { return nil }
-        return try metricSeries(runId: runId, key: key, fromStep: top, toStep: top).last
-    }
-
     /// Event kinds shown by `logs` besides the trainer's own lines.
     static let clusterNoteKinds = ["downshift", "resume", "cancel", "oom", "warning", "retention", "resume_mismatch", "disk_low", "trainer_resumed", "lost"]
 

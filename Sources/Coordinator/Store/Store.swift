@@ -228,7 +228,7 @@ public final class Store: Sendable {
             var last: Int64 = 0
             func flush() throws {
                 guard let run = pending.first?.runId else { return }
-                try Store.insertBatch(db, run: run, PointBatch(points: pending), firstSeq: first) { db, key in try Store.seriesId(db, run: run, key: key) }
+                try Store.insertBatch(db, run: run, PointBatch(points: pending), firstSeq: first, rollups: false) { db, key in try Store.seriesId(db, run: run, key: key) }
                 pending = []
             }
             while let r = try rows.next() {
@@ -350,6 +350,18 @@ public final class Store: Sendable {
                 ALTER TABLE runs ADD COLUMN light_checkpoint_step INTEGER;
                 ALTER TABLE runs ADD COLUMN best_pin TEXT;                  -- the pin that has W&B's `best` alias
                 """)
+        }
+        m.registerMigration("v12: per-series summaries at several step resolutions (curves at week scale)") { db in
+            try db.execute(sql: """
+                CREATE TABLE series_rollups (
+                    series_id INTEGER NOT NULL REFERENCES series(id),
+                    level INTEGER NOT NULL,          -- index into SeriesRollup.levels (64 … 2,097,152 steps)
+                    bucket INTEGER NOT NULL,         -- steps bucket·width ..< (bucket+1)·width
+                    data BLOB NOT NULL,              -- SeriesRollup: count, first, last, min, max (104 bytes)
+                    PRIMARY KEY (series_id, level, bucket)
+                ) WITHOUT ROWID;
+                """)
+            try Store.rebuildRollups(db)
         }
         return m
     }

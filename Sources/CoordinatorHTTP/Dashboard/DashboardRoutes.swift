@@ -38,7 +38,7 @@ struct DashboardRoutes: Sendable {
         let workers = try store.workers(), runs = try store.runs(), evals = try store.evals(limit: 20)
         let alerts = try store.alerts(limit: 20), silences = try store.silences()
         let counts = try store.counts()
-        let backlog = try store.outboxBacklog()
+        let backlog = try store.outboxBacklog(wandb: server.configuration.wandbMode != .disabled)
         var b = "<h1>Cluster</h1><p class=\"muted\">\(counts.workers["live"] ?? 0) live worker(s) · "
         b += counts.shards.sorted { $0.key < $1.key }.map { "\($0.value) \(HTML.escape($0.key))" }.joined(separator: " · ")
         b += " shard(s) · outbox: " + backlog.map { "\($0.sink) \($0.depth) waiting" + ($0.depth > 0 ? " (oldest \(HTML.duration($0.oldestAgeSeconds)))" : "") }.joined(separator: ", ")
@@ -138,7 +138,7 @@ struct DashboardRoutes: Sendable {
         let keys = Self.chartKeys.filter { counts[$0] != nil }
         b += "<h2>Curves</h2><div class=\"charts\">"
         for key in keys {
-            let series = SeriesDownsampler.downsample(try store.metricSeries(runId: r.id, key: key), limit: 400)
+            let series = try store.metricCurve(runId: r.id, key: key, limit: 400)
             b += SVGChart(title: key, points: series, percent: key.hasPrefix("eval/")).card
         }
         if keys.isEmpty { b += "<p class=\"muted\">no metrics yet</p>" }

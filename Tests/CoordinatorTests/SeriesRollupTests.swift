@@ -1,0 +1,177 @@
+import Foundation
+import GRDB
+import Testing
+@testable import Coordinator
+@testable import Shared
+
+/// Curves at week scale: per-series summaries at several step resolutions, kept at ingest, give
+/// the same curve, counts and newest points as the stored points themselves.
+@Suite("Series summaries")
+struct SeriesRollupTests {
+    let dir: URL
+
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-rollups-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    static func point(_ run: String, _ step: Int64, _ key: String, _ value: Double) -> MetricPoint {
+        MetricPoint(runId: run, step: step, key: key, value: value, wallTime: 1_700_000_000 + Double(step) / 4)
+    }
+
+    /// A loss curve with noise, a one-step spike, a NaN and an infinity.
+    static func loss(_ step: Int64) -> Double {
+        switch step {
+        case 123_457: return 50
+        case 77_777: return .nan
+        case 150_001: return .infinity
+        default: return 0.9 + 1.6 * exp(-Double(step) / 50_000) + 0.05 * sin(Double(step) * 0.37)
+        }
+    }
+
+    /// Stores `steps` of `train/loss` and `train/lr` for run `r`, `perEntry` steps per spool entry
+    /// and `perRequest` entries per ingest.
+    func fill(_ store: Store, steps: ClosedRange<Int64>, perEntry: Int64 = 50, perRequest: Int = 20, worker: String = "w", firstSequence: UInt64 = 1) throws {
+        var seq = firstSequence
+        var pending: [SpoolEntry] = []
+        var step = steps.lowerBound
+        while step <= steps.upperBound {
+            let upper = min(step + perEntry - 1, steps.upperBound)
+            var points: [MetricPoint] = []
+            for s in step...upper {
+                points.append(Self.point("r", s, "train/loss", Self.loss(s)))
+                points.append(Self.point("r", s, "train/lr", 1e-5 * Double(s % 1000)))
+            }
+            pending.append(SpoolEntry(sequence: seq, points: points))
+            seq += 1
+            step = upper + 1
+            if pending.count == perRequest {
+                _ = try store.ingestSpool(workerId: worker, entries: pending)
+                pending = []
+            }
+        }
+        if !pending.isEmpty { _ = try store.ingestSpool(workerId: worker, entries: pending) }
+    }
+
+    /// The curve restated from every stored point: the first and last point, then per aligned
+    /// bucket the lowest finite and the highest value (non-finite replaces the highest).
+    static func restated(_ points: [MetricPoint], bucketing: Store.CurveBucketing) -> [MetricPoint] {
+        guard let first = points.first, let last = points.last else { return [] }
+        var extremes: [Int: (min: MetricPoint, max: MetricPoint)] = [:]
+        for p in points.dropFirst().dropLast() {
+            let b = min(bucketing.count - 1, max(0, bucketing.bucket(of: p.step)))
+            guard var e = extremes[b] else { extremes[b] = (p, p); continue }
+            if p.value.isFinite {
+                if !e.min.value.isFinite || p.value < e.min.value { e.min = p }
+                if e.max.value.isFinite, p.value > e.max.value { e.max = p }
+            } else {
+                e.max = p
+            }
+            extremes[b] = e
+        }
+        var out = [first]
+        for b in extremes.keys.sorted() {
+            let e = extremes[b]!
+            if e.min.step == e.max.step && e.min.value.bitPattern == e.max.value.bitPattern { out.append(e.min) } else {
+                out += e.min.step <= e.max.step ? [e.min, e.max] : [e.max, e.min]
+            }
+        }
+        return out + [last]
+    }
+
+    static func same(_ a: [MetricPoint], _ b: [MetricPoint]) -> Bool {
+        a.count == b.count && zip(a, b).allSatisfy { $0.step == $1.step && $0.value.bitPattern == $1.value.bitPattern && $0.wallTime == $1.wallTime }
+    }
+
+    @Test("a 200,000-step curve from summaries equals the same rule applied to every stored point; spike, NaN, Inf and both ends survive")
+    func curveMatchesEveryPoint() throws {
+        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
+        try fill(store, steps: 0...199_999)
+        let all = try store.metricSeries(runId: "r", key: "train/loss")
+        #expect(all.count == 200_000)
+        for limit in [500, 400, 37] {
+            let curve = try store.metricCurve(runId: "r", key: "train/loss", limit: limit)
+            #expect(curve.count <= limit, "limit \(limit): \(curve.count) points")
+            #expect(curve.first?.step == 0 && curve.last?.step == 199_999)
+            #expect(curve.map(\.step) == curve.map(\.step).sorted())
+            #expect(curve.contains { $0.step == 123_457 && $0.value == 50 }, "the spike")
+            #expect(curve.contains { $0.step == 77_777 && $0.value.isNaN }, "the NaN")
+            #expect(curve.contains { $0.step == 150_001 && $0.value == .infinity }, "the infinity")
+            // The buckets the store chose, restated over every point.
+            let buckets = max(1, (limit - 2) / 2)
+            var level = 0
+            while level < SeriesRollup.levels.count - 1, 200_000.0 / Double(SeriesRollup.levels[level + 1]) >= Double(buckets) { level += 1 }
+            let bucketing = Store.CurveBucketing(lo: 0, hi: 199_999, levelWidth: SeriesRollup.levels[level], buckets: buckets)
+            #expect(bucketing.count <= buckets && bucketing.count >= buckets / 8)
+            #expect(Self.same(curve, Self.restated(all, bucketing: bucketing)), "limit \(limit)")
+        }
+    }
+
+    @Test("a step range is cut exactly at its ends (finer summaries, then points), and a short range is returned whole")
+    func ranges() throws {
+        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
+        try fill(store, steps: 0...99_999, perEntry: 7, perRequest: 13)
+        for (from, to) in [(Int64(1_003), Int64(98_765)), (70_001, 90_007), (5, 40_000)] {
+            let curve = try store.metricCurve(runId: "r", key: "train/loss", fromStep: from, toStep: to, limit: 200)
+            let all = try store.metricSeries(runId: "r", key: "train/loss", fromStep: from, toStep: to)
+            #expect(curve.first?.step == from && curve.last?.step == to)
+            #expect(curve.allSatisfy { (from...to).contains($0.step) })
+            let maxPoint = all.filter { $0.value.isFinite }.max { $0.value < $1.value }!
+            let minPoint = all.filter { $0.value.isFinite }.min { $0.value < $1.value }!
+            #expect(curve.contains { $0.step == maxPoint.step } || all.contains { !$0.value.isFinite })
+            #expect(curve.contains { $0.step == minPoint.step })
+            #expect(curve.count <= 200)
+        }
+        let short = try store.metricCurve(runId: "r", key: "train/loss", fromStep: 500, toStep: 520, limit: 200)
+        #expect(short.map(\.step) == Array(500...520))
+        #expect(try store.metricCurve(runId: "r", key: "train/loss", fromStep: 200_000, limit: 200).isEmpty)
+        #expect(try store.metricCurve(runId: "r", key: "no/such", limit: 200).isEmpty)
+    }
+
+    @Test("counts and newest points come from the summaries and match the points, duplicates and late points included")
+    func countsAndLatest() throws {
+        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
+        try fill(store, steps: 1_000...5_000)
+        // A second worker re-sends steps 4,000–6,000 (after a partition): 4,000–5,000 are dropped.
+        try fill(store, steps: 4_000...6_000, worker: "w2")
+        // A late stream fills steps below the first one stored.
+        try fill(store, steps: 0...999, worker: "w3")
+        let counts = try store.pointCounts(runId: "r")
+        #expect(counts == ["train/loss": 6_001, "train/lr": 6_001])
+        #expect(try store.metricSeries(runId: "r", key: "train/loss").count == 6_001)
+        let latest = try #require(try store.latestPoint(runId: "r", key: "train/loss"))
+        #expect(latest.step == 6_000 && latest.value == Self.loss(6_000))
+        #expect(try store.latestPoint(runId: "r", key: "nothing") == nil)
+        // System samples can share a step: the newest is the last to arrive at the highest step.
+        _ = try store.ingestSpool(workerId: "w4", entries: [SpoolEntry(sequence: 1, points: [
+            Self.point("r", 10, "system/gpu_util", 1), Self.point("r", 10, "system/gpu_util", 2), Self.point("r", 9, "system/gpu_util", 3)])])
+        #expect(try store.latestPoint(runId: "r", key: "system/gpu_util")?.value == 2)
+        #expect(try store.pointCounts(runId: "r")["system/gpu_util"] == 3)
+        let curve = try store.metricCurve(runId: "r", key: "train/loss", limit: 100)
+        #expect(curve.first?.step == 0 && curve.last?.step == 6_000)
+    }
+
+    @Test("a store written before the summaries gets them built by the migration, equal to those kept at ingest")
+    func migrationBuildsSummaries() throws {
+        let path = dir.appendingPathComponent("c.sqlite").path
+        let store = try Store(path: path)
+        try fill(store, steps: 0...70_000, perEntry: 100)
+        let before = try store.pool.read { db in try Row.fetchAll(db, sql: "SELECT series_id, level, bucket, data FROM series_rollups ORDER BY 1, 2, 3") }
+        #expect(before.count > 2_000)
+        // Rebuilding from the stored batches (what the v12 migration does) gives the same rows.
+        try store.pool.write { db in try Store.rebuildRollups(db) }
+        let after = try store.pool.read { db in try Row.fetchAll(db, sql: "SELECT series_id, level, bucket, data FROM series_rollups ORDER BY 1, 2, 3") }
+        #expect(after == before)
+    }
+
+    @Test("a summary round-trips its 104 bytes, NaN payloads included; a damaged row is a StoreError")
+    func encoding() throws {
+        var r = SeriesRollup(.init(step: 5, value: 1.5, wallTime: 10))
+        r.add(.init(step: 3, value: Double(bitPattern: 0x7FF8_0000_0000_0042), wallTime: 11))
+        r.add(.init(step: 9, value: -2, wallTime: 12))
+        #expect(r.count == 3 && r.first.step == 3 && r.last.step == 9 && r.min.value == -2 && r.max.value.isNaN)
+        let back = try SeriesRollup(decoding: r.encoded())
+        #expect(back == r && back.max.value.bitPattern == 0x7FF8_0000_0000_0042)
+        #expect(throws: StoreError.self) { try SeriesRollup(decoding: Array(r.encoded().dropLast())) }
+    }
+}
