@@ -15,7 +15,7 @@ struct StoreScaleBench: AsyncParsableCommand {
             of --keys keys named like the trainer's), heartbeating between them. Then it times, \
             --repeat times each over HTTP (libcurl, a new request each time): the run page \
             (/runs/ID), one series cut to 500 points (/api/v1/runs/ID/metrics?key=train/mel_loss&points=500) \
-            and /metrics. Reports the median, min and max of each, and the fill rate.
+            and /metrics, after --settle-seconds. Reports the median, min and max of each, and the fill rate.
             """)
 
     @Option(help: "tts-coordinator binary.") var coordinatorBin: String
@@ -24,6 +24,7 @@ struct StoreScaleBench: AsyncParsableCommand {
     @Option(help: "Points per metrics request.") var pointsPerRequest = 10_000
     @Option(help: "Timed requests of each kind.") var `repeat` = 7
     @Option(help: "A label for the table (e.g. the commit).") var label = ""
+    @Option(help: "Seconds to wait after the fill before timing (background work settles).") var settleSeconds = 5.0
 
     static let trainerKeys = ["train/text_loss", "train/mel_loss", "train/mel_top1", "train/lr", "train/grad_norm",
                               "train/steps_per_min", "train/samples_per_sec", "train/gpu_memory_allocated_gb"]
@@ -110,6 +111,8 @@ struct StoreScaleBench: AsyncParsableCommand {
         let fillSeconds = Double(fill.components.seconds) + Double(fill.components.attoseconds) / 1e18
         progress(String(format: "store-scale: %d points in %.1f s", total, fillSeconds))
 
+        // Background work that follows ingest (series summaries) settles before the requests are timed.
+        try await Task.sleep(for: .seconds(settleSeconds))
         let stored = try await admin.metrics(run: run, key: nil, fromStep: nil, toStep: nil).totalPoints
         guard stored == total else { throw BenchError("store-scale: \(total) points acknowledged but \(stored) stored") }
 

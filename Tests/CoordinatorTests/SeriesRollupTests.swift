@@ -87,6 +87,7 @@ struct SeriesRollupTests {
     func curveMatchesEveryPoint() throws {
         let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
         try fill(store, steps: 0...199_999)
+        while try store.advanceRollups(maxBatches: 50) > 0 {}
         let all = try store.metricSeries(runId: "r", key: "train/loss")
         #expect(all.count == 200_000)
         for limit in [500, 400, 37] {
@@ -111,6 +112,7 @@ struct SeriesRollupTests {
     func ranges() throws {
         let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
         try fill(store, steps: 0...99_999, perEntry: 7, perRequest: 13)
+        try store.advanceRollups()
         for (from, to) in [(Int64(1_003), Int64(98_765)), (70_001, 90_007), (5, 40_000)] {
             let curve = try store.metricCurve(runId: "r", key: "train/loss", fromStep: from, toStep: to, limit: 200)
             let all = try store.metricSeries(runId: "r", key: "train/loss", fromStep: from, toStep: to)
@@ -132,8 +134,10 @@ struct SeriesRollupTests {
     func countsAndLatest() throws {
         let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
         try fill(store, steps: 1_000...5_000)
+        try store.advanceRollups()
         // A second worker re-sends steps 4,000–6,000 (after a partition): 4,000–5,000 are dropped.
         try fill(store, steps: 4_000...6_000, worker: "w2")
+        try store.advanceRollups(maxBatches: 1)
         // A late stream fills steps below the first one stored.
         try fill(store, steps: 0...999, worker: "w3")
         let counts = try store.pointCounts(runId: "r")
@@ -151,17 +155,64 @@ struct SeriesRollupTests {
         #expect(curve.first?.step == 0 && curve.last?.step == 6_000)
     }
 
-    @Test("a store written before the summaries gets them built by the migration, equal to those kept at ingest")
-    func migrationBuildsSummaries() throws {
+    @Test("summaries folded a few batches at a time equal those the migration builds from every batch at once")
+    func foldingInStepsEqualsRebuilding() throws {
         let path = dir.appendingPathComponent("c.sqlite").path
         let store = try Store(path: path)
         try fill(store, steps: 0...70_000, perEntry: 100)
+        #expect(try store.rollupCursor() == 0)
+        var folds = 0
+        while try store.advanceRollups(maxBatches: 3) > 0 { folds += 1 }
+        #expect(folds > 10)
         let before = try store.pool.read { db in try Row.fetchAll(db, sql: "SELECT series_id, level, bucket, data FROM series_rollups ORDER BY 1, 2, 3") }
         #expect(before.count > 2_000)
+        let cursor = try store.rollupCursor()
+        #expect(cursor == (try store.pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM metric_batches") }))
         // Rebuilding from the stored batches (what the v12 migration does) gives the same rows.
         try store.pool.write { db in try Store.rebuildRollups(db) }
         let after = try store.pool.read { db in try Row.fetchAll(db, sql: "SELECT series_id, level, bucket, data FROM series_rollups ORDER BY 1, 2, 3") }
         #expect(after == before)
+        #expect(try store.rollupCursor() == cursor)
+    }
+
+    @Test("curves, counts and newest points are exact and current whatever the summaries' cursor: none, some or all batches folded")
+    func exactAtAnyCursor() throws {
+        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
+        try fill(store, steps: 0...60_000, perEntry: 40, perRequest: 5)
+        // A late stream for steps below and a re-send that dedup drops.
+        try fill(store, steps: 60_001...64_000, worker: "w2")
+        func snapshot() throws -> (curve: [MetricPoint], ranged: [MetricPoint], counts: [String: Int], latest: MetricPoint?) {
+            (try store.metricCurve(runId: "r", key: "train/loss", limit: 300),
+             try store.metricCurve(runId: "r", key: "train/loss", fromStep: 12_345, toStep: 61_000, limit: 120),
+             try store.pointCounts(runId: "r"), try store.latestPoint(runId: "r", key: "train/loss"))
+        }
+        let none = try snapshot()
+        #expect(none.counts == ["train/loss": 64_001, "train/lr": 64_001])
+        #expect(none.latest?.step == 64_000)
+        try store.advanceRollups(maxBatches: 40)
+        let some = try snapshot()
+        while try store.advanceRollups() > 0 {}
+        let all = try snapshot()
+        for s in [none, some] {
+            #expect(s.counts == all.counts && s.latest == all.latest)
+            #expect(s.curve.count <= 300 && s.ranged.count <= 120)
+            #expect(s.curve.first?.step == 0 && s.curve.last?.step == 64_000)
+            #expect(s.ranged.first?.step == 12_345 && s.ranged.last?.step == 61_000)
+        }
+        // Whatever is folded, the series' extremes are on the curve.
+        let points = try store.metricSeries(runId: "r", key: "train/loss")
+        let lowest = points.min { $0.value < $1.value }!, highest = points.max { $0.value < $1.value }!
+        for s in [none, some, all] {
+            #expect(s.curve.contains { $0.step == lowest.step && $0.value == lowest.value })
+            #expect(s.curve.contains { $0.step == highest.step && $0.value == highest.value })
+        }
+        // Folded, the curve is the rule restated over every point, in the store's buckets.
+        let buckets = (300 - 2) / 2
+        var level = 0
+        while level < SeriesRollup.levels.count - 1, 64_001.0 / Double(SeriesRollup.levels[level + 1]) >= Double(buckets) { level += 1 }
+        let bucketing = Store.CurveBucketing(lo: 0, hi: 64_000, levelWidth: SeriesRollup.levels[level], buckets: buckets)
+        #expect(Self.same(all.curve, Self.restated(points, bucketing: bucketing)))
+        #expect(Self.same(some.curve, all.curve), "summaries plus points not yet folded give the same curve")
     }
 
     @Test("a summary round-trips its 104 bytes, NaN payloads included; a damaged row is a StoreError")

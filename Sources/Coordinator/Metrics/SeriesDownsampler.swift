@@ -20,15 +20,20 @@ public enum SeriesDownsampler {
     }
 }
 
-/// Builds a curve from summaries of consecutive step ranges (``SeriesRollup``s in step order; a
-/// single point is a summary of one): the first and the last point, then per bucket
+/// Builds a curve from summaries of step ranges (``SeriesRollup``s in arrival order of their
+/// points; a single point is a summary of one): the first and the last point, then per bucket
 /// (`bucketOf(step)`, clamped to `0 ..< buckets`) the lowest finite and the highest value (a
 /// non-finite value replaces the highest), in step order. A summary's extremes count in the bucket
 /// of their own step, so the extremes of a bucket are exact when no summary straddles two buckets.
 enum SeriesCurve {
     static func build(runId: String, key: String, pieces: [SeriesRollup], buckets: Int, bucketOf: (Int64) -> Int) -> [MetricPoint] {
-        guard let head = pieces.first, let tail = pieces.last else { return [] }
-        let first = head.first, last = tail.last
+        guard var first = pieces.first?.first, var last = pieces.first?.last else { return [] }
+        // The ends: the lowest step (first to arrive) and the highest (last to arrive); pieces
+        // come in step order except points not yet summarised, which come last.
+        for piece in pieces.dropFirst() {
+            if piece.first.step < first.step { first = piece.first }
+            if piece.last.step >= last.step { last = piece.last }
+        }
         func point(_ s: SeriesRollup.Sample) -> MetricPoint {
             MetricPoint(runId: runId, step: s.step, key: key, value: s.value, wallTime: s.wallTime)
         }

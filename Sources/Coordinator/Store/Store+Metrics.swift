@@ -117,22 +117,17 @@ extension Store {
         try Self.insertBatch(db, run: run, batch, firstSeq: firstSeq) { db, key in try seriesId(db, run: run, key: key, cache: &cache) }
     }
 
-    /// Inserts one batch row, its per-key index rows and (`rollups`; off only for migrations
-    /// older than the summaries) its points into the series summaries (`Store+Rollups.swift`).
-    static func insertBatch(_ db: Database, run: String, _ batch: PointBatch, firstSeq: Int64, rollups: Bool = true,
+    /// Inserts one batch row and its per-key index rows. (The series summaries catch up from
+    /// `metric_batches` on their own cursor: see `Store+Rollups.swift`.)
+    static func insertBatch(_ db: Database, run: String, _ batch: PointBatch, firstSeq: Int64,
                             seriesId: (Database, String) throws -> Int64) throws {
         let insert = try db.cachedStatement(sql: "INSERT INTO metric_batches (run_id, first_seq, point_count, min_step, max_step, data) VALUES (?, ?, ?, ?, ?, ?)")
         try insert.execute(arguments: [run, firstSeq, batch.count, batch.minStep, batch.maxStep, Data(batch.encoded())])
         let batchId = db.lastInsertedRowID
         let index = try db.cachedStatement(sql: "INSERT INTO series_batches (series_id, batch_id, min_step, max_step, point_count) VALUES (?, ?, ?, ?, ?)")
-        var ids: [Int64] = []
-        ids.reserveCapacity(batch.keys.count)
         for (k, extent) in zip(batch.keys, batch.extents) {
-            let sid = try seriesId(db, k)
-            ids.append(sid)
-            try index.execute(arguments: [sid, batchId, extent.minStep, extent.maxStep, extent.count])
+            try index.execute(arguments: [try seriesId(db, k), batchId, extent.minStep, extent.maxStep, extent.count])
         }
-        if rollups { try addToRollups(db, batch, seriesIds: ids) }
     }
 
     private struct SeriesKey: Hashable { var run: String; var key: String }
@@ -157,14 +152,19 @@ extension Store {
     /// The points of one series in step order (arrival order within a step), optionally within
     /// `[fromStep, toStep]`.
     public func metricSeries(runId: String, key: String, fromStep: Int64? = nil, toStep: Int64? = nil) throws -> [MetricPoint] {
+        try pool.read { db in try seriesPoints(db, runId: runId, key: key, fromStep: fromStep, toStep: toStep) }
+    }
+
+    /// ``metricSeries(runId:key:fromStep:toStep:)`` inside a read; `batches` limits it to the
+    /// batches whose id lies in that range.
+    func seriesPoints(_ db: Database, runId: String, key: String, fromStep: Int64? = nil, toStep: Int64? = nil,
+                      batches: ClosedRange<Int64> = 0...Int64.max) throws -> [MetricPoint] {
         let lo = fromStep ?? Int64.min, hi = toStep ?? Int64.max
-        let rows: [(seq: Int64, data: [UInt8])] = try pool.read { db in
-            guard let sid = try Int64.fetchOne(db, sql: "SELECT id FROM series WHERE run_id = ? AND key = ?", arguments: [runId, key]) else { return [] }
-            return try Row.fetchAll(db, sql: """
-                SELECT b.first_seq, b.data FROM series_batches sb JOIN metric_batches b ON b.id = sb.batch_id
-                WHERE sb.series_id = ? AND sb.max_step >= ? AND sb.min_step <= ? ORDER BY b.id
-                """, arguments: [sid, lo, hi]).map { ($0[0], Array($0[1] as Data)) }
-        }
+        guard let sid = try Int64.fetchOne(db, sql: "SELECT id FROM series WHERE run_id = ? AND key = ?", arguments: [runId, key]) else { return [] }
+        let rows: [(seq: Int64, data: [UInt8])] = try Row.fetchAll(db, sql: """
+            SELECT b.first_seq, b.data FROM series_batches sb JOIN metric_batches b ON b.id = sb.batch_id
+            WHERE sb.series_id = ? AND sb.max_step >= ? AND sb.min_step <= ? AND sb.batch_id BETWEEN ? AND ? ORDER BY b.id
+            """, arguments: [sid, lo, hi, batches.lowerBound, batches.upperBound]).map { ($0[0], Array($0[1] as Data)) }
         var found: [(seq: Int64, point: MetricPoint)] = []
         for row in rows {
             let batch = try PointBatch(decoding: row.data)

@@ -6,35 +6,75 @@ import Shared
 ///
 /// A torch run of 240 k steps logs about 2 M points, a week-long one ten times that; the run
 /// page refreshes every 5 s. Cutting a curve from every stored point at each request grew with
-/// the run (3.1–3.5 s for the page of a 10 M-point run). Instead, every stored point also updates
-/// the ``SeriesRollup`` of its bucket at each level of ``SeriesRollup/levels`` (64 to 2 M steps,
-/// 8× apart) in the same transaction, and:
+/// the run (2.2–2.6 s for the page of a 10 M-point run). Instead the store keeps, per series, a
+/// ``SeriesRollup`` of each bucket of steps at each level of ``SeriesRollup/levels`` (64 to 2 M
+/// steps, 8× apart), and:
 /// - a curve of B buckets over a step range reads the rows of the coarsest level that still has
 ///   at least B buckets in that range (so at most 8·B rows), finer levels at the range's ends
 ///   and the raw points of the last partial 64 steps at each end;
-/// - a series' point count and newest point come from its few coarsest rows;
-/// so a curve costs what it shows, not what is stored.
+/// - a series' point count and newest point come from its few coarsest rows.
+///
+/// The summaries are a consumer of the stored batches: ``advanceRollups(maxBatches:)`` reads the
+/// batches past its durable cursor (`consumer_cursors.rollups`, a `metric_batches.id`), folds them
+/// in and moves the cursor in one transaction, so ingest pays nothing for them and a crash loses
+/// nothing (the next call continues from the cursor). Readers take the summaries and the few
+/// batches past the cursor from one snapshot, so what they return is always exact and current.
 extension Store {
     static let rollupTopLevel = SeriesRollup.levels.count - 1
+    static let rollupCursor = "rollups"
 
-    /// Adds the points of `batch` (just stored; `seriesIds[k]` is the series of `batch.keys[k]`)
-    /// to the summaries.
-    static func addToRollups(_ db: Database, _ batch: PointBatch, seriesIds: [Int64]) throws {
-        var builder = SeriesRollupBuilder()
-        builder.add(batch, seriesIds: seriesIds)
-        try builder.write(db)
+    /// Folds up to `maxBatches` stored batches past the summaries' cursor into them and moves
+    /// the cursor, in one transaction. Returns how many batches it folded (0: caught up).
+    @discardableResult
+    public func advanceRollups(maxBatches: Int = 5_000) throws -> Int {
+        try pool.write { db in
+            let cursor = try Self.cursor(db, Self.rollupCursor)
+            var builder = SeriesRollupBuilder()
+            var ids: [SeriesKeyOfRun: Int64] = [:]
+            var last = cursor, folded = 0
+            let rows = try Row.fetchCursor(db, sql: "SELECT id, run_id, data FROM metric_batches WHERE id > ? ORDER BY id LIMIT ?",
+                                           arguments: [cursor, maxBatches])
+            while let row = try rows.next() {
+                let run: String = row[1]
+                let batch = try PointBatch(decoding: Array(row[2] as Data))
+                var seriesIds: [Int64] = []
+                seriesIds.reserveCapacity(batch.keys.count)
+                for key in batch.keys {
+                    let k = SeriesKeyOfRun(run: run, key: key)
+                    if let id = ids[k] { seriesIds.append(id) } else {
+                        let id = try Self.seriesId(db, run: run, key: key)
+                        ids[k] = id
+                        seriesIds.append(id)
+                    }
+                }
+                builder.add(batch, seriesIds: seriesIds)
+                last = row[0]
+                folded += 1
+            }
+            guard folded > 0 else { return 0 }
+            try builder.write(db)
+            try Self.setCursor(db, Self.rollupCursor, last)
+            return folded
+        }
     }
 
-    /// Rebuilds every summary from the stored batches (the migration that introduced them).
+    private struct SeriesKeyOfRun: Hashable {
+        var run: String
+        var key: String
+    }
+
+    /// Rebuilds every summary from the stored batches and sets the cursor past them (the
+    /// migration that introduced them).
     static func rebuildRollups(_ db: Database) throws {
         try db.execute(sql: "DELETE FROM series_rollups")
+        var last: Int64 = 0
         for run in try String.fetchAll(db, sql: "SELECT DISTINCT run_id FROM metric_batches") {
             var ids: [String: Int64] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT id, key FROM series WHERE run_id = ?", arguments: [run]) { ids[row["key"]] = row["id"] }
             var builder = SeriesRollupBuilder()
-            let rows = try Row.fetchCursor(db, sql: "SELECT data FROM metric_batches WHERE run_id = ? ORDER BY id", arguments: [run])
+            let rows = try Row.fetchCursor(db, sql: "SELECT id, data FROM metric_batches WHERE run_id = ? ORDER BY id", arguments: [run])
             while let row = try rows.next() {
-                let batch = try PointBatch(decoding: Array(row[0] as Data))
+                let batch = try PointBatch(decoding: Array(row[1] as Data))
                 var seriesIds: [Int64] = []
                 for key in batch.keys {
                     if let id = ids[key] { seriesIds.append(id) } else {
@@ -44,12 +84,30 @@ extension Store {
                     }
                 }
                 builder.add(batch, seriesIds: seriesIds)
+                last = max(last, row[0])
             }
             try builder.write(db)
         }
+        try setCursor(db, rollupCursor, last)
     }
 
-    /// The whole-series summary (count, first, last, extremes) of each series of a run, by key.
+    /// A consumer's durable position (0 before its first step).
+    static func cursor(_ db: Database, _ name: String) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT position FROM consumer_cursors WHERE name = ?", arguments: [name]) ?? 0
+    }
+
+    static func setCursor(_ db: Database, _ name: String, _ position: Int64) throws {
+        try db.execute(sql: """
+            INSERT INTO consumer_cursors (name, position, updated_at) VALUES (?, ?, ?)
+            ON CONFLICT(name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at
+            """, arguments: [name, position, Date().timeIntervalSince1970])
+    }
+
+    /// The summaries' cursor now (for tests and diagnostics).
+    public func rollupCursor() throws -> Int64 { try pool.read { db in try Self.cursor(db, Self.rollupCursor) } }
+
+    /// The whole-series summary of each series of a run (or of `key` only), by key: the
+    /// summarised rows merged with the batches past the cursor.
     func seriesSummaries(_ db: Database, runId: String, key: String? = nil) throws -> [String: SeriesRollup] {
         var sql = """
             SELECT s.key, r.data FROM series s JOIN series_rollups r ON r.series_id = s.id AND r.level = ?
@@ -64,18 +122,46 @@ extension Store {
             let r = try SeriesRollup(decoding: Array(row[1] as Data))
             if out[k] == nil { out[k] = r } else { out[k]!.merge(r) }
         }
+        for (k, points) in try unsummarised(db, runId: runId, key: key) {
+            for p in points {
+                let s = SeriesRollup.Sample(step: p.step, value: p.value, wallTime: p.wallTime)
+                if out[k] == nil { out[k] = SeriesRollup(s) } else { out[k]!.add(s) }
+            }
+        }
         return out
     }
 
-    /// The newest point (highest step, last arrival) of a series, from its summaries.
+    /// The points of a run (or of one key) in batches past the summaries' cursor, by key, in
+    /// arrival order.
+    func unsummarised(_ db: Database, runId: String, key: String? = nil) throws -> [String: [MetricPoint]] {
+        let cursor = try Self.cursor(db, Self.rollupCursor)
+        var out: [String: [MetricPoint]] = [:]
+        let rows = try Row.fetchCursor(db, sql: "SELECT data FROM metric_batches WHERE run_id = ? AND id > ? ORDER BY id", arguments: [runId, cursor])
+        while let row = try rows.next() {
+            let batch = try PointBatch(decoding: Array(row[0] as Data))
+            for i in 0..<batch.count {
+                let k = batch.keys[Int(batch.keyIndex[i])]
+                if let key, k != key { continue }
+                out[k, default: []].append(MetricPoint(runId: runId, step: batch.steps[i], key: k, value: batch.values[i], wallTime: batch.wallTimes[i]))
+            }
+        }
+        return out
+    }
+
+    /// The newest point (highest step, last arrival) of a series.
     public func latestPoint(runId: String, key: String) throws -> MetricPoint? {
         try pool.read { db in
-            guard let data = try Data.fetchOne(db, sql: """
+            var newest: SeriesRollup.Sample?
+            if let data = try Data.fetchOne(db, sql: """
                 SELECT r.data FROM series s JOIN series_rollups r ON r.series_id = s.id AND r.level = ?
                 WHERE s.run_id = ? AND s.key = ? ORDER BY r.bucket DESC LIMIT 1
-                """, arguments: [Self.rollupTopLevel, runId, key]) else { return nil }
-            let last = try SeriesRollup(decoding: Array(data)).last
-            return MetricPoint(runId: runId, step: last.step, key: key, value: last.value, wallTime: last.wallTime)
+                """, arguments: [Self.rollupTopLevel, runId, key]) {
+                newest = try SeriesRollup(decoding: Array(data)).last
+            }
+            for p in try unsummarised(db, runId: runId, key: key)[key] ?? [] where p.step >= (newest?.step ?? .min) {
+                newest = .init(step: p.step, value: p.value, wallTime: p.wallTime)
+            }
+            return newest.map { MetricPoint(runId: runId, step: $0.step, key: key, value: $0.value, wallTime: $0.wallTime) }
         }
     }
 
@@ -85,45 +171,45 @@ extension Store {
     }
 
     /// A series cut to at most `limit` points (``SeriesDownsampler``'s rule: the first and the
-    /// last point, and the lowest and the highest value of each of `(limit − 2) / 2` equal step
+    /// last point, and the lowest and the highest value of each of at most `(limit − 2) / 2` step
     /// buckets), optionally within `[fromStep, toStep]`. A range of few points is returned whole.
     /// Reads at most about 8 × limit summary rows however many points are stored.
     public func metricCurve(runId: String, key: String, fromStep: Int64? = nil, toStep: Int64? = nil, limit: Int) throws -> [MetricPoint] {
         precondition(limit >= 2, "a curve needs at least its two ends")
         let buckets = max(1, (limit - 2) / 2)
-        let plan: (pieces: [Piece], raw: Bool, bucketing: CurveBucketing?)? = try pool.read { db in
+        return try pool.read { db -> [MetricPoint] in
             guard let sid = try Int64.fetchOne(db, sql: "SELECT id FROM series WHERE run_id = ? AND key = ?", arguments: [runId, key]),
-                  let whole = try seriesSummaries(db, runId: runId, key: key)[key] else { return nil }
+                  let whole = try seriesSummaries(db, runId: runId, key: key)[key] else { return [] }
             let lo = max(fromStep ?? whole.first.step, whole.first.step), hi = min(toStep ?? whole.last.step, whole.last.step)
-            guard lo <= hi else { return ([], false, nil) }
+            guard lo <= hi else { return [] }
             let span = Double(hi) - Double(lo) + 1
             // Few points, or a range too short for the finest level to cut it finely enough: the
             // points themselves (at most 64 per bucket asked for).
             if (lo <= whole.first.step && hi >= whole.last.step && whole.count <= Int64(limit))
                 || span < Double(SeriesRollup.levels[0]) * Double(buckets) {
-                return ([], true, nil)
+                return SeriesDownsampler.downsample(try seriesPoints(db, runId: runId, key: key, fromStep: fromStep, toStep: toStep), limit: limit)
             }
             var level = 0
             while level < Self.rollupTopLevel, span / Double(SeriesRollup.levels[level + 1]) >= Double(buckets) { level += 1 }
+            let cursor = try Self.cursor(db, Self.rollupCursor)
             var pieces: [Piece] = []
             try cover(db, series: sid, lo: lo, hi: hi, level: level, into: &pieces)
-            return (pieces, false, CurveBucketing(lo: lo, hi: hi, levelWidth: SeriesRollup.levels[level], buckets: buckets))
-        }
-        guard let plan else { return [] }
-        if plan.raw {
-            return SeriesDownsampler.downsample(try metricSeries(runId: runId, key: key, fromStep: fromStep, toStep: toStep), limit: limit)
-        }
-        var rollups: [SeriesRollup] = []
-        for piece in plan.pieces {
-            switch piece {
-            case .summary(let r): rollups.append(r)
-            case .points(let from, let to):
-                rollups += try metricSeries(runId: runId, key: key, fromStep: from, toStep: to)
-                    .map { SeriesRollup(.init(step: $0.step, value: $0.value, wallTime: $0.wallTime)) }
+            var rollups: [SeriesRollup] = []
+            for piece in pieces {
+                switch piece {
+                case .summary(let r): rollups.append(r)
+                case .points(let from, let to):
+                    rollups += try seriesPoints(db, runId: runId, key: key, fromStep: from, toStep: to, batches: 0...cursor)
+                        .map { SeriesRollup(.init(step: $0.step, value: $0.value, wallTime: $0.wallTime)) }
+                }
             }
+            // Points not summarised yet, wherever their steps fall (they arrived last).
+            for p in try unsummarised(db, runId: runId, key: key)[key] ?? [] where (lo...hi).contains(p.step) {
+                rollups.append(SeriesRollup(.init(step: p.step, value: p.value, wallTime: p.wallTime)))
+            }
+            let bucketing = CurveBucketing(lo: lo, hi: hi, levelWidth: SeriesRollup.levels[level], buckets: buckets)
+            return SeriesCurve.build(runId: runId, key: key, pieces: rollups, buckets: bucketing.count, bucketOf: bucketing.bucket(of:))
         }
-        guard let bucketing = plan.bucketing else { return [] }
-        return SeriesCurve.build(runId: runId, key: key, pieces: rollups, buckets: bucketing.count, bucketOf: bucketing.bucket(of:))
     }
 
     /// How a curve over `[lo, hi]` is cut when it is built from summaries: into buckets of

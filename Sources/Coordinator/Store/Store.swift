@@ -228,7 +228,7 @@ public final class Store: Sendable {
             var last: Int64 = 0
             func flush() throws {
                 guard let run = pending.first?.runId else { return }
-                try Store.insertBatch(db, run: run, PointBatch(points: pending), firstSeq: first, rollups: false) { db, key in try Store.seriesId(db, run: run, key: key) }
+                try Store.insertBatch(db, run: run, PointBatch(points: pending), firstSeq: first) { db, key in try Store.seriesId(db, run: run, key: key) }
                 pending = []
             }
             while let r = try rows.next() {
@@ -360,6 +360,11 @@ public final class Store: Sendable {
                     data BLOB NOT NULL,              -- SeriesRollup: count, first, last, min, max (104 bytes)
                     PRIMARY KEY (series_id, level, bucket)
                 ) WITHOUT ROWID;
+                CREATE TABLE consumer_cursors (
+                    name TEXT PRIMARY KEY,           -- rollups: metric_batches.id summarised through
+                    position INTEGER NOT NULL,
+                    updated_at REAL NOT NULL
+                );
                 """)
             try Store.rebuildRollups(db)
         }
