@@ -114,77 +114,116 @@ struct AlertLifecycleTests {
     }
 }
 
-/// The alert center between ingest and the store: rules see stored points; runs bring their own settings.
+/// The alert center between ingest and the store: the rules read the store's ingest log from a
+/// durable cursor; runs bring their own settings.
 @Suite("Alert center")
 struct AlertCenterTests {
+    let dir: URL
+    let store: Store
+
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-center-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
+    }
+
+    func center() -> AlertCenter {
+        AlertCenter(store: store, registry: WorkerRegistry(), logger: Logger(label: "test"), groupWait: 0, repeatInterval: 3600, queueNotifications: true)
+    }
+
+    func run() throws -> String {
+        try #require(try store.enqueue(EnqueueRequest(kind: "synthetic", count: 1, payload: [:]), defaultMaxRetries: 1).runId)
+    }
+
+    /// A steady, slightly noisy loss for `steps`, then `spike` (if any) from step `spikeAt` on.
+    static func loss(_ run: String, _ steps: ClosedRange<Int64>, spikeAt: Int64 = .max, nanAt: Int64 = -1) -> [MetricPoint] {
+        steps.map { s in
+            let base = 2.0 + 0.01 * sin(Double(s))
+            let v = s == nanAt ? .nan : (s >= spikeAt ? base * 3 : base)
+            return MetricPoint(runId: run, step: s, key: "train/text_loss", value: v, wallTime: 1_700_000_000 + Double(s))
+        }
+    }
+
+    func rules(_ rule: String) throws -> [String?] {
+        try store.alerts(limit: 1_000, now: 0).filter { $0.rule == rule }.map(\.runId)
+    }
+
     @Test("a run's own alert settings (its config's `alerts`) apply; other runs keep the defaults")
     func perRunSettings() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-center-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
         let quiet = try store.enqueue(EnqueueRequest(kind: "synthetic", count: 1, payload: [
             "alerts": .object(["non_finite": .object(["enabled": .bool(false)])]),
         ]), defaultMaxRetries: 1)
         let loud = try store.enqueue(EnqueueRequest(kind: "synthetic", count: 1, payload: [:]), defaultMaxRetries: 1)
-        let center = AlertCenter(store: store, registry: WorkerRegistry(), logger: Logger(label: "test"),
-                                 groupWait: 0, repeatInterval: 3600, queueNotifications: true)
         for (i, run) in [quiet.runId!, loud.runId!].enumerated() {
             let nan = MetricPoint(runId: run, step: 10, key: "train/text_loss", value: .nan, wallTime: 1)
-            await center.handle(.stored(.metrics(workerId: "w", entries: [SpoolEntry(sequence: UInt64(i + 1), points: [nan])])), now: 100)
+            _ = try store.ingestSpool(workerId: "w", entries: [SpoolEntry(sequence: UInt64(i + 1), points: [nan])])
         }
-        let alerts = try store.alerts(now: 100)
-        #expect(alerts.map(\.runId) == [loud.runId], "only the run with default settings alerts on NaN")
-        #expect(alerts.first?.rule == "non_finite")
+        await center().catchUp()
+        #expect(try rules("non_finite") == [loud.runId], "only the run with default settings alerts on NaN")
     }
 
-    @Test("a run whose result was stored but whose completion notice was not (the coordinator died in between) is announced once at the next start; an old one is not")
-    func completionRecoveredAfterACrash() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-center-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
-        let recent = try #require(try store.enqueue(EnqueueRequest(kind: "synthetic", count: 1, payload: [:]), defaultMaxRetries: 1).runId)
-        let old = try #require(try store.enqueue(EnqueueRequest(kind: "synthetic", count: 1, payload: [:]), defaultMaxRetries: 1).runId)
-        let now = Date().timeIntervalSince1970
-        try await store.pool.write { db in
-            try db.execute(sql: "UPDATE runs SET state = 'succeeded', finished_at = ?, exit_code = 0 WHERE id = ?", arguments: [now - 60, recent])
-            try db.execute(sql: "UPDATE runs SET state = 'succeeded', finished_at = ?, exit_code = 0 WHERE id = ?", arguments: [now - 7 * 3600, old])
-        }
-        func completions() throws -> [String?] { try store.alerts(now: now).filter { $0.rule == "run_completed" }.map(\.runId) }
-        let center = AlertCenter(store: store, registry: WorkerRegistry(), logger: Logger(label: "test"),
-                                 groupWait: 0, repeatInterval: 3600, queueNotifications: true)
-        await center.announceRunsFinishedUnannounced(now: now)
-        #expect(try completions() == [recent], "the recent run is announced, the 7-hour-old one is not")
-        let restarted = AlertCenter(store: store, registry: WorkerRegistry(), logger: Logger(label: "test"),
-                                    groupWait: 0, repeatInterval: 3600, queueNotifications: true)
-        await restarted.announceRunsFinishedUnannounced(now: now + 1)
-        #expect(try completions() == [recent], "announced once, not at every start")
+    @Test("what was committed while no rules ran (a crash right after the commit) is alerted at the next start, once: a NaN and a loss spike")
+    func factsCommittedBeforeACrashAreAlertedOnce() async throws {
+        let r = try run()
+        // 200 steady steps, a sustained 3× excursion, then a NaN: stored, never seen by rules.
+        _ = try store.ingestSpool(workerId: "w", entries: [SpoolEntry(sequence: 1, points: Self.loss(r, 1...200)),
+                                                           SpoolEntry(sequence: 2, points: Self.loss(r, 201...230, spikeAt: 201, nanAt: 225))])
+        #expect(try store.alerts(now: 0).isEmpty)
+        await center().catchUp()
+        #expect(try rules("loss_spike") == [r])
+        #expect(try rules("non_finite") == [r])
+        let cursor = try store.consumerPosition(AlertCenter.consumerName)
+        #expect(cursor == (try store.ingestLogEnd()), "the cursor moved with the alerts")
+        // Another start reads nothing new and raises nothing again.
+        await center().catchUp()
+        await center().catchUp()
+        #expect(try rules("loss_spike").count == 1 && (try rules("non_finite")).count == 1)
     }
 
-    @Test("a NaN stored just before a crash whose alert was not is raised at the next start, once; a NaN already alerted is not raised again")
-    func nonFiniteRecoveredAfterACrash() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-center-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
-        let alerted = try #require(try store.enqueue(EnqueueRequest(kind: "synthetic", count: 1, payload: [:]), defaultMaxRetries: 1).runId)
-        let lost = try #require(try store.enqueue(EnqueueRequest(kind: "synthetic", count: 1, payload: [:]), defaultMaxRetries: 1).runId)
-        func points(_ run: String, nanAt: Int64) -> [MetricPoint] {
-            (1...20).map { s in MetricPoint(runId: run, step: s, key: "train/text_loss", value: s == nanAt ? .nan : 2, wallTime: 1) }
-        }
-        // Both runs' points are stored; only the first run's NaN reached the rules before the "crash".
-        let before = AlertCenter(store: store, registry: WorkerRegistry(), logger: Logger(label: "test"),
-                                 groupWait: 0, repeatInterval: 3600, queueNotifications: true)
-        let e1 = SpoolEntry(sequence: 1, points: points(alerted, nanAt: 10)), e2 = SpoolEntry(sequence: 2, points: points(lost, nanAt: 15))
-        _ = try store.ingestSpool(workerId: "w", entries: [e1, e2])
-        await before.handle(.stored(.metrics(workerId: "w", entries: [e1])), now: 100)
-        func nonFinite() throws -> [String?] { try store.alerts(now: 200).filter { $0.rule == "non_finite" }.map(\.runId).sorted { ($0 ?? "") < ($1 ?? "") } }
-        #expect(try nonFinite() == [alerted])
-        let restarted = AlertCenter(store: store, registry: WorkerRegistry(), logger: Logger(label: "test"),
-                                    groupWait: 0, repeatInterval: 3600, queueNotifications: true)
-        await restarted.raiseLostNonFiniteAlerts(now: 200)
-        #expect(try nonFinite() == [alerted, lost].sorted(), "the lost NaN alert is raised; the recorded one is not raised again")
-        let again = AlertCenter(store: store, registry: WorkerRegistry(), logger: Logger(label: "test"),
-                                groupWait: 0, repeatInterval: 3600, queueNotifications: true)
-        await again.raiseLostNonFiniteAlerts(now: 300)
-        #expect(try store.alerts(now: 300).filter { $0.rule == "non_finite" }.count == 2, "once, not at every start")
+    @Test("rules rebuilt from the log after a restart keep their baselines: a spike right after the restart fires (a fresh rule would still be warming up)")
+    func stateIsRebuiltFromTheLog() async throws {
+        let r = try run()
+        _ = try store.ingestSpool(workerId: "w", entries: [SpoolEntry(sequence: 1, points: Self.loss(r, 1...200))])
+        await center().catchUp()
+        #expect(try store.alerts(now: 0).isEmpty)
+        // Restart: a new center, then 30 spiking steps (fewer than the 50-point warm-up a fresh
+        // detector needs before it judges anything).
+        let restarted = center()
+        _ = try store.ingestSpool(workerId: "w", entries: [SpoolEntry(sequence: 2, points: Self.loss(r, 201...230, spikeAt: 201))])
+        await restarted.catchUp()
+        #expect(try rules("loss_spike") == [r])
+        // Without the rebuild the same input raises nothing: the test has teeth.
+        let other = try run()
+        _ = try store.ingestSpool(workerId: "w2", entries: [SpoolEntry(sequence: 1, points: Self.loss(other, 201...230, spikeAt: 201))])
+        await center().catchUp()
+        #expect(try rules("loss_spike") == [r])
+    }
+
+    @Test("a finished run is announced from its logged result, also when the coordinator stopped between the result's commit and the notice")
+    func completionFromTheLog() async throws {
+        let session = try store.register(workerId: "w1", request: RegisterRequest(
+            name: "w1", host: "h", device: DeviceInfo(kind: .cpu, index: 0, name: "cpu", memoryBytes: 1),
+            capabilities: ["shard:synthetic"], version: "t", pid: 1, proof: .none)).session
+        let r = try run()
+        let lease = try #require(try store.lease(workerId: "w1", workerName: "w1", session: session, kinds: ["synthetic"]))
+        _ = try store.ingest(workerId: "w1", session: session, sequence: 1, .event(EventRequest(kind: .shardStarted, shard: lease.shard, message: "", wallTime: 0)))
+        let done = try store.ingest(workerId: "w1", session: session, sequence: 2, .result(ResultRequest(shard: lease.shard, outcome: .succeeded, message: "ok")))
+        #expect(done.disposition?.finishedRun == r)
+        // The result is committed; no rules ran (the crash). The next start announces it.
+        await center().catchUp()
+        #expect(try rules("run_completed") == [r])
+        await center().catchUp()
+        #expect(try rules("run_completed") == [r], "once")
+    }
+
+    @Test("a lost worker's alert comes from the log entry written with the loss")
+    func workerLostFromTheLog() async throws {
+        _ = try store.register(workerId: "w9", request: RegisterRequest(
+            name: "box-a-gpu0", host: "h", device: DeviceInfo(kind: .cpu, index: 0, name: "cpu", memoryBytes: 1),
+            capabilities: [], version: "t", pid: 1, proof: .none))
+        _ = try store.markWorkerLost(workerId: "w9", silentFor: 12)
+        await center().catchUp()
+        let lost = try store.alerts(now: 0).filter { $0.rule == "worker_lost" }
+        #expect(lost.count == 1 && lost.first?.summary.contains("box-a-gpu0") == true)
     }
 }

@@ -27,7 +27,7 @@ struct ShardLifecycleTests {
 
     @Test("the database is in WAL mode with every migration applied")
     func schema() throws {
-        #expect(try store.schemaVersion() == 12)
+        #expect(try store.schemaVersion() == 13)
         let mode = try store.pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
         #expect(mode == "wal")
     }

@@ -29,7 +29,7 @@ struct ReliabilityTests {
         var runs: [String] = []
         for _ in 0..<4 {
             let r = try h.cliJSON(["enqueue", "synthetic", "--param", "steps=\(steps)", "--param", "keys=\(keys)", "--param", "rate=250",
-                                   "--param", "nan_at=1500"], as: EnqueueReply.self)
+                                   "--param", "nan_at=1500", "--param", "spike_at=2200"], as: EnqueueReply.self)
             runs.append(try #require(r.runId))
         }
         _ = try h.cliJSON(["enqueue", "sleep", "--count", "24", "--param", "seconds=0.4"], as: EnqueueReply.self)
@@ -97,11 +97,18 @@ struct ReliabilityTests {
         // rules raise it at the next start).
         let missingNaNAlerts = runs.filter { run in !lines.contains { $0.contains("non_finite · run \(run)") } }
         #expect(missingNaNAlerts.isEmpty, "the NaN alerts of \(missingNaNAlerts)")
+        // Every run's loss spike (a 3× excursion for 30 steps), fired and resolved once each, also
+        // when a kill fell inside the spike: the rules' baselines are rebuilt from the log.
+        let spikeLines = runs.map { run in lines.filter { $0.contains("loss_spike · run \(run)") } }
+        let missingSpikes = zip(runs, spikeLines).filter { $1.isEmpty }.map(\.0)
+        #expect(missingSpikes.isEmpty, "the loss-spike alerts of \(missingSpikes): \(lines)")
+        #expect(spikeLines.allSatisfy { $0.count <= 2 }, "loss-spike lines: \(spikeLines)")
         #expect(h.log("coordinator").components(separatedBy: "listening on").count - 1 == Self.kills + 1)
         ReliabilityFigures.record("coordinator-crash-loop", [
             "kills": Self.kills, "workers": 4, "runs": runs.count, "points_expected": runs.count * steps * keys, "points_stored": stored,
             "points_missing": missing, "points_duplicated": duplicates, "wandb_history_rows": wandbRows, "wandb_rows_expected": runs.count * steps,
             "shards": shards.count, "shards_completed_twice": twice, "alerts_delivered": lines.count, "alerts_delivered_twice": twiceDelivered, "nan_alerts_missing": missingNaNAlerts.count,
+            "loss_spike_alerts_missing": missingSpikes.count,
             "restart_to_listening_seconds_max": recoveries.max() ?? 0,
             "restart_to_listening_seconds_median": recoveries.sorted()[recoveries.count / 2],
         ])

@@ -2,19 +2,32 @@ import Foundation
 import Logging
 import Shared
 
-/// The coordinator's alerting: feeds everything it stores to the ``RulesEngine``, keeps each
-/// alert's lifecycle in SQLite (firing → notified → repeated → resolved) and wakes the
+/// The coordinator's alerting: feeds everything the store committed to the ``RulesEngine``,
+/// keeps each alert's lifecycle in SQLite (firing → notified → repeated → resolved) and wakes the
 /// ``AlertNotifier``. Every transition is also written to the log (the console notifier, always on).
 ///
-/// Input arrives through one ordered queue (``submit(_:)``), so points are evaluated in the order
-/// they were stored; a tick every second checks stalls, queues repeats and status digests.
+/// The rules read the store's ingest log (``Store/ingestLog(after:through:limit:runs:)``) from
+/// their own durable cursor (`consumer_cursors.alerts`): what a chunk of the log made them signal
+/// is recorded in the same transaction that moves the cursor, so a crash at any moment neither
+/// loses nor doubles an alert — the next start continues from the cursor. At start the rules'
+/// state (baselines, medians, best CER, which alerts fire) is rebuilt by reading the log of the
+/// runs still going up to the cursor again, with the signals it gives discarded (they were
+/// recorded the first time); every entry is fed with its commit time, so this replay makes the
+/// same decisions as the first reading did.
+///
+/// A wake-up (``wake()``, after each ingest commit) reads what is new; a tick every second checks
+/// stalls, queues repeats and status digests.
 public actor AlertCenter {
-    /// Something the rules should see.
+    /// Something that makes the rules look again.
     public enum Input: Sendable {
-        case stored(IngestActivity)
-        case workerLost(workerId: String, name: String, requeuedShards: [Int64])
+        /// Something was committed: read the log.
+        case wake
+        /// A second passed: stalls, repeats, digests (and the log).
         case tick
     }
+
+    /// The rules' cursor in `consumer_cursors`.
+    public static let consumerName = "alerts"
 
     let store: Store
     let registry: WorkerRegistry
@@ -22,6 +35,7 @@ public actor AlertCenter {
     let groupWait: Double
     let repeatInterval: Double
     let queueNotifications: Bool
+    private let configuration: AlertRulesConfiguration
     private var engine: RulesEngine
     private let inputs: AsyncStream<Input>
     private nonisolated let continuation: AsyncStream<Input>.Continuation
@@ -29,8 +43,13 @@ public actor AlertCenter {
     private var lastDigest: Double
     private var runOfShard: [Int64: String] = [:]
     private var configuredRuns: Set<String> = []
-    /// When this alert center was made (runs finished before it are this process's to recover).
-    private let startedAt: Double
+    /// The last log position fed to the rules, and the last one made durable.
+    private var position: Int64 = 0
+    private var durablePosition: Int64 = 0
+    private var lastCursorWrite = 0.0
+    /// False until the rules' state is rebuilt from the log (and after a failed record: the rules
+    /// saw entries whose signals were not stored, so they are rebuilt from the durable cursor).
+    private var ready = false
 
     /// - Parameters:
     ///   - groupWait: seconds a new notification waits so that a burst of one run and rule
@@ -45,20 +64,22 @@ public actor AlertCenter {
         self.groupWait = groupWait
         self.repeatInterval = repeatInterval
         self.queueNotifications = queueNotifications
+        self.configuration = configuration
         engine = RulesEngine(configuration: configuration)
         (inputs, continuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .unbounded)
         lastDigest = Date().timeIntervalSince1970
-        startedAt = lastDigest
     }
 
     /// Queues input for the rules (callable from any thread; never blocks).
     public nonisolated func submit(_ input: Input) { continuation.yield(input) }
 
+    /// Something was committed (callable from any thread; never blocks).
+    public nonisolated func wake() { continuation.yield(.wake) }
+
     /// Processes input until cancelled; `notifier` is woken whenever something is queued.
     public func run(notifier: AlertNotifier?) async {
         self.notifier = notifier
-        announceRunsFinishedUnannounced(now: Date().timeIntervalSince1970)
-        raiseLostNonFiniteAlerts(now: Date().timeIntervalSince1970)
+        catchUp()
         let ticker = Task { [continuation] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
@@ -67,38 +88,90 @@ public actor AlertCenter {
         }
         for await input in inputs {
             if Task.isCancelled { break }
-            handle(input, now: Date().timeIntervalSince1970)
+            // Wake-ups that queued up while the log was read find nothing new: a cheap read.
+            catchUp()
+            if case .tick = input { tick(now: Date().timeIntervalSince1970) }
         }
         ticker.cancel()
+        persistPosition(force: true)
     }
 
-    /// Feeds one input to the rules and records what they signal (exposed for tests).
-    func handle(_ input: Input, now: Double) {
-        var signals: [AlertSignal] = []
-        switch input {
-        case .stored(.metrics(let workerId, let entries)):
-            let worker = registry.name(of: workerId)
-            for e in entries {
-                var last: String?
-                for p in e.points where p.runId != last {
-                    last = p.runId
-                    configure(p.runId)
+    /// Reads the log past the cursor and feeds it to the rules; the signals of each chunk are
+    /// recorded with the cursor in one transaction (exposed for tests).
+    func catchUp() {
+        do {
+            if !ready { try rebuild() }
+            while true {
+                let chunk = try store.ingestLog(after: position, limit: 500)
+                guard chunk.through > position else { break }
+                var signals: [AlertSignal] = []
+                for entry in chunk.entries { feed(entry, into: &signals) }
+                position = chunk.through
+                if !signals.isEmpty || position - durablePosition >= 10_000 {
+                    try record(signals, now: Date().timeIntervalSince1970, through: position)
                 }
-                engine.ingest(e.points, now: now, into: &signals)
-                for ev in e.events { event(ev, worker: worker, now: now, into: &signals) }
             }
-        case .stored(.result(let workerId, let r, let d)):
-            result(r, d, worker: registry.name(of: workerId), now: now, into: &signals)
-        case .workerLost(_, let name, let shards):
-            let runs = Set(shards.compactMap { run(ofShard: $0) })
-            if runs.isEmpty {
-                engine.workerLost(worker: name, runId: nil, now: now, into: &signals)
-            }
-            for run in runs.sorted() { engine.workerLost(worker: name, runId: run, now: now, into: &signals) }
-        case .tick:
-            tick(now: now, into: &signals)
+            persistPosition(force: false)
+        } catch {
+            ready = false
+            logger.error("alerts: cannot read or record what the rules found (\(store.explain(error))); the rules will read the log again from their last recorded position")
         }
-        record(signals, now: now)
+    }
+
+    /// Rebuilds the rules' state: a fresh engine fed the log of the runs still going (and entries
+    /// of no run) up to the durable cursor, its signals discarded.
+    private func rebuild() throws {
+        engine = RulesEngine(configuration: configuration)
+        configuredRuns = []
+        let cursor = try store.consumerPosition(Self.consumerName)
+        let active = Set(try store.unfinishedRunIds())
+        var after: Int64 = 0, replayed = 0
+        var discarded: [AlertSignal] = []
+        while after < cursor {
+            let chunk = try store.ingestLog(after: after, through: cursor, limit: 2_000, runs: active)
+            guard chunk.through > after else { break }
+            for entry in chunk.entries {
+                feed(entry, into: &discarded)
+                discarded.removeAll(keepingCapacity: true)
+            }
+            replayed += chunk.entries.count
+            after = chunk.through
+        }
+        engine.restartStallClocks(now: Date().timeIntervalSince1970)
+        position = cursor
+        durablePosition = cursor
+        ready = true
+        if replayed > 0 { logger.info("alerts: rules rebuilt from \(replayed) log entries of \(active.count) unfinished run(s) up to position \(cursor)") }
+    }
+
+    /// Makes the cursor durable when the rules moved past entries that signalled nothing (at most
+    /// every 2 s: reading such entries again after a crash signals nothing again).
+    private func persistPosition(force: Bool) {
+        let now = Date().timeIntervalSince1970
+        guard position > durablePosition, force || now - lastCursorWrite >= 2 else { return }
+        do {
+            try record([], now: now, through: position)
+        } catch {
+            logger.error("alerts: cannot record the rules' position (\(store.explain(error)))")
+        }
+    }
+
+    /// Feeds one log entry to the rules at its commit time.
+    private func feed(_ entry: IngestLogEntry, into signals: inout [AlertSignal]) {
+        let now = entry.at
+        let worker = entry.workerId.map { registry.name(of: $0) }
+        switch entry.fact {
+        case .points(let points):
+            if let run = entry.runId { configure(run) }
+            engine.ingest(points, now: now, into: &signals)
+        case .event(let e):
+            event(e, worker: worker ?? "coordinator", now: now, into: &signals)
+        case .result(let r, let accepted, let requeued, let finishedRun):
+            result(r, accepted: accepted, requeued: requeued, finishedRun: finishedRun, worker: worker ?? "coordinator", now: now, into: &signals)
+        case .workerLost(let name, _, let runs):
+            if runs.isEmpty { engine.workerLost(worker: name, runId: nil, now: now, into: &signals) }
+            for run in runs.sorted() { engine.workerLost(worker: name, runId: run, now: now, into: &signals) }
+        }
     }
 
     private func event(_ e: EventRequest, worker: String, now: Double, into signals: inout [AlertSignal]) {
@@ -121,8 +194,9 @@ public actor AlertCenter {
         }
     }
 
-    private func result(_ r: ResultRequest, _ d: ResultDisposition, worker: String, now: Double, into signals: inout [AlertSignal]) {
-        guard d.accepted else { return }
+    private func result(_ r: ResultRequest, accepted: Bool, requeued: Bool, finishedRun: String?, worker: String, now: Double,
+                        into signals: inout [AlertSignal]) {
+        guard accepted else { return }
         let run = run(ofShard: r.shard.shardId)
         let shard = "\(r.shard.shardId)#\(r.shard.leaseEpoch)"
         switch r.outcome {
@@ -133,11 +207,11 @@ public actor AlertCenter {
                 engine.logLines(runId: run, worker: worker, shard: shard, lines: r.logTail, now: now, into: &signals)
             }
             engine.shardFailed(runId: run, worker: worker, shard: "\(r.shard.shardId)", error: r.message, lastLogLines: r.logTail,
-                               willRetry: d.requeued, now: now, into: &signals)
+                               willRetry: requeued, now: now, into: &signals)
         case .succeeded, .cancelled:
             break
         }
-        guard let finished = d.finishedRun else { return }
+        guard let finished = finishedRun else { return }
         do {
             guard let facts = try store.finishedRun(finished) else { return }
             if facts.state == "succeeded" {
@@ -151,45 +225,14 @@ public actor AlertCenter {
         }
     }
 
-    /// Runs whose result was committed but whose `run_completed` notice never was: the
-    /// coordinator died in between (the notice is derived in memory from the stored result).
-    /// Raised once at start, for runs that finished before this process started (a run that
-    /// finishes from now on is announced by its result) and within the last 6 hours (an old
-    /// database does not announce its history).
-    func announceRunsFinishedUnannounced(now: Double) {
-        do {
-            for runId in try store.succeededRunsWithoutNotice(finishedFrom: now - 6 * 3600, before: startedAt) {
-                guard let facts = try store.finishedRun(runId) else { continue }
-                configure(runId)
-                var signals: [AlertSignal] = []
-                engine.runCompleted(RunCompletion(runId: runId, durationSeconds: facts.finishedAt - facts.createdAt, checkpoint: facts.checkpoint),
-                                    now: now, into: &signals)
-                if !signals.isEmpty { logger.notice("alerts: run \(runId) finished before the coordinator stopped; announcing its completion now") }
-                record(signals, now: now)
-            }
-        } catch {
-            logger.error("alerts: cannot look for finished runs to announce: \(error)")
-        }
-    }
-
-    /// NaN/Inf points stored just before the coordinator died whose `non_finite` alert was not
-    /// (the rules see points in memory after their commit): fed to the rules again at start. Only
-    /// the newest stored points are read (a crash loses at most the last moments), and a point is
-    /// fed only when its step is past every `non_finite` alert of its run and key, so an alert
-    /// already recorded is never raised twice.
-    func raiseLostNonFiniteAlerts(now: Double) {
-        do {
-            let points = try store.nonFinitePointsWithoutAlert(maxPoints: 200_000)
-            guard !points.isEmpty else { return }
-            var signals: [AlertSignal] = []
-            for p in points {
-                configure(p.runId)
-                engine.ingest([p], now: now, into: &signals)
-            }
-            if !signals.isEmpty { logger.notice("alerts: \(signals.count) non-finite alert(s) stored before the coordinator stopped but not raised; raising them now") }
-            record(signals, now: now)
-        } catch {
-            logger.error("alerts: cannot look for non-finite points without an alert: \(error)")
+    /// Stalls, repeats and digests (exposed for tests).
+    func tick(now: Double) {
+        var signals: [AlertSignal] = []
+        tick(now: now, into: &signals)
+        guard !signals.isEmpty else { return }
+        do { try record(signals, now: now, through: nil) } catch {
+            // Not recorded: say so with the alert itself, so nothing is silently lost.
+            logger.error("alerts: cannot store \(signals.count) alert transitions (\(store.explain(error))); they were: \(signals.map(\.description).joined(separator: "; "))")
         }
     }
 
@@ -227,16 +270,16 @@ public actor AlertCenter {
         }
     }
 
-    private func record(_ signals: [AlertSignal], now: Double) {
-        guard !signals.isEmpty else { return }
-        do {
-            let outcome = try store.recordAlertSignals(signals, now: now, groupWait: groupWait, queueNotifications: queueNotifications)
-            for s in outcome.transitions { console(s) }
-            if outcome.queued > 0 { notifier?.wake() }
-        } catch {
-            // Not recorded: say so with the alert itself, so nothing is silently lost.
-            logger.error("alerts: cannot store \(signals.count) alert transitions (\(error)); they were: \(signals.map(\.description).joined(separator: "; "))")
+    /// Records signals (and, with `through`, the rules' cursor) in one transaction.
+    private func record(_ signals: [AlertSignal], now: Double, through: Int64?) throws {
+        let outcome = try store.recordAlertSignals(signals, now: now, groupWait: groupWait, queueNotifications: queueNotifications,
+                                                   consumer: through.map { (Self.consumerName, $0) })
+        if let through {
+            durablePosition = through
+            lastCursorWrite = now
         }
+        for s in outcome.transitions { console(s) }
+        if outcome.queued > 0 { notifier?.wake() }
     }
 
     /// The console notifier: one log line per transition.

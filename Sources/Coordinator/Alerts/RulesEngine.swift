@@ -99,6 +99,12 @@ public struct RulesEngine: Sendable {
         }
     }
 
+    /// Starts every run's stall clock over at `now` (after the rules' state was rebuilt from the
+    /// log: its last progress times are those of the log, not of the workers now).
+    public mutating func restartStallClocks(now: Double) {
+        for r in runs.indices { _ = runs[r].stall.restart(step: nil, now: now) }
+    }
+
     /// Fires `stalled` for every run whose worker heartbeats but whose step has not advanced
     /// for max(K × median step time, floor). Call it periodically (about once a second).
     public mutating func checkStalls(now: Double, into signals: inout [AlertSignal]) {

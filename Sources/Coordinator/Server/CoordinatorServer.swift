@@ -50,7 +50,7 @@ public final class CoordinatorServer: Sendable {
         alerts = AlertCenter(store: store, registry: registry, logger: logger, configuration: configuration.alertRules,
                              groupWait: configuration.alertGroupWaitSeconds, repeatInterval: configuration.alertRepeatIntervalSeconds,
                              queueNotifications: configuration.slackWebhook != nil)
-        router.observers.add { [alerts] in alerts.submit(.stored($0)) }
+        router.observers.add { [alerts] _ in alerts.wake() }
         if let url = configuration.slackWebhook {
             let dashboard = configuration.dashboardURL
             // The W&B app lives at wandb.ai for the public API; a self-hosted server serves both.
@@ -128,7 +128,7 @@ public final class CoordinatorServer: Sendable {
                         let requeued = try store.markWorkerLost(workerId: lost.workerId, silentFor: silent)
                         for s in requeued { registry.leaseEnded(shardId: s) }
                         logger.warning("worker \(lost.name) lost: silent for \(String(format: "%.1f", silent)) s; requeued shards \(requeued)")
-                        alerts.submit(.workerLost(workerId: lost.workerId, name: lost.name, requeuedShards: requeued))
+                        alerts.wake() // the loss is in the ingest log
                         Task {
                             await self.scheduler.dropWaiters(workerId: lost.workerId)
                             if !requeued.isEmpty { await self.scheduler.workAvailable() }

@@ -238,7 +238,8 @@ public final class RequestRouter: Sendable {
     }
 
     /// An evaluation completed (in the result's transaction): its reports go to its output
-    /// directory, and its points reach the rules and the W&B outbox like any stored points.
+    /// directory. (Its points were stored and logged like any points: the result's wake-up
+    /// reaches the rules and the W&B outbox.)
     private func finishEval(_ done: EvalCompletion) {
         do {
             try FileManager.default.createDirectory(atPath: done.outputDir, withIntermediateDirectories: true)
@@ -249,9 +250,6 @@ public final class RequestRouter: Sendable {
         }
         let s = done.summary
         logger.info("evaluation \(done.evalId)\(s.runId.map { " of run \($0)" } ?? "")\(s.step.map { " at step \($0)" } ?? ""): \(s.message); reports in \(done.outputDir)")
-        if !done.points.isEmpty {
-            observers.notify(.metrics(workerId: "coordinator", entries: [SpoolEntry(sequence: 0, points: done.points)]))
-        }
     }
 
     // MARK: admin

@@ -30,10 +30,15 @@ extension Store {
     /// - `notify`: a one-shot notice (completion, digest, lost worker …) is stored and queued.
     /// Notifications of a silenced run/rule are stored as `silenced` (never sent). With
     /// `queueNotifications` false (no Slack) nothing is queued.
-    public func recordAlertSignals(_ signals: [AlertSignal], now: Double, groupWait: Double, queueNotifications: Bool) throws -> AlertRecordOutcome {
-        guard !signals.isEmpty else { return AlertRecordOutcome() }
+    ///
+    /// `consumer` (name, position): the ingest-log consumer whose reading produced these signals
+    /// moves its cursor to `position` in the same transaction.
+    public func recordAlertSignals(_ signals: [AlertSignal], now: Double, groupWait: Double, queueNotifications: Bool,
+                                   consumer: (name: String, position: Int64)? = nil) throws -> AlertRecordOutcome {
+        guard !signals.isEmpty || consumer != nil else { return AlertRecordOutcome() }
         return try pool.write { db in
             var out = AlertRecordOutcome()
+            if let consumer { try Self.setCursor(db, consumer.name, consumer.position) }
             let silences = try activeSilences(db, now: now)
             for signal in signals {
                 let fp = signal.key.fingerprint
@@ -239,6 +244,11 @@ extension Store {
         return try JSONCoding.decode(AlertRulesConfiguration.self, from: try JSONCoding.encode(alerts))
     }
 
+    /// The runs that have not finished (queued or running), whose rule state matters.
+    public func unfinishedRunIds() throws -> [String] {
+        try pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM runs WHERE finished_at IS NULL") }
+    }
+
     /// The run a shard belongs to (nil for a shard of no run).
     public func runId(ofShard shardId: Int64) throws -> String? {
         try pool.read { db in try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [shardId]) }
@@ -251,50 +261,6 @@ extension Store {
             let checkpoint = try String.fetchOne(db, sql: "SELECT data FROM events WHERE run_id = ? AND kind = 'checkpoint_saved' ORDER BY id DESC LIMIT 1", arguments: [runId])
                 .flatMap { jsonDecode([String: JSONValue].self, $0)?["path"]?.stringValue }
             return (r[0], r[1], r[2], r[3], checkpoint)
-        }
-    }
-
-    /// Succeeded runs that finished in `[finishedFrom, before)` and have no `run_completed` alert.
-    public func succeededRunsWithoutNotice(finishedFrom: Double, before: Double) throws -> [String] {
-        try pool.read { db in
-            try String.fetchAll(db, sql: """
-                SELECT id FROM runs r WHERE r.state = 'succeeded' AND r.finished_at >= ? AND r.finished_at < ?
-                AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.run_id = r.id AND a.rule = 'run_completed')
-                ORDER BY r.finished_at
-                """, arguments: [finishedFrom, before])
-        }
-    }
-
-    /// The newest non-finite point per (run, key) among the most recently stored points (about
-    /// `maxPoints`, newest batches first), for runs still running or queued, whose step is past
-    /// every `non_finite` alert recorded for that run and key: points whose alert was lost because
-    /// the coordinator died between their commit and the alert's. System metrics are left out.
-    public func nonFinitePointsWithoutAlert(maxPoints: Int) throws -> [MetricPoint] {
-        try pool.read { db in
-            var newest: [String: MetricPoint] = [:]
-            var seen = 0
-            let rows = try Row.fetchCursor(db, sql: "SELECT run_id, data FROM metric_batches ORDER BY id DESC")
-            while seen < maxPoints, let row = try rows.next() {
-                let run: String = row[0]
-                let batch = try PointBatch(decoding: Array(row[1] as Data))
-                seen += batch.count
-                for i in 0..<batch.count where !batch.values[i].isFinite {
-                    let key = batch.keys[Int(batch.keyIndex[i])]
-                    guard !key.hasPrefix(MetricPoint.systemPrefix) else { continue }
-                    let id = run + "\u{0}" + key
-                    if let known = newest[id], known.step >= batch.steps[i] { continue }
-                    newest[id] = MetricPoint(runId: run, step: batch.steps[i], key: key, value: batch.values[i], wallTime: batch.wallTimes[i])
-                }
-            }
-            return try newest.values.sorted { ($0.runId, $0.key) < ($1.runId, $1.key) }.filter { p in
-                let state = try String.fetchOne(db, sql: "SELECT state FROM runs WHERE id = ?", arguments: [p.runId])
-                guard state == nil || state == "running" || state == "queued" else { return false }
-                let alerted = try Int64.fetchOne(db, sql: """
-                    SELECT MAX(CAST(json_extract(signal, '$.step') AS INTEGER)) FROM alerts
-                    WHERE rule = 'non_finite' AND run_id = ? AND series = ?
-                    """, arguments: [p.runId, p.key])
-                return alerted.map { $0 < p.step } ?? true
-            }
         }
     }
 }

@@ -111,11 +111,9 @@ extension Store {
                                  ("eval/asr_floor_cer", score.floorCer ?? .nan)] where value.isFinite {
                 points.append(MetricPoint(runId: runId, step: step, key: key, value: value, wallTime: t))
             }
-            if !points.isEmpty {
-                try Store.insertBatch(db, run: runId, PointBatch(points: points), firstSeq: try nextIngestSequence(db)) { db, key in
-                    try Store.seriesId(db, run: runId, key: key)
-                }
-            }
+            // Through the same de-duplication and log as a worker's points (a second evaluation of
+            // the same step keeps the first scores, as a re-sent step keeps its first value).
+            points = try storeCoordinatorPoints(db, run: runId, points, now: t)
             // The per-utterance table, then the first samples as W&B audio, at the checkpoint's step.
             let table = EvalAggregator.wandbTable(score)
             let tableData: [String: JSONValue] = [

@@ -42,8 +42,7 @@ extension Store {
             var outcome = IngestOutcome(ack: Ack(highestSequence: sequence), duplicate: false)
             switch request {
             case .event(let e):
-                try db.execute(sql: "INSERT INTO events (worker_id, shard_id, kind, message, data, wall_time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               arguments: [workerId, e.shard?.shardId, e.kind.rawValue, e.message, String(decoding: e.data, as: UTF8.self), e.wallTime, now.unixSeconds])
+                try Self.recordWorkerEvent(db, workerId: workerId, e, now: now.unixSeconds)
                 if e.kind == .shardStarted, let ref = e.shard {
                     if try markStarted(db, workerId: workerId, ref: ref, now: now) {
                         outcome.started = ref
@@ -54,6 +53,10 @@ extension Store {
                 }
             case .result(let r):
                 let d = try applyResult(db, workerId: workerId, result: r, now: now)
+                let detail: [String: JSONValue] = ["accepted": .bool(d.accepted), "requeued": .bool(d.requeued),
+                                                   "finished_run": d.finishedRun.map(JSONValue.string) ?? .null, "note": .string(d.note)]
+                try Self.appendLog(db, .result, runId: try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [r.shard.shardId]),
+                                   workerId: workerId, data: r.wireBytes(), detail: jsonString(detail), at: now.unixSeconds)
                 outcome.disposition = d
                 outcome.ack.accepted = d.accepted
                 outcome.ack.note = d.note

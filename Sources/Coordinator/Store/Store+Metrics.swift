@@ -38,10 +38,6 @@ extension Store {
         try pool.write { db in
             var hw = UInt64(bitPattern: try Int64.fetchOne(db, sql: "SELECT high_water FROM spool_marks WHERE worker_id = ?", arguments: [workerId]) ?? 0)
             var out = SpoolIngestOutcome(highWater: hw, storedEntries: 0, storedPoints: 0, storedEvents: 0)
-            let insertEvent = try db.cachedStatement(sql: """
-                INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
-                VALUES (?, ?, (SELECT run_id FROM shards WHERE id = ?), ?, ?, ?, ?, ?)
-                """)
             var seriesCache: [SeriesKey: Int64] = [:]
             // Trainers usually spool one entry per step: the points of every entry stored by this
             // request become one batch per run (in arrival order), not a row per entry.
@@ -64,7 +60,7 @@ extension Store {
                     groups[current].append(p)
                 }
                 for ev in e.events {
-                    try insertEvent.execute(arguments: [workerId, ev.shard?.shardId, ev.shard?.shardId, ev.kind.rawValue, ev.message, String(decoding: ev.data, as: UTF8.self), ev.wallTime, now.timeIntervalSince1970])
+                    try Self.recordWorkerEvent(db, workerId: workerId, ev, now: now.timeIntervalSince1970)
                     if ev.kind == .checkpointSaved { try recordCheckpoint(db, shardId: ev.shard?.shardId, data: ev.data) }
                 }
                 hw = e.sequence
@@ -82,7 +78,8 @@ extension Store {
                     out.duplicatePoints += points.count - batch.count
                 }
                 guard batch.count > 0 else { continue }
-                try insertBatch(db, run: r, batch, firstSeq: ingest, cache: &seriesCache)
+                let batchId = try insertBatch(db, run: r, batch, firstSeq: ingest, cache: &seriesCache)
+                try Self.appendLog(db, .points, runId: r, workerId: workerId, ref: batchId, at: now.timeIntervalSince1970)
                 ingest += Int64(batch.count)
             }
             out.storedPoints -= out.duplicatePoints
@@ -113,14 +110,32 @@ extension Store {
         }
     }
 
-    private func insertBatch(_ db: Database, run: String, _ batch: PointBatch, firstSeq: Int64, cache: inout [SeriesKey: Int64]) throws {
+    private func insertBatch(_ db: Database, run: String, _ batch: PointBatch, firstSeq: Int64, cache: inout [SeriesKey: Int64]) throws -> Int64 {
         try Self.insertBatch(db, run: run, batch, firstSeq: firstSeq) { db, key in try seriesId(db, run: run, key: key, cache: &cache) }
     }
 
-    /// Inserts one batch row and its per-key index rows. (The series summaries catch up from
-    /// `metric_batches` on their own cursor: see `Store+Rollups.swift`.)
+    /// Stores points the coordinator made itself (an evaluation's scores) like points from a
+    /// worker: one per (run, key, step) kept, one batch, logged for the consumers. Returns the
+    /// points kept.
+    @discardableResult
+    func storeCoordinatorPoints(_ db: Database, run: String, _ points: [MetricPoint], now: Double) throws -> [MetricPoint] {
+        var batch = PointBatch(points: points)
+        var kept = points
+        if let keep = try Self.keepMask(db, run: run, batch: batch, seriesId: { db, key in try Self.seriesId(db, run: run, key: key) }) {
+            kept = zip(points, keep).filter(\.1).map(\.0)
+            batch = PointBatch(points: kept)
+        }
+        guard batch.count > 0 else { return [] }
+        let batchId = try Self.insertBatch(db, run: run, batch, firstSeq: try nextIngestSequence(db)) { db, key in try Self.seriesId(db, run: run, key: key) }
+        try Self.appendLog(db, .points, runId: run, workerId: nil, ref: batchId, at: now)
+        return kept
+    }
+
+    /// Inserts one batch row and its per-key index rows; returns the batch's id. (The series
+    /// summaries catch up from `metric_batches` on their own cursor: see `Store+Rollups.swift`.)
+    @discardableResult
     static func insertBatch(_ db: Database, run: String, _ batch: PointBatch, firstSeq: Int64,
-                            seriesId: (Database, String) throws -> Int64) throws {
+                            seriesId: (Database, String) throws -> Int64) throws -> Int64 {
         let insert = try db.cachedStatement(sql: "INSERT INTO metric_batches (run_id, first_seq, point_count, min_step, max_step, data) VALUES (?, ?, ?, ?, ?, ?)")
         try insert.execute(arguments: [run, firstSeq, batch.count, batch.minStep, batch.maxStep, Data(batch.encoded())])
         let batchId = db.lastInsertedRowID
@@ -128,6 +143,7 @@ extension Store {
         for (k, extent) in zip(batch.keys, batch.extents) {
             try index.execute(arguments: [try seriesId(db, k), batchId, extent.minStep, extent.maxStep, extent.count])
         }
+        return batchId
     }
 
     private struct SeriesKey: Hashable { var run: String; var key: String }

@@ -108,6 +108,7 @@ extension Store {
         try pool.write { db in
             try db.execute(sql: "UPDATE workers SET state = 'lost' WHERE id = ? AND state = 'live'", arguments: [workerId])
             var requeued: [Int64] = []
+            var runs: [String] = []
             let held = try Int64.fetchAll(db, sql: "SELECT id FROM shards WHERE worker_id = ? AND state IN ('leased', 'running')", arguments: [workerId])
             let name = try String.fetchOne(db, sql: "SELECT name FROM workers WHERE id = ?", arguments: [workerId]) ?? workerId
             for id in held {
@@ -117,6 +118,7 @@ extension Store {
                 }
                 // The run's own log says why its trainer stopped.
                 if let runId = try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [id]) {
+                    if !runs.contains(runId) { runs.append(runId) }
                     try db.execute(sql: """
                         INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
                         VALUES (?, ?, ?, 'lost', ?, '', ?, ?)
@@ -125,6 +127,8 @@ extension Store {
                                          now.unixSeconds, now.unixSeconds])
                 }
             }
+            try Self.appendLog(db, .workerLost, runId: nil, workerId: workerId,
+                               detail: jsonString(WorkerLostDetail(name: name, requeued: requeued, runs: runs)), at: now.unixSeconds)
             return requeued
         }
     }

@@ -368,6 +368,21 @@ public final class Store: Sendable {
                 """)
             try Store.rebuildRollups(db)
         }
+        m.registerMigration("v13: the ingest log that consumers (the alert rules, …) read from their cursors") { db in
+            try db.execute(sql: """
+                CREATE TABLE ingest_log (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    kind TEXT NOT NULL,              -- points | event | result | worker_lost
+                    run_id TEXT,
+                    worker_id TEXT,
+                    ref INTEGER,                     -- points: metric_batches.id; event: events.id
+                    data BLOB,                       -- result: the ResultRequest (wire encoding)
+                    detail TEXT,                     -- result: its disposition; worker_lost: name, shards, runs (JSON)
+                    at REAL NOT NULL                 -- commit time: the rules' clock for this entry
+                );
+                ALTER TABLE events ADD COLUMN lease_epoch INTEGER;
+                """)
+        }
         return m
     }
 }

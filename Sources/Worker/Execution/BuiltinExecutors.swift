@@ -42,7 +42,7 @@ public struct EchoExecutor: ShardExecutor {
 /// `synthetic`: a stand-in trainer that logs `keys` scalars (default 10) for `steps` steps of run
 /// `run` through the spool, at up to `rate` steps per second (0: as fast as possible). Values
 /// are deterministic (``value(keyIndex:step:)``: a decaying loss), so tests can check every point. With
-/// `nan_at` the first key is NaN at those steps; with `checkpoint_every`/`checkpoint_dir` it writes stand-in checkpoints, with `media_every`/`media_dir`
+/// `nan_at` the first key is NaN at those steps, with `spike_at` 3× its value for `spike_steps`; with `checkpoint_every`/`checkpoint_dir` it writes stand-in checkpoints, with `media_every`/`media_dir`
 /// short audio samples (`eval/sample`), each reported as an event.
 public struct SyntheticMetricsExecutor: ShardExecutor {
     public let kind = "synthetic"
@@ -75,13 +75,22 @@ public struct SyntheticMetricsExecutor: ShardExecutor {
             if let d = v.doubleValue { return [Int64(d)] }
             return Set((v.stringValue ?? "").split(separator: ",").compactMap { Int64($0.trimmingCharacters(in: .whitespaces)) })
         } ?? []
+        // `spike_at`: steps where the first key jumps to 3× its value for `spike_steps` steps (default 30).
+        let spikeAt: [Int64] = p["spike_at"].map { v -> [Int64] in
+            if let d = v.doubleValue { return [Int64(d)] }
+            return (v.stringValue ?? "").split(separator: ",").compactMap { Int64($0.trimmingCharacters(in: .whitespaces)) }
+        } ?? []
+        let spikeSteps = Int64(p["spike_steps"]?.doubleValue ?? 30)
+        func spiking(_ step: Int64) -> Bool { spikeAt.contains { step >= $0 && step < $0 + spikeSteps } }
         let names = (0..<keys).map { $0 == 0 ? "train/text_loss" : $0 == 1 ? "train/mel_loss" : "train/metric_\($0)" }
         let started = ContinuousClock.now
         for step in first..<(first + steps) {
             try Task.checkCancellation()
             let now = Date().timeIntervalSince1970
             spool.append(points: names.enumerated().map { i, k in
-                MetricPoint(runId: run, step: step, key: k, value: i == 0 && nanAt.contains(step) ? .nan : Self.value(keyIndex: i, step: step), wallTime: now)
+                let v = Self.value(keyIndex: i, step: step)
+                return MetricPoint(runId: run, step: step, key: k, value: i == 0 && nanAt.contains(step) ? .nan : i == 0 && spiking(step) ? 3 * v : v,
+                                   wallTime: now)
             })
             context.progress(step: step - first + 1, of: steps)
             if checkpointEvery > 0, let dir = checkpointDir, (step + 1) % checkpointEvery == 0 {
