@@ -171,6 +171,8 @@ public actor AlertCenter {
         case .workerLost(let name, _, let runs):
             if runs.isEmpty { engine.workerLost(worker: name, runId: nil, now: now, into: &signals) }
             for run in runs.sorted() { engine.workerLost(worker: name, runId: run, now: now, into: &signals) }
+        case .evalCompleted:
+            break // its scores reach the rules as points
         }
     }
 

@@ -14,6 +14,8 @@ public final class CoordinatorServer: Sendable {
     public let alerts: AlertCenter
     /// Folds stored points into the per-series summaries that curves are cut from.
     public let summaries: SeriesSummaryConsumer
+    /// Writes completed evaluations' reports.
+    public let evalReports: EvalReportWriter
     let notifier: AlertNotifier?
     let router: RequestRouter
     let logger: Logger
@@ -47,6 +49,8 @@ public final class CoordinatorServer: Sendable {
         router.observers.add { [wandb] _ in wandb.wake() }
         summaries = SeriesSummaryConsumer(store: store, logger: logger)
         router.observers.add { [summaries] _ in summaries.wake() }
+        evalReports = EvalReportWriter(store: store, logger: logger)
+        router.observers.add { [evalReports] _ in evalReports.wake() }
         alerts = AlertCenter(store: store, registry: registry, logger: logger, configuration: configuration.alertRules,
                              groupWait: configuration.alertGroupWaitSeconds, repeatInterval: configuration.alertRepeatIntervalSeconds,
                              queueNotifications: configuration.slackWebhook != nil)
@@ -97,6 +101,7 @@ public final class CoordinatorServer: Sendable {
             group.addTask { await self.flushHeartbeats() }
             group.addTask { await self.wandb.run() }
             group.addTask { await self.summaries.run() }
+            group.addTask { await self.evalReports.run() }
             group.addTask { await self.alerts.run(notifier: self.notifier) }
             if let notifier = self.notifier { group.addTask { await notifier.run() } }
             // Every loop runs until this task is cancelled (a disabled sink returns at once).

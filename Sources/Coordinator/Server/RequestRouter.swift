@@ -193,7 +193,6 @@ public final class RequestRouter: Sendable {
         do {
             let outcome = try store.ingest(workerId: env.workerId, session: env.session, sequence: env.sequence, durable)
             if case .result(let r) = durable, let d = outcome.disposition, !outcome.duplicate {
-                if let done = d.evalCompletion { finishEval(done) }
                 observers.notify(.result(workerId: env.workerId, r, d))
                 if d.accepted {
                     registry.leaseEnded(shardId: r.shard.shardId)
@@ -235,21 +234,6 @@ public final class RequestRouter: Sendable {
             storeFailures.log(logger, "could not store \(m.pointCount) points from \(registry.name(of: env.workerId)): \(why)")
             reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store these metrics: \(why); they were not acknowledged, the worker keeps them and retries", retryable: true))
         }
-    }
-
-    /// An evaluation completed (in the result's transaction): its reports go to its output
-    /// directory. (Its points were stored and logged like any points: the result's wake-up
-    /// reaches the rules and the W&B outbox.)
-    private func finishEval(_ done: EvalCompletion) {
-        do {
-            try FileManager.default.createDirectory(atPath: done.outputDir, withIntermediateDirectories: true)
-            try Data(done.reportJSON).write(to: URL(fileURLWithPath: done.outputDir + "/report.json"), options: .atomic)
-            try Data(done.reportMarkdown.utf8).write(to: URL(fileURLWithPath: done.outputDir + "/report.md"), options: .atomic)
-        } catch {
-            logger.error("evaluation \(done.evalId): cannot write its reports to \(done.outputDir): \(error) (the scores are stored; see `tts-coordinator evals`)")
-        }
-        let s = done.summary
-        logger.info("evaluation \(done.evalId)\(s.runId.map { " of run \($0)" } ?? "")\(s.step.map { " at step \($0)" } ?? ""): \(s.message); reports in \(done.outputDir)")
     }
 
     // MARK: admin

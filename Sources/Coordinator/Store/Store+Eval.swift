@@ -85,13 +85,8 @@ extension Store {
               (row["state"] as String) == "running" else { return nil }
         let open = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE job_id = ? AND state != 'succeeded'", arguments: [jobId]) ?? 0
         guard open == 0 else { return nil }
-        var results: [EvalUtteranceResult] = []
-        for output in try String.fetchAll(db, sql: "SELECT output FROM shards WHERE job_id = ? ORDER BY id", arguments: [jobId]) {
-            struct Output: Decodable { var utterances: [EvalUtteranceResult] }
-            if let o = jsonDecode(Output.self, output) { results += o.utterances }
-        }
         let evalId: Int64 = row["id"]
-        let score = EvalAggregator.score(results)
+        let score = EvalAggregator.score(try Self.utteranceResults(db, jobId: jobId))
         func finite(_ d: Double?) -> Double? { d.flatMap { $0.isFinite ? $0 : nil } }
         let summaryJSON: [String: JSONValue] = [
             "cer": finite(score.cer).map(JSONValue.number) ?? .null, "wer": finite(score.wer).map(JSONValue.number) ?? .null,
@@ -138,10 +133,34 @@ extension Store {
         }
         // A finished evaluation may change which pins are the best (keep: {best: K, by: eval/cer}).
         if let runId { try applyRetention(db, runId: runId, now: now) }
+        // Its reports are written by the report writer, from the log (a crash before the files
+        // are written loses nothing: the writer continues from its cursor).
+        try Self.appendLog(db, .evalDone, runId: runId, workerId: nil, ref: evalId, at: now.unixSeconds)
         let summary = try evalSummary(db, id: evalId)!
         return EvalCompletion(evalId: evalId, runId: runId, outputDir: row["output_dir"],
                               reportJSON: EvalAggregator.reportJSON(score, eval: summary),
                               reportMarkdown: EvalAggregator.reportMarkdown(score, eval: summary), points: points, summary: summary)
+    }
+
+    /// Every utterance result of an evaluation job's shards, in shard order.
+    static func utteranceResults(_ db: Database, jobId: Int64) throws -> [EvalUtteranceResult] {
+        var results: [EvalUtteranceResult] = []
+        for output in try String.fetchAll(db, sql: "SELECT output FROM shards WHERE job_id = ? ORDER BY id", arguments: [jobId]) {
+            struct Output: Decodable { var utterances: [EvalUtteranceResult] }
+            if let o = jsonDecode(Output.self, output) { results += o.utterances }
+        }
+        return results
+    }
+
+    /// The reports of a completed evaluation (`report.json`, `report.md`), made again from its
+    /// stored results; nil if it has not completed.
+    public func evalReports(evalId: Int64) throws -> (outputDir: String, json: [UInt8], markdown: String, summary: EvalSummary)? {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT job_id, output_dir, state FROM evals WHERE id = ?", arguments: [evalId]),
+                  (row["state"] as String) == "succeeded", let summary = try evalSummary(db, id: evalId) else { return nil }
+            let score = EvalAggregator.score(try Self.utteranceResults(db, jobId: row["job_id"]))
+            return (row["output_dir"], EvalAggregator.reportJSON(score, eval: summary), EvalAggregator.reportMarkdown(score, eval: summary), summary)
+        }
     }
 
     /// Marks the evaluation of a shard that failed for good as failed.

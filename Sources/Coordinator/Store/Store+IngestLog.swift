@@ -13,6 +13,8 @@ public struct IngestLogEntry: Sendable {
         case result(ResultRequest, accepted: Bool, requeued: Bool, finishedRun: String?)
         /// A worker was declared lost; `runs` are the runs of the shards it held.
         case workerLost(name: String, requeuedShards: [Int64], runs: [String])
+        /// An evaluation completed (its scores are stored; its reports are to be written).
+        case evalCompleted(evalId: Int64)
     }
 
     /// The entry's position in the log (increasing; a consumer's cursor is the last one it took).
@@ -35,6 +37,7 @@ extension Store {
     enum LogKind: String {
         case points, event, result
         case workerLost = "worker_lost"
+        case evalDone = "eval_done"
     }
 
     /// Appends one entry (inside the transaction that stores the fact).
@@ -66,6 +69,12 @@ extension Store {
         try pool.read { db in try Self.cursor(db, name) }
     }
 
+    /// Moves a consumer's durable position (a consumer whose own effects are outside the store,
+    /// such as files, moves it after they are done).
+    public func setConsumerPosition(_ name: String, _ position: Int64) throws {
+        try pool.write { db in try Self.setCursor(db, name, position) }
+    }
+
     /// What one read of the log found.
     public struct IngestLogChunk: Sendable {
         public var entries: [IngestLogEntry]
@@ -77,18 +86,23 @@ extension Store {
     /// The entries after `after`, in order, reading at most `limit` rows. With `runs`, only
     /// entries of those runs and entries of no run (`through` bounds the read: a replay up to a
     /// cursor).
-    public func ingestLog(after: Int64, through: Int64 = .max, limit: Int, runs: Set<String>? = nil) throws -> IngestLogChunk {
+    /// `evalsOnly`: only `evalCompleted` entries (the report writer); `through` then also
+    /// covers the entries of other kinds up to the end of the log when fewer than `limit` were found.
+    public func ingestLog(after: Int64, through: Int64 = .max, limit: Int, runs: Set<String>? = nil, evalsOnly: Bool = false) throws -> IngestLogChunk {
         try pool.read { db in
             var out: [IngestLogEntry] = []
             var last = after
             let rows = try Row.fetchAll(db, sql: """
                 SELECT l.seq, l.kind, l.run_id, l.worker_id, l.ref, l.data, l.detail, l.at FROM ingest_log l
-                WHERE l.seq > ? AND l.seq <= ? ORDER BY l.seq LIMIT ?
+                WHERE l.seq > ? AND l.seq <= ? \(evalsOnly ? "AND l.kind = 'eval_done'" : "") ORDER BY l.seq LIMIT ?
                 """, arguments: [after, through, limit])
+            if evalsOnly, rows.count < limit {
+                last = max(after, min(through, try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM ingest_log") ?? after))
+            }
             for row in rows {
                 let runId: String? = row["run_id"]
                 let seq: Int64 = row["seq"], at: Double = row["at"], workerId: String? = row["worker_id"]
-                last = seq
+                last = max(last, seq)
                 if let runs, let runId, !runs.contains(runId) { continue }
                 let kind: String = row["kind"]
                 let fact: IngestLogEntry.Fact
@@ -116,6 +130,9 @@ extension Store {
                 case .workerLost:
                     let d = jsonDecode(WorkerLostDetail.self, row["detail"]) ?? WorkerLostDetail(name: workerId ?? "?", requeued: [], runs: [])
                     fact = .workerLost(name: d.name, requeuedShards: d.requeued, runs: d.runs)
+                case .evalDone:
+                    guard let ref: Int64 = row["ref"] else { continue }
+                    fact = .evalCompleted(evalId: ref)
                 case nil:
                     continue // written by a newer coordinator: not this one's to interpret
                 }

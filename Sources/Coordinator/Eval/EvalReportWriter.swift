@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import Shared
+
+/// Writes each completed evaluation's reports (`report.json`, `report.md`) into its output
+/// directory. A consumer of the ingest log (`eval_done` entries) with its own durable cursor
+/// (`consumer_cursors.eval_reports`): the files are written after the commit that completed the
+/// evaluation, and the cursor moves only once they are, so a crash in between rewrites them at
+/// the next start rather than losing them (writing them is idempotent: temp file, then rename).
+public final class EvalReportWriter: Sendable {
+    public static let consumerName = "eval_reports"
+    private let store: Store
+    private let logger: Logger
+    private let wakes: AsyncStream<Void>
+    private let continuation: AsyncStream<Void>.Continuation
+
+    public init(store: Store, logger: Logger) {
+        self.store = store
+        self.logger = logger
+        (wakes, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Something was committed (callable from any thread; never blocks).
+    public func wake() { continuation.yield() }
+
+    /// Writes until cancelled: once at start, then after each wake.
+    public func run() async {
+        catchUp()
+        for await _ in wakes {
+            if Task.isCancelled { break }
+            catchUp()
+        }
+    }
+
+    /// Writes the reports of every evaluation completed past the cursor (exposed for tests).
+    public func catchUp() {
+        do {
+            var position = try store.consumerPosition(Self.consumerName)
+            while true {
+                let chunk = try store.ingestLog(after: position, limit: 100, evalsOnly: true)
+                guard chunk.through > position else { return }
+                for entry in chunk.entries {
+                    guard case .evalCompleted(let id) = entry.fact else { continue }
+                    write(evalId: id)
+                }
+                position = chunk.through
+                try store.setConsumerPosition(Self.consumerName, position)
+            }
+        } catch {
+            logger.error("evaluation reports: cannot read the ingest log (\(store.explain(error))); retrying at the next commit")
+        }
+    }
+
+    private func write(evalId: Int64) {
+        do {
+            guard let r = try store.evalReports(evalId: evalId) else { return }
+            try FileManager.default.createDirectory(atPath: r.outputDir, withIntermediateDirectories: true)
+            try Data(r.json).write(to: URL(fileURLWithPath: r.outputDir + "/report.json"), options: .atomic)
+            try Data(r.markdown.utf8).write(to: URL(fileURLWithPath: r.outputDir + "/report.md"), options: .atomic)
+            let s = r.summary
+            logger.info("evaluation \(evalId)\(s.runId.map { " of run \($0)" } ?? "")\(s.step.map { " at step \($0)" } ?? ""): \(s.message); reports in \(r.outputDir)")
+        } catch {
+            // The scores are stored; a report that cannot be written is said once, not retried forever.
+            logger.error("evaluation \(evalId): cannot write its reports: \(error) (the scores are stored; see `tts-coordinator evals`)")
+        }
+    }
+}
