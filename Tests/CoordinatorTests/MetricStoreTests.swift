@@ -140,3 +140,50 @@ struct MetricStoreTests {
         #expect(try store.pointsAfter(runId: "a", cursor: 5, limit: 10).map(\.seq) == [6])
     }
 }
+
+/// Store failures are typed: a code callers can act on and a message for the operator.
+@Suite("Store errors")
+struct StoreErrorTests {
+    @Test("SQLite's failures are classified by code, each message naming the file or directory and what to do")
+    func classification() {
+        let path = "/var/lib/tts/coordinator.sqlite"
+        let cases: [(ResultCode, StoreError.Code, String)] = [
+            (.SQLITE_FULL, .volumeFull, "/var/lib/tts"), (.SQLITE_BUSY, .busy, path), (.SQLITE_CORRUPT, .damaged, "restore"),
+            (.SQLITE_READONLY, .readOnly, "permissions"), (.SQLITE_CONSTRAINT, .invalidInput, "refused"), (.SQLITE_IOERR, .failed, path),
+        ]
+        for (sqlite, code, mention) in cases {
+            let e = StoreError(classifying: DatabaseError(resultCode: sqlite, message: "x"), databasePath: path)
+            #expect(e.code == code, "\(sqlite)")
+            #expect(e.message.contains(mention), "\(e.message)")
+        }
+        let same = StoreError(.damaged, "already typed")
+        #expect(StoreError(classifying: same, databasePath: path) == same)
+        #expect(Store.isVolumeFull(StoreError(classifying: DatabaseError(resultCode: .SQLITE_FULL), databasePath: path)))
+    }
+
+    @Test("a file that is not a database cannot be opened: cannotOpen, naming the file")
+    func notADatabase() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-storeerr-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let path = dir.appendingPathComponent("c.sqlite").path
+        try Data(repeating: 0x5A, count: 8192).write(to: URL(fileURLWithPath: path))
+        #expect { try Store(path: path) } throws: { e in
+            guard let e = e as? StoreError else { return false }
+            return e.code == .cannotOpen && e.message.contains(path)
+        }
+    }
+
+    @Test("errors from store operations arrive typed, and a refused request stays a protocol error")
+    func operationsThrowTypedErrors() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tts-storeerr-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let store = try Store(path: dir.appendingPathComponent("c.sqlite").path)
+        #expect(throws: ProtocolError.self) {
+            try store.ingest(workerId: "nobody", session: 42, sequence: 1, .event(EventRequest(kind: .log, shard: nil, message: "x", wallTime: 0)))
+        }
+        // A damaged batch row surfaces as a typed `damaged` error from a query.
+        _ = try store.ingestSpool(workerId: "w", entries: [SpoolEntry(sequence: 1, points: [MetricPoint(runId: "r", step: 1, key: "k", value: 1, wallTime: 0)])])
+        try store.pool.write { db in try db.execute(sql: "UPDATE metric_batches SET data = x'0102'") }
+        #expect { try store.metricSeries(runId: "r", key: "k") } throws: { ($0 as? StoreError)?.code == .damaged }
+    }
+}

@@ -114,7 +114,7 @@ public actor AlertCenter {
             persistPosition(force: false)
         } catch {
             ready = false
-            logger.error("alerts: cannot read or record what the rules found (\(store.explain(error))); the rules will read the log again from their last recorded position")
+            logger.error("alerts: cannot read or record what the rules found (\(error)); the rules will read the log again from their last recorded position")
         }
     }
 
@@ -152,7 +152,7 @@ public actor AlertCenter {
         do {
             try record([], now: now, through: position)
         } catch {
-            logger.error("alerts: cannot record the rules' position (\(store.explain(error)))")
+            logger.error("alerts: cannot record the rules' position (\(error))")
         }
     }
 
@@ -234,7 +234,7 @@ public actor AlertCenter {
         guard !signals.isEmpty else { return }
         do { try record(signals, now: now, through: nil) } catch {
             // Not recorded: say so with the alert itself, so nothing is silently lost.
-            logger.error("alerts: cannot store \(signals.count) alert transitions (\(store.explain(error))); they were: \(signals.map(\.description).joined(separator: "; "))")
+            logger.error("alerts: cannot store \(signals.count) alert transitions (\(error)); they were: \(signals.map(\.description).joined(separator: "; "))")
         }
     }
 

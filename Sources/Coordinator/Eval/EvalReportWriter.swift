@@ -47,7 +47,7 @@ public final class EvalReportWriter: Sendable {
                 try store.setConsumerPosition(Self.consumerName, position)
             }
         } catch {
-            logger.error("evaluation reports: cannot read the ingest log (\(store.explain(error))); retrying at the next commit")
+            logger.error("evaluation reports: cannot read the ingest log (\(error)); retrying at the next commit")
         }
     }
 

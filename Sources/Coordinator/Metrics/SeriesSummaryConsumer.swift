@@ -42,7 +42,7 @@ public final class SeriesSummaryConsumer: Sendable {
         } catch {
             failures += 1
             if failures == 1 || failures % 10 == 0 {
-                logger.error("series summaries: cannot fold stored points (\(store.explain(error))); curves stay exact from the stored points, retrying")
+                logger.error("series summaries: cannot fold stored points (\(error)); curves stay exact from the stored points, retrying")
             }
         }
     }

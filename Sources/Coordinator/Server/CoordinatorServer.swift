@@ -140,7 +140,7 @@ public final class CoordinatorServer: Sendable {
                         }
                     } catch {
                         if !unrecorded.contains(where: { $0.workerId == lost.workerId }) {
-                            storeFailures.log(logger, "could not record the loss of worker \(lost.name) (retrying): \(store.explain(error))")
+                            storeFailures.log(logger, "could not record the loss of worker \(lost.name) (retrying): \(error)")
                         }
                         unrecorded.append(lost)
                     }
@@ -163,7 +163,7 @@ public final class CoordinatorServer: Sendable {
                 try store.flushHeartbeats(registry.takeDirty())
             } catch {
                 // In-memory liveness stays authoritative; the next flush writes the newest state.
-                storeFailures.log(logger, "could not persist heartbeats: \(store.explain(error))")
+                storeFailures.log(logger, "could not persist heartbeats: \(error)")
             }
         }
     }

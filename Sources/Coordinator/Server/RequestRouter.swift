@@ -148,7 +148,7 @@ public final class RequestRouter: Sendable {
                 lostAfterMs: UInt32(configuration.lostAfterMs), coordinatorVersion: TTSCluster.version,
                 activeShardKept: outcome.activeShardKept, spoolHighWater: outcome.spoolHighWater))
         } catch {
-            let why = store.explain(error)
+            let why = error
             storeFailures.log(logger, "register of \(reg.name) failed: \(why)")
             reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store the registration (\(why)); retry", retryable: true))
         }
@@ -207,7 +207,7 @@ public final class RequestRouter: Sendable {
         } catch let e as ProtocolError {
             reply(request, to: env, error: e)
         } catch {
-            let why = store.explain(error)
+            let why = error
             storeFailures.log(logger, "could not store \(env.type) from \(registry.name(of: env.workerId)): \(why)")
             reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store this \(env.type) (\(why)); it was not acknowledged, retry", retryable: true))
         }
@@ -230,7 +230,7 @@ public final class RequestRouter: Sendable {
             }
             reply(request, to: env, .metricsAck, Ack(highestSequence: outcome.highWater))
         } catch {
-            let why = store.explain(error)
+            let why = error
             storeFailures.log(logger, "could not store \(m.pointCount) points from \(registry.name(of: env.workerId)): \(why)")
             reply(request, to: env, error: ProtocolError(.unavailable, "the coordinator could not store these metrics: \(why); they were not acknowledged, the worker keeps them and retries", retryable: true))
         }

@@ -109,15 +109,15 @@ struct PointBatch: Sendable, Equatable {
         do {
             let version = try r.readByte("batch.version")
             guard version == Self.version else {
-                throw StoreError("a stored metric batch has version \(version), this coordinator reads version \(Self.version); run the coordinator release that wrote it, or restore the database")
+                throw StoreError(.newerFormat, "a stored metric batch has version \(version), this coordinator reads version \(Self.version); run the coordinator release that wrote it, or restore the database")
             }
             let keyCount = Int(try r.readVarint("batch.keyCount"))
-            guard keyCount <= bytes.count else { throw StoreError("a stored metric batch is damaged (key count \(keyCount)); restore the database from a backup") }
+            guard keyCount <= bytes.count else { throw StoreError(.damaged, "a stored metric batch is damaged (key count \(keyCount)); restore the database from a backup") }
             var keys: [String] = []
             keys.reserveCapacity(keyCount)
             for _ in 0..<keyCount { keys.append(try r.readString("batch.key")) }
             let n = Int(try r.readVarint("batch.count"))
-            guard n <= bytes.count else { throw StoreError("a stored metric batch is damaged (point count \(n)); restore the database from a backup") }
+            guard n <= bytes.count else { throw StoreError(.damaged, "a stored metric batch is damaged (point count \(n)); restore the database from a backup") }
             self.init(keys: keys)
             keyIndex.reserveCapacity(n)
             steps.reserveCapacity(n)
@@ -126,7 +126,7 @@ struct PointBatch: Sendable, Equatable {
             var step: Int64 = 0
             for _ in 0..<n {
                 let k = try r.readVarint("batch.keyIndex")
-                guard k < UInt64(keyCount) else { throw StoreError("a stored metric batch is damaged (key index \(k) of \(keyCount)); restore the database from a backup") }
+                guard k < UInt64(keyCount) else { throw StoreError(.damaged, "a stored metric batch is damaged (key index \(k) of \(keyCount)); restore the database from a backup") }
                 step &+= try r.readSigned("batch.step")
                 keyIndex.append(UInt32(k))
                 steps.append(step)
@@ -134,11 +134,11 @@ struct PointBatch: Sendable, Equatable {
                 wallTimes.append(Double(bitPattern: try r.readFixed64("batch.wallTime")))
             }
         } catch let e as WireError {
-            throw StoreError("a stored metric batch is damaged (\(e)); restore the database from a backup")
+            throw StoreError(.damaged, "a stored metric batch is damaged (\(e)); restore the database from a backup")
         } catch let e as StoreError {
             throw e
         } catch {
-            throw StoreError("a stored metric batch is damaged (\(error))")
+            throw StoreError(.damaged, "a stored metric batch is damaged (\(error))")
         }
     }
 }

@@ -87,7 +87,7 @@ struct SeriesRollup: Sendable, Equatable {
 
     init(decoding bytes: [UInt8]) throws(StoreError) {
         guard bytes.count == Self.encodedSize else {
-            throw StoreError("a series summary row holds \(bytes.count) bytes, not \(Self.encodedSize); rebuild the summaries (see docs/DECISIONS.md, \"Curves at week scale\")")
+            throw StoreError(.damaged, "a series summary row holds \(bytes.count) bytes, not \(Self.encodedSize); rebuild the summaries (see docs/DECISIONS.md, \"Curves at week scale\")")
         }
         func get(_ at: Int) -> UInt64 {
             var v: UInt64 = 0

@@ -36,7 +36,7 @@ extension Store {
     public func recordAlertSignals(_ signals: [AlertSignal], now: Double, groupWait: Double, queueNotifications: Bool,
                                    consumer: (name: String, position: Int64)? = nil) throws -> AlertRecordOutcome {
         guard !signals.isEmpty || consumer != nil else { return AlertRecordOutcome() }
-        return try pool.write { db in
+        return try write { db in
             var out = AlertRecordOutcome()
             if let consumer { try Self.setCursor(db, consumer.name, consumer.position) }
             let silences = try activeSilences(db, now: now)
@@ -100,7 +100,7 @@ extension Store {
     /// Queues a `repeat` notification for every alert firing without a notification for longer
     /// than `repeatInterval` seconds (and with none pending). Returns how many.
     public func enqueueRepeats(now: Double, repeatInterval: Double) throws -> Int {
-        try pool.write { db in
+        try write { db in
             let silences = try activeSilences(db, now: now)
             let due = try Row.fetchAll(db, sql: """
                 SELECT a.id, a.signal FROM alerts a
@@ -128,7 +128,7 @@ extension Store {
     /// other due pending one of its group (one message). Silences added after queueing apply:
     /// such notifications become `silenced` here.
     public func nextAlertNotifications(now: Double, limit: Int = 20) throws -> [AlertNotification] {
-        try pool.write { db in
+        try write { db in
             let silences = try activeSilences(db, now: now)
             while true {
                 guard let head = try Row.fetchOne(db, sql: "SELECT id, group_key FROM alert_outbox WHERE state = 'pending' ORDER BY id LIMIT 1") else { return [] }
@@ -157,7 +157,7 @@ extension Store {
 
     /// Records delivery of notifications (one transaction).
     public func markAlertNotificationsDelivered(_ ids: [Int64], now: Double) throws {
-        try pool.write { db in
+        try write { db in
             for id in ids {
                 try db.execute(sql: "UPDATE alert_outbox SET state = 'delivered', delivered_at = ?, attempts = attempts + 1 WHERE id = ?", arguments: [now, id])
                 try db.execute(sql: """
@@ -170,7 +170,7 @@ extension Store {
 
     /// Records a failed attempt: retried at `retryAt`, or given up (`retryAt` nil) with the error.
     public func markAlertNotificationsFailed(_ ids: [Int64], error: String, retryAt: Double?) throws {
-        try pool.write { db in
+        try write { db in
             for id in ids {
                 if let retryAt {
                     try db.execute(sql: "UPDATE alert_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?", arguments: [retryAt, error, id])
@@ -183,7 +183,7 @@ extension Store {
 
     /// Notifications in a state, oldest first (tests and diagnostics).
     public func alertNotifications(state: String) throws -> [AlertNotification] {
-        try pool.read { db in
+        try read { db in
             try Row.fetchAll(db, sql: "SELECT id, alert_id, group_key, kind, signal, attempts, created_at FROM alert_outbox WHERE state = ? ORDER BY id", arguments: [state]).compactMap { r in
                 jsonDecode(AlertSignal.self, r[4]).map { AlertNotification(id: r[0], alertId: r[1], groupKey: r[2], kind: r[3], signal: $0, attempts: r[5], createdAt: r[6]) }
             }
@@ -192,7 +192,7 @@ extension Store {
 
     /// Firing alerts first, then the most recent others (at most `limit`).
     public func alerts(limit: Int = 50, now: Double = Date().timeIntervalSince1970) throws -> [AlertSummary] {
-        try pool.read { db in
+        try read { db in
             let silences = try activeSilences(db, now: now)
             return try Row.fetchAll(db, sql: """
                 SELECT * FROM alerts ORDER BY CASE state WHEN 'firing' THEN 0 ELSE 1 END, updated_at DESC, id DESC LIMIT ?
@@ -210,7 +210,7 @@ extension Store {
 
     /// Adds a silence; returns it.
     public func addSilence(runId: String, rule: String?, comment: String, seconds: Double, now: Double = Date().timeIntervalSince1970) throws -> SilenceSummary {
-        try pool.write { db in
+        try write { db in
             try db.execute(sql: "INSERT INTO silences (run_id, rule, comment, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                            arguments: [runId, rule, comment, now, now + seconds])
             return SilenceSummary(id: db.lastInsertedRowID, runId: runId, rule: rule, comment: comment,
@@ -220,7 +220,7 @@ extension Store {
 
     /// Silences not yet expired.
     public func silences(now: Double = Date().timeIntervalSince1970) throws -> [SilenceSummary] {
-        try pool.read { db in
+        try read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM silences WHERE expires_at > ? ORDER BY id", arguments: [now]).map {
                 SilenceSummary(id: $0["id"], runId: $0["run_id"], rule: $0["rule"], comment: $0["comment"],
                         createdAt: Date(timeIntervalSince1970: $0["created_at"]), expiresAt: Date(timeIntervalSince1970: $0["expires_at"]))
@@ -230,7 +230,7 @@ extension Store {
 
     /// Ends a silence now; false when there is no such active silence.
     public func expireSilence(id: Int64, now: Double = Date().timeIntervalSince1970) throws -> Bool {
-        try pool.write { db in
+        try write { db in
             try db.execute(sql: "UPDATE silences SET expires_at = ? WHERE id = ? AND expires_at > ?", arguments: [now, id, now])
             return db.changesCount > 0
         }
@@ -239,24 +239,24 @@ extension Store {
     /// A run's own alert settings: the `alerts` object of its config (the job's `alerts:`), if any.
     /// - Throws: when the object does not decode (a field of the wrong type), naming it.
     public func runAlertConfiguration(_ runId: String) throws -> AlertRulesConfiguration? {
-        let config = try pool.read { db in try String.fetchOne(db, sql: "SELECT config FROM runs WHERE id = ?", arguments: [runId]) }
+        let config = try read { db in try String.fetchOne(db, sql: "SELECT config FROM runs WHERE id = ?", arguments: [runId]) }
         guard let alerts = config.flatMap({ jsonDecode([String: JSONValue].self, $0) })?["alerts"] else { return nil }
         return try JSONCoding.decode(AlertRulesConfiguration.self, from: try JSONCoding.encode(alerts))
     }
 
     /// The runs that have not finished (queued or running), whose rule state matters.
     public func unfinishedRunIds() throws -> [String] {
-        try pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM runs WHERE finished_at IS NULL") }
+        try read { db in try String.fetchAll(db, sql: "SELECT id FROM runs WHERE finished_at IS NULL") }
     }
 
     /// The run a shard belongs to (nil for a shard of no run).
     public func runId(ofShard shardId: Int64) throws -> String? {
-        try pool.read { db in try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [shardId]) }
+        try read { db in try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [shardId]) }
     }
 
     /// A finished run's facts for `run_completed`: state, exit code, start and end, last checkpoint.
     public func finishedRun(_ runId: String) throws -> (state: String, exitCode: Int?, createdAt: Double, finishedAt: Double, checkpoint: String?)? {
-        try pool.read { db in
+        try read { db in
             guard let r = try Row.fetchOne(db, sql: "SELECT state, exit_code, created_at, finished_at FROM runs WHERE id = ? AND finished_at IS NOT NULL", arguments: [runId]) else { return nil }
             let checkpoint = try String.fetchOne(db, sql: "SELECT data FROM events WHERE run_id = ? AND kind = 'checkpoint_saved' ORDER BY id DESC LIMIT 1", arguments: [runId])
                 .flatMap { jsonDecode([String: JSONValue].self, $0)?["path"]?.stringValue }

@@ -22,7 +22,7 @@ extension Store {
     /// `eval` shards over the workers. An evaluation of a run's step that already exists is
     /// returned as it is (evaluations are per checkpoint, once).
     public func createEval(_ request: EvalRequest, now: Date = Date()) throws -> EvalSummary {
-        try pool.write { db in try createEval(db, request, now: now) }
+        try write { db in try createEval(db, request, now: now) }
     }
 
     func createEval(_ db: Database, _ request: EvalRequest, now: Date) throws -> EvalSummary {
@@ -155,7 +155,7 @@ extension Store {
     /// The reports of a completed evaluation (`report.json`, `report.md`), made again from its
     /// stored results; nil if it has not completed.
     public func evalReports(evalId: Int64) throws -> (outputDir: String, json: [UInt8], markdown: String, summary: EvalSummary)? {
-        try pool.read { db in
+        try read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT job_id, output_dir, state FROM evals WHERE id = ?", arguments: [evalId]),
                   (row["state"] as String) == "succeeded", let summary = try evalSummary(db, id: evalId) else { return nil }
             let score = EvalAggregator.score(try Self.utteranceResults(db, jobId: row["job_id"]))
@@ -190,7 +190,7 @@ extension Store {
     }
 
     public func evals(limit: Int = 200) throws -> [EvalSummary] {
-        try pool.read { db in
+        try read { db in
             try Int64.fetchAll(db, sql: "SELECT id FROM evals ORDER BY id DESC LIMIT ?", arguments: [limit]).compactMap { try evalSummary(db, id: $0) }
         }
     }

@@ -27,7 +27,7 @@ extension Store {
     /// same answer without storing anything again.
     /// - Throws: ``ProtocolError`` `unknownSession` when the session is not this worker's.
     public func ingest(workerId: String, session: UInt64, sequence: UInt64, _ request: DurableRequest, now: Date = Date()) throws -> IngestOutcome {
-        try pool.write { db in
+        try write { db in
             guard let s = try Row.fetchOne(db, sql: "SELECT worker_id, high_water, last_reply FROM sessions WHERE session = ?", arguments: [Int64(bitPattern: session)]),
                   (s["worker_id"] as String) == workerId else {
                 throw ProtocolError(.unknownSession, "unknown session for worker \(workerId); register again")

@@ -61,18 +61,18 @@ extension Store {
 
     /// The newest position of the log (0 when empty).
     public func ingestLogEnd() throws -> Int64 {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM ingest_log") ?? 0 }
+        try read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM ingest_log") ?? 0 }
     }
 
     /// A consumer's durable position.
     public func consumerPosition(_ name: String) throws -> Int64 {
-        try pool.read { db in try Self.cursor(db, name) }
+        try read { db in try Self.cursor(db, name) }
     }
 
     /// Moves a consumer's durable position (a consumer whose own effects are outside the store,
     /// such as files, moves it after they are done).
     public func setConsumerPosition(_ name: String, _ position: Int64) throws {
-        try pool.write { db in try Self.setCursor(db, name, position) }
+        try write { db in try Self.setCursor(db, name, position) }
     }
 
     /// What one read of the log found.
@@ -89,7 +89,7 @@ extension Store {
     /// `evalsOnly`: only `evalCompleted` entries (the report writer); `through` then also
     /// covers the entries of other kinds up to the end of the log when fewer than `limit` were found.
     public func ingestLog(after: Int64, through: Int64 = .max, limit: Int, runs: Set<String>? = nil, evalsOnly: Bool = false) throws -> IngestLogChunk {
-        try pool.read { db in
+        try read { db in
             var out: [IngestLogEntry] = []
             var last = after
             let rows = try Row.fetchAll(db, sql: """

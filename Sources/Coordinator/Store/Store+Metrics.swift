@@ -35,7 +35,7 @@ extension Store {
     /// indexed per key and step range in `series_batches`; every point gets the next
     /// coordinator-wide ingest sequence (a batch holds `first_seq ..< first_seq + point_count`).
     public func ingestSpool(workerId: String, entries: [SpoolEntry], now: Date = Date()) throws -> SpoolIngestOutcome {
-        try pool.write { db in
+        try write { db in
             var hw = UInt64(bitPattern: try Int64.fetchOne(db, sql: "SELECT high_water FROM spool_marks WHERE worker_id = ?", arguments: [workerId]) ?? 0)
             var out = SpoolIngestOutcome(highWater: hw, storedEntries: 0, storedPoints: 0, storedEvents: 0)
             var seriesCache: [SeriesKey: Int64] = [:]
@@ -168,7 +168,7 @@ extension Store {
     /// The points of one series in step order (arrival order within a step), optionally within
     /// `[fromStep, toStep]`.
     public func metricSeries(runId: String, key: String, fromStep: Int64? = nil, toStep: Int64? = nil) throws -> [MetricPoint] {
-        try pool.read { db in try seriesPoints(db, runId: runId, key: key, fromStep: fromStep, toStep: toStep) }
+        try read { db in try seriesPoints(db, runId: runId, key: key, fromStep: fromStep, toStep: toStep) }
     }
 
     /// ``metricSeries(runId:key:fromStep:toStep:)`` inside a read; `batches` limits it to the
@@ -195,6 +195,6 @@ extension Store {
 
     /// The keys logged for a run.
     public func metricKeys(runId: String) throws -> [String] {
-        try pool.read { db in try String.fetchAll(db, sql: "SELECT key FROM series WHERE run_id = ? ORDER BY key", arguments: [runId]) }
+        try read { db in try String.fetchAll(db, sql: "SELECT key FROM series WHERE run_id = ? ORDER BY key", arguments: [runId]) }
     }
 }

@@ -26,7 +26,7 @@ extension Store {
     /// out. The cost grows with the number of runs and of batches not yet delivered, never with
     /// the points already delivered.
     public func outboxBacklog(wandb: Bool = true, now: Date = Date()) throws -> [OutboxBacklog] {
-        try pool.read { db in
+        try read { db in
             var out: [OutboxBacklog] = []
             if wandb {
                 var depth = 0
@@ -75,7 +75,7 @@ extension Store {
 
     /// Alerts by state (`firing`, `resolved`, `notice`) and by rule.
     public func alertCounts() throws -> (byState: [String: Int], byRule: [String: Int]) {
-        try pool.read { db in
+        try read { db in
             var byState: [String: Int] = [:], byRule: [String: Int] = [:]
             for r in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM alerts GROUP BY state") { byState[r["state"]] = r["n"] }
             for r in try Row.fetchAll(db, sql: "SELECT rule, COUNT(*) AS n FROM alerts GROUP BY rule") { byRule[r["rule"]] = r["n"] }

@@ -89,7 +89,7 @@ extension Store {
 
     /// The run's pins, oldest step first (deleted ones too, with `deletedAt`).
     public func pins(runId: String) throws -> [PinRecord] {
-        try pool.read { db in
+        try read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM pins WHERE run_id = ? ORDER BY step, id", arguments: [runId]).map(PinRecord.init(row:))
         }
     }

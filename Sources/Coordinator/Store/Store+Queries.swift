@@ -5,7 +5,7 @@ import Shared
 extension Store {
     /// Every worker the cluster has seen, newest registration first.
     public func workers() throws -> [WorkerSummary] {
-        try pool.read { db in
+        try read { db in
             let current = try Row.fetchAll(db, sql: "SELECT id, worker_id FROM shards WHERE state IN ('leased', 'running')")
             var shardOf: [String: Int64] = [:]
             for r in current { shardOf[r["worker_id"]] = r["id"] }
@@ -24,7 +24,7 @@ extension Store {
 
     /// Shards with their attempt history, optionally only those in `state` or of `jobId`.
     public func shards(state: String? = nil, jobId: Int64? = nil) throws -> [ShardSummary] {
-        try pool.read { db in
+        try read { db in
             var sql = "SELECT s.*, w.name AS worker_name FROM shards s LEFT JOIN workers w ON w.id = s.worker_id WHERE 1 = 1"
             var args: [any DatabaseValueConvertible] = []
             if let state { sql += " AND s.state = ?"; args.append(state) }
@@ -51,7 +51,7 @@ extension Store {
 
     /// Counts for `status`.
     public func counts() throws -> (workers: [String: Int], shards: [String: Int], jobs: Int) {
-        try pool.read { db in
+        try read { db in
             var w: [String: Int] = [:]
             for r in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM workers GROUP BY state") { w[r["state"]] = r["n"] }
             var s: [String: Int] = [:]
@@ -63,7 +63,7 @@ extension Store {
 
     /// Events recorded for a shard, oldest first.
     public func events(shardId: Int64) throws -> [(kind: String, message: String)] {
-        try pool.read { db in
+        try read { db in
             try Row.fetchAll(db, sql: "SELECT kind, message FROM events WHERE shard_id = ? ORDER BY id", arguments: [shardId]).map { ($0["kind"], $0["message"]) }
         }
     }
@@ -72,7 +72,7 @@ extension Store {
 extension Store {
     /// Jobs, newest first (`id`: only that one, with its spec text).
     public func jobs(id: Int64? = nil, limit: Int = 200) throws -> [JobSummary] {
-        try pool.read { db in
+        try read { db in
             let rows = id == nil
                 ? try Row.fetchAll(db, sql: "SELECT id, name, kind, state, created_at FROM jobs ORDER BY id DESC LIMIT ?", arguments: [limit])
                 : try Row.fetchAll(db, sql: "SELECT id, name, kind, state, created_at, spec FROM jobs WHERE id = ?", arguments: [id])

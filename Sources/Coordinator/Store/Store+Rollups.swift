@@ -27,7 +27,7 @@ extension Store {
     /// the cursor, in one transaction. Returns how many batches it folded (0: caught up).
     @discardableResult
     public func advanceRollups(maxBatches: Int = 5_000) throws -> Int {
-        try pool.write { db in
+        try write { db in
             let cursor = try Self.cursor(db, Self.rollupCursor)
             var builder = SeriesRollupBuilder()
             var ids: [SeriesKeyOfRun: Int64] = [:]
@@ -104,7 +104,7 @@ extension Store {
     }
 
     /// The summaries' cursor now (for tests and diagnostics).
-    public func rollupCursor() throws -> Int64 { try pool.read { db in try Self.cursor(db, Self.rollupCursor) } }
+    public func rollupCursor() throws -> Int64 { try read { db in try Self.cursor(db, Self.rollupCursor) } }
 
     /// The whole-series summary of each series of a run (or of `key` only), by key: the
     /// summarised rows merged with the batches past the cursor.
@@ -150,7 +150,7 @@ extension Store {
 
     /// The newest point (highest step, last arrival) of a series.
     public func latestPoint(runId: String, key: String) throws -> MetricPoint? {
-        try pool.read { db in
+        try read { db in
             var newest: SeriesRollup.Sample?
             if let data = try Data.fetchOne(db, sql: """
                 SELECT r.data FROM series s JOIN series_rollups r ON r.series_id = s.id AND r.level = ?
@@ -167,7 +167,7 @@ extension Store {
 
     /// Points stored per key of a run.
     public func pointCounts(runId: String) throws -> [String: Int] {
-        try pool.read { db in try seriesSummaries(db, runId: runId).mapValues { Int($0.count) } }
+        try read { db in try seriesSummaries(db, runId: runId).mapValues { Int($0.count) } }
     }
 
     /// A series cut to at most `limit` points (``SeriesDownsampler``'s rule: the first and the
@@ -177,7 +177,7 @@ extension Store {
     public func metricCurve(runId: String, key: String, fromStep: Int64? = nil, toStep: Int64? = nil, limit: Int) throws -> [MetricPoint] {
         precondition(limit >= 2, "a curve needs at least its two ends")
         let buckets = max(1, (limit - 2) / 2)
-        return try pool.read { db -> [MetricPoint] in
+        return try read { db -> [MetricPoint] in
             guard let sid = try Int64.fetchOne(db, sql: "SELECT id FROM series WHERE run_id = ? AND key = ?", arguments: [runId, key]),
                   let whole = try seriesSummaries(db, runId: runId, key: key)[key] else { return [] }
             let lo = max(fromStep ?? whole.first.step, whole.first.step), hi = min(toStep ?? whole.last.step, whole.last.step)

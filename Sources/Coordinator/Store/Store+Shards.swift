@@ -18,7 +18,7 @@ extension Store {
     /// Creates a job of `count` shards of a built-in kind. A `synthetic` job is one run (its
     /// W&B run): shard i logs steps `[i·steps, (i+1)·steps)` of it.
     public func enqueue(_ request: EnqueueRequest, defaultMaxRetries: Int, defaultProject: String = "tts-cluster", now: Date = Date()) throws -> EnqueueReply {
-        try pool.write { db in
+        try write { db in
             try db.execute(sql: "INSERT INTO jobs (name, kind, spec, state, created_at) VALUES (?, ?, ?, 'active', ?)",
                            arguments: [request.name ?? "\(request.kind) x\(request.count)", request.kind, jsonString(request) ?? "{}", now.unixSeconds])
             let jobId = db.lastInsertedRowID
@@ -71,7 +71,7 @@ extension Store {
     /// Leases the oldest queued shard this worker can run, or returns the shard already leased
     /// to it and not yet started (so a retried poll never leases a second shard).
     public func lease(workerId: String, workerName: String, session: UInt64, kinds: [String], now: Date = Date()) throws -> ShardAssignment? {
-        try pool.write { db in
+        try write { db in
             if let row = try Row.fetchOne(db, sql: "SELECT * FROM shards WHERE worker_id = ? AND session = ? AND state = 'leased' ORDER BY id LIMIT 1", arguments: [workerId, Int64(session)]) {
                 return assignment(row)
             }
@@ -119,7 +119,7 @@ extension Store {
 
     /// Every shard currently leased or running, with its holder (for the in-memory lease map).
     public func activeLeases() throws -> [(workerId: String, shard: ShardRef)] {
-        try pool.read { db in
+        try read { db in
             try Row.fetchAll(db, sql: "SELECT id, lease_epoch, worker_id FROM shards WHERE state IN ('leased', 'running')").map {
                 (workerId: $0["worker_id"], shard: ShardRef(shardId: $0["id"], leaseEpoch: $0["lease_epoch"]))
             }
@@ -128,7 +128,7 @@ extension Store {
 
     /// Leased or running shards whose cancellation was requested (their holders must be told).
     public func cancelRequestedShards() throws -> [Int64] {
-        try pool.read { db in try Int64.fetchAll(db, sql: "SELECT id FROM shards WHERE cancel_requested = 1 AND state IN ('leased', 'running')") }
+        try read { db in try Int64.fetchAll(db, sql: "SELECT id FROM shards WHERE cancel_requested = 1 AND state IN ('leased', 'running')") }
     }
 
     /// Ends the current attempt of a shard and decides where the shard goes next.

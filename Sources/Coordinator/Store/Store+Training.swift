@@ -19,7 +19,7 @@ extension Store {
     public func submit(_ spec: JobSpec, text: String, checkpointRoot: String, now: Date = Date()) throws -> SubmitReply {
         let runs = spec.runs()
         let manifestHashes = Self.manifestHashes(spec.trainManifests + spec.valManifests)
-        return try pool.write { db in
+        return try write { db in
             try db.execute(sql: "INSERT INTO jobs (name, kind, spec, state, created_at) VALUES (?, ?, ?, 'active', ?)",
                            arguments: [spec.name, spec.kind.rawValue, text, now.unixSeconds])
             let jobId = db.lastInsertedRowID
@@ -185,7 +185,7 @@ extension Store {
     /// stop (they report `cancelled`, and the run settles then).
     /// - Returns: the reply and the shards whose workers must be told.
     public func cancelRun(_ runId: String, now: Date = Date()) throws -> (reply: CancelReply, stopping: [(workerId: String, shard: ShardRef)]) {
-        try pool.write { db in
+        try write { db in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM runs WHERE id = ?", arguments: [runId]) == true else {
                 throw ProtocolError(.notFound, "no run \(runId); see `tts-coordinator runs`")
             }
@@ -217,7 +217,7 @@ extension Store {
 
     /// Every run, newest first, with its progress, latest losses, speed and ETA.
     public func runs(limit: Int = 200) throws -> [RunSummary] {
-        let rows: [Row] = try pool.read { db in
+        let rows: [Row] = try read { db in
             try Row.fetchAll(db, sql: """
                 SELECT r.*, (SELECT w.name FROM shards s JOIN workers w ON w.id = s.worker_id
                              WHERE s.run_id = r.id AND s.state IN ('leased', 'running') LIMIT 1) AS worker_name
@@ -260,7 +260,7 @@ extension Store {
 
     /// A run's output lines and the cluster's notes about it, after event id `after`.
     public func runLogs(_ request: LogsRequest) throws -> RunLogs {
-        try pool.read { db in
+        try read { db in
             guard let state = try String.fetchOne(db, sql: "SELECT state FROM runs WHERE id = ?", arguments: [request.run]) else {
                 throw ProtocolError(.notFound, "no run \(request.run); see `tts-coordinator runs`")
             }

@@ -47,7 +47,7 @@ public struct WandbPendingRun: Sendable {
 extension Store {
     /// Runs whose W&B delivery is not finished.
     public func wandbPendingRuns(host: String, defaultEntity: String? = nil) throws -> [WandbPendingRun] {
-        try pool.read { db in
+        try read { db in
             try Row.fetchAll(db, sql: """
                 SELECT r.*, w.run_id AS w_run, w.mode, w.cursor, w.last_step, w.history_lines, w.summary, w.offline_dir,
                        w.offline_size, w.offline_records, w.finished AS w_finished, w.event_cursor,
@@ -78,7 +78,7 @@ extension Store {
 
     /// Points of a run stored after `cursor` (ingest sequence), in arrival order, at most `limit`.
     public func pointsAfter(runId: String, cursor: Int64, limit: Int) throws -> [HistoryBuilder.Point] {
-        try pool.read { db in
+        try read { db in
             // The batch that may hold the point right after the cursor, and every later one.
             let start = try Int64.fetchOne(db, sql: "SELECT MAX(first_seq) FROM metric_batches WHERE run_id = ? AND first_seq <= ?",
                                            arguments: [runId, cursor + 1]) ?? Int64.min
@@ -102,7 +102,7 @@ extension Store {
 
     /// Records delivery progress (one transaction, after the sink made it durable).
     public func saveWandbState(_ s: WandbDeliveryState, error: String? = nil) throws {
-        try pool.write { db in
+        try write { db in
             try db.execute(sql: """
                 INSERT INTO wandb_state (run_id, mode, cursor, last_step, history_lines, summary, offline_dir, offline_size, offline_records, finished, last_error, event_cursor,
                     events_lines, output_lines, storage_id, entity, project)
@@ -120,7 +120,7 @@ extension Store {
 
     /// The delivery state of one run (nil before delivery starts).
     public func wandbState(runId: String) throws -> WandbDeliveryState? {
-        try pool.read { db in
+        try read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM wandb_state WHERE run_id = ?", arguments: [runId]) else { return nil }
             return WandbDeliveryState(
                 runId: runId, mode: row["mode"], cursor: row["cursor"], lastStep: row["last_step"], historyLines: row["history_lines"],
@@ -133,7 +133,7 @@ extension Store {
 
     /// Events of a run after `cursor` (by id), of the given kinds.
     public func runEvents(runId: String, after cursor: Int64, kinds: [String], limit: Int = 1_000) throws -> [StoredRunEvent] {
-        try pool.read { db in
+        try read { db in
             let marks = Array(repeating: "?", count: kinds.count).joined(separator: ",")
             return try Row.fetchAll(db, sql: "SELECT id, kind, message, data, wall_time FROM events WHERE run_id = ? AND id > ? AND kind IN (\(marks)) ORDER BY id LIMIT ?",
                                     arguments: StatementArguments([runId, cursor] as [any DatabaseValueConvertible] + kinds + [limit])).map {

@@ -37,7 +37,7 @@ extension Store {
     /// Records a registration: upserts the worker, opens a new session, and settles the shards
     /// its previous process held (kept when it re-attaches with the same lease, else requeued).
     public func register(workerId: String, request: RegisterRequest, now: Date = Date()) throws -> RegistrationOutcome {
-        try pool.write { db in
+        try write { db in
             var session: UInt64 = 0
             while true {
                 session = SecureRandom.uint64() & 0x7FFF_FFFF_FFFF_FFFF
@@ -78,7 +78,7 @@ extension Store {
 
     /// Workers and their sessions, to rebuild the in-memory registry at start.
     public func loadWorkers() throws -> [StoredWorker] {
-        try pool.read { db in
+        try read { db in
             try Row.fetchAll(db, sql: "SELECT id, name, session, state, capabilities, status FROM workers").map { row in
                 StoredWorker(
                     id: row["id"], name: row["name"], session: UInt64(bitPattern: row["session"] as Int64),
@@ -91,7 +91,7 @@ extension Store {
     /// Persists a batch of heartbeat state in one transaction.
     public func flushHeartbeats(_ snapshots: [HeartbeatSnapshot]) throws {
         guard !snapshots.isEmpty else { return }
-        try pool.write { db in
+        try write { db in
             let stmt = try db.cachedStatement(sql: """
                 UPDATE workers SET last_seen = ?, status = ?, progress = ?, telemetry = ?, state = CASE WHEN state = 'gone' THEN state ELSE ? END
                 WHERE id = ?
@@ -105,7 +105,7 @@ extension Store {
     /// Marks a worker lost and requeues (or fails, past the retry budget) what it held.
     /// - Returns: the shards put back in the queue.
     public func markWorkerLost(workerId: String, silentFor: Double, now: Date = Date()) throws -> [Int64] {
-        try pool.write { db in
+        try write { db in
             try db.execute(sql: "UPDATE workers SET state = 'lost' WHERE id = ? AND state = 'live'", arguments: [workerId])
             var requeued: [Int64] = []
             var runs: [String] = []
@@ -135,14 +135,14 @@ extension Store {
 
     /// Marks a worker live again (it heartbeated after being declared lost).
     public func markWorkerLive(workerId: String) throws {
-        try pool.write { db in
+        try write { db in
             try db.execute(sql: "UPDATE workers SET state = 'live' WHERE id = ? AND state = 'lost'", arguments: [workerId])
         }
     }
 
     /// Marks a worker that drained and exited as gone; requeues anything it still held.
     public func markWorkerGone(workerId: String, now: Date = Date()) throws -> [Int64] {
-        try pool.write { db in
+        try write { db in
             try db.execute(sql: "UPDATE workers SET state = 'gone', status = 'stopping', progress = NULL WHERE id = ?", arguments: [workerId])
             var requeued: [Int64] = []
             for id in try Int64.fetchAll(db, sql: "SELECT id FROM shards WHERE worker_id = ? AND state IN ('leased', 'running')", arguments: [workerId]) {

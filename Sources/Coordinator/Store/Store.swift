@@ -24,13 +24,13 @@ public final class Store: Sendable {
             pool = try DatabasePool(path: path, configuration: config)
             try Store.migrator.migrate(pool)
         } catch {
-            throw StoreError("cannot open the coordinator database \(path): \(error). Check that the directory exists and is writable, and that no other coordinator uses this file.")
+            throw StoreError(.cannotOpen, "cannot open the coordinator database \(path): \(error). Check that the directory exists and is writable, and that no other coordinator uses this file.")
         }
     }
 
     /// Current schema version (number of applied migrations).
     public func schemaVersion() throws -> Int {
-        try pool.read { db in try Store.migrator.appliedMigrations(db).count }
+        try read { db in try Store.migrator.appliedMigrations(db).count }
     }
 
     static var migrator: DatabaseMigrator {
@@ -387,12 +387,6 @@ public final class Store: Sendable {
     }
 }
 
-/// A store operation that failed, with what to do about it.
-public struct StoreError: Error, Sendable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
 
 extension Date {
     var unixSeconds: Double { timeIntervalSince1970 }
