@@ -3,6 +3,7 @@ import Coordinator
 import CoordinatorHTTP
 import Foundation
 import Logging
+import ServiceLifecycle
 import Shared
 
 @main
@@ -234,32 +235,28 @@ struct Serve: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         }
-        let web = httpServer
-        let task = Task {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await server.run() }
-                if let web {
-                    group.addTask {
-                        do { try await web.run() } catch is CancellationError {} catch {
-                            throw ConfigurationError("cannot serve HTTP on \(web.configuration.host):\(web.configuration.port): \(error). Is another coordinator running there? (--http HOST:PORT, or --no-http)")
-                        }
-                    }
+        // The coordinator's services; SIGTERM/SIGINT shut them down in order (see
+        // CoordinatorServer.services(http:)); a second signal during shutdown is ignored, as the
+        // shutdown itself is bounded.
+        var httpService: (any Service)?
+        if let web = httpServer {
+            httpService = ClosureService {
+                do { try await web.run() } catch is CancellationError {} catch {
+                    throw ConfigurationError("cannot serve HTTP on \(web.configuration.host):\(web.configuration.port): \(error). Is another coordinator running there? (--http HOST:PORT, or --no-http)")
                 }
-                // Either one ending (the NNG side on cancellation, HTTP on an error) stops both.
-                try await group.next()
-                group.cancelAll()
-                try await group.waitForAll()
             }
         }
-        let watcher = SignalWatcher { sig in
-            logger.notice("received signal \(sig): shutting down")
-            task.cancel()
-        }
-        defer { _ = watcher }
+        var quiet = logger
+        quiet.logLevel = .warning
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: server.services(http: httpService), gracefulShutdownSignals: [.sigterm, .sigint], logger: quiet))
         do {
-            try await task.value
+            try await group.run()
         } catch let e as ConfigurationError {
             logger.critical("\(e.message)")
+            throw ExitCode(2)
+        } catch let e as ServiceGroupError {
+            logger.critical("\(e)")
             throw ExitCode(2)
         }
     }

@@ -96,6 +96,31 @@ struct ClusterBackboneTests {
         #expect(completions.count == 9, "every shard ran to completion exactly once: \(completions)")
     }
 
+    @Test("SIGTERM stops the coordinator in order: no more leases, consumers drained, listener closed, database checkpointed (an empty WAL), exit 0; the restart continues")
+    func coordinatorGracefulShutdown() async throws {
+        let h = try ClusterHarness()
+        let c = try await h.startCoordinator()
+        try h.startWorker("w1")
+        try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
+        _ = try h.cli(["enqueue", "sleep", "--count", "4", "--param", "seconds=1.5"])
+        try await h.waitUntil("a shard runs", timeout: 20) { try h.shards().contains { $0.state == "running" } }
+        kill(c.processIdentifier, SIGTERM)
+        try await h.waitUntil("the coordinator exits", timeout: 20) { !c.isRunning }
+        #expect(c.terminationStatus == 0, "\(h.log("coordinator"))")
+        let log = h.log("coordinator")
+        let order = ["shutting down: no shard is leased any more", "NNG listener closed", "coordinator stopped: database checkpointed"]
+        let positions = order.map { log.range(of: $0)?.lowerBound }
+        #expect(positions.allSatisfy { $0 != nil }, "\(log)")
+        #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "in this order: \(order)")
+        let wal = h.dir.appendingPathComponent("coordinator.sqlite-wal").path
+        let walSize = (try? FileManager.default.attributesOfItem(atPath: wal)[.size] as? Int) ?? 0
+        #expect(walSize == 0, "the WAL was folded into the database (\(walSize) bytes left)")
+        // The worker keeps its shard through the outage; the restarted coordinator finishes the job.
+        try await h.startCoordinator()
+        try await h.waitUntil("all 4 shards succeed", timeout: 60) { try h.shards().allSatisfy { $0.state == "succeeded" } }
+        #expect(try h.shards().allSatisfy { $0.history.filter { $0.state == "succeeded" }.count == 1 })
+    }
+
     @Test("SIGTERM drains a worker: it finishes its shard, reports it, takes no more work and exits")
     func sigtermDrains() async throws {
         let h = try ClusterHarness()

@@ -19,6 +19,8 @@ public actor Scheduler {
     private let logger: Logger
     private var waiters: [Waiter] = []
     private var nextWaiter: UInt64 = 0
+    /// False once the coordinator shuts down: polls get no work.
+    private var leasing = true
 
     public init(store: Store, registry: WorkerRegistry, logger: Logger) {
         self.store = store
@@ -31,6 +33,10 @@ public actor Scheduler {
         // A newer poll from the same worker supersedes an older one (the worker gave up on it).
         for w in waiters where w.workerId == workerId { w.reply(nil) }
         waiters.removeAll { $0.workerId == workerId }
+        guard leasing else {
+            reply(nil)
+            return
+        }
         do {
             if let a = try leaseFor(workerId: workerId, name: name, session: session, kinds: kinds) {
                 reply(a)
@@ -60,8 +66,17 @@ public actor Scheduler {
         w.reply(nil)
     }
 
+    /// Stops leasing (the coordinator is shutting down): every held poll is answered "no work",
+    /// and so is every later one.
+    public func stopLeasing() {
+        leasing = false
+        for w in waiters { w.reply(nil) }
+        waiters.removeAll()
+    }
+
     /// Offers queued work to held polls, oldest poll first.
     public func workAvailable() {
+        guard leasing else { return }
         var i = 0
         while i < waiters.count {
             let w = waiters[i]

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import Shared
 import Synchronization
 
@@ -78,9 +79,9 @@ public final class CoordinatorServer: Sendable {
         for shard in try store.cancelRequestedShards() { registry.requestCancel(shardId: shard, reason: "cancelled by the user") }
     }
 
-    /// Listens and serves until the task is cancelled (SIGINT/SIGTERM in the CLI), then closes
-    /// the socket and flushes heartbeat state.
-    public func run(onListening: @Sendable () -> Void = {}) async throws {
+    /// Listens on the NNG address and serves until graceful shutdown (or cancellation), then
+    /// closes the socket and flushes heartbeat state. The ``services(http:)``' listener.
+    func serveNNG() async throws {
         let socket = try NNGSocket(.reply)
         let pipes = PipeTracker(logger: logger)
         try socket.onPipeEvent { pipes.record($0) }
@@ -95,27 +96,16 @@ public final class CoordinatorServer: Sendable {
         logger.notice("alerts: \(configuration.slackWebhook.map { "Slack webhook \($0) and the log" } ?? "the log only (no SLACK_WEBHOOK_URL)")")
         logger.notice("coordinator \(TTSCluster.version) listening on \(configuration.listen), database \(configuration.databasePath)\(configuration.token == nil ? " (no token: open cluster)" : " (token required)")")
         listening.store(true, ordering: .releasing)
-        onListening()
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.monitorLiveness() }
-            group.addTask { await self.flushHeartbeats() }
-            group.addTask { await self.wandb.run() }
-            group.addTask { await self.summaries.run() }
-            group.addTask { await self.evalReports.run() }
-            group.addTask { await self.alerts.run(notifier: self.notifier) }
-            if let notifier = self.notifier { group.addTask { await notifier.run() } }
-            // Every loop runs until this task is cancelled (a disabled sink returns at once).
-            await group.waitForAll()
-        }
+        try? await gracefulShutdown() // returns at graceful shutdown; throws (ignored) on cancellation
         listening.store(false, ordering: .releasing)
         server.close()
         try? store.flushHeartbeats(registry.takeDirty())
-        logger.notice("coordinator stopped")
+        logger.notice("NNG listener closed")
     }
 
     /// Declares silent workers lost. Runs on a thread of its own so that blocking database
     /// work on Swift's (2-thread) cooperative pool can never delay it.
-    private func monitorLiveness() async {
+    func monitorLiveness() async {
         let stop = LivenessThreadStop()
         let thread = Thread { [self] in
             let lostAfter = Duration.milliseconds(configuration.lostAfterMs)
@@ -156,7 +146,7 @@ public final class CoordinatorServer: Sendable {
         }
     }
 
-    private func flushHeartbeats() async {
+    func flushHeartbeats() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(configuration.heartbeatFlushMs))
             do {

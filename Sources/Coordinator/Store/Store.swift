@@ -28,6 +28,14 @@ public final class Store: Sendable {
         }
     }
 
+    /// Folds the write-ahead log into the database file (at shutdown), so the file alone is the
+    /// whole state and the next start has no WAL to replay.
+    public func checkpoint() throws {
+        do { try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") } } catch {
+            throw Self.classify(error, path)
+        }
+    }
+
     /// Current schema version (number of applied migrations).
     public func schemaVersion() throws -> Int {
         try read { db in try Store.migrator.appliedMigrations(db).count }
