@@ -100,6 +100,7 @@ let package = Package(
             name: "TTSWorkerCLI",
             dependencies: [
                 "Shared", "Worker",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

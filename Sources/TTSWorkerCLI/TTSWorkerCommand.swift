@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ServiceLifecycle
 import Shared
 import Worker
 
@@ -133,20 +134,30 @@ struct Join: AsyncParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(2)
         }
-        let task = Task { try await agent.run() }
-        let signals = SignalCounter()
-        let watcher = SignalWatcher { sig in
-            if signals.increment() == 1 {
-                agent.drain(reason: "signal \(sig)")
-            } else {
-                logger.warning("second signal: stopping now")
-                agent.stopNow(reason: "second signal \(sig)")
-                task.cancel()
+        // The worker is a ServiceGroup whose graceful shutdown (SIGTERM/SIGINT) is a drain: the
+        // current shard finishes, or a training shard stops at its next full checkpoint (bounded by
+        // the job's stop_grace). A second signal stops the shard now (the group itself ignores
+        // signals once it is shutting down, so a watcher of its own counts them).
+        let agentService = ClosureService {
+            try await withGracefulShutdownHandler {
+                try await agent.run()
+            } onGracefulShutdown: {
+                agent.drain(reason: "signal")
             }
         }
-        defer { _ = watcher }
+        var quiet = logger
+        quiet.logLevel = .warning
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: agentService, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "agent")], gracefulShutdownSignals: [.sigterm, .sigint], logger: quiet))
+        let signals = SignalCounter()
+        let escalation = SignalWatcher { sig in
+            guard signals.increment() >= 2 else { return }
+            logger.warning("second signal: stopping now")
+            agent.stopNow(reason: "second signal \(sig)")
+        }
+        defer { _ = escalation }
         do {
-            try await task.value
+            try await group.run()
         } catch let e as WorkerFatalError {
             logger.critical("\(e.message)")
             throw ExitCode(3)
