@@ -115,20 +115,16 @@ extension Store {
                 "key": .string("eval/table"), "step": .number(Double(step)), "type": .string("table"),
                 "columns": .array(table.columns.map(JSONValue.string)), "rows": .array(table.rows.map(JSONValue.array)),
             ]
-            try db.execute(sql: """
-                INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
-                VALUES (NULL, ?, ?, 'media', ?, ?, ?, ?)
-                """, arguments: [shardId, runId, "eval table (\(table.rows.count) utterances) at step \(step)", jsonString(tableData) ?? "{}", t, t])
+            try Self.insertEvent(db, kind: "media", message: "eval table (\(table.rows.count) utterances) at step \(step)", data: jsonString(tableData) ?? "{}",
+                                 shardId: shardId, runId: runId, wallTime: t, receivedAt: t)
             // The first samples as W&B audio at the checkpoint's step.
             for (i, r) in score.rows.filter({ $0.result.audioPath != nil && $0.result.error == nil }).prefix(3).enumerated() {
                 let data: [String: JSONValue] = [
                     "key": .string("eval/sample_\(i)"), "step": .number(Double(step)), "path": .string(r.result.audioPath ?? ""),
                     "type": .string("audio"), "caption": .string("\(r.result.id): \(r.result.hypothesis ?? "")"),
                 ]
-                try db.execute(sql: """
-                    INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
-                    VALUES (NULL, ?, ?, 'media', ?, ?, ?, ?)
-                    """, arguments: [shardId, runId, "eval sample \(r.result.id) at step \(step)", jsonString(data) ?? "{}", t, t])
+                try Self.insertEvent(db, kind: "media", message: "eval sample \(r.result.id) at step \(step)", data: jsonString(data) ?? "{}",
+                                     shardId: shardId, runId: runId, wallTime: t, receivedAt: t)
             }
         }
         // A finished evaluation may change which pins are the best (keep: {best: K, by: eval/cer}).

@@ -47,16 +47,27 @@ extension Store {
         try statement.execute(arguments: [kind.rawValue, runId, workerId, ref, data.map { Data($0) }, detail, at])
     }
 
-    /// Stores an event a worker sent and logs it (the one place worker events are written).
+    /// Stores an event a worker sent and logs it for the consumers.
     static func recordWorkerEvent(_ db: Database, workerId: String, _ e: EventRequest, now: Double) throws {
         let runId: String? = try e.shard.flatMap { try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [$0.shardId]) }
+        let id = try insertEvent(db, kind: e.kind.rawValue, message: e.message, data: String(decoding: e.data, as: UTF8.self),
+                                 workerId: workerId, shardId: e.shard?.shardId, leaseEpoch: e.shard?.leaseEpoch, runId: runId,
+                                 wallTime: e.wallTime, receivedAt: now)
+        try appendLog(db, .event, runId: runId, workerId: workerId, ref: id, at: now)
+    }
+
+    /// Writes one row of `events` (the only place that does): a worker's event, or a note of the
+    /// coordinator's own (`resume`, `downshift`, `cancel`, `lost`, `retention`, media of an
+    /// evaluation, …) for a run's log and the W&B outbox. Returns the row's id.
+    @discardableResult
+    static func insertEvent(_ db: Database, kind: String, message: String, data: String = "", workerId: String? = nil, shardId: Int64? = nil,
+                            leaseEpoch: Int64? = nil, runId: String?, wallTime: Double, receivedAt: Double) throws -> Int64 {
         let insert = try db.cachedStatement(sql: """
             INSERT INTO events (worker_id, shard_id, run_id, lease_epoch, kind, message, data, wall_time, received_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
-        try insert.execute(arguments: [workerId, e.shard?.shardId, runId, e.shard?.leaseEpoch, e.kind.rawValue, e.message,
-                                       String(decoding: e.data, as: UTF8.self), e.wallTime, now])
-        try appendLog(db, .event, runId: runId, workerId: workerId, ref: db.lastInsertedRowID, at: now)
+        try insert.execute(arguments: [workerId, shardId, runId, leaseEpoch, kind, message, data, wallTime, receivedAt])
+        return db.lastInsertedRowID
     }
 
     /// The newest position of the log (0 when empty).

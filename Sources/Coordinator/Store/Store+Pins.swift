@@ -164,10 +164,8 @@ extension Store {
             try db.execute(sql: "UPDATE pins SET deleted_at = ?, deleted_reason = ? WHERE run_id = ? AND path = ?",
                            arguments: [now.unixSeconds, reason, runId, pin.path])
             let data: [String: JSONValue] = ["path": .string(pin.path), "step": .number(Double(pin.step)), "reason": .string(reason)]
-            try db.execute(sql: """
-                INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
-                VALUES (NULL, NULL, ?, 'retention', ?, ?, ?, ?)
-                """, arguments: [runId, message, jsonString(data) ?? "", now.unixSeconds, now.unixSeconds])
+            try Self.insertEvent(db, kind: "retention", message: message, data: jsonString(data) ?? "", runId: runId,
+                                 wallTime: now.unixSeconds, receivedAt: now.unixSeconds)
         }
     }
 
@@ -195,11 +193,8 @@ extension Store {
         ]
         if let size = best.pin.size { data["size"] = .number(Double(size)) }
         if let sha = best.pin.sha256 { data["sha256"] = .string(sha) }
-        try db.execute(sql: """
-            INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
-            VALUES (NULL, NULL, ?, 'checkpoint_saved', ?, ?, ?, ?)
-            """, arguments: [runId, "best checkpoint by \(measure): \(best.pin.path) (step \(best.pin.step), \(best.value))",
-                             jsonString(data) ?? "", now.unixSeconds, now.unixSeconds])
+        try Self.insertEvent(db, kind: "checkpoint_saved", message: "best checkpoint by \(measure): \(best.pin.path) (step \(best.pin.step), \(best.value))",
+                             data: jsonString(data) ?? "", runId: runId, wallTime: now.unixSeconds, receivedAt: now.unixSeconds)
     }
 
     /// The value of `key` logged at exactly `step` (nil: none, or not finite).

@@ -127,12 +127,9 @@ extension Store {
                 WHERE id = ?
                 """, arguments: [preset, batch.batchSize, batch.gradAccum, runId])
             if let checkpoint = d.resumeCheckpoint {
-                try db.execute(sql: """
-                    INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
-                    VALUES (?, ?, ?, 'resume', ?, '', ?, ?)
-                    """, arguments: [workerId, shardId, runId,
-                                     "\(d.resumeNote ?? "resuming from \(checkpoint) (step \(d.resumeStep.map(String.init) ?? "?"))") on \(device.name) with \(preset): \(batch)",
-                                     now.unixSeconds, now.unixSeconds])
+                try Self.insertEvent(db, kind: "resume",
+                                     message: "\(d.resumeNote ?? "resuming from \(checkpoint) (step \(d.resumeStep.map(String.init) ?? "?"))") on \(device.name) with \(preset): \(batch)",
+                                     workerId: workerId, shardId: shardId, runId: runId, wallTime: now.unixSeconds, receivedAt: now.unixSeconds)
             }
             return .ready
         case .wait(let reason):
@@ -172,10 +169,8 @@ extension Store {
             "from_batch_size": .number(Double(current.batchSize)), "from_grad_accum": .number(Double(current.gradAccum)),
             "batch_size": .number(Double(next.batchSize)), "grad_accum": .number(Double(next.gradAccum)),
         ]
-        try db.execute(sql: """
-            INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
-            VALUES (?, ?, ?, 'downshift', ?, ?, ?, ?)
-            """, arguments: [workerId, shardId, runId, note, jsonString(data) ?? "", now.unixSeconds, now.unixSeconds])
+        try Self.insertEvent(db, kind: "downshift", message: note, data: jsonString(data) ?? "", workerId: workerId, shardId: shardId, runId: runId,
+                             wallTime: now.unixSeconds, receivedAt: now.unixSeconds)
         return note
     }
 
@@ -202,9 +197,8 @@ extension Store {
                 try db.execute(sql: "UPDATE runs SET state = 'cancelled', finished_at = ?, exit_code = 1 WHERE id = ? AND finished_at IS NULL",
                                arguments: [now.unixSeconds, runId])
             }
-            try db.execute(sql: """
-                INSERT INTO events (shard_id, run_id, kind, message, data, wall_time, received_at) VALUES (NULL, ?, 'cancel', ?, '', ?, ?)
-                """, arguments: [runId, "cancel requested: \(queued) queued shard(s) cancelled, \(active.count) told to stop", now.unixSeconds, now.unixSeconds])
+            try Self.insertEvent(db, kind: "cancel", message: "cancel requested: \(queued) queued shard(s) cancelled, \(active.count) told to stop", runId: runId,
+                                 wallTime: now.unixSeconds, receivedAt: now.unixSeconds)
             return (CancelReply(run: runId, cancelledQueued: queued, stopping: active.count),
                     active.map { (workerId: $0["worker_id"], shard: ShardRef(shardId: $0["id"], leaseEpoch: $0["lease_epoch"])) })
         }

@@ -119,12 +119,9 @@ extension Store {
                 // The run's own log says why its trainer stopped.
                 if let runId = try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [id]) {
                     if !runs.contains(runId) { runs.append(runId) }
-                    try db.execute(sql: """
-                        INSERT INTO events (worker_id, shard_id, run_id, kind, message, data, wall_time, received_at)
-                        VALUES (?, ?, ?, 'lost', ?, '', ?, ?)
-                        """, arguments: [workerId, id, runId,
-                                         "worker \(name) lost (silent for \(String(format: "%.1f", silentFor)) s): the run resumes from its last checkpoint on another worker",
-                                         now.unixSeconds, now.unixSeconds])
+                    try Self.insertEvent(db, kind: "lost",
+                                         message: "worker \(name) lost (silent for \(String(format: "%.1f", silentFor)) s): the run resumes from its last checkpoint on another worker",
+                                         workerId: workerId, shardId: id, runId: runId, wallTime: now.unixSeconds, receivedAt: now.unixSeconds)
                 }
             }
             try Self.appendLog(db, .workerLost, runId: nil, workerId: workerId,
