@@ -191,7 +191,8 @@ public final class RequestRouter: Sendable {
             durable = .result(r)
         }
         do {
-            let outcome = try store.ingest(workerId: env.workerId, session: env.session, sequence: env.sequence, durable)
+            let (workerId, session, sequence) = (env.workerId, env.session, env.sequence)
+            let outcome = try await store.offloaded { try $0.ingest(workerId: workerId, session: session, sequence: sequence, durable) }
             if case .result(let r) = durable, let d = outcome.disposition, !outcome.duplicate {
                 observers.notify(.result(workerId: env.workerId, r, d))
                 if d.accepted {
@@ -221,7 +222,8 @@ public final class RequestRouter: Sendable {
             return
         }
         do {
-            let outcome = try store.ingestSpool(workerId: env.workerId, entries: m.entries)
+            let (workerId, entries) = (env.workerId, m.entries)
+            let outcome = try await store.offloaded { try $0.ingestSpool(workerId: workerId, entries: entries) }
             if outcome.storedEntries > 0 {
                 observers.notify(.metrics(workerId: env.workerId, entries: outcome.stored))
             }

@@ -8,6 +8,8 @@ import Shared
 public final class Store: Sendable {
     let pool: DatabasePool
     public let path: String
+    /// The thread of ``offloaded(_:)``.
+    let io = DispatchQueue(label: "tts.store.io", qos: .userInitiated)
 
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     /// - Throws: ``StoreError`` naming the file when it cannot be opened or migrated.

@@ -87,6 +87,15 @@ extension Store {
         do { return try pool.read(body) } catch { throw Self.classify(error, path) }
     }
 
+    /// Runs blocking store work (a write that waits for its fsync) on the store's own thread
+    /// instead of Swift's cooperative pool, which has as many threads as cores (two here): a
+    /// request handler awaits it without holding a pool thread.
+    public func offloaded<T: Sendable>(_ body: @escaping @Sendable (Store) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+            io.async { c.resume(with: Result { try body(self) }) }
+        }
+    }
+
     /// Domain refusals (``ProtocolError``) pass unchanged; everything else is classified.
     static func classify(_ error: any Error, _ path: String) -> any Error {
         if error is ProtocolError || error is StoreError { return error }
