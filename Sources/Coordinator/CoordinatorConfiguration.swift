@@ -1,5 +1,7 @@
 import Foundation
 import Shared
+import Slack
+import WandB
 
 /// Everything `tts-coordinator serve` can be told. The defaults run a single-machine cluster
 /// with no configuration at all: loopback, `./tts-coordinator.sqlite`, no token.

@@ -1,9 +1,12 @@
 import ArgumentParser
+import ClusterAdmin
 import Coordinator
 import CoordinatorHTTP
 import Foundation
 import Logging
 import Shared
+import Slack
+import WandB
 
 @main
 struct TTSCoordinatorCommand: AsyncParsableCommand {

@@ -1,6 +1,8 @@
+import ClusterAdmin
 import Foundation
 import Shared
 import Testing
+import TestSupport
 
 /// Issue 9, part 4: W&B down, then slow, then rate-limiting; Slack rate-limiting.
 extension ReliabilityTests {

@@ -1,7 +1,9 @@
+@testable import CurlHTTP
 import Foundation
+@testable import Shared
 import Synchronization
 import Testing
-@testable import Shared
+@testable import WandB
 
 @Suite("HTTP client over libcurl")
 struct HTTPClientTests {

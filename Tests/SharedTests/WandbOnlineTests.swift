@@ -1,8 +1,10 @@
+@testable import CurlHTTP
 import Foundation
 import Logging
+@testable import Shared
 import Synchronization
 import Testing
-@testable import Shared
+@testable import WandB
 
 // MARK: - Pure pieces
 

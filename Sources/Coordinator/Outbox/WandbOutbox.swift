@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Shared
+import WandB
 
 /// Delivers every run's metrics, system metrics, console lines and checkpoints to W&B exactly
 /// once, from the store.
