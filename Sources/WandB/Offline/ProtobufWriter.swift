@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// A minimal proto3 encoder, enough for `wandb_internal.Record`: varints, length-delimited
 /// strings/bytes/nested messages, fixed64 doubles and `google.protobuf.Timestamp`.
@@ -25,12 +26,7 @@ public struct ProtobufWriter: Sendable {
 
     /// Appends a base-128 varint.
     public mutating func writeVarint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
+        ProtobufVarint.append(value, to: &bytes)
     }
 
     /// Appends a field key: `(field << 3) | wireType`.
@@ -116,7 +112,7 @@ public struct ProtobufWriter: Sendable {
 
 /// The inverse of ``ProtobufWriter`` for the little the package needs to read back (the record
 /// number and step when reopening a `.wandb` file, and tests): splits one message into its
-/// top-level fields without a schema.
+/// top-level fields without a schema, with Shared's ``ProtobufFieldReader``.
 public struct ProtobufFields: Sendable {
     /// One decoded field.
     public enum Value: Sendable, Equatable {
@@ -132,46 +128,22 @@ public struct ProtobufFields: Sendable {
     /// Decodes `bytes`; throws ``ProtobufDecodingError`` on malformed input or groups.
     public init<C: Collection>(_ bytes: C) throws where C.Element == UInt8 {
         let b = Array(bytes)
-        var i = 0
-        func varint() throws -> UInt64 {
-            var result: UInt64 = 0
-            var shift: UInt64 = 0
-            while true {
-                guard i < b.count, shift < 64 else { throw ProtobufDecodingError.truncated(offset: i) }
-                let byte = b[i]
-                i += 1
-                result |= UInt64(byte & 0x7F) << shift
-                if byte & 0x80 == 0 { return result }
-                shift += 7
-            }
-        }
+        var reader = ProtobufFieldReader(b[...], context: "Record")
         var out: [(number: Int, value: Value)] = []
-        while i < b.count {
-            let key = try varint()
-            let number = Int(key >> 3)
-            guard number > 0 else { throw ProtobufDecodingError.badField(offset: i) }
-            switch key & 7 {
-            case 0:
-                out.append((number, .varint(try varint())))
-            case 1:
-                guard i + 8 <= b.count else { throw ProtobufDecodingError.truncated(offset: i) }
-                var v: UInt64 = 0
-                for k in 0..<8 { v |= UInt64(b[i + k]) << (8 * UInt64(k)) }
-                i += 8
-                out.append((number, .fixed64(v)))
-            case 2:
-                let n = try varint()
-                guard n <= UInt64(b.count - i) else { throw ProtobufDecodingError.truncated(offset: i) }
-                out.append((number, .bytes(Array(b[i..<(i + Int(n))]))))
-                i += Int(n)
-            case 5:
-                guard i + 4 <= b.count else { throw ProtobufDecodingError.truncated(offset: i) }
-                var v: UInt32 = 0
-                for k in 0..<4 { v |= UInt32(b[i + k]) << (8 * UInt32(k)) }
-                i += 4
-                out.append((number, .fixed32(v)))
-            default:
-                throw ProtobufDecodingError.badField(offset: i)
+        do throws(ProtobufDecodeError) {
+            while let (field, value) = try reader.next() {
+                switch value {
+                case .varint(let v): out.append((Int(field), .varint(v)))
+                case .fixed64(let v): out.append((Int(field), .fixed64(v)))
+                case .fixed32(let v): out.append((Int(field), .fixed32(v)))
+                case .bytes(let v): out.append((Int(field), .bytes(Array(v))))
+                }
+            }
+        } catch {
+            let offset = error.offset ?? 0
+            switch error.kind {
+            case .badField: throw ProtobufDecodingError.badField(offset: offset)
+            case .truncated, .varintTooLong, .other: throw ProtobufDecodingError.truncated(offset: offset)
             }
         }
         fields = out

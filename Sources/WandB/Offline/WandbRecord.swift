@@ -263,16 +263,8 @@ public enum WandbRecord: Sendable {
         items.append(("_runtime", WandbValue.number(row.runtime).jsonText))
         items.append(("_step", String(row.step)))
 
-        func varintSize(_ v: UInt64) -> Int {
-            var n = 1, x = v
-            while x >= 0x80 { x >>= 7; n += 1 }
-            return n
-        }
-        func put(_ out: inout [UInt8], _ v: UInt64) {
-            var x = v
-            while x >= 0x80 { out.append(UInt8(truncatingIfNeeded: x) | 0x80); x >>= 7 }
-            out.append(UInt8(x))
-        }
+        func varintSize(_ v: UInt64) -> Int { ProtobufVarint.size(v) }
+        func put(_ out: inout [UInt8], _ v: UInt64) { ProtobufVarint.append(v, to: &out) }
         var itemSizes: [Int] = []
         itemSizes.reserveCapacity(items.count)
         var body = 0
