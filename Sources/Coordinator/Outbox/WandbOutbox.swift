@@ -16,7 +16,8 @@ import WandB
 ///   per run; after a crash the same lines are sent at the same offsets, which the server
 ///   overwrites. A rejected key (401/403) is reported once, loudly, and the data stays queued.
 public actor WandbOutbox {
-    public enum Mode: String, Sendable { case online, offline, disabled }
+    /// The one W&B mode enum (`WANDB_MODE`): online, offline or disabled.
+    public typealias Mode = WandbSettings.Mode
 
     let store: Store
     let mode: Mode

@@ -119,6 +119,10 @@ public struct WandbSettings: Sendable, Equatable, CustomStringConvertible {
         modeReason = reason
     }
 
+    /// The W&B app's base URL, for links to runs: the app lives at `https://wandb.ai` for the
+    /// public API (`api.wandb.ai`); a self-hosted server serves both from its one URL.
+    public var appURL: String { baseURL.contains("api.wandb.ai") ? "https://wandb.ai" : baseURL }
+
     /// `POST {base}/graphql`.
     public var graphQLURL: String { baseURL + "/graphql" }
 
