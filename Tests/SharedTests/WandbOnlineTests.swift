@@ -4,6 +4,7 @@ import Logging
 @testable import Shared
 import Synchronization
 import Testing
+import TestSupport
 @testable import WandB
 
 // MARK: - Pure pieces
