@@ -17,6 +17,12 @@ let package = Package(
         .executable(name: "tts-bench", targets: ["TTSBench"]),
         .executable(name: "nng-echo", targets: ["NNGEcho"]),
         .library(name: "Shared", targets: ["Shared"]),
+        .library(name: "JobSpecs", targets: ["JobSpecs"]),
+        .library(name: "Scoring", targets: ["Scoring"]),
+        .library(name: "CurlHTTP", targets: ["CurlHTTP"]),
+        .library(name: "WandB", targets: ["WandB"]),
+        .library(name: "Slack", targets: ["Slack"]),
+        .library(name: "ClusterAdmin", targets: ["ClusterAdmin"]),
         .library(name: "Coordinator", targets: ["Coordinator"]),
         .library(name: "Worker", targets: ["Worker"]),
     ],
@@ -40,22 +46,42 @@ let package = Package(
         // Typed wrappers for libcurl's variadic setopt/getinfo, which Swift cannot call.
         .target(name: "CCurlShim", dependencies: ["CCurl"], linkerSettings: [.linkedLibrary("curl")]),
 
-        // Protocol, transport and everything both processes share.
+        // What both processes use: protocol, wire codec, NNG transport, token proofs, the spool
+        // record, checksums, the protobuf varint codec, support types and the payloads a worker
+        // receives. Everything else is coordinator/CLI-only and lives in the modules below.
         .target(
             name: "Shared",
             dependencies: [
                 "CNNG",
-                "CCurlShim",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),
+        // Job specs (YAML), GPU presets, sweeps, command templates, the parser and the preview.
+        .target(
+            name: "JobSpecs",
+            dependencies: ["Shared", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
+        // WER/CER, edit operations, the Korean normalizer, jiwer-compatible output, batch scoring.
+        .target(name: "Scoring", swiftSettings: strict),
+        // The libcurl HTTP client (W&B, Slack, the CLI's HTTP admin client).
+        .target(name: "CurlHTTP", dependencies: ["CCurlShim"], swiftSettings: strict),
+        // Weights & Biases: the offline `.wandb` transaction log and the online API.
+        .target(
+            name: "WandB",
+            dependencies: ["Shared", "CurlHTTP", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // Slack incoming webhooks: messages, delivery outcomes, rate limiting.
+        .target(name: "Slack", dependencies: ["Shared", "CurlHTTP"], swiftSettings: strict),
+        // The CLI's admin client (NNG and HTTP) and the admin answer models it shares with the coordinator.
+        .target(name: "ClusterAdmin", dependencies: ["Shared", "CurlHTTP"], swiftSettings: strict),
         // Store, scheduler, ingest, liveness and the request router of the coordinator.
         .target(
             name: "Coordinator",
             dependencies: [
-                "Shared",
+                "Shared", "JobSpecs", "Scoring", "WandB", "Slack", "CurlHTTP", "ClusterAdmin",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -66,7 +92,7 @@ let package = Package(
         .target(
             name: "CoordinatorHTTP",
             dependencies: [
-                "Shared", "Coordinator",
+                "Shared", "Coordinator", "JobSpecs", "CurlHTTP", "WandB", "ClusterAdmin",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -89,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "TTSCoordinatorCLI",
             dependencies: [
-                "Shared", "Coordinator", "CoordinatorHTTP",
+                "Shared", "Coordinator", "CoordinatorHTTP", "JobSpecs", "WandB", "Slack", "ClusterAdmin",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -115,19 +141,25 @@ let package = Package(
         .executableTarget(
             name: "TTSBench",
             dependencies: [
-                "Shared", "Worker", "Coordinator",
+                "Shared", "Worker", "Coordinator", "Scoring", "CurlHTTP", "WandB", "ClusterAdmin",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
         ),
 
-        .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: strict),
+        // Loopback servers and random generators shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["Shared", "CurlHTTP"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(
-            name: "CoordinatorTests",
-            dependencies: ["Coordinator", "Shared", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
+            name: "SharedTests",
+            dependencies: ["Shared", "JobSpecs", "Scoring", "CurlHTTP", "WandB", "Slack", "TestSupport"],
             swiftSettings: strict
         ),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Shared"], swiftSettings: strict),
+        .testTarget(
+            name: "CoordinatorTests",
+            dependencies: ["Coordinator", "Shared", "JobSpecs", "ClusterAdmin", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Shared", "Scoring", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "CoordinatorHTTPTests",
             dependencies: ["CoordinatorHTTP", "Coordinator", "Shared", .product(name: "Logging", package: "swift-log")],
@@ -135,7 +167,9 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Shared", "TTSCoordinatorCLI", "TTSWorkerCLI"],
+            dependencies: [
+                "Shared", "JobSpecs", "CurlHTTP", "WandB", "ClusterAdmin", "TestSupport", "TTSCoordinatorCLI", "TTSWorkerCLI",
+            ],
             swiftSettings: strict
         ),
     ],

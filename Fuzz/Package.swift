@@ -37,7 +37,7 @@ let package = Package(
         // The driver, invariant checks, encoders and scratch files shared by the targets.
         .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"], swiftSettings: strict),
         fuzzTarget("FuzzWireDecoder", ["Shared"]),
-        fuzzTarget("FuzzJobSpec", ["Shared"]),
+        fuzzTarget("FuzzJobSpec", ["Shared", "JobSpecs"]),
         fuzzTarget("FuzzNpy", ["Worker"]),
         fuzzTarget("FuzzPairManifest", ["Worker", "Shared"]),
         fuzzTarget("FuzzEvalManifest", ["Shared"]),

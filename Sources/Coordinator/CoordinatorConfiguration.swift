@@ -1,5 +1,7 @@
 import Foundation
 import Shared
+import Slack
+import WandB
 
 /// Everything `tts-coordinator serve` can be told. The defaults run a single-machine cluster
 /// with no configuration at all: loopback, `./tts-coordinator.sqlite`, no token.
@@ -50,6 +52,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var wandbMode: WandbOutbox.Mode = .offline
     /// API key, base URL, entity and project defaults (from `WANDB_*`), for online mode.
     public var wandbSettings: WandbSettings?
+    /// The W&B app's base URL for run links (Slack alerts, the dashboard): online mode only.
+    public var wandbAppURL: String? { wandbMode == .online ? wandbSettings?.appURL : nil }
     /// Online: least time between two `file_stream` requests of a run.
     public var wandbStreamIntervalMs = 15_000
     /// Online: how long delivery pauses after W&B rejects the API key.

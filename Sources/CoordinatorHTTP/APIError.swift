@@ -1,6 +1,8 @@
+import CurlHTTP
 import Foundation
 import Hummingbird
 import Shared
+import WandB
 
 /// An error answer of the REST API: an HTTP status, a stable machine-readable `code` and a
 /// message for humans. Sent as `{"error": {"code": "...", "message": "..."}}`.

@@ -1,6 +1,9 @@
+import ClusterAdmin
 import Coordinator
+import CurlHTTP
 import Foundation
 import Hummingbird
+import JobSpecs
 import Shared
 
 /// The REST API, `/api/v1` (documented in docs/API.md). Every command goes through the same

@@ -1,4 +1,6 @@
 import ArgumentParser
+import ClusterAdmin
+import CurlHTTP
 import Foundation
 import Shared
 

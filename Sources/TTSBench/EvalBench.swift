@@ -1,5 +1,7 @@
 import ArgumentParser
+import ClusterAdmin
 import Foundation
+import Scoring
 import Shared
 import Worker
 

@@ -1,7 +1,9 @@
 import ArgumentParser
+import ClusterAdmin
 import Foundation
 import Shared
 import Synchronization
+import WandB
 import Worker
 
 /// Issue 3: coordinator ingest throughput with durable commits, from 1 and from 16 workers.

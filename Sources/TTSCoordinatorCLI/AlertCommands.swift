@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterAdmin
 import Foundation
 import Shared
 

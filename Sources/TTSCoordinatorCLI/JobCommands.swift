@@ -1,5 +1,7 @@
 import ArgumentParser
+import ClusterAdmin
 import Foundation
+import JobSpecs
 import Shared
 
 struct Submit: AsyncParsableCommand {

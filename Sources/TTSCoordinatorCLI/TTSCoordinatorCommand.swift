@@ -1,10 +1,13 @@
 import ArgumentParser
+import ClusterAdmin
 import Coordinator
 import CoordinatorHTTP
 import Foundation
 import Logging
 import ServiceLifecycle
 import Shared
+import Slack
+import WandB
 
 @main
 struct TTSCoordinatorCommand: AsyncParsableCommand {
@@ -189,11 +192,7 @@ struct Serve: AsyncParsableCommand {
         }
         let settings = WandbSettings(overrides: overrides)
         config.wandbSettings = settings
-        switch settings.mode {
-        case .online: config.wandbMode = .online
-        case .offline: config.wandbMode = .offline
-        case .disabled: config.wandbMode = .disabled
-        }
+        config.wandbMode = settings.mode
         logger.info("W&B: \(settings.mode.rawValue) (\(settings.modeReason))")
         config.alertGroupWaitSeconds = Double(alertGroupWaitMs) / 1000
         config.alertRepeatIntervalSeconds = alertRepeatMinutes * 60
@@ -226,9 +225,7 @@ struct Serve: AsyncParsableCommand {
         if !noHttp {
             do {
                 let (host, port) = try HTTPServerConfiguration.parse(address: http)
-                let wandbBase = config.wandbMode == .online
-                    ? config.wandbSettings.map { $0.baseURL.contains("api.wandb.ai") ? "https://wandb.ai" : $0.baseURL } : nil
-                httpServer = try CoordinatorHTTPServer(server: server, configuration: HTTPServerConfiguration(host: host, port: port, token: config.token, wandbBase: wandbBase),
+                httpServer = try CoordinatorHTTPServer(server: server, configuration: HTTPServerConfiguration(host: host, port: port, token: config.token, wandbBase: config.wandbAppURL),
                                                        logger: logger)
             } catch {
                 logger.critical("\(error)")

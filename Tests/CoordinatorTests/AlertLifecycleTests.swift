@@ -1,8 +1,9 @@
+@testable import ClusterAdmin
+@testable import Coordinator
 import Foundation
 import Logging
-import Testing
-@testable import Coordinator
 @testable import Shared
+import Testing
 
 /// The alert lifecycle in SQLite: firing → notified → repeated → resolved, with grouping,
 /// silences and a durable notification outbox.

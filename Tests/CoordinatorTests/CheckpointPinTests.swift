@@ -1,9 +1,11 @@
+@testable import ClusterAdmin
+@testable import Coordinator
 import Foundation
 import GRDB
+@testable import JobSpecs
+@testable import Shared
 import Synchronization
 import Testing
-@testable import Coordinator
-@testable import Shared
 
 /// Issue 15, in the store: the worker's pins are the run's checkpoints — resume points chosen by
 /// optimizer state, evaluations at the `eval_every` pins, retention by `keep:`.

@@ -1,7 +1,8 @@
-import Foundation
-import Testing
+@testable import ClusterAdmin
 @testable import Coordinator
+import Foundation
 @testable import Shared
+import Testing
 
 /// The shard state machine as stored in SQLite: every transition one transaction.
 @Suite("Shard lifecycle in the store")

@@ -1,8 +1,10 @@
+@testable import ClusterAdmin
+@testable import Coordinator
 import Foundation
 import GRDB
-import Testing
-@testable import Coordinator
+@testable import JobSpecs
 @testable import Shared
+import Testing
 
 /// Issue 5, in the store: a submitted job becomes runs and `train` shards; each dispatch renders
 /// the trainer command for the worker's card (preset, OOM downshifts, resume checkpoint).

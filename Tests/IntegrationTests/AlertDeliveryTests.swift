@@ -1,6 +1,8 @@
+import ClusterAdmin
 import Foundation
 import Shared
 import Testing
+import TestSupport
 
 /// Issue 4: alerts from real coordinator and worker processes reach a loopback Slack webhook
 /// exactly once, in order, at most one message a second, through failures and restarts.

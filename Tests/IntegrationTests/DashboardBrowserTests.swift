@@ -1,3 +1,4 @@
+import ClusterAdmin
 import Foundation
 import Shared
 import Testing

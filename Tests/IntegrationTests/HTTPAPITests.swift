@@ -1,3 +1,5 @@
+import ClusterAdmin
+import CurlHTTP
 import Foundation
 import Shared
 import Testing

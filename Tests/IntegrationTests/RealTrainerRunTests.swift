@@ -3,6 +3,8 @@ import Shared
 import Testing
 #if canImport(Glibc)
 import Glibc
+import JobSpecs
+import ClusterAdmin
 #endif
 
 /// Issue 15 with real processes: a coordinator, workers, and the faithful fixture of the guide's

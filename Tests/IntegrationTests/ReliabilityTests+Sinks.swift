@@ -1,6 +1,8 @@
+import ClusterAdmin
 import Foundation
 import Shared
 import Testing
+import TestSupport
 
 /// Issue 9, part 4: W&B down, then slow, then rate-limiting; Slack rate-limiting.
 extension ReliabilityTests {
@@ -14,7 +16,8 @@ extension ReliabilityTests {
         defer { slack.stop() }
         try await slack.script(#"[{"status": 429, "retry_after": "2", "count": 2}, {"status": 200}, {"status": 429, "retry_after": "1", "count": 3}, {"status": 200}, {"status": 429, "retry_after": "2"}]"#)
         let h = try ClusterHarness()
-        let mock = try MockWandbServer(record: h.dir.appendingPathComponent("wandb-requests.jsonl").path)
+        let mock = try await MockWandbServer.start(record: h.dir.appendingPathComponent("wandb-requests.jsonl").path)
+        defer { mock.stop() }
         let key = String(repeating: "s", count: 40)
         try await h.startCoordinator(["--wandb-mode", "online", "--wandb-stream-interval-ms", "200", "--alert-group-wait-ms", "100"],
                                      environment: ["WANDB_API_KEY": key, "WANDB_BASE_URL": mock.baseURL, "WANDB_PROJECT": "tts-it",
@@ -29,7 +32,7 @@ extension ReliabilityTests {
 
         // W&B goes away; the slow replies and the 429 storm are queued for when it comes back.
         let slowReplies = 6, storm = 30
-        try mock.control(#"{"fail": [{"delay_ms": 5000, "count": \#(slowReplies)}, {"status": 429, "retry_after": 1, "count": \#(storm)}], "refuse_seconds": \#(Self.wandbDownSeconds)}"#)
+        try await mock.control(#"{"fail": [{"delay_ms": 5000, "count": \#(slowReplies)}, {"status": 429, "retry_after": 1, "count": \#(storm)}], "refuse_seconds": \#(Self.wandbDownSeconds)}"#)
         let downAt = Date()
         var maxDepth = 0.0, maxAge = 0.0
         while Date().timeIntervalSince(downAt) < Self.wandbDownSeconds - 2 {
@@ -44,7 +47,7 @@ extension ReliabilityTests {
         try await h.waitUntil("the W&B run is complete", timeout: Self.wandbDownSeconds + 300) { h.log("coordinator").contains("W&B: run \(run) complete") }
         let upAfter = Date().timeIntervalSince(downAt)
         // Every row once, in order, with every value.
-        let lines = try mock.lines(run: run, file: "wandb-history.jsonl")
+        let lines = try await mock.lines(run: run, file: "wandb-history.jsonl")
         #expect(lines.count == steps && !lines.contains(nil), "\(lines.count) history lines, holes: \(lines.filter { $0 == nil }.count)")
         var stepsSeen: [Int] = []
         var values = 0

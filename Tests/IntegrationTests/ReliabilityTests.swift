@@ -1,6 +1,8 @@
+import ClusterAdmin
 import Foundation
 import Shared
 import Testing
+import TestSupport
 
 /// Issue 9: proof under fire. Each test breaks the system on purpose and records its figures
 /// (ReliabilityFigures → scripts/reliability.sh → RELIABILITY.md).

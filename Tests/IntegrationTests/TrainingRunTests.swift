@@ -3,6 +3,7 @@ import Shared
 import Testing
 #if canImport(Glibc)
 import Glibc
+import ClusterAdmin
 #endif
 
 /// Issue 5 with real processes: a coordinator, workers that state A6000 and 4090 cards, and the

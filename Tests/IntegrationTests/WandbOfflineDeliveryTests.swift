@@ -1,6 +1,8 @@
+import ClusterAdmin
 import Foundation
 import Shared
 import Testing
+import WandB
 
 /// Issue 3: the W&B outbox writes each history row exactly once into the run's `.wandb` file,
 /// whatever happens to the coordinator.

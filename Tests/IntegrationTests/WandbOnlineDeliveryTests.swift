@@ -1,72 +1,8 @@
+import ClusterAdmin
 import Foundation
 import Shared
 import Testing
-
-/// A loopback W&B server (Tests/Fixtures/wandb/mock_wandb_server.py) as a child process.
-final class MockWandbServer {
-    let process = Process()
-    let port: Int
-    private let stdinPipe = Pipe()
-
-    init(record: String) throws {
-        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/wandb/mock_wandb_server.py").path
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", fixture, "--port", "0", "--record", record, "--exit-on-stdin-close"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardInput = stdinPipe
-        do {
-            try process.run()
-        } catch {
-            throw HarnessError("cannot start python3 for the mock W&B server (\(error)): install python3")
-        }
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let d = out.fileHandleForReading.availableData
-            if d.isEmpty { break }
-            line.append(d)
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard let p = text.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }), text.hasPrefix("listening") else {
-            throw HarnessError("the mock W&B server did not start: \(text)")
-        }
-        port = p
-    }
-
-    deinit {
-        try? stdinPipe.fileHandleForWriting.close()
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-
-    var baseURL: String { "http://127.0.0.1:\(port)" }
-
-    func get(_ path: String) throws -> Data {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", "import urllib.request,sys; sys.stdout.buffer.write(urllib.request.urlopen('\(baseURL)\(path)', timeout=10).read())"]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return data
-    }
-
-    func control(_ json: String) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", "import urllib.request; urllib.request.urlopen(urllib.request.Request('\(baseURL)/_control', data=b'''\(json)''', method='POST'), timeout=10).read()"]
-        try p.run()
-        p.waitUntilExit()
-    }
-
-    /// The file's lines as the server holds them (overwrite by line index).
-    func lines(run: String, file: String) throws -> [String?] {
-        try JSONDecoder().decode([String?].self, from: get("/_files/\(run)/\(file)"))
-    }
-}
+import TestSupport
 
 /// Issue 3, end to end: the W&B server holds every point exactly once.
 @Suite("W&B online delivery (real processes)", .serialized)
@@ -75,7 +11,8 @@ struct WandbOnlineDeliveryTests {
     func endToEnd() async throws {
         let h = try ClusterHarness()
         let record = h.dir.appendingPathComponent("wandb-requests.jsonl").path
-        let mock = try MockWandbServer(record: record)
+        let mock = try await MockWandbServer.start(record: record)
+        defer { mock.stop() }
         let key = String(repeating: "k", count: 40)
         let args = ["--wandb-mode", "online", "--wandb-stream-interval-ms", "200"]
         let env = ["WANDB_API_KEY": key, "WANDB_BASE_URL": mock.baseURL, "WANDB_PROJECT": "tts-it"]
@@ -85,7 +22,7 @@ struct WandbOnlineDeliveryTests {
         let reply = try h.cliJSON(["enqueue", "synthetic", "--param", "steps=10000", "--param", "keys=10", "--param", "rate=1500"], as: EnqueueReply.self)
         let run = try #require(reply.runId)
         try await Task.sleep(for: .seconds(1.5))
-        try mock.control(#"{"refuse_seconds": 3}"#)
+        try await mock.control(#"{"refuse_seconds": 3}"#)
         h.kill9("coordinator")
         try await Task.sleep(for: .seconds(1))
         try await h.startCoordinator(args, environment: env)
@@ -98,7 +35,7 @@ struct WandbOnlineDeliveryTests {
         let report = try h.cliJSON(["metrics", run], as: MetricsReport.self)
         #expect(report.totalPoints == 100_000)
         // The server holds each history line once, in step order, with every value.
-        let lines = try mock.lines(run: run, file: "wandb-history.jsonl")
+        let lines = try await mock.lines(run: run, file: "wandb-history.jsonl")
         #expect(lines.count == 10_000)
         #expect(!lines.contains(nil), "no holes")
         var steps: [Int] = []
@@ -110,7 +47,7 @@ struct WandbOnlineDeliveryTests {
         }
         #expect(steps == Array(0..<10_000))
         #expect(values == 100_000)
-        let state = try #require(try JSONSerialization.jsonObject(with: mock.get("/_state")) as? [String: Any])
+        let state = try #require(try JSONSerialization.jsonObject(with: Data(try await mock.get("/_state"))) as? [String: Any])
         let runs = try #require(state["runs"] as? [String: Any])
         let runState = try #require(runs[run] as? [String: Any], "run \(run) in \(runs.keys)")
         #expect(runState["complete"] as? Bool == true)
@@ -122,8 +59,9 @@ struct WandbOnlineDeliveryTests {
     @Test("a rejected API key is reported once, loudly; the data stays queued and arrives once W&B accepts it")
     func rejectedKey() async throws {
         let h = try ClusterHarness()
-        let mock = try MockWandbServer(record: h.dir.appendingPathComponent("wandb-requests.jsonl").path)
-        try mock.control(#"{"fail": [{"status": 401, "count": 1000000, "path": "graphql"}]}"#)
+        let mock = try await MockWandbServer.start(record: h.dir.appendingPathComponent("wandb-requests.jsonl").path)
+        defer { mock.stop() }
+        try await mock.control(#"{"fail": [{"status": 401, "count": 1000000, "path": "graphql"}]}"#)
         let key = String(repeating: "r", count: 40)
         try await h.startCoordinator(["--wandb-mode", "online", "--wandb-stream-interval-ms", "200", "--wandb-unauthorized-pause-ms", "500"],
                                      environment: ["WANDB_API_KEY": key, "WANDB_BASE_URL": mock.baseURL])
@@ -135,9 +73,9 @@ struct WandbOnlineDeliveryTests {
         #expect(h.log("coordinator").components(separatedBy: "W&B REJECTED THE API KEY").count == 2, "reported once")
         #expect(h.log("coordinator").components(separatedBy: "W&B delivery paused").count == 2, "the pause is explained once")
         #expect(try h.cliJSON(["metrics", run], as: MetricsReport.self).totalPoints == 2_000, "the store has everything meanwhile")
-        try mock.control(#"{"clear_faults": true}"#)
+        try await mock.control(#"{"clear_faults": true}"#)
         try await h.waitUntil("the run is delivered", timeout: 30) { h.log("coordinator").contains("W&B: run \(run) complete") }
-        #expect(try mock.lines(run: run, file: "wandb-history.jsonl").count == 500)
+        #expect(try await mock.lines(run: run, file: "wandb-history.jsonl").count == 500)
         #expect(h.log("coordinator").contains("W&B accepts the API key again"))
         #expect(!h.log("coordinator").contains(key))
     }

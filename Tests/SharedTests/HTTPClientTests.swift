@@ -1,7 +1,10 @@
+@testable import CurlHTTP
 import Foundation
+@testable import Shared
 import Synchronization
 import Testing
-@testable import Shared
+import TestSupport
+@testable import WandB
 
 @Suite("HTTP client over libcurl")
 struct HTTPClientTests {
@@ -187,129 +190,6 @@ struct HTTPClientTests {
         let auth: HTTPHeaders = ["Authorization": "Basic secret"]
         #expect(!String(describing: auth).contains("secret"))
     }
-}
-
-// MARK: - Test support: the mock W&B server as a subprocess
-
-/// The loopback mock W&B server (`Tests/Fixtures/wandb/mock_wandb_server.py`), started per test.
-final class MockWandbServer: @unchecked Sendable {
-    let process: Process
-    /// Our end of the server's stdin: when this process dies, the server sees EOF and exits.
-    let stdinPipe: Pipe
-    let port: Int
-    let baseURL: String
-    let recordPath: String
-    let stderrPath: String
-    let dir: OnlineTempDir
-
-    static var packageRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
-
-    private init(process: Process, stdinPipe: Pipe, port: Int, dir: OnlineTempDir) {
-        self.process = process
-        self.stdinPipe = stdinPipe
-        self.port = port
-        self.dir = dir
-        baseURL = "http://127.0.0.1:\(port)"
-        recordPath = dir.path + "/record.jsonl"
-        stderrPath = dir.path + "/stderr.txt"
-    }
-
-    static func start() async throws -> MockWandbServer {
-        let dir = try OnlineTempDir()
-        let script = packageRoot.appendingPathComponent("Tests/Fixtures/wandb/mock_wandb_server.py").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, "--port", "0", "--record", dir.path + "/record.jsonl", "--exit-on-stdin-close"]
-        let stdout = Pipe()
-        let stdin = Pipe()
-        process.standardOutput = stdout
-        process.standardInput = stdin
-        _ = FileManager.default.createFile(atPath: dir.path + "/stderr.txt", contents: nil)
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.path + "/stderr.txt"))
-        do { try process.run() } catch {
-            throw MockServerError("cannot run /usr/bin/env python3 (is python3 installed?): \(error)")
-        }
-        let reader = stdout.fileHandleForReading
-        let line: String? = await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
-            let t = Thread {
-                var buffer: [UInt8] = []
-                while true {
-                    let chunk = reader.availableData
-                    if chunk.isEmpty { c.resume(returning: nil); return }
-                    buffer += chunk
-                    if let nl = buffer.firstIndex(of: 10) {
-                        c.resume(returning: String(decoding: buffer[..<nl], as: UTF8.self))
-                        return
-                    }
-                }
-            }
-            t.start()
-        }
-        guard let line, line.hasPrefix("listening "), let port = Int(line.dropFirst("listening ".count)) else {
-            stdin.fileHandleForWriting.closeFile()
-            process.waitUntilExit()
-            let err = (try? String(contentsOfFile: dir.path + "/stderr.txt", encoding: .utf8)) ?? ""
-            throw MockServerError("the mock W&B server did not start (python3 missing? exit \(process.terminationStatus)): \(err.suffix(2000))")
-        }
-        return MockWandbServer(process: process, stdinPipe: stdin, port: port, dir: dir)
-    }
-
-    /// SIGTERM, then SIGKILL if it is still there after 3 s.
-    func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        let deadline = Date().addingTimeInterval(3)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        try? stdinPipe.fileHandleForWriting.close()
-    }
-
-    /// Every request recorded so far, in order.
-    func records() throws -> [JSONValue] {
-        let text = try String(contentsOfFile: recordPath, encoding: .utf8)
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
-    }
-
-    func recordText() -> String { (try? String(contentsOfFile: recordPath, encoding: .utf8)) ?? "" }
-    func stderrText() -> String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
-
-    /// POST /_control with `json`.
-    func control(_ json: String) async throws {
-        let client = HTTPClient(configuration: .init(threads: 1))
-        let r = try await client.send(HTTPRequest(method: .post, url: baseURL + "/_control", body: .bytes(Array(json.utf8))))
-        guard r.status == 200 else { throw MockServerError("control failed: \(r.status)") }
-    }
-
-    func get(_ path: String) async throws -> [UInt8] {
-        let client = HTTPClient(configuration: .init(threads: 1))
-        let r = try await client.send(HTTPRequest(method: .get, url: baseURL + path))
-        guard r.status == 200 else { throw MockServerError("GET \(path): \(r.status)") }
-        return r.body
-    }
-
-    func getJSON(_ path: String) async throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: Data(try await get(path)))
-    }
-}
-
-struct MockServerError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
-}
-
-/// A temporary directory, removed when the last reference goes.
-final class OnlineTempDir: Sendable {
-    let path: String
-
-    init() throws {
-        let p = FileManager.default.temporaryDirectory.appendingPathComponent("tts-online-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
-        path = p
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
 }
 
 extension JSONValue {

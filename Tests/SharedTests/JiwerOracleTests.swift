@@ -1,6 +1,8 @@
 import Foundation
-import Testing
+@testable import Scoring
 @testable import Shared
+import Testing
+import TestSupport
 
 // The Swift port of jiwer 4 (Sources/Shared/Eval) against jiwer itself: jiwer==4.0.0 (with its
 // rapidfuzz) in a venv made by Tests/Fixtures/eval/jiwer_env.sh ($TTS_ORACLE_DIR or .build-oracle/),

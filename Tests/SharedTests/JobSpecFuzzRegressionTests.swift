@@ -1,6 +1,7 @@
 import Foundation
-import Testing
+@testable import JobSpecs
 @testable import Shared
+import Testing
 
 /// Job specs that crashed the parser (found while fuzzing it, `scripts/fuzz.sh`): a spec is
 /// untrusted input to the coordinator's API, so a trap there stopped the coordinator. Each is

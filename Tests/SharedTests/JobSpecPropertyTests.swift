@@ -1,6 +1,8 @@
 import Foundation
-import Testing
+@testable import JobSpecs
 @testable import Shared
+import Testing
+import TestSupport
 
 /// Seeded random mutations of valid job specs (the examples and a few hand-written ones): every
 /// mutant is either a spec that keeps the parser's promises or a ``JobSpecError`` that says where

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
+@testable import JobSpecs
 @testable import Shared
+import Testing
 
 @Suite("Job specs")
 struct JobSpecTests {

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
+@testable import Scoring
 @testable import Shared
+import Testing
 
 @Suite("Korean text normaliser ko-v1")
 struct KoreanTextNormalizerTests {

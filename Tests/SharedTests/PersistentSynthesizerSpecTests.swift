@@ -1,6 +1,7 @@
 import Foundation
-import Testing
+@testable import JobSpecs
 @testable import Shared
+import Testing
 
 /// `eval.synthesizer` with `kind: persistent` (docs/SYNTHESIZER.md): parsed, validated, and
 /// carried in the eval payload unchanged.

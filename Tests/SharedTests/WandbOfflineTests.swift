@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 @testable import Shared
+import Testing
+@testable import WandB
 
 // Byte vectors below were produced independently with Python's zlib.crc32, hashlib.md5 and the
 // protobuf classes of wandb 0.29.0 (`wandb.proto.wandb_internal_pb2`), not with this package.

@@ -1,8 +1,11 @@
+@testable import CurlHTTP
 import Foundation
 import Logging
+@testable import Shared
 import Synchronization
 import Testing
-@testable import Shared
+import TestSupport
+@testable import WandB
 
 // MARK: - Pure pieces
 

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 @testable import Shared
+import Testing
+@testable import WandB
 
 // Oracles for the offline W&B writer, run against real wandb releases installed in virtual
 // environments by Tests/Fixtures/wandb/oracle_env.sh ($TTS_ORACLE_DIR or .build-oracle/):

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 @testable import Shared
+import Testing
+@testable import WandB
 
 /// `wandb.Table` as the SDK logs it. Captured from wandb 0.29.0 (offline, `run.log({"eval/table":
 /// wandb.Table(columns=["id","cer","ref"], data=[["u1",0.1,"안녕"],["u2",None,"x"]])}, step=4)`):

@@ -1,5 +1,6 @@
-import Testing
 @testable import Shared
+import Testing
+import TestSupport
 
 /// Properties of the wire codec over seeded random messages of every type (see ``WireSample``):
 /// round trips are byte-exact, every truncation is refused as truncated, every single-byte

@@ -1,4 +1,5 @@
 @testable import Shared
+import TestSupport
 
 /// One random protocol message, encoded, with its decoder: ``reencode`` decodes bytes as the same
 /// type (the whole buffer, as the coordinator does) and encodes the result again.

@@ -1,5 +1,7 @@
-import Testing
+@testable import Scoring
 @testable import Shared
+import Testing
+import TestSupport
 
 // The batch scoring path (BatchScoring + EditOperations.align) against the plain restatement of
 // jiwer in the same module (TextTransforms.defaultWords/defaultCharacters, the generic

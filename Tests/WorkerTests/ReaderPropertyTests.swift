@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 @testable import Shared
+import Testing
+import TestSupport
 @testable import Worker
 
 /// Properties of the worker's file readers over seeded random contents: `.npy` arrays, TensorBoard

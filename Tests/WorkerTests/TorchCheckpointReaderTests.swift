@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Worker
 
 /// Real `torch.save` checkpoints, written by Tests/Fixtures/torch/make_checkpoints.py with Debian's

@@ -1,4 +1,5 @@
 import Foundation
+import Scoring
 import Shared
 import Testing
 @testable import Worker

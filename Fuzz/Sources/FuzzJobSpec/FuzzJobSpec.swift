@@ -1,4 +1,5 @@
 import FuzzSupport
+import JobSpecs
 import Shared
 
 /// Fuzzes ``JobSpecParser/parse(yaml:)`` (YAML, and JSON, which is YAML) with any UTF-8 text.

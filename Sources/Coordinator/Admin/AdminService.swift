@@ -1,4 +1,6 @@
+import ClusterAdmin
 import Foundation
+import JobSpecs
 import Logging
 import Shared
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Shared
+import Slack
 
 /// Delivers queued alert notifications to a Slack incoming webhook, exactly once and in order,
 /// from the durable outbox (`alert_outbox`).

@@ -1,4 +1,5 @@
 import Shared
+import Slack
 
 extension AlertSignal {
     /// The signal as a ``SlackAlert`` for ``SlackMessage/alert(_:)``, with links to the run on

@@ -1,4 +1,6 @@
+import ClusterAdmin
 import Foundation
+import Scoring
 import Shared
 
 /// Scores an evaluation once every shard is in: corpus-level CER and WER over the whole set

@@ -1,4 +1,5 @@
 import Foundation
+import JobSpecs
 import Shared
 
 /// Decides what a queued training shard becomes on one worker: the job's preset for that card,

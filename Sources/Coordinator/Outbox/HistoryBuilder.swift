@@ -1,4 +1,5 @@
 import Shared
+import WandB
 
 /// Turns stored points, in arrival order, into W&B history rows.
 ///

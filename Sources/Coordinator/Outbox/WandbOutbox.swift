@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Shared
+import WandB
 
 /// Delivers every run's metrics, system metrics, console lines and checkpoints to W&B exactly
 /// once, from the store.
@@ -15,7 +16,8 @@ import Shared
 ///   per run; after a crash the same lines are sent at the same offsets, which the server
 ///   overwrites. A rejected key (401/403) is reported once, loudly, and the data stays queued.
 public actor WandbOutbox {
-    public enum Mode: String, Sendable { case online, offline, disabled }
+    /// The one W&B mode enum (`WANDB_MODE`): online, offline or disabled.
+    public typealias Mode = WandbSettings.Mode
 
     let store: Store
     let mode: Mode

@@ -1,8 +1,11 @@
+import CurlHTTP
 import Foundation
 import Logging
 import ServiceLifecycle
 import Shared
+import Slack
 import Synchronization
+import WandB
 
 /// A running coordinator: the NNG listener with its REP context pool, the liveness monitor and
 /// the heartbeat flusher, all over one ``Store``.

@@ -1,5 +1,7 @@
+import ClusterAdmin
 import Foundation
 import GRDB
+import JobSpecs
 import Shared
 
 /// What finishing an evaluation produced, for the caller to act on after the commit: the report

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import JobSpecs
 import Shared
 
 /// A pinned checkpoint of a run, as the store records it.

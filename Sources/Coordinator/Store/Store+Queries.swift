@@ -1,3 +1,4 @@
+import ClusterAdmin
 import Foundation
 import GRDB
 import Shared

@@ -1,6 +1,8 @@
+import ClusterAdmin
 import Foundation
 import GRDB
 import Shared
+import WandB
 
 /// What happened to a reported result.
 public struct ResultDisposition: Sendable, Equatable {

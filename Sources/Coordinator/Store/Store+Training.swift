@@ -1,6 +1,9 @@
+import ClusterAdmin
 import Foundation
 import GRDB
+import JobSpecs
 import Shared
+import WandB
 
 /// What happened when a queued training shard was offered to a worker.
 enum TrainingPreparation {

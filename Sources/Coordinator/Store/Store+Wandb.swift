@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Shared
+import WandB
 
 /// A run's W&B delivery state (table `wandb_state`).
 public struct WandbDeliveryState: Sendable, Equatable {

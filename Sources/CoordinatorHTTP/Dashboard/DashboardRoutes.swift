@@ -1,3 +1,4 @@
+import ClusterAdmin
 import Coordinator
 import Foundation
 import Hummingbird

@@ -16,15 +16,8 @@ public struct WireWriter: Sendable {
 
     public mutating func write(_ v: Bool) { bytes.append(v ? 1 : 0) }
 
-    /// Unsigned LEB128.
-    public mutating func writeVarint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
-    }
+    /// Unsigned LEB128 (the protobuf varint).
+    public mutating func writeVarint(_ value: UInt64) { ProtobufVarint.append(value, to: &bytes) }
 
     public mutating func writeVarint(_ value: Int) { writeVarint(UInt64(bitPattern: Int64(value))) }
 

@@ -1,3 +1,5 @@
+import Shared
+
 /// One decoded TensorBoard `Event` (tensorflow/core/util/event.proto), reduced to what a metrics
 /// reader needs: its time, step, and the scalar values of its `Summary`.
 ///
@@ -136,22 +138,14 @@ public struct TensorBoardEvent: Sendable, Equatable {
     }
 
     private static func varints(_ b: ArraySlice<UInt8>) throws(ProtobufDecodeError) -> [UInt64] {
-        var out: [UInt64] = []
-        var v: UInt64 = 0
-        var shift: UInt64 = 0
-        for byte in b {
-            guard shift < 64 else { throw ProtobufDecodeError("malformed TensorProto protobuf: packed varint longer than 10 bytes") }
-            v |= UInt64(byte & 0x7F) << shift
-            if byte & 0x80 == 0 {
-                out.append(v)
-                v = 0
-                shift = 0
-            } else {
-                shift += 7
+        do throws(ProtobufVarint.Failure) {
+            return try ProtobufVarint.decodeAll(b)
+        } catch {
+            switch error {
+            case .tooLong: throw ProtobufDecodeError("malformed TensorProto protobuf: packed varint longer than 10 bytes")
+            case .truncated: throw ProtobufDecodeError("malformed TensorProto protobuf: truncated packed varint")
             }
         }
-        guard shift == 0 else { throw ProtobufDecodeError("malformed TensorProto protobuf: truncated packed varint") }
-        return out
     }
 }
 
