@@ -62,8 +62,7 @@ public final class CoordinatorServer: Sendable {
         if let url = configuration.slackWebhook {
             let dashboard = configuration.dashboardURL
             // The W&B app lives at wandb.ai for the public API; a self-hosted server serves both.
-            let wandbBase = configuration.wandbMode == .online
-                ? configuration.wandbSettings.map { $0.baseURL.contains("api.wandb.ai") ? "https://wandb.ai" : $0.baseURL } : nil
+            let wandbBase = configuration.wandbAppURL
             notifier = AlertNotifier(store: store, webhook: SlackWebhook(url: url, client: HTTPClient(configuration: .init(threads: 1))), logger: logger,
                                      wandbLink: { [store] run in
                                          guard let base = wandbBase, let s = try? store.wandbState(runId: run), let e = s.entity, let p = s.project else { return nil }
