@@ -216,11 +216,11 @@ public actor AlertCenter {
         guard let finished = finishedRun else { return }
         do {
             guard let facts = try store.finishedRun(finished) else { return }
-            if facts.state == "succeeded" {
+            if facts.state == .succeeded {
                 engine.runCompleted(RunCompletion(runId: finished, worker: worker, durationSeconds: facts.finishedAt - facts.createdAt,
                                                   checkpoint: facts.checkpoint), now: now, into: &signals)
             } else {
-                engine.runEnded(runId: finished, reason: "run \(finished) ended \(facts.state) (exit code \(facts.exitCode ?? -1))", now: now, into: &signals)
+                engine.runEnded(runId: finished, reason: "run \(finished) ended \(facts.state.rawValue) (exit code \(facts.exitCode ?? -1))", now: now, into: &signals)
             }
         } catch {
             logger.error("alerts: cannot read run \(finished): \(error)")

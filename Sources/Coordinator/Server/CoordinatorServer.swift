@@ -73,9 +73,9 @@ public final class CoordinatorServer: Sendable {
             notifier = nil
         }
         // Rebuild the live picture: every known worker gets a full liveness period to re-attach.
-        for w in try store.loadWorkers() where w.state != "gone" {
+        for w in try store.loadWorkers() where w.state != .gone {
             registry.upsert(workerId: w.id, name: w.name, session: w.session, capabilities: w.capabilities,
-                            liveness: w.state == "lost" ? .lost : .live, status: w.status)
+                            liveness: w.state == .lost ? .lost : .live, status: w.status)
         }
         for lease in try store.activeLeases() { registry.leaseGranted(workerId: lease.workerId, lease.shard) }
         for shard in try store.cancelRequestedShards() { registry.requestCancel(shardId: shard, reason: "cancelled by the user") }

@@ -256,7 +256,7 @@ extension Store {
     }
 
     /// A finished run's facts for `run_completed`: state, exit code, start and end, last checkpoint.
-    public func finishedRun(_ runId: String) throws -> (state: String, exitCode: Int?, createdAt: Double, finishedAt: Double, checkpoint: String?)? {
+    public func finishedRun(_ runId: String) throws -> (state: RunState, exitCode: Int?, createdAt: Double, finishedAt: Double, checkpoint: String?)? {
         try read { db in
             guard let r = try Row.fetchOne(db, sql: "SELECT state, exit_code, created_at, finished_at FROM runs WHERE id = ? AND finished_at IS NOT NULL", arguments: [runId]) else { return nil }
             let checkpoint = try String.fetchOne(db, sql: "SELECT data FROM events WHERE run_id = ? AND kind = 'checkpoint_saved' ORDER BY id DESC LIMIT 1", arguments: [runId])

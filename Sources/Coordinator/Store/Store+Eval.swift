@@ -84,7 +84,7 @@ extension Store {
     func completeEvalIfDone(_ db: Database, shardId: Int64, now: Date) throws -> EvalCompletion? {
         guard let jobId = try Int64.fetchOne(db, sql: "SELECT job_id FROM shards WHERE id = ? AND kind IN ('eval', 'eval-command')", arguments: [shardId]),
               let row = try Row.fetchOne(db, sql: "SELECT * FROM evals WHERE job_id = ?", arguments: [jobId]),
-              (row["state"] as String) == "running" else { return nil }
+              (row["state"] as EvalState) == .running else { return nil }
         let open = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE job_id = ? AND state != 'succeeded'", arguments: [jobId]) ?? 0
         guard open == 0 else { return nil }
         let evalId: Int64 = row["id"]
@@ -155,7 +155,7 @@ extension Store {
     public func evalReports(evalId: Int64) throws -> (outputDir: String, json: [UInt8], markdown: String, summary: EvalSummary)? {
         try read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT job_id, output_dir, state FROM evals WHERE id = ?", arguments: [evalId]),
-                  (row["state"] as String) == "succeeded", let summary = try evalSummary(db, id: evalId) else { return nil }
+                  (row["state"] as EvalState) == .succeeded, let summary = try evalSummary(db, id: evalId) else { return nil }
             let score = EvalAggregator.score(try Self.utteranceResults(db, jobId: row["job_id"]))
             return (row["output_dir"], EvalAggregator.reportJSON(score, eval: summary), EvalAggregator.reportMarkdown(score, eval: summary), summary)
         }

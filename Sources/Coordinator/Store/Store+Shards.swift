@@ -64,9 +64,9 @@ extension Store {
         // but a failed evaluation does not fail the run.
         let failed = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state = 'failed' AND kind NOT IN ('eval', 'eval-command')", arguments: [runId]) ?? 0
         let cancelled = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE run_id = ? AND state = 'cancelled' AND kind NOT IN ('eval', 'eval-command')", arguments: [runId]) ?? 0
-        let state = failed > 0 ? "failed" : cancelled > 0 ? "cancelled" : "succeeded"
+        let state: RunState = failed > 0 ? .failed : cancelled > 0 ? .cancelled : .succeeded
         try db.execute(sql: "UPDATE runs SET state = ?, finished_at = ?, exit_code = ? WHERE id = ? AND finished_at IS NULL",
-                       arguments: [state, now.unixSeconds, state == "succeeded" ? 0 : 1, runId])
+                       arguments: [state, now.unixSeconds, state == .succeeded ? 0 : 1, runId])
         return db.changesCount > 0
     }
 
@@ -135,7 +135,7 @@ extension Store {
 
     /// Ends the current attempt of a shard and decides where the shard goes next.
     /// - Returns: true when the shard went back to the queue.
-    func endAttempt(_ db: Database, shardId: Int64, attemptState: String, message: String, countsAsFailure: Bool, now: Date) throws -> Bool {
+    func endAttempt(_ db: Database, shardId: Int64, attemptState: AttemptState, message: String, countsAsFailure: Bool, now: Date) throws -> Bool {
         guard let row = try Row.fetchOne(db, sql: "SELECT attempts, failures, max_retries, cancel_requested FROM shards WHERE id = ?", arguments: [shardId]) else { return false }
         let attempts: Int = row["attempts"]
         let failures: Int = (row["failures"] as Int) + (countsAsFailure ? 1 : 0)
@@ -143,19 +143,19 @@ extension Store {
         let cancelRequested: Bool = row["cancel_requested"]
         try db.execute(sql: "UPDATE shard_attempts SET state = ?, ended_at = ?, message = ? WHERE shard_id = ? AND attempt = ?",
                        arguments: [attemptState, now.unixSeconds, message, shardId, attempts])
-        let next: String
-        if cancelRequested { next = "cancelled" }
-        else if failures > maxRetries { next = "failed" }
-        else { next = "queued" }
-        let terminal = next != "queued"
+        let next: ShardState
+        if cancelRequested { next = .cancelled }
+        else if failures > maxRetries { next = .failed }
+        else { next = .queued }
+        let terminal = next.isTerminal
         try db.execute(sql: """
             UPDATE shards SET state = ?, failures = ?, worker_id = CASE WHEN ? THEN worker_id ELSE NULL END, session = NULL,
                 updated_at = ?, finished_at = CASE WHEN ? THEN ? ELSE NULL END, message = ?
             WHERE id = ?
             """, arguments: [next, failures, terminal, now.unixSeconds, terminal, now.unixSeconds,
-                             next == "failed" ? "\(message) (retry budget of \(maxRetries) exhausted)" : message, shardId])
+                             next == .failed ? "\(message) (retry budget of \(maxRetries) exhausted)" : message, shardId])
         if terminal { _ = try settleRun(db, shardId: shardId, now: now) }
-        return next == "queued"
+        return next == .queued
     }
 
     /// Records that the lease holder started running the shard (leased → running).
@@ -185,10 +185,10 @@ extension Store {
         guard let row = try Row.fetchOne(db, sql: "SELECT state, lease_epoch, worker_id FROM shards WHERE id = ?", arguments: [result.shard.shardId]) else {
             return ResultDisposition(accepted: false, note: "shard \(result.shard.shardId) does not exist", requeued: false)
         }
-        let state: String = row["state"]
+        let state: ShardState = row["state"]
         let epoch: Int64 = row["lease_epoch"]
         let holder: String? = row["worker_id"]
-        guard epoch == result.shard.leaseEpoch, holder == workerId, state == "leased" || state == "running" else {
+        guard epoch == result.shard.leaseEpoch, holder == workerId, state.isActive else {
             return ResultDisposition(
                 accepted: false,
                 note: "stale lease: shard \(result.shard.shardId) epoch \(result.shard.leaseEpoch) is no longer held by this worker (now \(state), epoch \(epoch))",
@@ -215,12 +215,12 @@ extension Store {
                 countsAsFailure = false
                 msg = note + "\n" + msg
             }
-            let requeued = try endAttempt(db, shardId: result.shard.shardId, attemptState: result.outcome == .failed ? "failed" : "oom", message: msg, countsAsFailure: countsAsFailure, now: now)
+            let requeued = try endAttempt(db, shardId: result.shard.shardId, attemptState: result.outcome == .failed ? .failed : .outOfMemory, message: msg, countsAsFailure: countsAsFailure, now: now)
             if !output.isEmpty { try db.execute(sql: "UPDATE shards SET output = ? WHERE id = ?", arguments: [output, result.shard.shardId]) }
             if !requeued { try failEval(db, shardId: result.shard.shardId, message: result.message, now: now) }
             return ResultDisposition(accepted: true, note: "", requeued: requeued)
         case .cancelled:
-            let requeued = try endAttempt(db, shardId: result.shard.shardId, attemptState: "cancelled", message: result.message, countsAsFailure: false, now: now)
+            let requeued = try endAttempt(db, shardId: result.shard.shardId, attemptState: .cancelled, message: result.message, countsAsFailure: false, now: now)
             return ResultDisposition(accepted: true, note: "", requeued: requeued)
         }
     }

@@ -241,13 +241,13 @@ extension Store {
             }
             let maxSteps: Int64? = row["max_steps"]
             let state: String = row["state"]
-            let eta: Double? = state == "running" ? zip(rate, maxSteps).flatMap { r, m in r > 0 ? Double(max(0, m - (step ?? 0))) / r : nil } : nil
+            let eta: Double? = state == RunState.running.rawValue ? zip(rate, maxSteps).flatMap { r, m in r > 0 ? Double(max(0, m - (step ?? 0))) / r : nil } : nil
             return RunSummary(
                 id: id, name: row["name"], jobId: row["job_id"], project: row["project"], group: row["group_name"], state: state,
                 worker: row["worker_name"], preset: row["preset"], batchSize: row["batch_size"], gradAccum: row["grad_accum"],
                 downshifts: row["downshifts"] ?? 0, step: step, maxSteps: maxSteps, losses: losses, stepsPerSecond: rate,
                 etaSeconds: eta, checkpoint: row["checkpoint_path"], checkpointStep: row["checkpoint_step"],
-                waitReason: state == "queued" || state == "running" ? row["wait_reason"] : nil,
+                waitReason: RunState(rawValue: state).map { !$0.isFinished } == true ? row["wait_reason"] : nil,
                 createdAt: dateFrom(row["created_at"]), finishedAt: dateFrom(row["finished_at"]))
         }
     }

@@ -18,7 +18,7 @@ public struct StoredWorker: Sendable, Equatable {
     public var id: String
     public var name: String
     public var session: UInt64
-    public var state: String
+    public var state: WorkerState
     public var capabilities: [String]
     public var status: WorkerStatus
 }
@@ -66,7 +66,7 @@ extension Store {
                     try db.execute(sql: "UPDATE shards SET session = ?, updated_at = ? WHERE id = ?", arguments: [Int64(session), now.unixSeconds, id])
                     kept = true
                 } else {
-                    if try endAttempt(db, shardId: id, attemptState: "lost", message: "worker \(request.name) restarted without this shard", countsAsFailure: true, now: now) {
+                    if try endAttempt(db, shardId: id, attemptState: .lost, message: "worker \(request.name) restarted without this shard", countsAsFailure: true, now: now) {
                         requeued.append(id)
                     }
                 }
@@ -113,7 +113,7 @@ extension Store {
             let name = try String.fetchOne(db, sql: "SELECT name FROM workers WHERE id = ?", arguments: [workerId]) ?? workerId
             for id in held {
                 let msg = String(format: "worker lost (silent for %.1f s)", silentFor)
-                if try endAttempt(db, shardId: id, attemptState: "lost", message: msg, countsAsFailure: true, now: now) {
+                if try endAttempt(db, shardId: id, attemptState: .lost, message: msg, countsAsFailure: true, now: now) {
                     requeued.append(id)
                 }
                 // The run's own log says why its trainer stopped.
@@ -143,7 +143,7 @@ extension Store {
             try db.execute(sql: "UPDATE workers SET state = 'gone', status = 'stopping', progress = NULL WHERE id = ?", arguments: [workerId])
             var requeued: [Int64] = []
             for id in try Int64.fetchAll(db, sql: "SELECT id FROM shards WHERE worker_id = ? AND state IN ('leased', 'running')", arguments: [workerId]) {
-                if try endAttempt(db, shardId: id, attemptState: "requeued", message: "worker left the cluster", countsAsFailure: false, now: now) {
+                if try endAttempt(db, shardId: id, attemptState: .requeued, message: "worker left the cluster", countsAsFailure: false, now: now) {
                     requeued.append(id)
                 }
             }
