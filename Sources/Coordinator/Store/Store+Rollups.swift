@@ -27,7 +27,10 @@ extension Store {
     /// the cursor, in one transaction. Returns how many batches it folded (0: caught up).
     @discardableResult
     public func advanceRollups(maxBatches: Int = 5_000) throws -> Int {
-        try write { db in
+        // The batches are read and summarised in a read (a snapshot), without holding the
+        // writer: only the summary rows and the cursor are written in the write transaction.
+        // The summaries have one writer (the consumer), so the cursor cannot move in between.
+        let (builder, start, last, folded) = try read { db -> (SeriesRollupBuilder, Int64, Int64, Int) in
             let cursor = try Self.cursor(db, Self.rollupCursor)
             var builder = SeriesRollupBuilder()
             var ids: [SeriesKeyOfRun: Int64] = [:]
@@ -42,7 +45,10 @@ extension Store {
                 for key in batch.keys {
                     let k = SeriesKeyOfRun(run: run, key: key)
                     if let id = ids[k] { seriesIds.append(id) } else {
-                        let id = try Self.seriesId(db, run: run, key: key)
+                        // Ingest creates the series row with the batch, in the same transaction.
+                        guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM series WHERE run_id = ? AND key = ?", arguments: [run, key]) else {
+                            throw StoreError(.damaged, "a stored metric batch of run \(run) has key \(key) but the run has no such series; restore the database from a backup")
+                        }
                         ids[k] = id
                         seriesIds.append(id)
                     }
@@ -51,11 +57,20 @@ extension Store {
                 last = row[0]
                 folded += 1
             }
-            guard folded > 0 else { return 0 }
-            try builder.write(db)
-            try Self.setCursor(db, Self.rollupCursor, last)
-            return folded
+            return (builder, cursor, last, folded)
         }
+        guard folded > 0 else { return 0 }
+        var cache = rollupCache.withLock { c -> SeriesRollupCache in defer { c = SeriesRollupCache() }; return c }
+        try write { db in
+            guard try Self.cursor(db, Self.rollupCursor) == start else {
+                throw StoreError(.failed, "the series summaries' cursor moved during a fold (two folds at once?); folding again")
+            }
+            try builder.write(db, cache: &cache)
+            try Self.setCursor(db, Self.rollupCursor, last)
+        }
+        // Committed: the cache describes the stored rows (on a throw it was dropped above).
+        rollupCache.withLock { $0 = cache }
+        return folded
     }
 
     private struct SeriesKeyOfRun: Hashable {

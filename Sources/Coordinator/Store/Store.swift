@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Shared
+import Synchronization
 
 /// The coordinator's durable state: one SQLite database in WAL mode, opened through GRDB over
 /// the system libsqlite3. Every shard transition is one transaction; a coordinator restart
@@ -8,6 +9,8 @@ import Shared
 public final class Store: Sendable {
     let pool: DatabasePool
     public let path: String
+    /// The summaries' row cache between their transactions (``advanceRollups(maxBatches:)``).
+    let rollupCache = Mutex(SeriesRollupCache())
     /// The thread of ``offloaded(_:)``.
     let io = DispatchQueue(label: "tts.store.io", qos: .userInitiated)
 
