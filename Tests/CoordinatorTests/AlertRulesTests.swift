@@ -111,6 +111,29 @@ struct AlertRulesMetricTests {
         #expect(h.engine.firingKeys.isEmpty)
     }
 
+    @Test("feeding a stored batch gives the same signals as feeding its points one by one")
+    func batchEqualsPoints() {
+        var curve = AlertCurves.noisyDecreasingLoss(steps: 6_000, seed: 3)
+        for i in 3_000..<3_020 { curve[i] *= 2 }
+        curve[4_500] = .nan
+        var points: [MetricPoint] = []
+        for (i, v) in curve.enumerated() {
+            for (key, value) in [("train/text_loss", v), ("train/lr", 1e-4), ("train/mel_top1", 0.5 + Double(i) / 20_000)] {
+                points.append(MetricPoint(runId: "run-1", step: Int64(i), key: key, value: value, wallTime: AlertHarness.wall(i)))
+            }
+        }
+        var one = RulesEngine(), batched = RulesEngine()
+        var a: [AlertSignal] = [], b: [AlertSignal] = []
+        for chunk in stride(from: 0, to: points.count, by: 999) {
+            let part = points[chunk..<min(points.count, chunk + 999)]
+            let now = part.last!.wallTime + 1
+            one.ingest(part, now: now, into: &a)
+            batched.ingest(runId: "run-1", batch: PointBatch(points: part), now: now, into: &b)
+        }
+        #expect(a.map(\.description) == b.map(\.description))
+        #expect(Set(a.map(\.rule)) == [.lossSpike, .nonFinite], "the curve has a spike and a NaN: \(a)")
+    }
+
     @Test("the old `current > previous × 1.5` rule would have fired on that same curve (the test has teeth)")
     func naiveRuleFiresOnTheSameNoise() {
         let curve = AlertCurves.noisyDecreasingLoss(steps: 20_000, seed: 1)

@@ -95,6 +95,59 @@ struct WireCodecTests {
     }
 }
 
+@Suite("Interned strings")
+struct InternedStringTests {
+    @Test("an interned read returns what a plain read returns, and the same string for the same bytes")
+    func sameValueAndReuse() throws {
+        let words = ["run-1", "train/text_loss", "train/mel_loss", "a-metric-key-longer-than-fifteen-bytes", "", "ㅎ한국어", "run-1",
+                     "a-metric-key-longer-than-fifteen-bytes", "train/text_loss", "train/text_losS"]
+        var w = WireWriter()
+        for word in words { w.write(word) }
+        var interned = WireReader(w.bytes), plain = WireReader(w.bytes)
+        var seen: [String] = []
+        for word in words {
+            let a = try interned.readInternedString("k", table: 0)
+            #expect(a == (try plain.readString("k")))
+            #expect(a == word)
+            seen.append(a)
+        }
+        #expect(interned.isAtEnd)
+        // The second "a-metric-key-…" (a heap string) is the first one's storage, not a copy.
+        let long = seen.indices.filter { words[$0].hasPrefix("a-metric") }
+        #expect(long.count == 2)
+        #expect(seen[long[0]].utf8.withContiguousStorageIfAvailable { $0.baseAddress } ==
+                seen[long[1]].utf8.withContiguousStorageIfAvailable { $0.baseAddress })
+    }
+
+    @Test("tables are independent, a cycle of keys is found again, and a table stops growing at its limit")
+    func tablesAndLimit() throws {
+        var w = WireWriter()
+        let keys = (0..<(WireReader.maxInterned + 10)).map { "key-\($0)" }
+        for round in 0..<3 {
+            for k in keys { w.write("run-\(round % 2)"); w.write(k) }
+        }
+        var r = WireReader(w.bytes)
+        for round in 0..<3 {
+            for k in keys {
+                #expect(try r.readInternedString("run", table: 0) == "run-\(round % 2)")
+                #expect(try r.readInternedString("key", table: 1) == k)
+            }
+        }
+        #expect(r.isAtEnd)
+    }
+
+    @Test("a truncated interned string is an error naming the field, after the bytes were seen once")
+    func truncated() {
+        var w = WireWriter()
+        w.write("train/loss")
+        w.writeVarint(10)
+        w.writeRaw(Array("train/".utf8))
+        var r = WireReader(w.bytes)
+        #expect(throws: Never.self) { try r.readInternedString("metric.key", table: 1) }
+        #expect(throws: WireError.self) { try r.readInternedString("metric.key", table: 1) }
+    }
+}
+
 @Suite("Envelope")
 struct EnvelopeTests {
     @Test("round-trips with its header fields")

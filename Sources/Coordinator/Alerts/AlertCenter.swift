@@ -161,9 +161,10 @@ public actor AlertCenter {
         let now = entry.at
         let worker = entry.workerId.map { registry.name(of: $0) }
         switch entry.fact {
-        case .points(let points):
-            if let run = entry.runId { configure(run) }
-            engine.ingest(points, now: now, into: &signals)
+        case .points(let batch):
+            guard let run = entry.runId else { break }
+            configure(run)
+            engine.ingest(runId: run, batch: batch, now: now, into: &signals)
         case .event(let e):
             event(e, worker: worker ?? "coordinator", now: now, into: &signals)
         case .result(let r, let accepted, let requeued, let finishedRun):

@@ -50,6 +50,8 @@ struct RunAlertState: Sendable {
     var worker: String?
     var series: [SeriesAlertState] = []
     var seriesIndex: [String: Int] = [:]
+    /// The series of the previous point (-1: none yet).
+    var lastSeries = -1
     var stall = StallDetector()
     var eval = EvalRegressionTracker()
     /// Shards whose OOM has been reported already (runners print the message more than once).
@@ -64,20 +66,38 @@ struct RunAlertState: Sendable {
 
     @inline(__always)
     mutating func ingest(_ p: MetricPoint, now: Double, into signals: inout [AlertSignal]) {
-        if stall.observePoint(step: p.step, wallTime: p.wallTime, now: now) {
-            signals.append(stallResolved(step: p.step, now: now))
-        }
+        // Points cycle through a run's keys in the same order: try the series after the last
+        // one before hashing the key.
         let s: Int
-        if let i = seriesIndex[p.key] {
-            s = i
+        let next = lastSeries + 1 < series.count ? lastSeries + 1 : 0
+        if next < series.count, series[next].key == p.key {
+            s = next
+        } else if lastSeries >= 0, lastSeries < series.count, series[lastSeries].key == p.key {
+            s = lastSeries
         } else {
-            s = series.count
-            series.append(SeriesAlertState(key: p.key, configuration: configuration))
-            seriesIndex[p.key] = s
+            s = seriesSlot(p.key)
         }
-        let v = p.value
+        lastSeries = s
+        observe(series: s, step: p.step, value: p.value, wallTime: p.wallTime, now: now, into: &signals)
+    }
+
+    /// The slot of `key`'s series (created on first sight).
+    mutating func seriesSlot(_ key: String) -> Int {
+        if let i = seriesIndex[key] { return i }
+        let s = series.count
+        series.append(SeriesAlertState(key: key, configuration: configuration))
+        seriesIndex[key] = s
+        return s
+    }
+
+    /// Feeds one point of the series in slot `s`.
+    @inline(__always)
+    mutating func observe(series s: Int, step: Int64, value v: Double, wallTime: Double, now: Double, into signals: inout [AlertSignal]) {
+        if stall.observePoint(step: step, wallTime: wallTime, now: now) {
+            signals.append(stallResolved(step: step, now: now))
+        }
         series[s].last = v
-        series[s].lastStep = p.step
+        series[s].lastStep = step
         if series[s].isPassive { return }
         let finite = v.isFinite
         if finite && !(v >= series[s].minimum) { series[s].minimum = v }
@@ -85,18 +105,18 @@ struct RunAlertState: Sendable {
         if series[s].nonFinite != nil, let t = series[s].nonFinite!.update(!finite) {
             if t == .fire {
                 series[s].nonFiniteValue = v
-                series[s].nonFiniteStep = p.step
+                series[s].nonFiniteStep = step
             }
-            signals.append(nonFiniteSignal(s, t, step: p.step, now: now))
+            signals.append(nonFiniteSignal(s, t, step: step, now: now))
         }
         guard finite else { return }
         if let t = series[s].spike?.update(v) {
-            signals.append(deviationSignal(s, rule: .lossSpike, t, step: p.step, now: now))
+            signals.append(deviationSignal(s, rule: .lossSpike, t, step: step, now: now))
         }
         if let t = series[s].collapse?.update(v) {
-            signals.append(deviationSignal(s, rule: .accuracyCollapse, t, step: p.step, now: now))
+            signals.append(deviationSignal(s, rule: .accuracyCollapse, t, step: step, now: now))
         }
-        if series[s].isEvalCER { recordEval(cer: v, step: p.step, now: now, into: &signals) }
+        if series[s].isEvalCER { recordEval(cer: v, step: step, now: now, into: &signals) }
     }
 
     // MARK: Evaluations

@@ -15,15 +15,22 @@ import Shared
 ///  per point: key index · step delta from the previous point (zigzag) ·
 ///  value bits (8 bytes LE) · wall time bits (8 bytes LE)`.
 /// Values are stored as their IEEE-754 bits, so NaN and ±Inf survive exactly.
-struct PointBatch: Sendable, Equatable {
+public struct PointBatch: Sendable, Equatable {
     /// The distinct keys, in order of first appearance.
-    var keys: [String]
-    var keyIndex: [UInt32]
-    var steps: [Int64]
-    var values: [Double]
-    var wallTimes: [Double]
+    public internal(set) var keys: [String]
+    /// Per point: its key's index in ``keys``.
+    public internal(set) var keyIndex: [UInt32]
+    public internal(set) var steps: [Int64]
+    public internal(set) var values: [Double]
+    public internal(set) var wallTimes: [Double]
 
-    var count: Int { steps.count }
+    /// The number of points.
+    public var count: Int { steps.count }
+
+    /// The points, as ``MetricPoint``s of `runId`.
+    public func points(runId: String) -> [MetricPoint] {
+        (0..<count).map { MetricPoint(runId: runId, step: steps[$0], key: keys[Int(keyIndex[$0])], value: values[$0], wallTime: wallTimes[$0]) }
+    }
 
     /// Per key: its step range and number of points (for `series_batches`).
     struct KeyExtent: Sendable, Equatable {
@@ -50,19 +57,25 @@ struct PointBatch: Sendable, Equatable {
         steps.reserveCapacity(points.count)
         values.reserveCapacity(points.count)
         wallTimes.reserveCapacity(points.count)
-        var lastKey: String?
-        var lastIndex: UInt32 = 0
+        var lastIndex = -1
         for p in points {
-            // Consecutive points usually cycle through the same few keys: skip the hash when the
-            // key repeats the previous one.
+            // Consecutive points usually repeat a key or cycle through the same few keys in the
+            // same order: try the previous key and the one after it before hashing (equal keys
+            // decoded from one message are the same string, so the comparison is a pointer test).
             let i: UInt32
-            if p.key == lastKey { i = lastIndex } else if let known = index[p.key] { i = known } else {
+            let next = lastIndex + 1 < keys.count ? lastIndex + 1 : 0
+            if lastIndex >= 0, keys[lastIndex] == p.key {
+                i = UInt32(lastIndex)
+            } else if next < keys.count, keys[next] == p.key {
+                i = UInt32(next)
+            } else if let known = index[p.key] {
+                i = known
+            } else {
                 i = UInt32(keys.count)
                 index[p.key] = i
                 keys.append(p.key)
             }
-            lastKey = p.key
-            lastIndex = i
+            lastIndex = Int(i)
             keyIndex.append(i)
             steps.append(p.step)
             values.append(p.value)

@@ -5,8 +5,8 @@ import Shared
 /// One fact the store committed, as its consumers read it from the ingest log.
 public struct IngestLogEntry: Sendable {
     public enum Fact: Sendable {
-        /// Points stored for a run (after step de-duplication), in arrival order.
-        case points([MetricPoint])
+        /// Points stored for a run (after step de-duplication), in arrival order, as stored.
+        case points(PointBatch)
         /// An event a worker sent (or a spool entry carried).
         case event(EventRequest)
         /// A shard result that was applied (or refused: see the disposition).
@@ -110,6 +110,8 @@ extension Store {
             if evalsOnly, rows.count < limit {
                 last = max(after, min(through, try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM ingest_log") ?? after))
             }
+            let batchData = try db.cachedStatement(sql: "SELECT data FROM metric_batches WHERE id = ?")
+            let eventRow = try db.cachedStatement(sql: "SELECT * FROM events WHERE id = ?")
             for row in rows {
                 let runId: String? = row["run_id"]
                 let seq: Int64 = row["seq"], at: Double = row["at"], workerId: String? = row["worker_id"]
@@ -119,14 +121,11 @@ extension Store {
                 let fact: IngestLogEntry.Fact
                 switch LogKind(rawValue: kind) {
                 case .points:
-                    guard let ref: Int64 = row["ref"], let data = try Data.fetchOne(db, sql: "SELECT data FROM metric_batches WHERE id = ?", arguments: [ref]),
-                          let run = runId else { continue }
-                    let batch = try PointBatch(decoding: Array(data))
-                    fact = .points((0..<batch.count).map {
-                        MetricPoint(runId: run, step: batch.steps[$0], key: batch.keys[Int(batch.keyIndex[$0])], value: batch.values[$0], wallTime: batch.wallTimes[$0])
-                    })
+                    guard let ref: Int64 = row["ref"], let data = try Data.fetchOne(batchData, arguments: [ref]),
+                          runId != nil else { continue }
+                    fact = .points(try PointBatch(decoding: Array(data)))
                 case .event:
-                    guard let ref: Int64 = row["ref"], let e = try Row.fetchOne(db, sql: "SELECT * FROM events WHERE id = ?", arguments: [ref]) else { continue }
+                    guard let ref: Int64 = row["ref"], let e = try Row.fetchOne(eventRow, arguments: [ref]) else { continue }
                     let shardId: Int64? = e["shard_id"], epoch: Int64? = e["lease_epoch"]
                     let kindText: String = e["kind"], dataText: String = e["data"]
                     fact = .event(EventRequest(kind: EventRequest.Kind(rawValue: kindText),

@@ -45,6 +45,10 @@ extension Store {
             var groups: [[MetricPoint]] = []
             var current = -1
             var accepted: [SpoolEntry] = []
+            // Most requests carry the points of one run: then the batch is built straight from
+            // the entries, without copying the points into a group first.
+            let firstRun = entries.first?.points.first?.runId
+            let oneRun = entries.allSatisfy { $0.points.allSatisfy { $0.runId == firstRun } }
             for e in entries {
                 guard e.sequence > hw else { continue }
                 guard e.sequence == hw + 1 || hw == 0 else { break }
@@ -57,7 +61,7 @@ extension Store {
                             current = runs.count - 1
                         }
                     }
-                    groups[current].append(p)
+                    if !oneRun { groups[current].append(p) }
                 }
                 for ev in e.events {
                     try Self.recordWorkerEvent(db, workerId: workerId, ev, now: now.timeIntervalSince1970)
@@ -71,11 +75,12 @@ extension Store {
             var ingest = try nextIngestSequence(db)
             var masks: [Int: [Bool]] = [:]
             for (g, (r, points)) in zip(runs, groups).enumerated() {
-                var batch = PointBatch(points: points)
+                var batch = runs.count == 1 ? PointBatch(points: accepted.lazy.flatMap(\.points)) : PointBatch(points: points)
                 if let keep = try Self.keepMask(db, run: r, batch: batch, seriesId: { db, key in try seriesId(db, run: r, key: key, cache: &seriesCache) }) {
                     masks[g] = keep
-                    batch = PointBatch(points: zip(points, keep).lazy.filter(\.1).map(\.0))
-                    out.duplicatePoints += points.count - batch.count
+                    batch = runs.count == 1 ? PointBatch(points: zip(accepted.lazy.flatMap(\.points), keep).lazy.filter(\.1).map(\.0))
+                                        : PointBatch(points: zip(points, keep).lazy.filter(\.1).map(\.0))
+                    out.duplicatePoints += keep.count - batch.count
                 }
                 guard batch.count > 0 else { continue }
                 let batchId = try insertBatch(db, run: r, batch, firstSeq: ingest, cache: &seriesCache)

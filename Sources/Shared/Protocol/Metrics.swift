@@ -25,9 +25,9 @@ public struct MetricPoint: Sendable, Equatable, WireCodable {
     }
 
     public init(from r: inout WireReader) throws(WireError) {
-        runId = try r.readString("metric.runId")
+        runId = try r.readInternedString("metric.runId", table: 0)
         step = try r.readSigned("metric.step")
-        key = try r.readString("metric.key")
+        key = try r.readInternedString("metric.key", table: 1)
         value = try r.readDouble("metric.value")
         wallTime = try r.readDouble("metric.wallTime")
     }

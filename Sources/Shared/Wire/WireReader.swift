@@ -10,6 +10,13 @@ public struct WireReader: Sendable {
     private let buffer: [UInt8]
     /// Offset of the next unread byte.
     public private(set) var offset: Int
+    /// Strings read with ``readInternedString(_:table:)`` so far, per table (at most
+    /// ``maxInterned`` each).
+    private var interned: [[String]] = []
+    /// Per table, where the next look-up starts: after the last match (keys repeat in cycles).
+    private var internedNext: [Int] = []
+    /// How many distinct strings one reader interns per table (a message's run ids, its keys).
+    public static let maxInterned = 64
 
     public init(_ bytes: [UInt8], offset: Int = 0) {
         buffer = bytes
@@ -97,6 +104,68 @@ public struct WireReader: Sendable {
         guard let s else { throw WireError(field: field, reason: .invalid("not UTF-8")) }
         offset += n
         return s
+    }
+
+    /// Reads a string that is likely to repeat within the message (a run id, a metric key):
+    /// when its bytes equal a string this reader returned before from the same `table`, that
+    /// same string is returned (no allocation, and later comparisons of the two are
+    /// pointer-fast). Use one table per field, so that each field's cycle is predicted on its
+    /// own. The result equals what ``readString(_:)`` returns.
+    public mutating func readInternedString(_ field: String, table: Int) throws(WireError) -> String {
+        let start = offset
+        let n = try readCount(field, max: WireReader.maxFieldLength)
+        guard n <= remaining else { throw WireError(field: field, reason: .truncated) }
+        while interned.count <= table {
+            interned.append([])
+            internedNext.append(0)
+        }
+        let count = interned[table].count
+        if count > 0 {
+            let from = internedNext[table]
+            let found: Int? = buffer.withUnsafeBufferPointer { p -> Int? in
+                let bytes = UnsafeBufferPointer(rebasing: p[offset..<offset + n])
+                var i = from
+                for _ in 0..<count {
+                    if i >= count { i = 0 }
+                    if Self.equal(interned[table][i], bytes) { return i }
+                    i += 1
+                }
+                return nil
+            }
+            if let found {
+                offset += n
+                internedNext[table] = found + 1
+                return interned[table][found]
+            }
+        }
+        offset = start
+        let s = try readString(field)
+        if interned[table].count < Self.maxInterned {
+            interned[table].append(s)
+            internedNext[table] = interned[table].count
+        }
+        return s
+    }
+
+    /// Whether `s` is exactly the UTF-8 `bytes`.
+    private static func equal(_ s: String, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        let utf8 = s.utf8
+        guard utf8.count == bytes.count else { return false }
+        let n = bytes.count
+        if n == 0 { return true }
+        return utf8.withContiguousStorageIfAvailable { stored -> Bool in
+            let a = UnsafeRawPointer(stored.baseAddress!), b = UnsafeRawPointer(bytes.baseAddress!)
+            var i = 0
+            while i + 8 <= n {
+                if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+                i += 8
+            }
+            while i < n {
+                if a.load(fromByteOffset: i, as: UInt8.self) != b.load(fromByteOffset: i, as: UInt8.self) { return false }
+                i += 1
+            }
+            return true
+        } ?? false
     }
 
     /// All bytes from the current offset to the end.
