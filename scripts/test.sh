@@ -8,6 +8,10 @@ scripts/setup.sh debug
 # time limit includes a package download. The tests call the same script and fail with its reason
 # if anything is missing.
 bash Tests/Fixtures/torch/torch_env.sh >/dev/null
+# The SIM metric's speaker encoder: a venv over Debian's python3 with resemblyzer (its pretrained
+# weights) and librosa from PyPI, and the encoder exported to TorchScript from them
+# (docs/EVALUATION.md); SpeakerEncoderTests and the MCD oracle test use them.
+bash Tests/Fixtures/eval/speaker_env.sh >/dev/null
 swift build --build-tests
 # deploy/: systemd-analyze verify, Kubernetes manifests, Slurm script, container file (against the
 # binaries just built).

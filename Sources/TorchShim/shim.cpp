@@ -1066,3 +1066,110 @@ TTS_SHIM_API tts_status tts_shim_synthesize(tts_model* m, const char* text, int6
 }
 
 TTS_SHIM_API void tts_shim_free_samples(float* samples) { std::free(samples); }
+
+// ---- waveform embeddings (ABI 3) ---------------------------------------------------------
+
+struct tts_encoder {
+  torch::jit::Module module;
+  torch::Device device{torch::kCPU};
+  int32_t sample_rate = 0;
+};
+
+TTS_SHIM_API tts_status tts_shim_encoder_load(const char* torchscript_path, int32_t device, int32_t threads,
+                                              tts_encoder** out) {
+  if (out) *out = nullptr;
+  return guarded([&] {
+    if (!torchscript_path || !*torchscript_path) fail(TTS_ERR_INVALID_ARGUMENT, "encoder path is NULL or empty");
+    if (!out) fail(TTS_ERR_INVALID_ARGUMENT, "out is NULL");
+    if (threads < 0) fail(TTS_ERR_INVALID_ARGUMENT, "threads must be >= 0");
+    if (device < -1) fail(TTS_ERR_INVALID_ARGUMENT, "device must be -1 (cpu) or a CUDA index >= 0");
+    auto e = std::make_unique<tts_encoder>();
+    if (device >= 0) {
+#ifndef TTS_SHIM_WITH_CUDA
+      fail(TTS_ERR_INVALID_ARGUMENT, "device cuda:" + std::to_string(device) +
+                                         " requested, but the shim was built against a CPU-only libtorch");
+#endif
+      const int32_t n = cuda_count();
+      if (device >= n)
+        fail(TTS_ERR_INVALID_ARGUMENT, "device cuda:" + std::to_string(device) + " requested, but torch sees " +
+                                           std::to_string(n) + " CUDA devices");
+      e->device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device));
+    }
+    if (threads > 0) torch::set_num_threads(threads);
+    struct stat st;
+    if (::stat(torchscript_path, &st) != 0)
+      fail(TTS_ERR_LOAD, std::string("cannot open encoder ") + torchscript_path + ": " + std::strerror(errno));
+    if (S_ISDIR(st.st_mode)) fail(TTS_ERR_LOAD, std::string("encoder path ") + torchscript_path + " is a directory");
+    try {
+      e->module = torch::jit::load(torchscript_path, e->device);
+    } catch (const c10::Error& err) {
+      fail(TTS_ERR_LOAD, std::string("cannot load TorchScript module ") + torchscript_path + ": " + what_of(err));
+    } catch (const std::exception& err) {
+      fail(TTS_ERR_LOAD, std::string("cannot load TorchScript module ") + torchscript_path + ": " + err.what());
+    }
+    auto rate_fn = e->module.find_method("embedding_sample_rate");
+    if (!e->module.find_method("embed_waveform") || !rate_fn)
+      fail(TTS_ERR_CONTRACT, std::string(torchscript_path) +
+                                 " exports no embed_waveform(wav: Tensor) -> Tensor and embedding_sample_rate() -> int "
+                                 "(see CONTRACT.md, Embeddings)");
+    e->module.eval();
+    torch::NoGradGuard no_grad;
+    c10::IValue rate = (*rate_fn)(std::vector<c10::IValue>{});
+    if (!rate.isInt() || rate.toInt() <= 0 || rate.toInt() > 1000000)
+      fail(TTS_ERR_CONTRACT, "embedding_sample_rate() must return a positive int (Hz)");
+    e->sample_rate = static_cast<int32_t>(rate.toInt());
+    *out = e.release();
+  });
+}
+
+TTS_SHIM_API void tts_shim_encoder_free(tts_encoder* e) {
+  try {
+    delete e;
+  } catch (...) {
+  }
+}
+
+TTS_SHIM_API int32_t tts_shim_encoder_sample_rate(const tts_encoder* e) { return e ? e->sample_rate : -1; }
+
+TTS_SHIM_API tts_status tts_shim_embed_waveform(tts_encoder* e, const float* samples, int64_t count, float* out,
+                                                int64_t capacity, int64_t* out_len) {
+  if (out_len) *out_len = 0;
+  return guarded([&] {
+    if (!e) fail(TTS_ERR_INVALID_ARGUMENT, "encoder is NULL");
+    if (count <= 0) fail(TTS_ERR_INVALID_ARGUMENT, "the waveform is empty (count " + std::to_string(count) + ")");
+    if (!samples) fail(TTS_ERR_INVALID_ARGUMENT, "samples is NULL");
+    bool audible = false;
+    for (int64_t i = 0; i < count; ++i) {
+      if (!std::isfinite(samples[i]))
+        fail(TTS_ERR_INVALID_ARGUMENT, "sample " + std::to_string(i) + " is not finite");
+      if (samples[i] != 0.0f) audible = true;
+    }
+    if (!audible) fail(TTS_ERR_INVALID_ARGUMENT, "the waveform is silent (every sample is 0): it has no embedding");
+    auto method = e->module.find_method("embed_waveform");
+    if (!method) fail(TTS_ERR_CONTRACT, "the encoder exports no embed_waveform");
+    torch::NoGradGuard no_grad;
+    torch::Tensor wave = torch::from_blob(const_cast<float*>(samples), {count}, torch::kFloat32);
+    wave = e->device.is_cpu() ? wave.clone() : wave.to(e->device, /*non_blocking=*/false, /*copy=*/true);
+    c10::IValue result;
+    try {
+      result = (*method)(std::vector<c10::IValue>{c10::IValue(wave)});
+    } catch (const c10::Error& err) {
+      const std::string msg = what_of(err);
+      if (mentions_oom(msg)) throw;
+      fail(mentions_shape(msg) ? TTS_ERR_SHAPE : TTS_ERR_INTERNAL, "embed_waveform raised: " + summarize(msg));
+    }
+    if (!result.isTensor()) fail(TTS_ERR_CONTRACT, "embed_waveform must return a Tensor (the embedding)");
+    torch::Tensor embedding = result.toTensor();
+    if (embedding.dim() != 1 || !embedding.is_floating_point() || embedding.numel() == 0)
+      fail(TTS_ERR_CONTRACT, "embed_waveform must return a non-empty 1-D floating tensor, got " +
+                                 c10::str(embedding.sizes()) + " " + c10::toString(embedding.scalar_type()));
+    embedding = embedding.detach().to(torch::kCPU, torch::kFloat).contiguous();
+    const int64_t n = embedding.numel();
+    if (out_len) *out_len = n;
+    if (!out) fail(TTS_ERR_INVALID_ARGUMENT, "out is NULL (the embedding has " + std::to_string(n) + " values)");
+    if (capacity < n)
+      fail(TTS_ERR_INVALID_ARGUMENT, "capacity " + std::to_string(capacity) + " < the embedding's " + std::to_string(n) +
+                                         " values");
+    std::memcpy(out, embedding.data_ptr<float>(), static_cast<size_t>(n) * sizeof(float));
+  });
+}

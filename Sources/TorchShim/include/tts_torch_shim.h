@@ -4,7 +4,9 @@
  * The shim trains a TorchScript module that keeps the training contract of CONTRACT.md
  * (forward(batch tensors...) -> Dict[str, Tensor] with 'loss') with no Python in the loop:
  * forward, backward with gradient accumulation, gradient-norm clipping, AdamW, an LR schedule,
- * bf16 autocast on CUDA, checkpoints with exact resume, device queries.
+ * bf16 autocast on CUDA, checkpoints with exact resume, device queries. It also runs two kinds of
+ * inference: synthesis with a trained module (ABI 2) and waveform embeddings with an
+ * inference-only module such as the speaker encoder of the SIM metric (ABI 3).
  *
  * ABI rules
  *  - C99, plain C types and opaque handles only. Every function is safe to call with bad input:
@@ -36,7 +38,7 @@ extern "C" {
 
 /* ---- version --------------------------------------------------------------------------- */
 
-#define TTS_SHIM_ABI_VERSION 2
+#define TTS_SHIM_ABI_VERSION 3
 
 /* The ABI version the library was built with (TTS_SHIM_ABI_VERSION of its header). */
 TTS_SHIM_API int tts_shim_abi_version(void);
@@ -282,6 +284,48 @@ TTS_SHIM_API tts_status tts_shim_synthesize(tts_model *m, const char *text, int6
 
 /* Free samples returned by tts_shim_synthesize (NULL is ignored). */
 TTS_SHIM_API void tts_shim_free_samples(float *samples);
+
+/* ---- waveform embeddings (ABI 3) -------------------------------------------------------- */
+
+/*
+ * An inference-only TorchScript module (no training contract, no optimizer) that exports, with
+ * @torch.jit.export (CONTRACT.md, "Embeddings"):
+ *     embed_waveform(wav: Tensor) -> Tensor   1-D float32 waveform -> 1-D floating embedding
+ *     embedding_sample_rate() -> int          the rate (Hz) the waveform must have
+ * e.g. the speaker encoder of scripts/torch/export_speaker_encoder.py (Resemblyzer's GE2E encoder,
+ * 16 kHz in, 256-d L2-normalised utterance embedding out).
+ */
+typedef struct tts_encoder tts_encoder;
+
+/*
+ * Load such a module onto device (-1: cpu; N >= 0: cuda:N) in eval mode. threads > 0 calls
+ * torch::set_num_threads(threads) (process-wide, as tts_train_config.threads); 0 leaves it.
+ * Failures: TTS_ERR_INVALID_ARGUMENT (NULL path or out, bad device, threads < 0), TTS_ERR_LOAD
+ * (missing file, not TorchScript), TTS_ERR_CONTRACT (either method missing, or a sample rate that
+ * is not a positive int). *out is NULL on error.
+ */
+TTS_SHIM_API tts_status tts_shim_encoder_load(const char *torchscript_path, int32_t device, int32_t threads,
+                                              tts_encoder **out);
+
+/* Free an encoder (NULL is fine). */
+TTS_SHIM_API void tts_shim_encoder_free(tts_encoder *e);
+
+/* The sample rate embed_waveform expects (read once at load); -1 for NULL. */
+TTS_SHIM_API int32_t tts_shim_encoder_sample_rate(const tts_encoder *e);
+
+/*
+ * Embed `count` float samples (mono, at tts_shim_encoder_sample_rate, in [-1, 1]): calls
+ * embed_waveform under no_grad and copies the result (as float32) to out[0 .. len-1].
+ * *out_len (if not NULL) receives len whenever the module returned an embedding, also when
+ * capacity is too small. The samples are only read during the call.
+ * Failures: TTS_ERR_INVALID_ARGUMENT (NULL encoder or samples, count <= 0, a sample that is NaN or
+ * infinite, all samples 0 (a silent waveform has no speaker), out NULL or capacity < len: call
+ * again with a larger buffer), TTS_ERR_CONTRACT (the result is not a 1-D floating tensor, or is
+ * empty), TTS_ERR_SHAPE (the method raised an error about shapes/sizes), TTS_ERR_OUT_OF_MEMORY,
+ * TTS_ERR_INTERNAL (the method raised anything else: the message says what).
+ */
+TTS_SHIM_API tts_status tts_shim_embed_waveform(tts_encoder *e, const float *samples, int64_t count, float *out,
+                                                int64_t capacity, int64_t *out_len);
 
 #ifdef __cplusplus
 }

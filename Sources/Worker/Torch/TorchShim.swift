@@ -112,6 +112,17 @@ public final class TorchShim: Sendable {
         return TorchModel(shim: self, handle: handle, fns: fns)
     }
 
+    /// Loads an inference-only module that exports `embed_waveform` and `embedding_sample_rate`
+    /// (CONTRACT.md, "Embeddings"), e.g. the speaker encoder of the SIM metric
+    /// (`scripts/torch/export_speaker_encoder.py`). `device` -1 is the CPU, N is cuda:N; `threads`
+    /// > 0 sets torch's intra-op threads (process-wide), 0 leaves them.
+    public func loadSpeakerEncoder(_ path: String, device: Int = -1, threads: Int = 0) throws(TorchShimError) -> SpeakerEncoder {
+        var handle: OpaquePointer?
+        try check(fns.encoderLoad(path, Int32(device), Int32(threads), &handle))
+        guard let handle else { throw TorchShimError(.internal, "encoder_load returned no handle") }
+        return SpeakerEncoder(shim: self, handle: handle, fns: fns)
+    }
+
     /// The step and the caller's JSON stored in a checkpoint, without loading a model.
     public func checkpointInfo(_ path: String) throws(TorchShimError) -> (step: Int64, extra: String) {
         var length: Int64 = 0
@@ -144,6 +155,10 @@ public final class TorchShim: Sendable {
         let hasSynthesize: @convention(c) (OpaquePointer?) -> Int32
         let synthesize: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int64, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, UnsafeMutablePointer<Int64>?, UnsafeMutablePointer<Int32>?) -> Int32
         let freeSamples: @convention(c) (UnsafeMutablePointer<Float>?) -> Void
+        let encoderLoad: @convention(c) (UnsafePointer<CChar>?, Int32, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32
+        let encoderFree: @convention(c) (OpaquePointer?) -> Void
+        let encoderSampleRate: @convention(c) (OpaquePointer?) -> Int32
+        let embedWaveform: @convention(c) (OpaquePointer?, UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Float>?, Int64, UnsafeMutablePointer<Int64>?) -> Int32
 
         init(handle: UnsafeMutableRawPointer, path: String) throws(TorchShimError) {
             func sym<T>(_ name: String, _: T.Type) throws(TorchShimError) -> T {
@@ -172,6 +187,10 @@ public final class TorchShim: Sendable {
             hasSynthesize = try sym("tts_shim_has_synthesize", (@convention(c) (OpaquePointer?) -> Int32).self)
             synthesize = try sym("tts_shim_synthesize", (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int64, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, UnsafeMutablePointer<Int64>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
             freeSamples = try sym("tts_shim_free_samples", (@convention(c) (UnsafeMutablePointer<Float>?) -> Void).self)
+            encoderLoad = try sym("tts_shim_encoder_load", (@convention(c) (UnsafePointer<CChar>?, Int32, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+            encoderFree = try sym("tts_shim_encoder_free", (@convention(c) (OpaquePointer?) -> Void).self)
+            encoderSampleRate = try sym("tts_shim_encoder_sample_rate", (@convention(c) (OpaquePointer?) -> Int32).self)
+            embedWaveform = try sym("tts_shim_embed_waveform", (@convention(c) (OpaquePointer?, UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Float>?, Int64, UnsafeMutablePointer<Int64>?) -> Int32).self)
         }
     }
 }
