@@ -16,6 +16,8 @@ struct EvalAggregator {
         var cerCounts: EditCounts?
         var werCounts: EditCounts?
         var cer: Double? { cerCounts?.errorRate }
+        /// It could not be synthesized or transcribed (its CER counts it as all deletions).
+        var failed: Bool { !EvalAggregator.isScored(result) }
     }
 
     struct Score: Sendable, Equatable {
@@ -23,6 +25,8 @@ struct EvalAggregator {
         var wer: Double
         var cerUtteranceMean: Double
         var floorCer: Double?
+        /// Utterances whose floor transcription failed (counted as deletions in ``floorCer``).
+        var floorFailed: Int = 0
         var scored: Int
         var failed: Int
         var cerCounts: EditCounts
@@ -43,6 +47,7 @@ struct EvalAggregator {
         let columns = ["id", "cer", "wer", "reference", "hypothesis", "asr_floor_hypothesis", "audio_seconds", "error"]
         func num(_ d: Double?) -> JSONValue { d.flatMap { $0.isFinite ? JSONValue.number($0) : nil } ?? .null }
         let ordered = score.rows.sorted { a, b in
+            if a.failed != b.failed { return a.failed }
             switch (a.cer, b.cer) {
             case (nil, nil): return a.result.id < b.result.id
             case (nil, _): return true
@@ -58,30 +63,40 @@ struct EvalAggregator {
         return (columns, rows)
     }
 
+    /// Whether an utterance was scored: it has a transcript and no error. Every other utterance
+    /// failed (synthesis, audio or ASR) and counts against the checkpoint.
+    static func isScored(_ r: EvalUtteranceResult) -> Bool { r.hypothesis != nil && r.error == nil }
+
+    /// Scores a set. An utterance that failed counts as an empty transcript: all of its
+    /// reference characters and words are deletions, in the corpus figures and in the utterance
+    /// mean (a checkpoint that cannot speak half the set is not scored on the other half). With
+    /// no scored utterance at all there is no score: CER and WER are NaN, never 0 %. The ASR
+    /// floor is scored the same way over the utterances whose floor was attempted (a transcript
+    /// or a `floor_error`).
     static func score(_ results: [EvalUtteranceResult]) -> Score {
-        let ok = results.filter { $0.hypothesis != nil && $0.error == nil }
-        let refs = ok.map(\.reference), hyps = ok.map { $0.hypothesis ?? "" }
+        let ok = results.filter(isScored)
+        let refs = results.map(\.reference), hyps = results.map { isScored($0) ? $0.hypothesis ?? "" : "" }
         // Same lengths by construction: the reports cannot throw.
-        let cer = (try? ErrorRateReport(unit: .character, references: refs, hypotheses: hyps, normalizer: cerNormalizer))
-        let wer = (try? ErrorRateReport(unit: .word, references: refs, hypotheses: hyps, normalizer: werNormalizer))
-        let floorPairs = results.filter { $0.floorHypothesis != nil }
-        let floor = floorPairs.isEmpty ? nil
-            : try? ErrorRateReport(unit: .character, references: floorPairs.map(\.reference), hypotheses: floorPairs.map { $0.floorHypothesis ?? "" },
-                                   normalizer: cerNormalizer)
+        let cer = ok.isEmpty ? nil : (try? ErrorRateReport(unit: .character, references: refs, hypotheses: hyps, normalizer: cerNormalizer))
+        let wer = ok.isEmpty ? nil : (try? ErrorRateReport(unit: .word, references: refs, hypotheses: hyps, normalizer: werNormalizer))
+        let floorAttempts = results.filter { $0.floorHypothesis != nil || $0.floorError != nil }
+        let floor = floorAttempts.allSatisfy({ $0.floorHypothesis == nil }) ? nil
+            : try? ErrorRateReport(unit: .character, references: floorAttempts.map(\.reference),
+                                   hypotheses: floorAttempts.map { $0.floorError == nil ? $0.floorHypothesis ?? "" : "" }, normalizer: cerNormalizer)
         var rows: [Row] = []
-        var k = 0
-        for r in results {
-            if r.hypothesis != nil && r.error == nil, let cer, let wer {
-                rows.append(Row(result: r, referenceNormalized: cer.utterances[k].reference, hypothesisNormalized: cer.utterances[k].hypothesis,
+        for (k, r) in results.enumerated() {
+            if let cer, let wer {
+                rows.append(Row(result: r, referenceNormalized: cer.utterances[k].reference,
+                                hypothesisNormalized: isScored(r) ? cer.utterances[k].hypothesis : nil,
                                 cerCounts: cer.utterances[k].counts, werCounts: wer.utterances[k].counts))
-                k += 1
             } else {
                 rows.append(Row(result: r, referenceNormalized: cerNormalizer.normalize(r.reference), hypothesisNormalized: nil, cerCounts: nil, werCounts: nil))
             }
         }
         let werMean = wer?.utteranceMeanRate ?? .nan
         return Score(cer: cer?.corpusRate ?? .nan, wer: wer?.corpusRate ?? .nan, cerUtteranceMean: cer?.utteranceMeanRate ?? .nan,
-                     floorCer: floor?.corpusRate, scored: ok.count, failed: results.count - ok.count,
+                     floorCer: floor?.corpusRate, floorFailed: floorAttempts.count { $0.floorError != nil || $0.floorHypothesis == nil },
+                     scored: ok.count, failed: results.count - ok.count,
                      cerCounts: cer?.corpusCounts ?? EditCounts(), werCounts: wer?.corpusCounts ?? EditCounts(), rows: rows,
                      normalizer: cerNormalizer.version, band: band(werMean))
     }
@@ -115,7 +130,8 @@ struct EvalAggregator {
                 "floor_hypothesis": r.result.floorHypothesis.map(JSONValue.string) ?? .null,
                 "audio_path": r.result.audioPath.map(JSONValue.string) ?? .null, "audio_seconds": num(r.result.audioSeconds),
                 "synthesis_seconds": .number(r.result.synthesisSeconds), "asr_seconds": .number(r.result.asrSeconds),
-                "error": r.result.error.map(JSONValue.string) ?? .null,
+                "error": r.result.error.map(JSONValue.string) ?? .null, "failed": .bool(r.failed),
+                "floor_error": r.result.floorError.map(JSONValue.string) ?? .null,
             ])
         }
         let doc: JSONValue = .object([
@@ -123,6 +139,7 @@ struct EvalAggregator {
             "step": eval.step.map { .number(Double($0)) } ?? .null, "checkpoint": .string(eval.checkpoint),
             "normalizer": .string(s.normalizer), "cer": num(s.cer), "wer": num(s.wer), "cer_utterance_mean": num(s.cerUtteranceMean),
             "asr_floor_cer": num(s.floorCer), "scored": .number(Double(s.scored)), "failed": .number(Double(s.failed)),
+            "floor_failed": .number(Double(s.floorFailed)),
             "quality_band": .string(s.band), "cer_errors": counts(s.cerCounts), "wer_errors": counts(s.werCounts),
             "utterances": .array(utterances),
         ])
@@ -136,14 +153,16 @@ struct EvalAggregator {
         func pct(_ d: Double?) -> String { d.map { $0.isFinite ? String(format: "%.2f %%", $0 * 100) : "n/a" } ?? "n/a" }
         func cell(_ t: String) -> String { t.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ") }
         var md = "# Evaluation \(eval.id)\(eval.runId.map { " — run \($0)" } ?? "")\(eval.step.map { " at step \($0)" } ?? "")\n\n"
-        md += "Checkpoint `\(eval.checkpoint)`; normaliser `\(s.normalizer)`; \(s.scored) utterance(s) scored, \(s.failed) failed.\n\n"
+        md += "Checkpoint `\(eval.checkpoint)`; normaliser `\(s.normalizer)`; \(s.scored) utterance(s) scored, \(s.failed) failed"
+        md += s.failed > 0 ? " (each failed utterance counts as an empty transcript: all its reference characters and words are deletions).\n\n" : ".\n\n"
+        if s.scored == 0 { md += "**No utterance could be scored: this evaluation failed and has no CER or WER.**\n\n" }
         md += "| measure | value |\n|---|---|\n"
         md += "| CER (corpus: errors summed over the set ÷ reference characters) | \(pct(s.cer)) |\n"
         md += "| CER (utterance mean: the mean of per-utterance CERs) | \(pct(s.cerUtteranceMean)) |\n"
         md += "| WER (corpus) | \(pct(s.wer)) |\n"
-        md += "| ASR floor CER (the test set's own audio) | \(pct(s.floorCer)) |\n"
+        md += "| ASR floor CER (the test set's own audio) | \(pct(s.floorCer))\(s.floorFailed > 0 ? " (\(s.floorFailed) failed, counted as deletions)" : "") |\n"
         md += "| quality band (the guide's, on the utterance-mean WER) | \(s.band) |\n\n"
-        let ranked = s.rows.filter { $0.cer != nil }.sorted { ($0.cer ?? 0) > ($1.cer ?? 0) }.prefix(worst)
+        let ranked = s.rows.filter { $0.cer != nil && !$0.failed }.sorted { ($0.cer ?? 0) > ($1.cer ?? 0) }.prefix(worst)
         if !ranked.isEmpty {
             md += "## Worst utterances\n\n| id | CER | reference | hypothesis |\n|---|---|---|---|\n"
             for r in ranked { md += "| \(cell(r.result.id)) | \(pct(r.cer)) | \(cell(r.result.reference)) | \(cell(r.result.hypothesis ?? "")) |\n" }

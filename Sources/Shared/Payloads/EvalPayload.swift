@@ -151,6 +151,9 @@ public struct EvalUtteranceResult: Codable, Sendable, Equatable {
     public var asrSeconds: Double
     /// Why this utterance has no hypothesis (missing or corrupt audio, synthesizer failure, silence).
     public var error: String?
+    /// Why the floor (the test set's own audio through the same ASR) has no transcript when it
+    /// was asked for (missing or unreadable target audio, ASR failure): counted as deletions.
+    public var floorError: String?
 
     public init(id: String, reference: String, hypothesis: String?, floorHypothesis: String?, audioPath: String?, audioSeconds: Double?,
                 synthesisSeconds: Double, asrSeconds: Double, error: String?) {
@@ -169,5 +172,6 @@ public struct EvalUtteranceResult: Codable, Sendable, Equatable {
         case id, reference, hypothesis, error
         case floorHypothesis = "floor_hypothesis", audioPath = "audio_path", audioSeconds = "audio_seconds"
         case synthesisSeconds = "synthesis_seconds", asrSeconds = "asr_seconds"
+        case floorError = "floor_error"
     }
 }
