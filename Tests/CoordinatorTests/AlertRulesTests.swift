@@ -394,6 +394,35 @@ struct AlertRulesEventTests {
         #expect(h.transitions(.evalRegression) == [.fire])
     }
 
+    @Test("eval_regression ignores the CER of an evaluation whose ASR floor shows the ASR cannot read the test set's own audio")
+    func evalRegressionIgnoresUnreadableSets() {
+        var h = AlertHarness()
+        // Readable set: 10 % CER with a 5 % floor, then an unreadable one (floor 103.7 %, CER 100 %).
+        h.point(step: 1_000, key: "eval/asr_floor_cer", value: 0.05)
+        h.point(step: 1_000, key: "eval/cer", value: 0.10)
+        h.point(step: 2_000, key: "eval/asr_floor_cer", value: 1.037)
+        h.point(step: 2_000, key: "eval/cer", value: 1.00)
+        #expect(h.transitions(.evalRegression) == [], "an unreadable set says nothing about the model")
+        // The same CER with a readable floor is a regression (the test has teeth).
+        h.point(step: 3_000, key: "eval/asr_floor_cer", value: 0.05)
+        h.point(step: 3_000, key: "eval/cer", value: 1.00)
+        #expect(h.transitions(.evalRegression) == [.fire])
+    }
+
+    @Test("the floor threshold is a setting: max_floor_cer")
+    func evalRegressionFloorThresholdIsASetting() throws {
+        var c = AlertRulesConfiguration()
+        c.evalRegression.maxFloorCer = 2.0
+        var h = AlertHarness(configuration: c)
+        h.point(step: 1_000, key: "eval/asr_floor_cer", value: 1.037)
+        h.point(step: 1_000, key: "eval/cer", value: 0.10)
+        h.point(step: 2_000, key: "eval/asr_floor_cer", value: 1.037)
+        h.point(step: 2_000, key: "eval/cer", value: 0.50)
+        #expect(h.transitions(.evalRegression) == [.fire])
+        let decoded = try JSONDecoder().decode(AlertRulesConfiguration.EvalRegression.self, from: Data(#"{"max_floor_cer": 0.3, "floor_key": "eval/floor"}"#.utf8))
+        #expect(decoded.maxFloorCer == 0.3 && decoded.floorKey == "eval/floor")
+    }
+
     @Test("run_completed resolves what is firing, reports final and best losses and the best CER, and forgets the run")
     func runCompleted() throws {
         var h = AlertHarness(runId: "r")

@@ -105,6 +105,13 @@ public struct AlertRulesConfiguration: Sendable, Equatable, Codable {
         public var absoluteMargin = 0.005
         /// Default 0.10 (10 % worse than the best).
         public var relativeMargin = 0.10
+        /// The key of the ASR floor's CER (the test set's own audio through the same ASR),
+        /// stored with the evaluation's scores at the same step. Default `eval/asr_floor_cer`.
+        public var floorKey = "eval/asr_floor_cer"
+        /// Above this floor CER the ASR cannot read the test set's own audio, so CER does not
+        /// measure the model there: such an evaluation's CER is ignored by this rule.
+        /// Default 0.5 (50 %).
+        public var maxFloorCer = 0.5
 
         public init() {}
     }
@@ -280,6 +287,7 @@ extension AlertRulesConfiguration.ShardFailed {
 extension AlertRulesConfiguration.EvalRegression {
     private enum CodingKeys: String, CodingKey {
         case enabled, severity, keys, absoluteMargin = "absolute_margin", relativeMargin = "relative_margin"
+        case floorKey = "floor_key", maxFloorCer = "max_floor_cer"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -290,6 +298,8 @@ extension AlertRulesConfiguration.EvalRegression {
         keys = try c.field(.keys, d.keys)
         absoluteMargin = try c.field(.absoluteMargin, d.absoluteMargin)
         relativeMargin = try c.field(.relativeMargin, d.relativeMargin)
+        floorKey = try c.field(.floorKey, d.floorKey)
+        maxFloorCer = try c.field(.maxFloorCer, d.maxFloorCer)
     }
 }
 

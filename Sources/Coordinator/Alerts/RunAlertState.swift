@@ -8,6 +8,8 @@ struct SeriesAlertState: Sendable {
     var collapse: BaselineDeviationDetector?
     var nonFinite: AlertHysteresis?
     let isEvalCER: Bool
+    /// The ASR floor's CER of an evaluation (read by `eval_regression`, watched by nothing).
+    let isEvalFloor: Bool
     /// Neither detector watches it: only the bookkeeping below runs.
     let isPassive: Bool
     var last = Double.nan
@@ -37,7 +39,8 @@ struct SeriesAlertState: Sendable {
             nonFinite = AlertHysteresis(fireAfter: 1, resolveAfter: n.resolvePoints)
         }
         isEvalCER = c.evalRegression.enabled && c.evalRegression.keys.contains(key)
-        isPassive = spike == nil && collapse == nil && nonFinite == nil && !isEvalCER
+        isEvalFloor = c.evalRegression.enabled && c.evalRegression.floorKey == key
+        isPassive = spike == nil && collapse == nil && nonFinite == nil && !isEvalCER && !isEvalFloor
     }
 
     var isWatchedLoss: Bool { spike != nil }
@@ -54,6 +57,8 @@ struct RunAlertState: Sendable {
     var lastSeries = -1
     var stall = StallDetector()
     var eval = EvalRegressionTracker()
+    /// The ASR floor CER of each evaluated step (stored before the CER of the same evaluation).
+    var floorCer: [Int64: Double] = [:]
     /// Shards whose OOM has been reported already (runners print the message more than once).
     var oomShards: Set<String> = []
 
@@ -116,7 +121,13 @@ struct RunAlertState: Sendable {
         if let t = series[s].collapse?.update(v) {
             signals.append(deviationSignal(s, rule: .accuracyCollapse, t, step: step, now: now))
         }
-        if series[s].isEvalCER { recordEval(cer: v, step: step, now: now, into: &signals) }
+        if series[s].isEvalFloor { floorCer[step] = v }
+        if series[s].isEvalCER {
+            // An evaluation whose ASR cannot read the test set's own audio says nothing about
+            // the model: its CER is neither a regression nor a recovery.
+            if let floor = floorCer[step], floor > configuration.evalRegression.maxFloorCer { return }
+            recordEval(cer: v, step: step, now: now, into: &signals)
+        }
     }
 
     // MARK: Evaluations
