@@ -13,11 +13,15 @@ public final class Store: Sendable {
     let rollupCache = Mutex(SeriesRollupCache())
     /// The thread of ``offloaded(_:)``.
     let io = DispatchQueue(label: "tts.store.io", qos: .userInitiated)
+    /// What the coordinator decides inside the store's transactions (scoring, dispatch, retention).
+    let decisions: any StoreDecisions
 
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    /// - Parameter decisions: the coordinator's decisions the store's transactions ask for.
     /// - Throws: ``StoreError`` naming the file when it cannot be opened or migrated.
-    public init(path: String) throws(StoreError) {
+    init(path: String, decisions: any StoreDecisions) throws(StoreError) {
         self.path = path
+        self.decisions = decisions
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
