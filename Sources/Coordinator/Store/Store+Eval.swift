@@ -192,7 +192,7 @@ extension Store {
     func evalSummary(_ db: Database, id: Int64) throws -> EvalSummary? {
         guard let r = try Row.fetchOne(db, sql: "SELECT * FROM evals WHERE id = ?", arguments: [id]) else { return nil }
         let s = jsonDecode([String: JSONValue].self, r["summary"]) ?? [:]
-        return EvalSummary(id: id, jobId: r["job_id"], runId: r["run_id"], step: r["step"], checkpoint: r["checkpoint"], state: r["state"],
+        return EvalSummary(id: id, jobId: r["job_id"], runId: r["run_id"], step: r["step"], checkpoint: r["checkpoint"], state: EvalSummary.State(rawValue: r["state"]),
                            utterances: r["utterances"], outputDir: r["output_dir"], cer: s["cer"]?.doubleValue, wer: s["wer"]?.doubleValue,
                            cerUtteranceMean: s["cer_utterance_mean"]?.doubleValue, floorCer: s["asr_floor_cer"]?.doubleValue,
                            failedUtterances: s["failed"]?.doubleValue.map { Int($0) }, normalizer: s["normalizer"]?.stringValue,

@@ -186,7 +186,7 @@ extension Store {
             let state: String = row["state"]
             let eta: Double? = state == RunState.running.rawValue ? zip(rate, maxSteps).flatMap { r, m in r > 0 ? Double(max(0, m - (step ?? 0))) / r : nil } : nil
             return RunSummary(
-                id: id, name: row["name"], jobId: row["job_id"], project: row["project"], group: row["group_name"], state: state,
+                id: id, name: row["name"], jobId: row["job_id"], project: row["project"], group: row["group_name"], state: RunSummary.State(rawValue: state),
                 worker: row["worker_name"], preset: row["preset"], batchSize: row["batch_size"], gradAccum: row["grad_accum"],
                 downshifts: row["downshifts"] ?? 0, step: step, maxSteps: maxSteps, losses: losses, stepsPerSecond: rate,
                 etaSeconds: eta, checkpoint: row["checkpoint_path"], checkpointStep: row["checkpoint_step"],
@@ -233,7 +233,7 @@ extension Store {
                 }
                 return RunLogs.Line(id: r["id"], wallTime: r["wall_time"], stream: stream, text: text)
             }
-            return RunLogs(lines: lines, runState: state)
+            return RunLogs(lines: lines, runState: RunSummary.State(rawValue: state))
         }
     }
 }
