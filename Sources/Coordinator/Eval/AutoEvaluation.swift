@@ -10,7 +10,7 @@ enum AutoEvaluation {
     static func checkpointSaved(_ db: Database, store: Store, shardId: Int64, checkpoint: String, step: Int64, now: Date) throws {
         guard let context = try store.trainingShardContext(db, shardId: shardId),
               let request = request(context, checkpoint: checkpoint, step: step) else { return }
-        _ = try store.createEval(db, request, now: now)
+        _ = try EvalCreation.create(db, store: store, request, now: now)
     }
 
     /// The evaluation the spec asks for at `step`, or nil (no `eval:` section, not an

@@ -1,7 +1,6 @@
 import ClusterAdmin
 import Foundation
 import GRDB
-import JobSpecs
 import Shared
 
 /// What finishing an evaluation produced, for the caller to act on after the commit: the points
@@ -13,6 +12,20 @@ public struct EvalCompletion: Sendable, Equatable {
     public var outputDir: String
     public var points: [MetricPoint]
     public var summary: EvalSummary
+}
+
+/// A new evaluation to store.
+struct NewEvalRecord: Sendable, Equatable {
+    /// The job's name (`eval-step<N>`, …).
+    var name: String
+    /// The request, as JSON (kept as the job's spec).
+    var specJSON: String
+    var runId: String?
+    var step: Int64?
+    var checkpoint: String
+    var outputDir: String
+    /// How many utterances it scores.
+    var utterances: Int
 }
 
 /// An evaluation as the store keeps it.
@@ -60,64 +73,30 @@ struct TrainingShardContext: Sendable, Equatable {
 }
 
 extension Store {
-    /// Utterances per eval shard at most (more shards than that are made for a large set).
-    static let maximumUtterancesPerShard = 500
-
-    /// Creates an evaluation: picks the seeded subset of the test manifests, and splits it into
-    /// `eval` shards over the workers. An evaluation of a run's step that already exists is
-    /// returned as it is (evaluations are per checkpoint, once).
-    public func createEval(_ request: EvalRequest, now: Date = Date()) throws -> EvalSummary {
-        try write { db in try createEval(db, request, now: now) }
+    /// The evaluation of a run's step, if one exists (evaluations are per checkpoint, once).
+    func evalId(_ db: Database, runId: String, step: Int64) throws -> Int64? {
+        try Int64.fetchOne(db, sql: "SELECT id FROM evals WHERE run_id = ? AND step = ?", arguments: [runId, step])
     }
 
-    func createEval(_ db: Database, _ request: EvalRequest, now: Date) throws -> EvalSummary {
-        if let run = request.run, let step = request.step,
-           let id = try Int64.fetchOne(db, sql: "SELECT id FROM evals WHERE run_id = ? AND step = ?", arguments: [run, step]) {
-            return try evalSummary(db, id: id)!
-        }
-        guard !request.manifests.isEmpty else { throw ProtocolError(.invalidRequest, "eval needs at least one test manifest (--manifest path.jsonl::ko)") }
-        guard SynthesizerSpec.kinds.contains(request.synthesizer.kind) else {
-            throw ProtocolError(.invalidRequest, "unknown synthesizer '\(request.synthesizer.kind)': use \(SynthesizerSpec.kinds.joined(separator: ", "))")
-        }
-        if let n = request.synthesizer.maxCodes, n <= 0 {
-            throw ProtocolError(.invalidRequest, "the torch synthesizer's max_codes must be positive, got \(n)")
-        }
-        if ["command", "persistent"].contains(request.synthesizer.kind), (request.synthesizer.command ?? []).isEmpty {
-            throw ProtocolError(.invalidRequest, "the \(request.synthesizer.kind) synthesizer needs a command template")
-        }
-        let asr = request.asr ?? "vosk"
-        guard ["vosk", "command"].contains(asr) else { throw ProtocolError(.invalidRequest, "unknown ASR backend '\(asr)': use vosk or command") }
-        if asr == "command", !(request.asrCommand ?? []).contains(where: { $0.contains("{audio}") }) {
-            throw ProtocolError(.invalidRequest, "the command ASR backend needs a command with {audio} (it prints the transcript on stdout)")
-        }
-        let all: [EvalUtterance]
-        do { all = try EvalManifest.read(request.manifests.map(ManifestSpec.init(parsing:))) } catch {
-            throw ProtocolError(.invalidRequest, "\(error)")
-        }
-        let picked = EvalManifest.subset(all, count: request.numSamples ?? all.count, seed: request.seed ?? request.run ?? "eval")
-        let name = request.step.map { "eval-step\($0)" } ?? "eval-\(Int(now.timeIntervalSince1970))"
-        let outputDir = request.outputDir
-            ?? URL(fileURLWithPath: request.checkpoint).deletingLastPathComponent().appendingPathComponent(name).path
+    /// Inserts an evaluation and its job (kind `eval`, active; the request kept as the job's
+    /// spec); returns both ids. Its shards follow with ``insertEvalShard(_:jobId:runId:kind:payload:now:)``.
+    func insertEval(_ db: Database, _ eval: NewEvalRecord, now: Date) throws -> (jobId: Int64, evalId: Int64) {
         try db.execute(sql: "INSERT INTO jobs (name, kind, spec, state, created_at) VALUES (?, 'eval', ?, 'active', ?)",
-                       arguments: [name, jsonString(request) ?? "{}", now.unixSeconds])
+                       arguments: [eval.name, eval.specJSON, now.unixSeconds])
         let jobId = db.lastInsertedRowID
         try db.execute(sql: """
             INSERT INTO evals (job_id, run_id, step, checkpoint, output_dir, utterances, state, created_at)
             VALUES (?, ?, ?, ?, ?, ?, 'running', ?)
-            """, arguments: [jobId, request.run, request.step, request.checkpoint, outputDir, picked.count, now.unixSeconds])
-        let evalId = db.lastInsertedRowID
-        let shardCount = max(1, min(picked.count, max(request.shards ?? 2, (picked.count + Self.maximumUtterancesPerShard - 1) / Self.maximumUtterancesPerShard)))
-        for i in 0..<shardCount {
-            let chunk = stride(from: i, to: picked.count, by: shardCount).map { picked[$0] }
-            let payload = EvalPayload(evalId: evalId, checkpoint: request.checkpoint, utterances: chunk, synthesizer: request.synthesizer,
-                                      asr: asr, asrCommand: request.asrCommand, asrTimeoutSeconds: request.synthesizer.timeoutSeconds,
-                                      outputDir: outputDir)
-            try db.execute(sql: """
-                INSERT INTO shards (job_id, run_id, kind, payload, state, max_retries, created_at, updated_at)
-                VALUES (?, ?, ?, ?, 'queued', 3, ?, ?)
-                """, arguments: [jobId, request.run, EvalPayload.shardKind(asr: asr), jsonString(payload) ?? "{}", now.unixSeconds, now.unixSeconds])
-        }
-        return try evalSummary(db, id: evalId)!
+            """, arguments: [jobId, eval.runId, eval.step, eval.checkpoint, eval.outputDir, eval.utterances, now.unixSeconds])
+        return (jobId, db.lastInsertedRowID)
+    }
+
+    /// Inserts a queued shard of an evaluation job (3 retries).
+    func insertEvalShard(_ db: Database, jobId: Int64, runId: String?, kind: String, payload: String, now: Date) throws {
+        try db.execute(sql: """
+            INSERT INTO shards (job_id, run_id, kind, payload, state, max_retries, created_at, updated_at)
+            VALUES (?, ?, ?, ?, 'queued', 3, ?, ?)
+            """, arguments: [jobId, runId, kind, payload, now.unixSeconds, now.unixSeconds])
     }
 
     /// Called when an `eval` shard succeeded: once every shard of its evaluation has, the
