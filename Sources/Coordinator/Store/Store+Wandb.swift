@@ -94,7 +94,7 @@ extension Store {
                     guard seq > cursor else { continue }
                     guard out.count < limit else { break }
                     out.append(StoredPoint(seq: seq, step: batch.steps[i], key: batch.keys[Int(batch.keyIndex[i])],
-                                      value: batch.values[i], wallTime: batch.wallTimes[i]))
+                                           value: batch.values[i], wallTime: batch.wallTimes[i]))
                 }
             }
             return out
