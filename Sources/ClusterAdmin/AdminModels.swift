@@ -10,9 +10,9 @@ public struct WorkerSummary: Codable, Sendable, Equatable {
     public var capabilities: [String]
     public var version: String
     /// `live`, `lost` or `gone` (drained and exited).
-    public var state: String
+    public var state: State
     /// `idle`, `busy`, `draining`, `stopping` as last reported.
-    public var status: String
+    public var status: Status
     public var lastSeen: Date?
     public var registeredAt: Date?
     public var currentShard: Int64?
@@ -21,7 +21,7 @@ public struct WorkerSummary: Codable, Sendable, Equatable {
 
     public init(
         id: String, name: String, host: String, device: DeviceInfo, capabilities: [String], version: String,
-        state: String, status: String, lastSeen: Date?, registeredAt: Date?, currentShard: Int64?,
+        state: State, status: Status, lastSeen: Date?, registeredAt: Date?, currentShard: Int64?,
         progress: ShardProgress?, telemetry: DeviceTelemetry?
     ) {
         self.id = id
@@ -46,14 +46,14 @@ public struct ShardAttemptSummary: Codable, Sendable, Equatable {
     public var leaseEpoch: Int64
     public var workerId: String
     public var workerName: String
-    /// `leased`, `running`, `succeeded`, `failed`, `lost`, `cancelled`, `requeued`.
-    public var state: String
+    /// `leased`, `running`, `succeeded`, `failed`, `lost`, `cancelled`, `requeued`, `oom`.
+    public var state: State
     public var leasedAt: Date?
     public var startedAt: Date?
     public var endedAt: Date?
     public var message: String
 
-    public init(attempt: Int, leaseEpoch: Int64, workerId: String, workerName: String, state: String, leasedAt: Date?, startedAt: Date?, endedAt: Date?, message: String) {
+    public init(attempt: Int, leaseEpoch: Int64, workerId: String, workerName: String, state: State, leasedAt: Date?, startedAt: Date?, endedAt: Date?, message: String) {
         self.attempt = attempt
         self.leaseEpoch = leaseEpoch
         self.workerId = workerId
@@ -71,7 +71,7 @@ public struct ShardSummary: Codable, Sendable, Equatable {
     public var id: Int64
     public var jobId: Int64
     public var kind: String
-    public var state: String
+    public var state: State
     public var attempts: Int
     public var failures: Int
     public var maxRetries: Int
@@ -84,7 +84,7 @@ public struct ShardSummary: Codable, Sendable, Equatable {
     public var output: String
     public var history: [ShardAttemptSummary]
 
-    public init(id: Int64, jobId: Int64, kind: String, state: String, attempts: Int, failures: Int, maxRetries: Int, leaseEpoch: Int64, workerId: String?, workerName: String?, createdAt: Date?, finishedAt: Date?, message: String, output: String, history: [ShardAttemptSummary]) {
+    public init(id: Int64, jobId: Int64, kind: String, state: State, attempts: Int, failures: Int, maxRetries: Int, leaseEpoch: Int64, workerId: String?, workerName: String?, createdAt: Date?, finishedAt: Date?, message: String, output: String, history: [ShardAttemptSummary]) {
         self.id = id
         self.jobId = jobId
         self.kind = kind
@@ -209,7 +209,7 @@ public struct AlertSummary: Sendable, Equatable, Codable {
     public var series: String
     public var severity: String
     /// `firing`, `resolved` or `notice` (a one-shot message such as `run_completed`).
-    public var state: String
+    public var state: State
     public var summary: String
     public var startedAt: Date
     public var updatedAt: Date
@@ -220,7 +220,7 @@ public struct AlertSummary: Sendable, Equatable, Codable {
     /// A silence covers it now.
     public var silenced: Bool
 
-    public init(id: Int64, runId: String?, rule: String, series: String, severity: String, state: String, summary: String,
+    public init(id: Int64, runId: String?, rule: String, series: String, severity: String, state: State, summary: String,
                 startedAt: Date, updatedAt: Date, resolvedAt: Date?, lastNotifiedAt: Date?, notifications: Int, silenced: Bool) {
         self.id = id
         self.runId = runId

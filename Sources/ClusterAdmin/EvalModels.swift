@@ -47,7 +47,7 @@ public struct EvalSummary: Codable, Sendable, Equatable {
     public var step: Int64?
     public var checkpoint: String
     /// `running`, `succeeded` or `failed`.
-    public var state: String
+    public var state: State
     public var utterances: Int
     public var outputDir: String
     /// Corpus-level CER and WER (normalised), the utterance mean of CER, and the ASR floor's CER
@@ -63,7 +63,7 @@ public struct EvalSummary: Codable, Sendable, Equatable {
     public var createdAt: Date?
     public var finishedAt: Date?
 
-    public init(id: Int64, jobId: Int64, runId: String?, step: Int64?, checkpoint: String, state: String, utterances: Int, outputDir: String,
+    public init(id: Int64, jobId: Int64, runId: String?, step: Int64?, checkpoint: String, state: State, utterances: Int, outputDir: String,
                 cer: Double?, wer: Double?, cerUtteranceMean: Double?, floorCer: Double?, failedUtterances: Int?, normalizer: String?,
                 message: String, createdAt: Date?, finishedAt: Date?) {
         self.id = id

@@ -50,7 +50,7 @@ public struct RunSummary: Codable, Sendable, Equatable {
     public var project: String
     public var group: String?
     /// `queued` (no shard started yet), `running`, `succeeded`, `failed`, `cancelled`.
-    public var state: String
+    public var state: State
     /// The worker holding its shard now, if any.
     public var worker: String?
     /// The GPU class (preset) and batch of the last dispatch.
@@ -75,7 +75,7 @@ public struct RunSummary: Codable, Sendable, Equatable {
     public var createdAt: Date?
     public var finishedAt: Date?
 
-    public init(id: String, name: String, jobId: Int64, project: String, group: String?, state: String, worker: String?,
+    public init(id: String, name: String, jobId: Int64, project: String, group: String?, state: State, worker: String?,
                 preset: String?, batchSize: Int?, gradAccum: Int?, downshifts: Int, step: Int64?, maxSteps: Int64?,
                 losses: [String: Double], stepsPerSecond: Double?, etaSeconds: Double?, checkpoint: String?,
                 checkpointStep: Int64?, waitReason: String?, createdAt: Date?, finishedAt: Date?) {
@@ -139,9 +139,9 @@ public struct RunLogs: Codable, Sendable, Equatable {
 
     public var lines: [Line]
     /// The run's state when these were read (a follower stops once it is finished and drained).
-    public var runState: String
+    public var runState: RunSummary.State
 
-    public init(lines: [Line], runState: String) {
+    public init(lines: [Line], runState: RunSummary.State) {
         self.lines = lines
         self.runState = runState
     }
@@ -168,7 +168,7 @@ public struct JobSummary: Codable, Sendable, Equatable {
     public var name: String
     /// `train`, `eval`, or a built-in shard kind for enqueued jobs.
     public var kind: String
-    public var state: String
+    public var state: State
     public var createdAt: Date?
     /// The run ids of a training job (one per sweep combination).
     public var runs: [String]
@@ -176,7 +176,7 @@ public struct JobSummary: Codable, Sendable, Equatable {
     /// The submitted spec text (YAML), only in the single-job answer.
     public var spec: String?
 
-    public init(id: Int64, name: String, kind: String, state: String, createdAt: Date?, runs: [String], shardsByState: [String: Int], spec: String? = nil) {
+    public init(id: Int64, name: String, kind: String, state: State, createdAt: Date?, runs: [String], shardsByState: [String: Int], spec: String? = nil) {
         self.id = id
         self.name = name
         self.kind = kind

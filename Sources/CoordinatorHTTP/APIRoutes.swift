@@ -185,7 +185,7 @@ struct APIRoutes: Sendable {
                     try await writer.write(ByteBuffer(bytes: try JSONCoding.encode(line) + [0x0A]))
                     cursor = max(cursor, line.id)
                 }
-                let finished = ["succeeded", "failed", "cancelled"].contains(try store.runs(limit: 100_000).first { $0.id == run.id }?.state ?? "failed")
+                let finished = try store.runs(limit: 100_000).first { $0.id == run.id }?.state.isFinished ?? true
                 let more = try store.runLogs(LogsRequest(run: run.id, after: cursor, limit: 1_000))
                 if more.lines.isEmpty {
                     if finished { break }

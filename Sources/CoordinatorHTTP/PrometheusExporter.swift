@@ -1,3 +1,4 @@
+import ClusterAdmin
 import Coordinator
 import CoreMetrics
 import Foundation
@@ -47,10 +48,10 @@ public final class PrometheusExporter: Sendable {
         let workers = try store.workers()
         let counts = try store.counts()
         var workerStates = counts.workers
-        for s in ["live", "lost", "gone"] where workerStates[s] == nil { workerStates[s] = 0 }
+        for s in WorkerSummary.State.known.map(\.rawValue) where workerStates[s] == nil { workerStates[s] = 0 }
         gauge("tts_workers", "Workers by state.", labels: workerStates.map { (["state", $0.key], Double($0.value)) })
         var shardStates = counts.shards
-        for s in ["queued", "leased", "running", "succeeded", "failed", "cancelled"] where shardStates[s] == nil { shardStates[s] = 0 }
+        for s in ShardSummary.State.known.map(\.rawValue) where shardStates[s] == nil { shardStates[s] = 0 }
         gauge("tts_shards", "Shards by state.", labels: shardStates.map { (["state", $0.key], Double($0.value)) })
         gauge("tts_jobs", "Jobs in the store.", labels: [([], Double(counts.jobs))])
         let backlog = try store.outboxBacklog(wandb: wandbEnabled)
@@ -60,18 +61,18 @@ public final class PrometheusExporter: Sendable {
               labels: backlog.filter { $0.sink != "wandb" || wandbEnabled }.map { (["sink", $0.sink], $0.oldestAgeSeconds) })
         let alerts = try store.alertCounts()
         var alertStates = alerts.byState
-        for s in ["firing", "resolved", "notice"] where alertStates[s] == nil { alertStates[s] = 0 }
+        for s in AlertSummary.State.known.map(\.rawValue) where alertStates[s] == nil { alertStates[s] = 0 }
         gauge("tts_alerts", "Alerts by state.", labels: alertStates.map { (["state", $0.key], Double($0.value)) })
         gauge("tts_alerts_by_rule", "Alerts ever raised, by rule.", labels: alerts.byRule.map { (["rule", $0.key], Double($0.value)) })
         let runs = try store.runs(limit: 10_000)
-        gauge("tts_run_step", "Latest step of each run.", labels: runs.map { (["run", $0.id, "name", $0.name, "state", $0.state], Double($0.step ?? 0)) })
+        gauge("tts_run_step", "Latest step of each run.", labels: runs.map { (["run", $0.id, "name", $0.name, "state", $0.state.rawValue], Double($0.step ?? 0)) })
         var losses: [([String], Double)] = []
         for r in runs { for (k, v) in r.losses { losses.append((["run", r.id, "key", k], v)) } }
         gauge("tts_run_latest_value", "Latest value of each run's loss-like series (text_loss, mel_loss, …).", labels: losses)
         gauge("tts_run_steps_per_second", "Each running run's training speed.",
               labels: runs.compactMap { r in r.stepsPerSecond.map { (["run", r.id], $0) } })
         var gpuMemory: [([String], Double)] = [], gpuUtil: [([String], Double)] = []
-        for w in workers where w.state == "live" {
+        for w in workers where w.state == .live {
             if let t = w.telemetry {
                 gpuUtil.append((["worker", w.name], t.utilization))
                 gpuMemory.append((["worker", w.name], Double(t.memoryUsedBytes)))

@@ -211,8 +211,8 @@ struct EvalThroughputBench: AsyncParsableCommand {
     @discardableResult
     private func waitDone(_ admin: NNGClusterClient, _ id: Int64) async throws -> EvalSummary {
         for _ in 0..<3_000 {
-            if let e = try await admin.evals().first(where: { $0.id == id }), e.state != "running" {
-                guard e.state == "succeeded" else { throw BenchError("evaluation \(id) \(e.state): \(e.message)") }
+            if let e = try await admin.evals().first(where: { $0.id == id }), e.state != .running {
+                guard e.state == .succeeded else { throw BenchError("evaluation \(id) \(e.state): \(e.message)") }
                 return e
             }
             try await Task.sleep(for: .milliseconds(100))

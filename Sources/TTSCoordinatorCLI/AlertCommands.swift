@@ -15,7 +15,7 @@ struct Alerts: AsyncParsableCommand {
             if options.json { return try printJSON(alerts) }
             let now = Date()
             Table.print(header: ["ID", "STATE", "RULE", "SEVERITY", "RUN", "SERIES", "SINCE", "SENT", "SUMMARY"], rows: alerts.map { a in
-                [String(a.id), a.state + (a.silenced ? " (silenced)" : ""), a.rule, a.severity, a.runId ?? "-", a.series.isEmpty ? "-" : a.series,
+                [String(a.id), a.state.rawValue + (a.silenced ? " (silenced)" : ""), a.rule, a.severity, a.runId ?? "-", a.series.isEmpty ? "-" : a.series,
                  Table.ago(now.timeIntervalSince(a.startedAt)), String(a.notifications), String(a.summary.prefix(80))]
             })
         }

@@ -64,12 +64,12 @@ struct Eval: AsyncParsableCommand {
             }
             // Progress goes to stderr-free stdout only when not printing JSON.
             let progress = options.json ? nil : ProgressLine()
-            while summary.state == "running" {
+            while summary.state == .running {
                 try await Task.sleep(for: .seconds(1))
                 summary = try await client.evals().first { $0.id == summary.id } ?? summary
                 if let progress {
                     let shards = try await client.shards(state: nil, jobId: summary.jobId)
-                    let done = shards.filter { $0.state == "succeeded" }.count
+                    let done = shards.filter { $0.state == .succeeded }.count
                     // Utterances done on the shards still running, from the workers' heartbeats.
                     let busy = try await client.workers().compactMap(\.progress).filter { p in shards.contains { $0.id == p.shard.shardId } }
                     let inFlight = busy.reduce(0) { $0 + Int($1.step) }, ofInFlight = busy.reduce(0) { $0 + Int($1.totalSteps) }
@@ -81,7 +81,7 @@ struct Eval: AsyncParsableCommand {
             if options.json { return try printJSON(summary) }
             print(Evals.line(summary))
             print("reports: \(summary.outputDir)/report.md, report.json")
-            if summary.state != "succeeded" { throw ExitCode(1) }
+            if summary.state != .succeeded { throw ExitCode(1) }
         }
     }
 }
@@ -110,7 +110,7 @@ struct Evals: AsyncParsableCommand {
             if options.json { return try printJSON(evals) }
             Table.print(header: ["EVAL", "RUN", "STEP", "STATE", "UTTS", "CER", "CER UTT-MEAN", "WER", "FLOOR CER", "MESSAGE"], rows: evals.map { e in
                 func pct(_ d: Double?) -> String { d.map { String(format: "%.2f%%", $0 * 100) } ?? "-" }
-                return [String(e.id), e.runId ?? "-", e.step.map(String.init) ?? "-", e.state, String(e.utterances), pct(e.cer),
+                return [String(e.id), e.runId ?? "-", e.step.map(String.init) ?? "-", e.state.rawValue, String(e.utterances), pct(e.cer),
                         pct(e.cerUtteranceMean), pct(e.wer), pct(e.floorCer), String(e.message.prefix(60))]
             })
         }

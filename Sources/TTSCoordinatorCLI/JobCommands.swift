@@ -51,7 +51,7 @@ struct Submit: AsyncParsableCommand {
         }
     }
 
-    static let finished: Set<String> = ["succeeded", "failed", "cancelled"]
+    static let finished: Set<RunSummary.State> = [.succeeded, .failed, .cancelled]
 
     /// Prints the runs' progress until every run and every evaluation of them is over.
     static func follow(runs ids: [String], client: any ClusterClient) async throws {
@@ -67,15 +67,15 @@ struct Submit: AsyncParsableCommand {
                 return "\(r.name) \(r.state) step \(step)" + (loss.map { String(format: " loss %.4f", $0) } ?? "")
                     + (r.stepsPerSecond.map { String(format: " %.1f steps/s", $0) } ?? "") + (r.etaSeconds.map { " ETA " + Table.duration($0) } ?? "")
             }
-            let done = evals.filter { $0.state != "running" }.count
-            let cer = evals.filter { $0.state == "succeeded" }.max { ($0.step ?? 0) < ($1.step ?? 0) }?.cer
+            let done = evals.filter { $0.state != .running }.count
+            let cer = evals.filter { $0.state == .succeeded }.max { ($0.step ?? 0) < ($1.step ?? 0) }?.cer
             progress.update(parts.joined(separator: " | ") + (evals.isEmpty ? "" : " | evals \(done)/\(evals.count)" + (cer.map { String(format: ", CER %.1f %%", $0 * 100) } ?? "")))
-            if runs.count == ids.count, runs.allSatisfy({ finished.contains($0.state) }), evals.allSatisfy({ $0.state != "running" }) { break }
+            if runs.count == ids.count, runs.allSatisfy({ finished.contains($0.state) }), evals.allSatisfy({ $0.state != .running }) { break }
             try await Task.sleep(for: .seconds(1))
         }
         progress.finish()
         for r in last { print("\(r.id) \(r.name): \(r.state)" + (r.step.map { " at step \($0)" } ?? "")) }
-        if last.contains(where: { $0.state != "succeeded" }) { throw ExitCode(1) }
+        if last.contains(where: { $0.state != .succeeded }) { throw ExitCode(1) }
     }
 }
 
@@ -98,7 +98,7 @@ struct Runs: AsyncParsableCommand {
         let loss = { (k: String) in r.losses[k].map { String(format: "%.4f", $0) } ?? "-" }
         var note = r.waitReason.map { "waiting: \($0)" } ?? ""
         if r.downshifts > 0 { note += (note.isEmpty ? "" : "; ") + "\(r.downshifts) OOM downshift(s)" }
-        return [r.id, r.name, r.state, r.worker ?? "-", r.preset ?? "-", batch, step, loss("train/text_loss"), loss("train/mel_loss"),
+        return [r.id, r.name, r.state.rawValue, r.worker ?? "-", r.preset ?? "-", batch, step, loss("train/text_loss"), loss("train/mel_loss"),
                 r.stepsPerSecond.map { String(format: "%.2f", $0) } ?? "-", r.etaSeconds.map(Table.duration) ?? "-", note]
     }
 }
@@ -125,7 +125,7 @@ struct Logs: AsyncParsableCommand {
                     if options.json { try printJSON(line) } else { print(line.stream == "stderr" ? "! \(line.text)" : line.text) }
                 }
                 after = page.lines.last?.id ?? after
-                let finished = !["queued", "running"].contains(page.runState)
+                let finished = page.runState.isFinished
                 if !follow || (finished && page.lines.isEmpty) { return }
                 if page.lines.count < 1_000 { try await Task.sleep(for: .milliseconds(500)) }
             }

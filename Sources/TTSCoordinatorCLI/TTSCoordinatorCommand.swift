@@ -271,7 +271,7 @@ struct Workers: AsyncParsableCommand {
             Table.print(
                 header: ["NAME", "HOST", "GPU", "DEVICE", "MEMORY", "STATE", "STATUS", "LAST SEEN", "SHARD"],
                 rows: workers.map { w in
-                    [w.name, w.host, "\(w.device.index)", w.device.name, Table.bytes(w.device.memoryBytes), w.state, w.status,
+                    [w.name, w.host, "\(w.device.index)", w.device.name, Table.bytes(w.device.memoryBytes), w.state.rawValue, w.status.rawValue,
                      w.lastSeen.map { Table.ago(now.timeIntervalSince($0)) } ?? "-", w.currentShard.map { "\($0)" } ?? "-"]
                 })
         }
@@ -294,10 +294,10 @@ struct Shards: AsyncParsableCommand {
             if options.json { return try printJSON(shards) }
             var rows: [[String]] = []
             for s in shards {
-                rows.append(["\(s.id)", "\(s.jobId)", s.kind, s.state, "\(s.attempts)", s.workerName ?? "-", String(s.message.prefix(60))])
+                rows.append(["\(s.id)", "\(s.jobId)", s.kind, s.state.rawValue, "\(s.attempts)", s.workerName ?? "-", String(s.message.prefix(60))])
                 if attempts {
                     for a in s.history {
-                        rows.append(["", "", "  #\(a.attempt)", a.state, "e\(a.leaseEpoch)", a.workerName, String(a.message.prefix(60))])
+                        rows.append(["", "", "  #\(a.attempt)", a.state.rawValue, "e\(a.leaseEpoch)", a.workerName, String(a.message.prefix(60))])
                     }
                 }
             }

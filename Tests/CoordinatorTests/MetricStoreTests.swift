@@ -135,6 +135,14 @@ struct MetricStoreTests {
         #expect(a[2].value.isNaN)
         #expect(try store.pointsAfter(runId: "b", cursor: 0, limit: 100).map(\.seq) == [3])
         #expect(try store.pointCounts(runId: "a") == ["loss": 3, "lr": 1])
+        // The migration's own (frozen) encoder writes what the batch encoding of today writes.
+        let stored = try store.read { db in try Data.fetchAll(db, sql: "SELECT data FROM metric_batches WHERE run_id = 'a' ORDER BY id") }
+        #expect(stored.map { Array($0) } == [
+            PointBatch(points: [MetricPoint(runId: "a", step: 0, key: "loss", value: 1, wallTime: 0),
+                                MetricPoint(runId: "a", step: 0, key: "lr", value: 0.5, wallTime: 0)]).encoded(),
+            PointBatch(points: [MetricPoint(runId: "a", step: 1, key: "loss", value: .nan, wallTime: 0),
+                                MetricPoint(runId: "a", step: 2, key: "loss", value: 3, wallTime: 0)]).encoded(),
+        ])
         // New points continue after the highest old sequence.
         _ = try store.ingestSpool(workerId: "w", entries: [SpoolEntry(sequence: 1, points: [point("a", 3, "loss", 4)])])
         #expect(try store.pointsAfter(runId: "a", cursor: 5, limit: 10).map(\.seq) == [6])

@@ -70,8 +70,8 @@ struct MetricsEndpointTests {
         #expect(Self.value(samples, "tts_outbox_depth", ["sink": "wandb"]) == 0)
         #expect(Self.value(samples, "tts_outbox_oldest_age_seconds", ["sink": "wandb"]) == 0)
         #expect(Self.value(samples, "tts_outbox_depth", ["sink": "slack"]) == 0, "no webhook: nothing queued for Slack")
-        for state in ["firing", "resolved", "notice"] {
-            #expect(Self.value(samples, "tts_alerts", ["state": state]) == Double(alerts.filter { $0.state == state }.count), "alerts \(state)")
+        for state in AlertSummary.State.known {
+            #expect(Self.value(samples, "tts_alerts", ["state": state.rawValue]) == Double(alerts.filter { $0.state == state }.count), "alerts \(state)")
         }
         #expect((Self.value(samples, "tts_alerts_by_rule", ["rule": "non_finite"]) ?? 0) >= 1)
         #expect(Self.value(samples, "tts_jobs") == 2)

@@ -119,7 +119,7 @@ extension ReliabilityTests {
             "steps_stored_before_cut": stepsBeforeCut, "steps_delivered_before_the_cut_took_effect": k, "resumed_from_checkpoint_step": resumeStep,
             "steps_delivered_after_heal": deliveredAfterHeal.count, "points_dropped_as_already_stored": dropped,
             "steps_expected": maxSteps, "steps_stored_once": Set(steps).count, "steps_duplicated": steps.count - Set(steps).count,
-            "shard_history": shard.history.map(\.state).joined(separator: ","),
+            "shard_history": shard.history.map(\.state.rawValue).joined(separator: ","),
         ])
     }
 

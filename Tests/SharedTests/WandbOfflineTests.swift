@@ -363,6 +363,19 @@ struct WandbOfflineMD5Tests {
         #expect(throws: OfflineRunError.self) { try MD5.hashFile(path: path + ".missing") }
     }
 
+    @Test("the file hasher (off the cooperative pool) gives MD5.hashFile's digests and sizes, in order, and its errors")
+    func fileHasher() async throws {
+        let dir = try tempDirectory("md5-hasher")
+        defer { removeTemp(dir) }
+        let data = (0..<100_000).map { UInt8($0 % 256) }
+        try Data(data).write(to: URL(fileURLWithPath: dir + "/a"))
+        try Data("hello".utf8).write(to: URL(fileURLWithPath: dir + "/b"))
+        let hashed = try await FileHasher.md5(paths: [dir + "/a", dir + "/b"])
+        #expect(hashed.map(\.digest.hexString) == ["7007d9ba10b9a5e64a9f92df87e94a06", MD5.hash(Array("hello".utf8)).hexString])
+        #expect(hashed.map(\.size) == [100_000, 5])
+        await #expect(throws: OfflineRunError.self) { try await FileHasher.md5(paths: [dir + "/missing"]) }
+    }
+
     @Test("the artifact digest sorts entries by path")
     func manifestDigest() {
         let entries: [WandbArtifactRecord.Entry] = [

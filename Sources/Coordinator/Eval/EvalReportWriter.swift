@@ -53,12 +53,15 @@ public final class EvalReportWriter: Sendable {
 
     private func write(evalId: Int64) {
         do {
-            guard let r = try store.evalReports(evalId: evalId) else { return }
-            try FileManager.default.createDirectory(atPath: r.outputDir, withIntermediateDirectories: true)
-            try Data(r.json).write(to: URL(fileURLWithPath: r.outputDir + "/report.json"), options: .atomic)
-            try Data(r.markdown.utf8).write(to: URL(fileURLWithPath: r.outputDir + "/report.md"), options: .atomic)
+            // The reports are made again from the stored results (the same scores as stored).
+            guard let r = try store.completedEval(evalId: evalId) else { return }
+            let score = EvalAggregator.score(r.results)
+            let outputDir = r.eval.outputDir
+            try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+            try Data(EvalAggregator.reportJSON(score, eval: r.summary)).write(to: URL(fileURLWithPath: outputDir + "/report.json"), options: .atomic)
+            try Data(EvalAggregator.reportMarkdown(score, eval: r.summary).utf8).write(to: URL(fileURLWithPath: outputDir + "/report.md"), options: .atomic)
             let s = r.summary
-            logger.info("evaluation \(evalId)\(s.runId.map { " of run \($0)" } ?? "")\(s.step.map { " at step \($0)" } ?? ""): \(s.message); reports in \(r.outputDir)")
+            logger.info("evaluation \(evalId)\(s.runId.map { " of run \($0)" } ?? "")\(s.step.map { " at step \($0)" } ?? ""): \(s.message); reports in \(outputDir)")
         } catch {
             // The scores are stored; a report that cannot be written is said once, not retried forever.
             logger.error("evaluation \(evalId): cannot write its reports: \(error) (the scores are stored; see `tts-coordinator evals`)")

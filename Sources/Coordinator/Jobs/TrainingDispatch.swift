@@ -4,8 +4,55 @@ import Shared
 
 /// Decides what a queued training shard becomes on one worker: the job's preset for that card,
 /// the micro-batch after any OOM downshifts, the checkpoint to resume from, and the rendered
-/// trainer command (``TrainPayload``). Pure: the store gathers the inputs and records the outcome.
+/// trainer command (``TrainPayload``). Pure: the store gathers the inputs
+/// (``TrainingDispatchSnapshot``) and records the outcome (``TrainingDispatchPlan``).
 enum TrainingDispatch {
+    /// What the store writes for a queued training shard offered to a worker, from what it knows
+    /// about the run: the spec is parsed here (one that no longer parses fails the shard), a
+    /// worker of unknown device is skipped, and ``decide(spec:run:device:)`` decides the rest.
+    static func plan(_ snapshot: TrainingDispatchSnapshot) -> TrainingDispatchPlan {
+        let spec: JobSpec
+        do { spec = try JobSpecParser.parse(yaml: snapshot.specText) } catch {
+            return .fail(reason: "the stored job spec no longer parses: \(error)")
+        }
+        guard let device = snapshot.device else { return .skip }
+        let state = RunState(
+            runId: snapshot.runId, runIndex: snapshot.runIndex,
+            outputDir: snapshot.outputDir ?? outputDirectory(spec: spec, run: spec.runs()[0], runId: snapshot.runId, root: "./tts-runs"),
+            batchCap: snapshot.batchCap, checkpointPath: snapshot.checkpointPath, checkpointStep: snapshot.checkpointStep,
+            checkpointFull: snapshot.checkpointFull,
+            lightCheckpointPath: snapshot.lightCheckpointPath, lightCheckpointStep: snapshot.lightCheckpointStep,
+            storedThrough: snapshot.storedThrough)
+        switch decide(spec: spec, run: state, device: device) {
+        case .dispatch(let d):
+            let resumeMessage = d.resumeCheckpoint.map { checkpoint in
+                "\(d.resumeNote ?? "resuming from \(checkpoint) (step \(d.resumeStep.map(String.init) ?? "?"))") on \(device.name) with \(d.preset): \(d.batch)"
+            }
+            return .dispatch(TrainingDispatchWrite(payload: d.payload, preset: d.preset, batchSize: d.batch.batchSize, gradAccum: d.batch.gradAccum,
+                                                   resumeMessage: resumeMessage))
+        case .wait(let reason): return .wait(reason: reason)
+        case .invalid(let reason): return .fail(reason: reason)
+        }
+    }
+
+    /// After CUDA ran out of memory at the batch of a training shard's `payload`: the run's cap
+    /// at half that micro-batch (accumulation doubles at the next dispatch, the effective batch
+    /// stays), with the note for the run's log. Nil when the spec's floor does not allow it, or
+    /// the payload or spec cannot be read.
+    static func downshift(specText: String, payload: String) -> TrainingDownshift? {
+        guard let payload = jsonDecode([String: JSONValue].self, payload),
+              let size = payload["batch_size"]?.doubleValue.map({ Int($0) }),
+              let spec = try? JobSpecParser.parse(yaml: specText) else { return nil }
+        let current = BatchSettings(batchSize: size, gradAccum: payload["grad_accum"]?.doubleValue.map { Int($0) } ?? 1)
+        guard let next = spec.downshift(current) else { return nil }
+        let data: [String: JSONValue] = [
+            "from_batch_size": .number(Double(current.batchSize)), "from_grad_accum": .number(Double(current.gradAccum)),
+            "batch_size": .number(Double(next.batchSize)), "grad_accum": .number(Double(next.gradAccum)),
+        ]
+        return TrainingDownshift(batchCap: next.batchSize,
+                                 note: "OOM downshift: CUDA ran out of memory at \(current); retrying from the last checkpoint at \(next)", data: data)
+    }
+
     /// What the store knows about the run at dispatch time.
     struct RunState: Sendable, Equatable {
         var runId: String

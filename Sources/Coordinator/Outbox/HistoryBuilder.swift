@@ -13,21 +13,8 @@ import WandB
 ///   rows and the same new cursor, so a crash between delivering and recording the cursor
 ///   re-delivers exactly the same rows.
 public struct HistoryBuilder: Sendable {
-    public struct Point: Sendable, Equatable {
-        public var seq: Int64
-        public var step: Int64
-        public var key: String
-        public var value: Double
-        public var wallTime: Double
-
-        public init(seq: Int64, step: Int64, key: String, value: Double, wallTime: Double) {
-            self.seq = seq
-            self.step = step
-            self.key = key
-            self.value = value
-            self.wallTime = wallTime
-        }
-    }
+    /// A stored point in arrival order (the store's record of it).
+    public typealias Point = StoredPoint
 
     public struct Output: Sendable, Equatable {
         public var rows: [WandbHistoryRow]

@@ -170,7 +170,7 @@ public actor WandbOutbox {
         let runtime = (pending.finishedAt ?? Date()).timeIntervalSince(info.startTime)
         switch mode {
         case .offline:
-            try deliverOffline(info, batch, &state, exitCode: pending.exitCode ?? 0, runtime: runtime)
+            try await deliverOffline(info, batch, &state, exitCode: pending.exitCode ?? 0, runtime: runtime)
         case .online:
             try await deliverOnline(info, batch, &state, exitCode: pending.exitCode ?? 0)
         case .disabled:
@@ -305,14 +305,20 @@ public actor WandbOutbox {
 
     // MARK: offline
 
-    private func deliverOffline(_ info: WandbRunInfo, _ batch: Batch, _ state: inout WandbDeliveryState, exitCode: Int32, runtime: Double) throws {
+    private func deliverOffline(_ info: WandbRunInfo, _ batch: Batch, _ state: inout WandbDeliveryState, exitCode: Int32, runtime: Double) async throws {
         let writer = try writerFor(info, &state)
         for f in batch.media { try writer.addMedia(f) }
         try writer.log(batch.rows)
         if !batch.rows.isEmpty { try writer.summary(bestValues(state)) }
         for s in batch.stats { try writer.stats(s) }
         for o in batch.output { try writer.output(lines: [o.line], stderr: o.stderr, timestamp: o.time) }
-        for a in batch.artifacts { try writer.artifact(a) }
+        for a in batch.artifacts {
+            // A checkpoint is gigabytes: it is hashed off the cooperative pool while the actor
+            // waits. (Passes do not overlap: the run loop awaits each before the next, so no other
+            // delivery touches this writer in between.)
+            let staged = try writer.stageArtifact(a)
+            try writer.writeArtifact(staged, digests: try await FileHasher.md5(paths: staged.files.map(\.stagedPath)))
+        }
         let durable = batch.final ? try writer.finish(exitCode: exitCode, runtime: runtime) : try writer.sync()
         state.offlineSize = durable.size
         state.offlineRecords = durable.records

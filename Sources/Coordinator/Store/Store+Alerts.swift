@@ -200,7 +200,7 @@ extension Store {
                 """, arguments: [limit]).map { r in
                 let run: String? = r["run_id"]
                 let rule: String = r["rule"]
-                return AlertSummary(id: r["id"], runId: run, rule: rule, series: r["series"], severity: r["severity"], state: r["state"],
+                return AlertSummary(id: r["id"], runId: run, rule: rule, series: r["series"], severity: r["severity"], state: AlertSummary.State(rawValue: r["state"]),
                                    summary: r["summary"], startedAt: Date(timeIntervalSince1970: r["started_at"]),
                                    updatedAt: Date(timeIntervalSince1970: r["updated_at"]), resolvedAt: dateFrom(r["resolved_at"]),
                                    lastNotifiedAt: dateFrom(r["last_notified_at"]), notifications: r["notifications"],

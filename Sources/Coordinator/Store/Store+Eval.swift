@@ -1,143 +1,126 @@
 import ClusterAdmin
 import Foundation
 import GRDB
-import JobSpecs
 import Shared
 
-/// What finishing an evaluation produced, for the caller to act on after the commit: the report
-/// files to write and the points it stored (so the alert rules see `eval/cer`).
+/// What finishing an evaluation produced, for the caller to act on after the commit: the points
+/// it stored (so the alert rules see `eval/cer`) and its summary. (Its reports are written by
+/// ``EvalReportWriter`` from the ingest log.)
 public struct EvalCompletion: Sendable, Equatable {
     public var evalId: Int64
     public var runId: String?
     public var outputDir: String
-    public var reportJSON: [UInt8]
-    public var reportMarkdown: String
     public var points: [MetricPoint]
     public var summary: EvalSummary
 }
 
-extension Store {
-    /// Utterances per eval shard at most (more shards than that are made for a large set).
-    static let maximumUtterancesPerShard = 500
+/// A new evaluation to store.
+struct NewEvalRecord: Sendable, Equatable {
+    /// The job's name (`eval-step<N>`, …).
+    var name: String
+    /// The request, as JSON (kept as the job's spec).
+    var specJSON: String
+    var runId: String?
+    var step: Int64?
+    var checkpoint: String
+    var outputDir: String
+    /// How many utterances it scores.
+    var utterances: Int
+}
 
-    /// Creates an evaluation: picks the seeded subset of the test manifests, and splits it into
-    /// `eval` shards over the workers. An evaluation of a run's step that already exists is
-    /// returned as it is (evaluations are per checkpoint, once).
-    public func createEval(_ request: EvalRequest, now: Date = Date()) throws -> EvalSummary {
-        try write { db in try createEval(db, request, now: now) }
+/// An evaluation as the store keeps it.
+struct EvalRecord: Sendable, Equatable {
+    var id: Int64
+    var jobId: Int64
+    /// The training run whose metrics get the results, if any.
+    var runId: String?
+    /// The checkpoint's step, if known.
+    var step: Int64?
+    var checkpoint: String
+    var outputDir: String
+    var state: EvalState
+
+    init(row: Row) {
+        id = row["id"]
+        jobId = row["job_id"]
+        runId = row["run_id"]
+        step = row["step"]
+        checkpoint = row["checkpoint"]
+        outputDir = row["output_dir"]
+        state = row["state"]
+    }
+}
+
+/// The scores of a finished evaluation, as its stored summary holds them (non-finite scores are
+/// stored as null).
+struct EvalScores: Sendable, Equatable {
+    var cer: Double?
+    var wer: Double?
+    var cerUtteranceMean: Double?
+    var floorCer: Double?
+    var failed: Int
+    var normalizer: String
+    var band: String
+}
+
+/// A training shard's run and the spec of its job (for the decisions that read the spec).
+struct TrainingShardContext: Sendable, Equatable {
+    var runId: String
+    /// The job spec as submitted (YAML).
+    var specText: String
+    /// The run's output directory, if recorded.
+    var runOutputDir: String?
+}
+
+extension Store {
+    /// The evaluation of a run's step, if one exists (evaluations are per checkpoint, once).
+    func evalId(_ db: Database, runId: String, step: Int64) throws -> Int64? {
+        try Int64.fetchOne(db, sql: "SELECT id FROM evals WHERE run_id = ? AND step = ?", arguments: [runId, step])
     }
 
-    func createEval(_ db: Database, _ request: EvalRequest, now: Date) throws -> EvalSummary {
-        if let run = request.run, let step = request.step,
-           let id = try Int64.fetchOne(db, sql: "SELECT id FROM evals WHERE run_id = ? AND step = ?", arguments: [run, step]) {
-            return try evalSummary(db, id: id)!
-        }
-        guard !request.manifests.isEmpty else { throw ProtocolError(.invalidRequest, "eval needs at least one test manifest (--manifest path.jsonl::ko)") }
-        guard SynthesizerSpec.kinds.contains(request.synthesizer.kind) else {
-            throw ProtocolError(.invalidRequest, "unknown synthesizer '\(request.synthesizer.kind)': use \(SynthesizerSpec.kinds.joined(separator: ", "))")
-        }
-        if let n = request.synthesizer.maxCodes, n <= 0 {
-            throw ProtocolError(.invalidRequest, "the torch synthesizer's max_codes must be positive, got \(n)")
-        }
-        if ["command", "persistent"].contains(request.synthesizer.kind), (request.synthesizer.command ?? []).isEmpty {
-            throw ProtocolError(.invalidRequest, "the \(request.synthesizer.kind) synthesizer needs a command template")
-        }
-        let asr = request.asr ?? "vosk"
-        guard ["vosk", "command"].contains(asr) else { throw ProtocolError(.invalidRequest, "unknown ASR backend '\(asr)': use vosk or command") }
-        if asr == "command", !(request.asrCommand ?? []).contains(where: { $0.contains("{audio}") }) {
-            throw ProtocolError(.invalidRequest, "the command ASR backend needs a command with {audio} (it prints the transcript on stdout)")
-        }
-        let all: [EvalUtterance]
-        do { all = try EvalManifest.read(request.manifests.map(ManifestSpec.init(parsing:))) } catch {
-            throw ProtocolError(.invalidRequest, "\(error)")
-        }
-        let picked = EvalManifest.subset(all, count: request.numSamples ?? all.count, seed: request.seed ?? request.run ?? "eval")
-        let name = request.step.map { "eval-step\($0)" } ?? "eval-\(Int(now.timeIntervalSince1970))"
-        let outputDir = request.outputDir
-            ?? URL(fileURLWithPath: request.checkpoint).deletingLastPathComponent().appendingPathComponent(name).path
+    /// Inserts an evaluation and its job (kind `eval`, active; the request kept as the job's
+    /// spec); returns both ids. Its shards follow with ``insertEvalShard(_:jobId:runId:kind:payload:now:)``.
+    func insertEval(_ db: Database, _ eval: NewEvalRecord, now: Date) throws -> (jobId: Int64, evalId: Int64) {
         try db.execute(sql: "INSERT INTO jobs (name, kind, spec, state, created_at) VALUES (?, 'eval', ?, 'active', ?)",
-                       arguments: [name, jsonString(request) ?? "{}", now.unixSeconds])
+                       arguments: [eval.name, eval.specJSON, now.unixSeconds])
         let jobId = db.lastInsertedRowID
         try db.execute(sql: """
             INSERT INTO evals (job_id, run_id, step, checkpoint, output_dir, utterances, state, created_at)
             VALUES (?, ?, ?, ?, ?, ?, 'running', ?)
-            """, arguments: [jobId, request.run, request.step, request.checkpoint, outputDir, picked.count, now.unixSeconds])
-        let evalId = db.lastInsertedRowID
-        let shardCount = max(1, min(picked.count, max(request.shards ?? 2, (picked.count + Self.maximumUtterancesPerShard - 1) / Self.maximumUtterancesPerShard)))
-        for i in 0..<shardCount {
-            let chunk = stride(from: i, to: picked.count, by: shardCount).map { picked[$0] }
-            let payload = EvalPayload(evalId: evalId, checkpoint: request.checkpoint, utterances: chunk, synthesizer: request.synthesizer,
-                                      asr: asr, asrCommand: request.asrCommand, asrTimeoutSeconds: request.synthesizer.timeoutSeconds,
-                                      outputDir: outputDir)
-            try db.execute(sql: """
-                INSERT INTO shards (job_id, run_id, kind, payload, state, max_retries, created_at, updated_at)
-                VALUES (?, ?, ?, ?, 'queued', 3, ?, ?)
-                """, arguments: [jobId, request.run, EvalPayload.shardKind(asr: asr), jsonString(payload) ?? "{}", now.unixSeconds, now.unixSeconds])
-        }
-        return try evalSummary(db, id: evalId)!
+            """, arguments: [jobId, eval.runId, eval.step, eval.checkpoint, eval.outputDir, eval.utterances, now.unixSeconds])
+        return (jobId, db.lastInsertedRowID)
     }
 
-    /// Called when an `eval` shard succeeded: once every shard of its evaluation has, scores the
-    /// whole set, stores the summary, and (for a run's checkpoint) stores `eval/cer`, `eval/wer`,
-    /// `eval/cer_utt_mean` and `eval/asr_floor_cer` at the checkpoint's step, with the first audio
-    /// samples as media events, all in the caller's transaction.
+    /// Inserts a queued shard of an evaluation job (3 retries).
+    func insertEvalShard(_ db: Database, jobId: Int64, runId: String?, kind: String, payload: String, now: Date) throws {
+        try db.execute(sql: """
+            INSERT INTO shards (job_id, run_id, kind, payload, state, max_retries, created_at, updated_at)
+            VALUES (?, ?, ?, ?, 'queued', 3, ?, ?)
+            """, arguments: [jobId, runId, kind, payload, now.unixSeconds, now.unixSeconds])
+    }
+
+    /// Called when an `eval` shard succeeded: once every shard of its evaluation has, the
+    /// coordinator's decisions score it and record the outcome, in the caller's transaction.
     func completeEvalIfDone(_ db: Database, shardId: Int64, now: Date) throws -> EvalCompletion? {
         guard let jobId = try Int64.fetchOne(db, sql: "SELECT job_id FROM shards WHERE id = ? AND kind IN ('eval', 'eval-command')", arguments: [shardId]),
               let row = try Row.fetchOne(db, sql: "SELECT * FROM evals WHERE job_id = ?", arguments: [jobId]),
               (row["state"] as EvalState) == .running else { return nil }
         let open = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM shards WHERE job_id = ? AND state != 'succeeded'", arguments: [jobId]) ?? 0
         guard open == 0 else { return nil }
-        let evalId: Int64 = row["id"]
-        let score = EvalAggregator.score(try Self.utteranceResults(db, jobId: jobId))
-        func finite(_ d: Double?) -> Double? { d.flatMap { $0.isFinite ? $0 : nil } }
-        let summaryJSON: [String: JSONValue] = [
-            "cer": finite(score.cer).map(JSONValue.number) ?? .null, "wer": finite(score.wer).map(JSONValue.number) ?? .null,
-            "cer_utterance_mean": finite(score.cerUtteranceMean).map(JSONValue.number) ?? .null,
-            "asr_floor_cer": finite(score.floorCer).map(JSONValue.number) ?? .null,
-            "failed": .number(Double(score.failed)), "normalizer": .string(score.normalizer), "band": .string(score.band),
+        return try decisions.evaluationFinished(db, store: self, eval: EvalRecord(row: row), shardId: shardId, now: now)
+    }
+
+    /// Marks an evaluation succeeded with its scores and message, and its job done.
+    func finishEval(_ db: Database, eval: EvalRecord, scores: EvalScores, message: String, now: Date) throws {
+        func number(_ d: Double?) -> JSONValue { d.flatMap { $0.isFinite ? JSONValue.number($0) : nil } ?? .null }
+        let summary: [String: JSONValue] = [
+            "cer": number(scores.cer), "wer": number(scores.wer), "cer_utterance_mean": number(scores.cerUtteranceMean),
+            "asr_floor_cer": number(scores.floorCer), "failed": .number(Double(scores.failed)),
+            "normalizer": .string(scores.normalizer), "band": .string(scores.band),
         ]
         try db.execute(sql: "UPDATE evals SET state = 'succeeded', summary = ?, finished_at = ?, message = ? WHERE id = ?",
-                       arguments: [jsonString(summaryJSON), now.unixSeconds,
-                                   "\(score.scored) scored, \(score.failed) failed; CER \(finite(score.cer).map { String(format: "%.4f", $0) } ?? "n/a")", evalId])
-        try db.execute(sql: "UPDATE jobs SET state = 'done' WHERE id = ?", arguments: [jobId])
-        var points: [MetricPoint] = []
-        let runId: String? = row["run_id"]
-        if let runId, let step: Int64 = row["step"] {
-            let t = now.unixSeconds
-            for (key, value) in [("eval/cer", score.cer), ("eval/wer", score.wer), ("eval/cer_utt_mean", score.cerUtteranceMean),
-                                 ("eval/asr_floor_cer", score.floorCer ?? .nan)] where value.isFinite {
-                points.append(MetricPoint(runId: runId, step: step, key: key, value: value, wallTime: t))
-            }
-            // Through the same de-duplication and log as a worker's points (a second evaluation of
-            // the same step keeps the first scores, as a re-sent step keeps its first value).
-            points = try storeCoordinatorPoints(db, run: runId, points, now: t)
-            // The per-utterance table, then the first samples as W&B audio, at the checkpoint's step.
-            let table = EvalAggregator.wandbTable(score)
-            let tableData: [String: JSONValue] = [
-                "key": .string("eval/table"), "step": .number(Double(step)), "type": .string("table"),
-                "columns": .array(table.columns.map(JSONValue.string)), "rows": .array(table.rows.map(JSONValue.array)),
-            ]
-            try Self.insertEvent(db, kind: "media", message: "eval table (\(table.rows.count) utterances) at step \(step)", data: jsonString(tableData) ?? "{}",
-                                 shardId: shardId, runId: runId, wallTime: t, receivedAt: t)
-            // The first samples as W&B audio at the checkpoint's step.
-            for (i, r) in score.rows.filter({ $0.result.audioPath != nil && $0.result.error == nil }).prefix(3).enumerated() {
-                let data: [String: JSONValue] = [
-                    "key": .string("eval/sample_\(i)"), "step": .number(Double(step)), "path": .string(r.result.audioPath ?? ""),
-                    "type": .string("audio"), "caption": .string("\(r.result.id): \(r.result.hypothesis ?? "")"),
-                ]
-                try Self.insertEvent(db, kind: "media", message: "eval sample \(r.result.id) at step \(step)", data: jsonString(data) ?? "{}",
-                                     shardId: shardId, runId: runId, wallTime: t, receivedAt: t)
-            }
-        }
-        // A finished evaluation may change which pins are the best (keep: {best: K, by: eval/cer}).
-        if let runId { try applyRetention(db, runId: runId, now: now) }
-        // Its reports are written by the report writer, from the log (a crash before the files
-        // are written loses nothing: the writer continues from its cursor).
-        try Self.appendLog(db, .evalDone, runId: runId, workerId: nil, ref: evalId, at: now.unixSeconds)
-        let summary = try evalSummary(db, id: evalId)!
-        return EvalCompletion(evalId: evalId, runId: runId, outputDir: row["output_dir"],
-                              reportJSON: EvalAggregator.reportJSON(score, eval: summary),
-                              reportMarkdown: EvalAggregator.reportMarkdown(score, eval: summary), points: points, summary: summary)
+                       arguments: [jsonString(summary), now.unixSeconds, message, eval.id])
+        try db.execute(sql: "UPDATE jobs SET state = 'done' WHERE id = ?", arguments: [eval.jobId])
     }
 
     /// Every utterance result of an evaluation job's shards, in shard order.
@@ -150,14 +133,14 @@ extension Store {
         return results
     }
 
-    /// The reports of a completed evaluation (`report.json`, `report.md`), made again from its
-    /// stored results; nil if it has not completed.
-    public func evalReports(evalId: Int64) throws -> (outputDir: String, json: [UInt8], markdown: String, summary: EvalSummary)? {
+    /// A completed evaluation with its stored utterance results (what its reports are made
+    /// from); nil if it has not completed.
+    func completedEval(evalId: Int64) throws -> (eval: EvalRecord, results: [EvalUtteranceResult], summary: EvalSummary)? {
         try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT job_id, output_dir, state FROM evals WHERE id = ?", arguments: [evalId]),
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM evals WHERE id = ?", arguments: [evalId]),
                   (row["state"] as EvalState) == .succeeded, let summary = try evalSummary(db, id: evalId) else { return nil }
-            let score = EvalAggregator.score(try Self.utteranceResults(db, jobId: row["job_id"]))
-            return (row["output_dir"], EvalAggregator.reportJSON(score, eval: summary), EvalAggregator.reportMarkdown(score, eval: summary), summary)
+            let eval = EvalRecord(row: row)
+            return (eval, try Self.utteranceResults(db, jobId: eval.jobId), summary)
         }
     }
 
@@ -169,22 +152,14 @@ extension Store {
             """, arguments: [now.unixSeconds, "shard \(shardId) failed: \(message)", shardId])
     }
 
-    /// Starts the evaluation a training run's spec asks for at this checkpoint (`eval_every` and
-    /// an `eval:` section), once per (run, step).
-    func autoEval(_ db: Database, shardId: Int64, checkpoint: String, step: Int64, now: Date) throws {
-        guard let row = try Row.fetchOne(db, sql: "SELECT s.run_id, j.spec FROM shards s JOIN jobs j ON j.id = s.job_id WHERE s.id = ? AND s.kind IN ('train', 'torch')",
-                                         arguments: [shardId]),
-              let runId: String = row["run_id"], let spec = try? JobSpecParser.parse(yaml: row["spec"]),
-              let every = spec.evalEvery, every > 0, step > 0, step % Int64(every) == 0, let plan = spec.evaluation else { return }
-        var synthesizer = plan.synthesizer
-        // The torch synthesizer of a torch run: the run's own module holds the checkpoint's layout.
-        if synthesizer.kind == "torch", synthesizer.module == nil { synthesizer.module = spec.model }
-        // Reports beside the run's checkpoints (`<output_dir>/eval-step<N>`), not inside the pin directory.
-        let runDir = try String.fetchOne(db, sql: "SELECT output_dir FROM runs WHERE id = ?", arguments: [runId])
-        _ = try createEval(db, EvalRequest(checkpoint: checkpoint, manifests: plan.manifests.map(\.description), numSamples: plan.numSamples,
-                                           synthesizer: synthesizer, run: runId, step: step,
-                                           outputDir: runDir.map { "\($0)/eval-step\(step)" }, shards: plan.shards,
-                                           asr: plan.asrCommand == nil ? "vosk" : "command", asrCommand: plan.asrCommand), now: now)
+    /// The run and job spec of a training (`train`, `torch`) shard; nil for other shards.
+    func trainingShardContext(_ db: Database, shardId: Int64) throws -> TrainingShardContext? {
+        guard let row = try Row.fetchOne(db, sql: """
+            SELECT s.run_id, j.spec, r.output_dir FROM shards s JOIN jobs j ON j.id = s.job_id LEFT JOIN runs r ON r.id = s.run_id
+            WHERE s.id = ? AND s.kind IN ('train', 'torch')
+            """, arguments: [shardId]),
+              let runId: String = row["run_id"] else { return nil }
+        return TrainingShardContext(runId: runId, specText: row["spec"], runOutputDir: row["output_dir"])
     }
 
     public func evals(limit: Int = 200) throws -> [EvalSummary] {
@@ -196,7 +171,7 @@ extension Store {
     func evalSummary(_ db: Database, id: Int64) throws -> EvalSummary? {
         guard let r = try Row.fetchOne(db, sql: "SELECT * FROM evals WHERE id = ?", arguments: [id]) else { return nil }
         let s = jsonDecode([String: JSONValue].self, r["summary"]) ?? [:]
-        return EvalSummary(id: id, jobId: r["job_id"], runId: r["run_id"], step: r["step"], checkpoint: r["checkpoint"], state: r["state"],
+        return EvalSummary(id: id, jobId: r["job_id"], runId: r["run_id"], step: r["step"], checkpoint: r["checkpoint"], state: EvalSummary.State(rawValue: r["state"]),
                            utterances: r["utterances"], outputDir: r["output_dir"], cer: s["cer"]?.doubleValue, wer: s["wer"]?.doubleValue,
                            cerUtteranceMean: s["cer_utterance_mean"]?.doubleValue, floorCer: s["asr_floor_cer"]?.doubleValue,
                            failedUtterances: s["failed"]?.doubleValue.map { Int($0) }, normalizer: s["normalizer"]?.stringValue,

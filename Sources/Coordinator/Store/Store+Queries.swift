@@ -16,7 +16,7 @@ extension Store {
                     id: id, name: row["name"], host: row["host"],
                     device: jsonDecode(DeviceInfo.self, row["device"]) ?? DeviceInfo(kind: .cpu, index: 0, name: "?", memoryBytes: 0),
                     capabilities: jsonDecode([String].self, row["capabilities"]) ?? [], version: row["version"],
-                    state: row["state"], status: row["status"], lastSeen: dateFrom(row["last_seen"]),
+                    state: WorkerSummary.State(rawValue: row["state"]), status: WorkerSummary.Status(rawValue: row["status"]), lastSeen: dateFrom(row["last_seen"]),
                     registeredAt: dateFrom(row["registered_at"]), currentShard: shardOf[id],
                     progress: jsonDecode(ShardProgress.self, row["progress"]), telemetry: jsonDecode(DeviceTelemetry.self, row["telemetry"]))
             }
@@ -35,13 +35,13 @@ extension Store {
             for a in try Row.fetchAll(db, sql: "SELECT * FROM shard_attempts ORDER BY shard_id, attempt") {
                 attemptsByShard[a["shard_id"], default: []].append(ShardAttemptSummary(
                     attempt: a["attempt"], leaseEpoch: a["lease_epoch"], workerId: a["worker_id"], workerName: a["worker_name"],
-                    state: a["state"], leasedAt: dateFrom(a["leased_at"]), startedAt: dateFrom(a["started_at"]),
+                    state: ShardAttemptSummary.State(rawValue: a["state"]), leasedAt: dateFrom(a["leased_at"]), startedAt: dateFrom(a["started_at"]),
                     endedAt: dateFrom(a["ended_at"]), message: a["message"]))
             }
             return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map { row in
                 let id: Int64 = row["id"]
                 return ShardSummary(
-                    id: id, jobId: row["job_id"], kind: row["kind"], state: row["state"], attempts: row["attempts"],
+                    id: id, jobId: row["job_id"], kind: row["kind"], state: ShardSummary.State(rawValue: row["state"]), attempts: row["attempts"],
                     failures: row["failures"], maxRetries: row["max_retries"], leaseEpoch: row["lease_epoch"],
                     workerId: row["worker_id"], workerName: row["worker_name"], createdAt: dateFrom(row["created_at"]),
                     finishedAt: dateFrom(row["finished_at"]), message: row["message"], output: row["output"],
@@ -84,7 +84,7 @@ extension Store {
                 for r in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM shards WHERE job_id = ? GROUP BY state", arguments: [jobId]) {
                     byState[r["state"]] = r["n"]
                 }
-                return JobSummary(id: jobId, name: row["name"], kind: row["kind"], state: row["state"], createdAt: dateFrom(row["created_at"]),
+                return JobSummary(id: jobId, name: row["name"], kind: row["kind"], state: JobSummary.State(rawValue: row["state"]), createdAt: dateFrom(row["created_at"]),
                                   runs: runs, shardsByState: byState, spec: id == nil ? nil : row["spec"])
             }
         }

@@ -78,14 +78,14 @@ extension Store {
     }
 
     /// Points of a run stored after `cursor` (ingest sequence), in arrival order, at most `limit`.
-    public func pointsAfter(runId: String, cursor: Int64, limit: Int) throws -> [HistoryBuilder.Point] {
+    public func pointsAfter(runId: String, cursor: Int64, limit: Int) throws -> [StoredPoint] {
         try read { db in
             // The batch that may hold the point right after the cursor, and every later one.
             let start = try Int64.fetchOne(db, sql: "SELECT MAX(first_seq) FROM metric_batches WHERE run_id = ? AND first_seq <= ?",
                                            arguments: [runId, cursor + 1]) ?? Int64.min
             let rows = try Row.fetchCursor(db, sql: "SELECT first_seq, data FROM metric_batches WHERE run_id = ? AND first_seq >= ? ORDER BY first_seq",
                                            arguments: [runId, start])
-            var out: [HistoryBuilder.Point] = []
+            var out: [StoredPoint] = []
             while out.count < limit, let row = try rows.next() {
                 let first: Int64 = row[0]
                 let batch = try PointBatch(decoding: Array(row[1] as Data))
@@ -93,8 +93,8 @@ extension Store {
                     let seq = first + Int64(i)
                     guard seq > cursor else { continue }
                     guard out.count < limit else { break }
-                    out.append(HistoryBuilder.Point(seq: seq, step: batch.steps[i], key: batch.keys[Int(batch.keyIndex[i])],
-                                                    value: batch.values[i], wallTime: batch.wallTimes[i]))
+                    out.append(StoredPoint(seq: seq, step: batch.steps[i], key: batch.keys[Int(batch.keyIndex[i])],
+                                           value: batch.values[i], wallTime: batch.wallTimes[i]))
                 }
             }
             return out

@@ -13,11 +13,15 @@ public final class Store: Sendable {
     let rollupCache = Mutex(SeriesRollupCache())
     /// The thread of ``offloaded(_:)``.
     let io = DispatchQueue(label: "tts.store.io", qos: .userInitiated)
+    /// What the coordinator decides inside the store's transactions (scoring, dispatch, retention).
+    let decisions: any StoreDecisions
 
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    /// - Parameter decisions: the coordinator's decisions the store's transactions ask for.
     /// - Throws: ``StoreError`` naming the file when it cannot be opened or migrated.
-    public init(path: String) throws(StoreError) {
+    init(path: String, decisions: any StoreDecisions) throws(StoreError) {
         self.path = path
+        self.decisions = decisions
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
@@ -230,29 +234,8 @@ public final class Store: Sendable {
                     PRIMARY KEY (series_id, batch_id)
                 ) WITHOUT ROWID;
                 """)
-            // Move the points of earlier versions into batches, keeping their ingest sequences
-            // (W&B cursors refer to them): consecutive sequences of one run form a batch.
-            let rows = try Row.fetchCursor(db, sql: """
-                SELECT p.ingest_seq, s.run_id, s.key, p.step, p.value_bits, p.wall_time
-                FROM points p JOIN series s ON s.id = p.series_id ORDER BY p.ingest_seq
-                """)
-            var pending: [MetricPoint] = []
-            var first: Int64 = 0
-            var last: Int64 = 0
-            func flush() throws {
-                guard let run = pending.first?.runId else { return }
-                try Store.insertBatch(db, run: run, PointBatch(points: pending), firstSeq: first) { db, key in try Store.seriesId(db, run: run, key: key) }
-                pending = []
-            }
-            while let r = try rows.next() {
-                let seq: Int64 = r[0]
-                let p = MetricPoint(runId: r[1], step: r[3], key: r[2], value: Double(bitPattern: UInt64(bitPattern: r[4] as Int64)), wallTime: r[5])
-                if let open = pending.first, open.runId != p.runId || seq != last + 1 || pending.count >= 10_000 { try flush() }
-                if pending.isEmpty { first = seq }
-                pending.append(p)
-                last = seq
-            }
-            try flush()
+            // Move the points of earlier versions into batches (with the encoder of v6 itself).
+            try Store.migrateV6PointsIntoBatches(db)
             try db.execute(sql: "DROP TABLE points")
         }
         m.registerMigration("v7: alerts, their notification outbox, silences") { db in

@@ -40,7 +40,7 @@ struct DashboardRoutes: Sendable {
         let alerts = try store.alerts(limit: 20), silences = try store.silences()
         let counts = try store.counts()
         let backlog = try store.outboxBacklog(wandb: server.configuration.wandbMode != .disabled)
-        var b = "<h1>Cluster</h1><p class=\"muted\">\(counts.workers["live"] ?? 0) live worker(s) · "
+        var b = "<h1>Cluster</h1><p class=\"muted\">\(counts.workers[WorkerSummary.State.live.rawValue] ?? 0) live worker(s) · "
         b += counts.shards.sorted { $0.key < $1.key }.map { "\($0.value) \(HTML.escape($0.key))" }.joined(separator: " · ")
         b += " shard(s) · outbox: " + backlog.map { "\($0.sink) \($0.depth) waiting" + ($0.depth > 0 ? " (oldest \(HTML.duration($0.oldestAgeSeconds)))" : "") }.joined(separator: ", ")
         b += "</p>"

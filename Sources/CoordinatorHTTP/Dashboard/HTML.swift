@@ -1,3 +1,4 @@
+import ClusterAdmin
 import Foundation
 
 /// Small helpers for server-rendered HTML: escaping and number formats. Every value that comes
@@ -59,6 +60,9 @@ enum HTML {
     static func badge(_ state: String) -> String {
         "<span class=\"badge s-\(escape(state))\">\(escape(state))</span>"
     }
+
+    /// The badge of a state of an admin answer (its name, as ``badge(_:)-(String)`` shows it).
+    static func badge<S: AdminStateName>(_ state: S) -> String { badge(state.rawValue) }
 
     /// The page around `body`: one inline stylesheet and one inline script (no CDN, works offline).
     /// The script re-fetches the page every `refreshSeconds` and swaps `<main>` in place, unless

@@ -217,24 +217,56 @@ public final class OfflineRunWriter {
         try write(.files([WandbFilesItem(path: file.runPath)]))
     }
 
+    /// An artifact's files staged in the run directory, waiting for their digests
+    /// (``stageArtifact(_:)``, then ``writeArtifact(_:digests:)``).
+    public struct StagedArtifact: Sendable, Equatable {
+        public var upload: WandbArtifactUpload
+        /// Per file of the upload, in order: its path in the run and its staged copy.
+        public var files: [(runPath: String, stagedPath: String)]
+
+        public static func == (a: StagedArtifact, b: StagedArtifact) -> Bool {
+            a.upload == b.upload && a.files.map(\.runPath) == b.files.map(\.runPath) && a.files.map(\.stagedPath) == b.files.map(\.stagedPath)
+        }
+    }
+
     /// Writes an ArtifactRecord for a checkpoint: each file is hard-linked (or copied, across file
     /// systems) into `artifacts/<num>-<name>/` so that it still exists at sync time, hashed
     /// (`base64(md5)`), and listed in the manifest. `latest` is added to the aliases if missing
     /// (unless ``WandbArtifactUpload/addsLatestAlias`` is false).
     /// Call it after logging the row of `upload.historyStep`: wandb-core takes the artifact's
     /// history step from the run's step when it replays the record. Returns the record written.
+    /// (It hashes on the calling thread; an actor stages, hashes with ``FileHasher`` and writes
+    /// in three steps instead.)
     @discardableResult
     public func artifact(_ upload: WandbArtifactUpload) throws -> WandbArtifactRecord {
+        let staged = try stageArtifact(upload)
+        return try writeArtifact(staged, digests: try staged.files.map { try MD5.hashFile(path: $0.stagedPath) })
+    }
+
+    /// Links (or copies) an artifact's files into `artifacts/<num>-<name>/`, where `num` is the
+    /// number of the record that ``writeArtifact(_:digests:)`` writes next.
+    public func stageArtifact(_ upload: WandbArtifactUpload) throws -> StagedArtifact {
         try checkOpen()
         let num = recordCount + 1
         let stage = directory + "/artifacts/\(num)-" + OfflineRunWriter.safeName(upload.name)
-        var entries: [WandbArtifactRecord.Entry] = []
+        var files: [(runPath: String, stagedPath: String)] = []
         for f in upload.files {
             try OfflineRunWriter.validate(runPath: f.runPath)
             let staged = stage + "/" + f.runPath
             try OfflineRunWriter.copy(from: f.localPath, to: staged, link: true)
-            let (md5, size) = try MD5.hashFile(path: staged)
-            entries.append(.init(path: f.runPath, digest: Data(md5).base64EncodedString(), size: size, localPath: staged))
+            files.append((f.runPath, staged))
+        }
+        return StagedArtifact(upload: upload, files: files)
+    }
+
+    /// Writes the ArtifactRecord of staged files with their MD5 digests and sizes (in the order
+    /// of ``StagedArtifact/files``). Returns the record written.
+    @discardableResult
+    public func writeArtifact(_ staged: StagedArtifact, digests: [(digest: [UInt8], size: Int64)]) throws -> WandbArtifactRecord {
+        try checkOpen()
+        let upload = staged.upload
+        let entries = zip(staged.files, digests).map { f, d in
+            WandbArtifactRecord.Entry(path: f.runPath, digest: Data(d.digest).base64EncodedString(), size: d.size, localPath: f.stagedPath)
         }
         var aliases = upload.aliases
         if upload.addsLatestAlias, !aliases.contains("latest") { aliases.insert("latest", at: 0) }
