@@ -62,10 +62,15 @@ public struct EvalSummary: Codable, Sendable, Equatable {
     public var message: String
     public var createdAt: Date?
     public var finishedAt: Date?
+    /// What the figures do not say by themselves, in words: e.g. that the ASR cannot read this
+    /// test set's own audio (its floor CER is above the threshold), so CER does not measure the
+    /// model here. Nil when there is nothing to add.
+    public var note: String?
 
     public init(id: Int64, jobId: Int64, runId: String?, step: Int64?, checkpoint: String, state: State, utterances: Int, outputDir: String,
                 cer: Double?, wer: Double?, cerUtteranceMean: Double?, floorCer: Double?, failedUtterances: Int?, normalizer: String?,
-                message: String, createdAt: Date?, finishedAt: Date?) {
+                message: String, createdAt: Date?, finishedAt: Date?, note: String? = nil) {
+        self.note = note
         self.id = id
         self.jobId = jobId
         self.runId = runId

@@ -118,6 +118,6 @@ struct Evals: AsyncParsableCommand {
 
     static func line(_ e: EvalSummary) -> String {
         func pct(_ d: Double?) -> String { d.map { String(format: "%.2f %%", $0 * 100) } ?? "n/a" }
-        return "evaluation \(e.id) \(e.state): CER \(pct(e.cer)) (corpus), \(pct(e.cerUtteranceMean)) (utterance mean), WER \(pct(e.wer)), ASR floor CER \(pct(e.floorCer)); \(e.message)"
+        return "evaluation \(e.id) \(e.state): CER \(pct(e.cer)) (corpus), \(pct(e.cerUtteranceMean)) (utterance mean), WER \(pct(e.wer)), ASR floor CER \(pct(e.floorCer)); \(e.message)\(e.note.map { "\nnote: \($0)" } ?? "")"
     }
 }

@@ -83,4 +83,25 @@ struct EvalScoringTests {
         #expect(s.floorCer == nil)
         #expect(s.floorFailed == 0)
     }
+
+    @Test("a test set whose own audio the ASR cannot read is reported as such, in words")
+    func unreadableSetSaysSo() throws {
+        // espeak-ng Korean through Vosk: the floor hears nothing right.
+        let results = [
+            Self.utterance("a", "안녕하세요", heard: "아", floor: "오"),
+            Self.utterance("b", "감사합니다", heard: "가", floor: "이"),
+        ]
+        let s = EvalAggregator.score(results)
+        #expect(s.asrUnreadable)
+        let note = try #require(s.note)
+        #expect(note.hasPrefix("the ASR cannot read this test set's reference audio; CER does not measure the model here"))
+        let md = EvalAggregator.reportMarkdown(s, eval: Self.summary(3))
+        #expect(md.contains("the ASR cannot read this test set's reference audio; CER does not measure the model here"))
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(EvalAggregator.reportJSON(s, eval: Self.summary(3)))) as? [String: Any])
+        #expect(json["asr_unreadable"] as? Bool == true)
+        // A readable floor adds nothing.
+        let readable = EvalAggregator.score([Self.utterance("a", "안녕하세요", heard: "안녕하세", floor: "안녕하세요")])
+        #expect(!readable.asrUnreadable && readable.note == nil)
+        #expect(!EvalAggregator.reportMarkdown(readable, eval: Self.summary(4)).contains("cannot read"))
+    }
 }

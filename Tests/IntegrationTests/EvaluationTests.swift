@@ -176,4 +176,77 @@ struct EvaluationTests {
         #expect(e.wer == 1.0 / 3.0)
         #expect(try h.shards().allSatisfy { $0.kind == "eval-command" && $0.state == "succeeded" })
     }
+
+    /// A worker that runs the command ASR and a manifest of `count` utterances over real audio of
+    /// the dataset; the "ASR" reads `<audio>.txt`, which the synthesizer commands below copy.
+    private static func commandSet(_ h: ClusterHarness, _ name: String, texts: [String]) async throws -> (manifest: String, dir: URL) {
+        let dataset = try #require(try Self.fixture("torch/torch_env.sh")["DATASET"])
+        let audio = try FileManager.default.contentsOfDirectory(atPath: dataset + "/audio").filter { $0.hasSuffix(".wav") }.sorted().prefix(texts.count).map { dataset + "/audio/" + $0 }
+        try #require(audio.count == texts.count)
+        let dir = h.dir.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var lines: [String] = []
+        for (i, a) in audio.enumerated() {
+            let copy = dir.appendingPathComponent("u\(i).wav").path
+            try FileManager.default.copyItem(atPath: a, toPath: copy)
+            try (texts[i] + "\n").write(toFile: copy + ".txt", atomically: true, encoding: .utf8)
+            lines.append(#"{"id": "u\#(i)", "target_text": "\#(texts[i])", "target_audio_path": "u\#(i).wav", "prompt_audio_path": "u\#(i).wav"}"#)
+        }
+        let manifest = dir.appendingPathComponent("test.jsonl").path
+        try (lines.joined(separator: "\n") + "\n").write(toFile: manifest, atomically: true, encoding: .utf8)
+        return (manifest, dir)
+    }
+
+    @Test("a synthesizer that writes silence for every utterance gives a failed evaluation: no CER, no WER, never 0 %")
+    func silentSynthesizerFails() async throws {
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--no-wandb"])
+        try h.startWorker("plain", ["--no-torch"])
+        try await h.waitUntil("the worker takes command-ASR eval shards", timeout: 30) {
+            try h.workers().first?.capabilities.contains("shard:eval-command") == true
+        }
+        let set = try await Self.commandSet(h, "silent", texts: ["가나다라", "마바사", "아자차카타"])
+        let r = try h.cli(["eval", "/ckpt/model.pth", "--manifest", set.manifest, "--asr", "command",
+                           "--asr-command", "/bin/sh -c 'cat \"$0.txt\"' {audio}",
+                           "--synthesizer", "command", "--synth-command", "sox -q -n -r 16000 -c 1 -b 16 {output} trim 0.0 1.0",
+                           "--output", set.dir.appendingPathComponent("out").path, "--wait", "--json"])
+        let e = try JSONCoding.decoder.decode(EvalSummary.self, from: Data(r.out.utf8))
+        #expect(e.state == "failed", "\(e)")
+        #expect(e.cer == nil && e.wer == nil && e.cerUtteranceMean == nil)
+        #expect(e.failedUtterances == 3)
+        #expect(e.message.contains("no utterance could be scored") && e.message.contains("silent"), "\(e.message)")
+        let mdPath = set.dir.appendingPathComponent("out/report.md").path
+        try await h.waitUntil("the report is written", timeout: 15) { FileManager.default.fileExists(atPath: mdPath) }
+        let md = try String(contentsOfFile: mdPath, encoding: .utf8)
+        #expect(md.contains("No utterance could be scored"))
+        #expect(md.contains("| CER (corpus: errors summed over the set ÷ reference characters) | n/a |"), "\(md)")
+        #expect(md.contains("| WER (corpus) | n/a |"))
+    }
+
+    @Test("a synthesizer that fails half of the utterances gives a CER that counts them as deletions")
+    func halfFailingSynthesizerCountsAsDeletions() async throws {
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--no-wandb"])
+        try h.startWorker("plain", ["--no-torch"])
+        try await h.waitUntil("the worker takes command-ASR eval shards", timeout: 30) {
+            try h.workers().first?.capabilities.contains("shard:eval-command") == true
+        }
+        let set = try await Self.commandSet(h, "half", texts: ["가나다라", "마바사", "아자차카타", "파하"])
+        // u0 and u2 are "spoken" (their audio and transcript copied), u1 and u3 fail.
+        let synth = #"/bin/sh -c 'case "$0" in u0|u2) cp "$1" "$2" && cp "$1.txt" "$2.txt";; *) echo "cannot speak $0" >&2; exit 3;; esac' {id} {prompt_audio} {output}"#
+        let r = try h.cli(["eval", "/ckpt/model.pth", "--manifest", set.manifest, "--asr", "command",
+                           "--asr-command", "/bin/sh -c 'cat \"$0.txt\"' {audio}",
+                           "--synthesizer", "command", "--synth-command", synth,
+                           "--output", set.dir.appendingPathComponent("out").path, "--wait", "--json"])
+        let e = try JSONCoding.decoder.decode(EvalSummary.self, from: Data(r.out.utf8))
+        #expect(e.state == "succeeded", "\(e)")
+        #expect(e.failedUtterances == 2)
+        // Heard perfectly where spoken: the errors are u1's 3 and u3's 2 characters, of 14.
+        #expect(e.cer.map { abs($0 - 5.0 / 14.0) < 1e-12 } == true, "\(String(describing: e.cer))")
+        #expect(e.wer.map { abs($0 - 2.0 / 4.0) < 1e-12 } == true, "\(String(describing: e.wer))")
+        let reportPath = set.dir.appendingPathComponent("out/report.json").path
+        try await h.waitUntil("the report is written", timeout: 15) { FileManager.default.fileExists(atPath: reportPath) }
+        let report = try String(contentsOfFile: reportPath, encoding: .utf8)
+        #expect(report.contains("cannot speak u1") || report.contains("exit"), "the failure's reason is in the report")
+    }
 }

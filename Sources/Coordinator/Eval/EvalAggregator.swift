@@ -35,7 +35,21 @@ struct EvalAggregator {
         var normalizer: String
         /// The guide's bands on the utterance-mean WER, as its script prints them.
         var band: String
+        /// The floor shows that the ASR cannot read the test set's own audio.
+        var asrUnreadable: Bool { (floorCer ?? 0) > EvalAggregator.unreadableFloorCer }
+        /// The words that go with the figures (nil: none needed).
+        var note: String? {
+            if scored == 0 { return "no utterance could be scored: this evaluation failed and has no CER or WER" }
+            if asrUnreadable { return EvalAggregator.unreadableNote + " (ASR floor CER \(String(format: "%.1f %%", (floorCer ?? 0) * 100)))" }
+            return nil
+        }
     }
+
+    /// Above this ASR floor CER the ASR cannot read the test set's own audio (the default of the
+    /// `eval_regression` rule's `max_floor_cer`, which ignores such evaluations).
+    static let unreadableFloorCer = 0.5
+    /// What the report, the dashboard and the W&B summary say about such a set.
+    static let unreadableNote = "the ASR cannot read this test set's reference audio; CER does not measure the model here"
 
     static let cerNormalizer = KoreanTextNormalizer(removesWhitespace: true)
     static let werNormalizer = KoreanTextNormalizer(removesWhitespace: false)
@@ -139,7 +153,8 @@ struct EvalAggregator {
             "step": eval.step.map { .number(Double($0)) } ?? .null, "checkpoint": .string(eval.checkpoint),
             "normalizer": .string(s.normalizer), "cer": num(s.cer), "wer": num(s.wer), "cer_utterance_mean": num(s.cerUtteranceMean),
             "asr_floor_cer": num(s.floorCer), "scored": .number(Double(s.scored)), "failed": .number(Double(s.failed)),
-            "floor_failed": .number(Double(s.floorFailed)),
+            "floor_failed": .number(Double(s.floorFailed)), "asr_unreadable": .bool(s.asrUnreadable),
+            "note": s.note.map(JSONValue.string) ?? .null,
             "quality_band": .string(s.band), "cer_errors": counts(s.cerCounts), "wer_errors": counts(s.werCounts),
             "utterances": .array(utterances),
         ])
@@ -156,6 +171,7 @@ struct EvalAggregator {
         md += "Checkpoint `\(eval.checkpoint)`; normaliser `\(s.normalizer)`; \(s.scored) utterance(s) scored, \(s.failed) failed"
         md += s.failed > 0 ? " (each failed utterance counts as an empty transcript: all its reference characters and words are deletions).\n\n" : ".\n\n"
         if s.scored == 0 { md += "**No utterance could be scored: this evaluation failed and has no CER or WER.**\n\n" }
+        else if s.asrUnreadable { md += "**Note: \(EvalAggregator.unreadableNote).** Its ASR floor CER is \(pct(s.floorCer)): the same ASR cannot transcribe the test set's own audio, so CER and WER below say nothing about the checkpoint, and the `eval_regression` alert ignores them.\n\n" }
         md += "| measure | value |\n|---|---|\n"
         md += "| CER (corpus: errors summed over the set ÷ reference characters) | \(pct(s.cer)) |\n"
         md += "| CER (utterance mean: the mean of per-utterance CERs) | \(pct(s.cerUtteranceMean)) |\n"

@@ -5,7 +5,9 @@ import Shared
 
 /// Records a completed evaluation, inside the store's transaction that accepted its last shard:
 /// scores the whole set (``EvalAggregator``), stores the summary and, for a run's checkpoint,
-/// `eval/cer`, `eval/wer`, `eval/cer_utt_mean` and `eval/asr_floor_cer` at the checkpoint's step
+/// `eval/asr_floor_cer` and `eval/asr_unreadable` (1 when the floor shows the ASR cannot read the
+/// set), then `eval/cer`, `eval/wer`, `eval/cer_utt_mean` at the checkpoint's step (none when no
+/// utterance was scored: the evaluation then fails)
 /// with the per-utterance W&B table and the first audio samples as media events; then applies the
 /// run's retention (the scores may change which pins are the best) and appends the `eval_done`
 /// log entry that ``EvalReportWriter`` writes the reports from.
@@ -17,15 +19,23 @@ enum EvalCompletionRecorder {
         let score = EvalAggregator.score(try Store.utteranceResults(db, jobId: eval.jobId))
         func finite(_ d: Double?) -> Double? { d.flatMap { $0.isFinite ? $0 : nil } }
         let scores = EvalScores(cer: score.cer, wer: score.wer, cerUtteranceMean: score.cerUtteranceMean, floorCer: score.floorCer,
-                                failed: score.failed, normalizer: score.normalizer, band: score.band)
-        try store.finishEval(db, eval: eval, scores: scores,
-                             message: "\(score.scored) scored, \(score.failed) failed; CER \(finite(score.cer).map { String(format: "%.4f", $0) } ?? "n/a")",
-                             now: now)
+                                failed: score.failed, normalizer: score.normalizer, band: score.band,
+                                asrUnreadable: score.asrUnreadable, note: score.note)
+        // An evaluation in which nothing could be scored failed: it has no CER (never 0 %).
+        let firstReason = score.rows.first(where: \.failed)?.result.error ?? "no transcript"
+        let message = score.scored == 0
+            ? "no utterance could be scored (\(score.failed) failed; first: \(firstReason.prefix(200)))"
+            : "\(score.scored) scored, \(score.failed) failed; CER \(finite(score.cer).map { String(format: "%.4f", $0) } ?? "n/a")"
+            + (score.asrUnreadable ? "; \(EvalAggregator.unreadableNote)" : "")
+        try store.finishEval(db, eval: eval, scores: scores, state: score.scored == 0 ? .failed : .succeeded, message: message, now: now)
         var points: [MetricPoint] = []
         if let runId = eval.runId, let step = eval.step {
             let t = now.unixSeconds
-            for (key, value) in [("eval/cer", score.cer), ("eval/wer", score.wer), ("eval/cer_utt_mean", score.cerUtteranceMean),
-                                 ("eval/asr_floor_cer", score.floorCer ?? .nan)] where value.isFinite {
+            // The floor first: the rules read it before the CER of the same step (an unreadable
+            // set's CER is ignored by `eval_regression`).
+            let unreadable: Double = score.floorCer == nil ? .nan : (score.asrUnreadable ? 1 : 0)
+            for (key, value) in [("eval/asr_floor_cer", score.floorCer ?? .nan), ("eval/asr_unreadable", unreadable),
+                                 ("eval/cer", score.cer), ("eval/wer", score.wer), ("eval/cer_utt_mean", score.cerUtteranceMean)] where value.isFinite {
                 points.append(MetricPoint(runId: runId, step: step, key: key, value: value, wallTime: t))
             }
             // Through the same de-duplication and log as a worker's points (a second evaluation of

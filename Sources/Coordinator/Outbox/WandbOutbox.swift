@@ -420,9 +420,16 @@ public actor WandbOutbox {
         return out
     }
 
-    /// Tracks `val/best_text_loss` with `val/best_step`, and the best (lowest) `eval/cer`.
+    /// Tracks `val/best_text_loss` with `val/best_step`, and the best (lowest) `eval/cer` of the
+    /// evaluations whose ASR can read the test set (`eval/asr_unreadable` not 1). An unreadable
+    /// set puts the words in `eval/note`.
     private func updateBest(_ row: WandbHistoryRow, _ state: inout WandbDeliveryState) {
+        let unreadable = row.values.contains { $0.key == "eval/asr_unreadable" && ($0.value == .number(1) || $0.value == .integer(1)) }
+        if row.values.contains(where: { $0.key == "eval/asr_unreadable" }) {
+            state.summary["eval/note"] = unreadable ? WandbValue.text(EvalAggregator.unreadableNote).jsonText : "null"
+        }
         for (k, v) in row.values {
+            if unreadable && k == "eval/cer" { continue }
             guard case .number(let x) = v, x.isFinite else { continue }
             let bestKey: String
             switch k {
@@ -438,7 +445,7 @@ public actor WandbOutbox {
 
     private func bestValues(_ state: WandbDeliveryState) -> [String: WandbValue] {
         var out: [String: WandbValue] = [:]
-        for k in ["val/best_text_loss", "val/best_step", "eval/best_cer", "eval/best_step"] {
+        for k in ["val/best_text_loss", "val/best_step", "eval/best_cer", "eval/best_step", "eval/note"] {
             if let raw = state.summary[k] { out[k] = .json(raw) }
         }
         return out

@@ -95,7 +95,7 @@ struct SeriesRollupBuilder {
     /// as written: a bucket above it is new (inserted without a read), the highest one merges
     /// with the cached row, only a bucket below (a late point) is read back. The caller drops the
     /// cache if the transaction does not commit.
-    func write(_ db: Database, cache: inout SeriesRollupCache, seedsCache: Bool = true) throws {
+    func write(_ db: Database, cache: inout SeriesRollupCache) throws {
         guard !order.isEmpty else { return }
         let read = try db.cachedStatement(sql: "SELECT data FROM series_rollups WHERE series_id = ? AND level = ? AND bucket = ?")
         let write = try db.cachedStatement(sql: "INSERT OR REPLACE INTO series_rollups (series_id, level, bucket, data) VALUES (?, ?, ?, ?)")
@@ -113,17 +113,11 @@ struct SeriesRollupBuilder {
             }
             try write.execute(arguments: [slot.series, slot.level, slot.bucket, Data(row.encoded())])
             let isTop: Bool
-            if let top = cache.top[key] { isTop = slot.bucket >= top.bucket } else { isTop = seedsCache ? try Self.isTopBucket(db, key, slot.bucket) : false }
+            if let top = cache.top[key] { isTop = slot.bucket >= top.bucket } else { isTop = try Self.isTopBucket(db, key, slot.bucket) }
             if isTop {
                 cache.top[key] = (slot.bucket, row)
             }
         }
-    }
-
-    /// Without a cache (the migration's rebuild): every bucket is read back first.
-    func write(_ db: Database) throws {
-        var cache = SeriesRollupCache()
-        try write(db, cache: &cache, seedsCache: false)
     }
 
     /// Whether `bucket` is the highest stored bucket of the series and level (to seed the cache).

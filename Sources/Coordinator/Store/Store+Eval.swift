@@ -61,6 +61,8 @@ struct EvalScores: Sendable, Equatable {
     var failed: Int
     var normalizer: String
     var band: String
+    var asrUnreadable = false
+    var note: String?
 }
 
 /// A training shard's run and the spec of its job (for the decisions that read the spec).
@@ -111,15 +113,16 @@ extension Store {
     }
 
     /// Marks an evaluation succeeded with its scores and message, and its job done.
-    func finishEval(_ db: Database, eval: EvalRecord, scores: EvalScores, message: String, now: Date) throws {
+    func finishEval(_ db: Database, eval: EvalRecord, scores: EvalScores, state: EvalState, message: String, now: Date) throws {
         func number(_ d: Double?) -> JSONValue { d.flatMap { $0.isFinite ? JSONValue.number($0) : nil } ?? .null }
         let summary: [String: JSONValue] = [
             "cer": number(scores.cer), "wer": number(scores.wer), "cer_utterance_mean": number(scores.cerUtteranceMean),
             "asr_floor_cer": number(scores.floorCer), "failed": .number(Double(scores.failed)),
             "normalizer": .string(scores.normalizer), "band": .string(scores.band),
+            "asr_unreadable": .bool(scores.asrUnreadable), "note": scores.note.map(JSONValue.string) ?? .null,
         ]
-        try db.execute(sql: "UPDATE evals SET state = 'succeeded', summary = ?, finished_at = ?, message = ? WHERE id = ?",
-                       arguments: [jsonString(summary), now.unixSeconds, message, eval.id])
+        try db.execute(sql: "UPDATE evals SET state = ?, summary = ?, finished_at = ?, message = ? WHERE id = ?",
+                       arguments: [state.rawValue, jsonString(summary), now.unixSeconds, message, eval.id])
         try db.execute(sql: "UPDATE jobs SET state = 'done' WHERE id = ?", arguments: [eval.jobId])
     }
 
@@ -134,11 +137,13 @@ extension Store {
     }
 
     /// A completed evaluation with its stored utterance results (what its reports are made
-    /// from); nil if it has not completed.
+    /// from): scored, whether it succeeded or failed because no utterance could be scored; nil
+    /// if it is running or failed before it was scored (a shard failed for good).
     func completedEval(evalId: Int64) throws -> (eval: EvalRecord, results: [EvalUtteranceResult], summary: EvalSummary)? {
         try read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM evals WHERE id = ?", arguments: [evalId]),
-                  (row["state"] as EvalState) == .succeeded, let summary = try evalSummary(db, id: evalId) else { return nil }
+                  (row["state"] as EvalState) != .running, (row["summary"] as String?) != nil,
+                  let summary = try evalSummary(db, id: evalId) else { return nil }
             let eval = EvalRecord(row: row)
             return (eval, try Self.utteranceResults(db, jobId: eval.jobId), summary)
         }
@@ -175,6 +180,7 @@ extension Store {
                            utterances: r["utterances"], outputDir: r["output_dir"], cer: s["cer"]?.doubleValue, wer: s["wer"]?.doubleValue,
                            cerUtteranceMean: s["cer_utterance_mean"]?.doubleValue, floorCer: s["asr_floor_cer"]?.doubleValue,
                            failedUtterances: s["failed"]?.doubleValue.map { Int($0) }, normalizer: s["normalizer"]?.stringValue,
-                           message: r["message"], createdAt: dateFrom(r["created_at"]), finishedAt: dateFrom(r["finished_at"]))
+                           message: r["message"], createdAt: dateFrom(r["created_at"]), finishedAt: dateFrom(r["finished_at"]),
+                           note: s["note"]?.stringValue)
     }
 }

@@ -78,34 +78,6 @@ extension Store {
         var key: String
     }
 
-    /// Rebuilds every summary from the stored batches and sets the cursor past them (the
-    /// migration that introduced them).
-    static func rebuildRollups(_ db: Database) throws {
-        try db.execute(sql: "DELETE FROM series_rollups")
-        var last: Int64 = 0
-        for run in try String.fetchAll(db, sql: "SELECT DISTINCT run_id FROM metric_batches") {
-            var ids: [String: Int64] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT id, key FROM series WHERE run_id = ?", arguments: [run]) { ids[row["key"]] = row["id"] }
-            var builder = SeriesRollupBuilder()
-            let rows = try Row.fetchCursor(db, sql: "SELECT id, data FROM metric_batches WHERE run_id = ? ORDER BY id", arguments: [run])
-            while let row = try rows.next() {
-                let batch = try PointBatch(decoding: Array(row[1] as Data))
-                var seriesIds: [Int64] = []
-                for key in batch.keys {
-                    if let id = ids[key] { seriesIds.append(id) } else {
-                        let id = try seriesId(db, run: run, key: key)
-                        ids[key] = id
-                        seriesIds.append(id)
-                    }
-                }
-                builder.add(batch, seriesIds: seriesIds)
-                last = max(last, row[0])
-            }
-            try builder.write(db)
-        }
-        try setCursor(db, rollupCursor, last)
-    }
-
     /// A consumer's durable position (0 before its first step).
     static func cursor(_ db: Database, _ name: String) throws -> Int64 {
         try Int64.fetchOne(db, sql: "SELECT position FROM consumer_cursors WHERE name = ?", arguments: [name]) ?? 0

@@ -362,7 +362,9 @@ public final class Store: Sendable {
                     updated_at REAL NOT NULL
                 );
                 """)
-            try Store.rebuildRollups(db)
+            // Self-contained: no summaries are built here. The summaries' consumer starts at
+            // cursor 0 and folds every stored batch after start; until it has caught up, curves
+            // merge the batches it has not folded yet, so answers are exact meanwhile.
         }
         m.registerMigration("v13: the ingest log that consumers (the alert rules, …) read from their cursors") { db in
             try db.execute(sql: """

@@ -62,7 +62,7 @@ struct DashboardRoutes: Sendable {
         for e in evals {
             b += "<tr><td>\(e.id)</td><td>\(e.runId.map { "<a href=\"/runs/\(HTML.component($0))\">\(HTML.escape($0))</a>" } ?? "–")</td><td class=\"num\">\(e.step.map(String.init) ?? "–")</td>"
             b += "<td>\(HTML.badge(e.state))</td><td class=\"num\">\(e.utterances)</td><td class=\"num\">\(HTML.percent(e.cer))</td><td class=\"num\">\(HTML.percent(e.cerUtteranceMean))</td>"
-            b += "<td class=\"num\">\(HTML.percent(e.wer))</td><td class=\"num\">\(HTML.percent(e.floorCer))</td><td class=\"muted\">\(HTML.escape(e.message))</td></tr>"
+            b += "<td class=\"num\">\(HTML.percent(e.wer))</td><td class=\"num\">\(HTML.percent(e.floorCer))</td><td class=\"muted\">\(e.note.map { "<strong>\(HTML.escape($0))</strong> · " } ?? "")\(HTML.escape(e.message))</td></tr>"
         }
         if evals.isEmpty { b += "<tr><td colspan=\"10\" class=\"muted\">none yet</td></tr>" }
         b += "</table>"
@@ -160,6 +160,7 @@ struct DashboardRoutes: Sendable {
     func evalSection(_ e: EvalSummary) -> String {
         var b = "<h3>Step \(e.step.map(String.init) ?? "–") · eval \(e.id) \(HTML.badge(e.state))</h3>"
         b += "<p>CER \(HTML.percent(e.cer)) (corpus) · \(HTML.percent(e.cerUtteranceMean)) (utterance mean) · WER \(HTML.percent(e.wer)) · ASR floor CER \(HTML.percent(e.floorCer)) · \(e.utterances) utterances</p>"
+        if let note = e.note { b += "<p class=\"note\"><strong>\(HTML.escape(note)).</strong></p>" }
         guard let utterances = Self.reportUtterances(e) else { return b + "<p class=\"muted\">\(HTML.escape(e.message))</p>" }
         b += "<table class=\"eval-table\"><tr><th>id</th><th>CER</th><th>reference</th><th>hypothesis</th><th>audio</th><th>error</th></tr>"
         for u in utterances.prefix(50) {

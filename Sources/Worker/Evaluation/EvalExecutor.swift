@@ -141,6 +141,14 @@ public final class EvalExecutor: ShardExecutor, Sendable {
 
     private func evaluate(_ u: EvalUtterance, payload: EvalPayload, asr: Transcriber, voice: TorchModel?,
                           persistent: PersistentSynthesizer?) async -> EvalUtteranceResult {
+        var result = await evaluateModel(u, payload: payload, asr: asr, voice: voice, persistent: persistent)
+        await floor(u, payload: payload, asr: asr, model: &result)
+        return result
+    }
+
+    /// The model's side of one utterance: synthesis, then ASR of what it said.
+    private func evaluateModel(_ u: EvalUtterance, payload: EvalPayload, asr: Transcriber, voice: TorchModel?,
+                               persistent: PersistentSynthesizer?) async -> EvalUtteranceResult {
         let clock = ContinuousClock()
         let synthStart = clock.now
         var result = EvalUtteranceResult(id: u.id, reference: u.text, hypothesis: nil, floorHypothesis: nil, audioPath: nil,
@@ -185,14 +193,32 @@ public final class EvalExecutor: ShardExecutor, Sendable {
         } catch {
             result.error = "\(error)"
         }
-        if payload.withFloor, payload.synthesizer.kind != "reference", let ref = u.referenceAudio,
-           let clip = try? AudioFile.read(ref) {
-            result.floorHypothesis = try? await transcribe(ref, clip: clip, id: u.id, with: asr)
-        } else if payload.synthesizer.kind == "reference" {
-            result.floorHypothesis = result.hypothesis
-        }
         result.asrSeconds = Self.seconds(clock.now - asrStart)
         return result
+    }
+
+    /// The ASR floor of one utterance: the test set's own audio through the same ASR, whether or
+    /// not the model's audio could be made (a floor that cannot be read is a `floor_error`, which
+    /// counts against the floor as the model's failures count against the model).
+    private func floor(_ u: EvalUtterance, payload: EvalPayload, asr: Transcriber, model result: inout EvalUtteranceResult) async {
+        if payload.synthesizer.kind == "reference" {
+            // The model is the test set's audio: its transcript is the floor.
+            if let heard = result.hypothesis, result.error == nil { result.floorHypothesis = heard } else { result.floorError = result.error ?? "no transcript" }
+            return
+        }
+        guard payload.withFloor else { return }
+        let start = ContinuousClock.now
+        defer { result.asrSeconds += Self.seconds(ContinuousClock.now - start) }
+        guard let ref = u.referenceAudio else {
+            result.floorError = "the manifest has no target_audio_path for \(u.id)"
+            return
+        }
+        do {
+            let clip = try AudioFile.read(ref)
+            result.floorHypothesis = try await transcribe(ref, clip: clip, id: u.id, with: asr)
+        } catch {
+            result.floorError = "\(error)"
+        }
     }
 
     /// The transcript of one audio file: Vosk on the 16 kHz samples, or the ASR command on the file.
