@@ -66,11 +66,27 @@ public struct EvalSummary: Codable, Sendable, Equatable {
     /// test set's own audio (its floor CER is above the threshold), so CER does not measure the
     /// model here. Nil when there is nothing to add.
     public var note: String?
+    /// The floor shows that the ASR cannot read the test set's own audio: CER does not measure
+    /// the model in this evaluation.
+    public var asrUnreadable: Bool?
+    /// Speaker similarity: the mean cosine between the speaker embedding of each synthesized
+    /// utterance and of its voice prompt (`eval/sim`), and the same for the test set's own audio
+    /// (`eval/sim_floor`, the ground truth). Nil when not measured.
+    public var sim: Double?
+    public var simFloor: Double?
+    /// Mel-cepstral distortion (dB) between synthesized and target audio after DTW (`eval/mcd`);
+    /// nil when the set has no target audio or it was not measured.
+    public var mcd: Double?
 
     public init(id: Int64, jobId: Int64, runId: String?, step: Int64?, checkpoint: String, state: State, utterances: Int, outputDir: String,
                 cer: Double?, wer: Double?, cerUtteranceMean: Double?, floorCer: Double?, failedUtterances: Int?, normalizer: String?,
-                message: String, createdAt: Date?, finishedAt: Date?, note: String? = nil) {
+                message: String, createdAt: Date?, finishedAt: Date?, note: String? = nil, asrUnreadable: Bool? = nil,
+                sim: Double? = nil, simFloor: Double? = nil, mcd: Double? = nil) {
         self.note = note
+        self.asrUnreadable = asrUnreadable
+        self.sim = sim
+        self.simFloor = simFloor
+        self.mcd = mcd
         self.id = id
         self.jobId = jobId
         self.runId = runId

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClusterAdmin
+import Coordinator
 import Foundation
 import JobSpecs
 import Shared
@@ -101,18 +102,48 @@ extension Eval {
 }
 
 struct Evals: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Evaluations: state, CER (corpus and utterance mean), WER, ASR floor.")
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluations: state, CER (corpus and utterance mean), WER, ASR floor; with RUN, its checkpoints side by side.",
+        discussion: """
+            With a run (id or name), every evaluated checkpoint of that run is listed in step order with \
+            CER, WER, SIM, MCD and the floors, and the best one by --by is marked with *: the \
+            measure that `keep: {best: K, by: …}` ranks checkpoints by (lower is better, except eval/sim).
+            """)
     @OptionGroup var options: ClientOptions
+    @Argument(help: "A run (id or name): compare its evaluated checkpoints.")
+    var run: String?
+    @Option(help: "With RUN: the measure that marks the best checkpoint (\(CheckpointComparison.measures.joined(separator: ", "))).")
+    var by = "eval/cer"
 
     func run() async throws {
         try await runClient {
-            let evals = try await options.client().evals()
-            if options.json { return try printJSON(evals) }
-            Table.print(header: ["EVAL", "RUN", "STEP", "STATE", "UTTS", "CER", "CER UTT-MEAN", "WER", "FLOOR CER", "MESSAGE"], rows: evals.map { e in
-                func pct(_ d: Double?) -> String { d.map { String(format: "%.2f%%", $0 * 100) } ?? "-" }
-                return [String(e.id), e.runId ?? "-", e.step.map(String.init) ?? "-", e.state.rawValue, String(e.utterances), pct(e.cer),
-                        pct(e.cerUtteranceMean), pct(e.wer), pct(e.floorCer), String(e.message.prefix(60))]
+            let client = try options.client()
+            let evals = try await client.evals()
+            func pct(_ d: Double?) -> String { d.map { String(format: "%.2f%%", $0 * 100) } ?? "-" }
+            func num(_ d: Double?, _ format: String) -> String { d.map { String(format: format, $0) } ?? "-" }
+            guard let run else {
+                if options.json { return try printJSON(evals) }
+                Table.print(header: ["EVAL", "RUN", "STEP", "STATE", "UTTS", "CER", "CER UTT-MEAN", "WER", "FLOOR CER", "MESSAGE"], rows: evals.map { e in
+                    [String(e.id), e.runId ?? "-", e.step.map(String.init) ?? "-", e.state.rawValue, String(e.utterances), pct(e.cer),
+                     pct(e.cerUtteranceMean), pct(e.wer), pct(e.floorCer), String(e.message.prefix(60))]
+                })
+                return
+            }
+            let runs = try await client.runs()
+            guard let r = runs.first(where: { $0.id == run || $0.name == run }) else { throw ValidationError("no run \(run)") }
+            let comparison: CheckpointComparison
+            do { comparison = try CheckpointComparison(evals: evals, runId: r.id, by: by) } catch { throw ValidationError("\(error)") }
+            if options.json { return try printJSON(comparison.rows.map(\.eval)) }
+            Table.print(header: ["BEST", "STEP", "EVAL", "STATE", "CER", "WER", "SIM", "MCD dB", "FLOOR CER", "FLOOR SIM", "NOTE"], rows: comparison.rows.map { row in
+                let e = row.eval
+                return [row.isBest ? "*" : "", e.step.map(String.init) ?? "-", String(e.id), e.state.rawValue, pct(e.cer), pct(e.wer),
+                        num(e.sim, "%.3f"), num(e.mcd, "%.2f"), pct(e.floorCer), num(e.simFloor, "%.3f"), String((e.note ?? "").prefix(60))]
             })
+            if let best = comparison.best {
+                print("best by \(comparison.measure) (\(comparison.higherIsBetter ? "higher" : "lower") is better): step \(best.eval.step.map(String.init) ?? "-"), eval \(best.eval.id)")
+            } else {
+                print("no evaluation of run \(r.name) has a value of \(comparison.measure)")
+            }
         }
     }
 

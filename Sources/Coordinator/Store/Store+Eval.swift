@@ -181,6 +181,7 @@ extension Store {
                            cerUtteranceMean: s["cer_utterance_mean"]?.doubleValue, floorCer: s["asr_floor_cer"]?.doubleValue,
                            failedUtterances: s["failed"]?.doubleValue.map { Int($0) }, normalizer: s["normalizer"]?.stringValue,
                            message: r["message"], createdAt: dateFrom(r["created_at"]), finishedAt: dateFrom(r["finished_at"]),
-                           note: s["note"]?.stringValue)
+                           note: s["note"]?.stringValue, asrUnreadable: s["asr_unreadable"].flatMap { if case .bool(let b) = $0 { b } else { nil } },
+                           sim: s["sim"]?.doubleValue, simFloor: s["sim_floor"]?.doubleValue, mcd: s["mcd"]?.doubleValue)
     }
 }

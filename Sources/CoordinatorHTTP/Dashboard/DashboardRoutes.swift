@@ -16,12 +16,12 @@ struct DashboardRoutes: Sendable {
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/") { _, _ in Self.html(try self.overview()) }
-        router.get("runs/:id") { _, context in
+        router.get("runs/:id") { request, context in
             let id = try context.parameters.require("id")
             guard let run = try self.store.runs(limit: 100_000).first(where: { $0.id == id || $0.name == id }) else {
                 throw APIError.notFound("no run \(id)")
             }
-            return Self.html(try self.runPage(run))
+            return Self.html(try self.runPage(run, query: request.uri.queryParameters))
         }
         router.get("evals/:id/audio/:utterance") { _, context in try self.audio(context) }
     }
@@ -117,9 +117,10 @@ struct DashboardRoutes: Sendable {
 
     /// The keys drawn on a run page, in this order, when the run has them.
     static let chartKeys = ["train/text_loss", "train/mel_loss", "train/mel_top1", "train/loss", "train/lr",
-                            "val/text_loss", "val/mel_loss", "val/mel_top1", "val/loss", "eval/cer", "eval/wer", "eval/asr_floor_cer"]
+                            "val/text_loss", "val/mel_loss", "val/mel_top1", "val/loss", "eval/cer", "eval/wer", "eval/asr_floor_cer",
+                            "eval/sim", "eval/sim_floor", "eval/mcd"]
 
-    func runPage(_ r: RunSummary) throws -> String {
+    func runPage(_ r: RunSummary, query: Parameters = Parameters()) throws -> String {
         var b = "<h1>Run \(HTML.escape(r.name)) <span class=\"muted\">\(HTML.escape(r.id))</span> \(HTML.badge(r.state))</h1>"
         b += "<div class=\"kv\">"
         let rows: [(String, String)] = [
@@ -140,13 +141,16 @@ struct DashboardRoutes: Sendable {
         b += "<h2>Curves</h2><div class=\"charts\">"
         for key in keys {
             let series = try store.metricCurve(runId: r.id, key: key, limit: 400)
-            b += SVGChart(title: key, points: series, percent: key.hasPrefix("eval/")).card
+            b += SVGChart(title: key, points: series, percent: key.hasPrefix("eval/") && !["eval/sim", "eval/sim_floor", "eval/mcd"].contains(key)).card
         }
         if keys.isEmpty { b += "<p class=\"muted\">no metrics yet</p>" }
         b += "</div>"
         let evals = try store.evals(limit: 100_000).filter { $0.runId == r.id }.sorted { ($0.step ?? 0) < ($1.step ?? 0) }
         b += "<h2>Evaluations</h2>"
-        if evals.isEmpty { b += "<p class=\"muted\">none yet</p>" }
+        if evals.isEmpty { b += "<p class=\"muted\">none yet</p>" } else {
+            b += comparisonSection(r, evals: evals, by: query["by"].map(String.init) ?? "eval/cer")
+            b += listeningSection(r, evals: evals, a: query["a"].flatMap { Int64(String($0)) }, b: query["b"].flatMap { Int64(String($0)) })
+        }
         for e in evals.reversed().prefix(5) { b += evalSection(e) }
         b += "<h2>Alerts</h2>" + alertTable(try store.alerts(limit: 200).filter { $0.runId == r.id })
         let logs = try store.runLogs(LogsRequest(run: r.id, after: 0, limit: 40, tail: 40))
@@ -154,6 +158,60 @@ struct DashboardRoutes: Sendable {
         for l in logs.lines { b += "<tr><td class=\"muted\">\(HTML.escape(l.stream))</td><td><code>\(HTML.escape(l.text))</code></td></tr>" }
         b += "</table>"
         return HTML.page(title: "run \(r.name)", body: b)
+    }
+
+    /// Every evaluated checkpoint of the run side by side, the best by `by` marked (links switch
+    /// the measure): ``CheckpointComparison``, the measure retention's `keep: {best: K, by: …}` uses.
+    func comparisonSection(_ r: RunSummary, evals: [EvalSummary], by: String) -> String {
+        let comparison: CheckpointComparison
+        do { comparison = try CheckpointComparison(evals: evals, runId: r.id, by: by) } catch {
+            return "<p class=\"note\">\(HTML.escape("\(error)"))</p>"
+        }
+        var b = "<h3>Checkpoints compared</h3><p class=\"muted\">best by "
+        b += CheckpointComparison.measures.map { m in
+            m == by ? "<strong>\(HTML.escape(m))</strong>" : "<a href=\"/runs/\(HTML.component(r.id))?by=\(HTML.component(m))\">\(HTML.escape(m))</a>"
+        }.joined(separator: " · ")
+        b += " (\(comparison.higherIsBetter ? "higher" : "lower") is better)</p>"
+        b += "<table id=\"compare\"><tr><th></th><th>step</th><th>eval</th><th>state</th><th>CER</th><th>WER</th><th>SIM</th><th>MCD (dB)</th><th>ASR floor CER</th><th>SIM floor</th><th>note</th></tr>"
+        for row in comparison.rows {
+            let e = row.eval
+            b += "<tr\(row.isBest ? " class=\"best\"" : "")><td>\(row.isBest ? "★ best" : "")</td><td class=\"num\">\(e.step.map(String.init) ?? "–")</td><td>\(e.id)</td><td>\(HTML.badge(e.state))</td>"
+            b += "<td class=\"num\">\(HTML.percent(e.cer))</td><td class=\"num\">\(HTML.percent(e.wer))</td><td class=\"num\">\(HTML.number(e.sim))</td>"
+            b += "<td class=\"num\">\(HTML.number(e.mcd))</td><td class=\"num\">\(HTML.percent(e.floorCer))</td><td class=\"num\">\(HTML.number(e.simFloor))</td>"
+            b += "<td class=\"muted\">\(HTML.escape(e.note ?? ""))</td></tr>"
+        }
+        return b + "</table>"
+    }
+
+    /// The same utterances from two checkpoints next to each other (`?a=EVAL&b=EVAL`; by default
+    /// the run's first and last evaluations that have audio).
+    func listeningSection(_ r: RunSummary, evals: [EvalSummary], a: Int64?, b bId: Int64?) -> String {
+        let withAudio = evals.filter { Self.reportUtterances($0) != nil }
+        guard withAudio.count >= 2 else { return "" }
+        let left = withAudio.first { $0.id == a } ?? withAudio.first!
+        let right = withAudio.first { $0.id == bId } ?? withAudio.last!
+        var b = "<h3>Listen side by side</h3><form method=\"get\" action=\"/runs/\(HTML.component(r.id))\">"
+        for (name, chosen) in [("a", left), ("b", right)] {
+            b += "<label>\(name == "a" ? "left" : "right") <select name=\"\(name)\">"
+            for e in withAudio {
+                b += "<option value=\"\(e.id)\"\(e.id == chosen.id ? " selected" : "")>step \(e.step.map(String.init) ?? "–") (eval \(e.id))</option>"
+            }
+            b += "</select></label> "
+        }
+        b += "<button>compare</button></form>"
+        let l = Self.reportUtterances(left) ?? [], rr = Self.reportUtterances(right) ?? []
+        let rightById = Dictionary(rr.compactMap { u in u["id"]?.stringValue.map { ($0, u) } }, uniquingKeysWith: { x, _ in x })
+        b += "<table id=\"listen\"><tr><th>utterance</th><th>reference</th><th>step \(left.step.map(String.init) ?? "–")</th><th>step \(right.step.map(String.init) ?? "–")</th></tr>"
+        for u in l.prefix(20) {
+            guard let id = u["id"]?.stringValue, let v = rightById[id] else { continue }
+            func side(_ e: EvalSummary, _ x: [String: JSONValue]) -> String {
+                let player = x["audio_path"]?.stringValue != nil && x["error"]?.stringValue == nil
+                    ? "<audio controls preload=\"none\" src=\"/evals/\(e.id)/audio/\(HTML.component(id))\"></audio>" : "<span class=\"muted\">\(HTML.escape(x["error"]?.stringValue ?? "no audio"))</span>"
+                return "\(player)<br><span class=\"muted\">\(HTML.escape(x["hypothesis"]?.stringValue ?? "")) · CER \(HTML.percent(x["cer"]?.doubleValue))</span>"
+            }
+            b += "<tr><td>\(HTML.escape(id))</td><td>\(HTML.escape(u["reference"]?.stringValue ?? ""))</td><td>\(side(left, u))</td><td>\(side(right, v))</td></tr>"
+        }
+        return b + "</table>"
     }
 
     /// One evaluation: its figures and the utterance table with an audio player per sample.
