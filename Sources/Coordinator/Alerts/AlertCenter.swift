@@ -18,6 +18,11 @@ import Shared
 /// A wake-up (``wake()``, after each ingest commit) reads what is new; a tick every second checks
 /// stalls, queues repeats and status digests.
 public actor AlertCenter {
+    /// Its store reads and writes block (SQLite with fsync, reads of many batches): they run on
+    /// a thread of its own, never on a thread of the cooperative pool.
+    private let executor = DedicatedThreadExecutor(name: "alert-rules")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
     /// Something that makes the rules look again.
     public enum Input: Sendable {
         /// Something was committed: read the log.

@@ -16,6 +16,11 @@ import WandB
 ///   per run; after a crash the same lines are sent at the same offsets, which the server
 ///   overwrites. A rejected key (401/403) is reported once, loudly, and the data stays queued.
 public actor WandbOutbox {
+    /// Its store reads and writes block (SQLite with fsync, reads of many batches): they run on
+    /// a thread of its own, never on a thread of the cooperative pool.
+    private let executor = DedicatedThreadExecutor(name: "wandb-outbox")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
     /// The one W&B mode enum (`WANDB_MODE`): online, offline or disabled.
     public typealias Mode = WandbSettings.Mode
 
