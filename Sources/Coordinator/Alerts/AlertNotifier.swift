@@ -16,6 +16,11 @@ import Slack
 ///   `no_service`, `channel_is_archived` …): reported once with Slack's reason and given up.
 /// - The webhook URL is a secret: it is never logged (``SlackWebhookURL`` redacts itself).
 public actor AlertNotifier {
+    /// Its store reads and writes block (SQLite with fsync): they run on a thread of its own,
+    /// never on a thread of the cooperative pool.
+    private let executor = DedicatedThreadExecutor(name: "alert-notifier")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
     let store: Store
     let webhook: SlackWebhook
     let logger: Logger

@@ -5,6 +5,11 @@ import Shared
 /// Leases shards to polling workers. Polls with no work are held (long-poll) until a shard
 /// becomes available for that worker or the poll's wait runs out.
 public actor Scheduler {
+    /// Its store reads and writes block (SQLite with fsync): they run on a thread of its own,
+    /// never on a thread of the cooperative pool.
+    private let executor = DedicatedThreadExecutor(name: "scheduler")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
     private struct Waiter {
         var id: UInt64
         var workerId: String
