@@ -3,7 +3,7 @@
 
     /usr/bin/python3 scripts/torch/check_reference_codec.py --model REF.pt --dataset DIR
         [--steps 300] [--eval-at 25,100,200,300] [--checkpoints CKPT ...] [--max-codes 60] [--seed 1]
-        [--json OUT] [--expect]
+        [--targets val|train] [--json OUT] [--expect]
 
 For every validation target of DIR/gpt_pairs_val.jsonl (make_reference_dataset.py) it computes the
 MCD (docs/EVALUATION.md, "MCD": 25 ms / 10 ms frames at 16 kHz, 40 Slaney mel bands, c1..c12,
@@ -22,7 +22,8 @@ The training is the demo's (scripts/demo.sh): AdamW (betas 0.9 / 0.999, eps 1e-8
 epoch by ``random.Random(seed)``), in Python on the same TorchScript module (the shim does the
 same in C++; its batching order differs). The evaluations are after the steps of ``--eval-at``
 (the demo's eval_every 100, and step 25, before the model has learnt where speech stops).
-``--checkpoints`` instead evaluates shim checkpoints (tts_shim_save_checkpoint files, e.g. a demo
+``--targets train`` speaks the first 12 training targets instead (sentences the model learns;
+there is no codec_audio for them). ``--checkpoints`` instead evaluates shim checkpoints (tts_shim_save_checkpoint files, e.g. a demo
 run's model_step100.pt and model_step300.pt) without training.
 
 ``--expect`` makes it a test oracle of the codec (TorchShimTests runs it with ``--steps 0``):
@@ -138,9 +139,11 @@ def load_manifest(path: str) -> list:
     return out
 
 
-def val_targets(dataset: str) -> list:
+def val_targets(dataset: str, split: str = "val", limit: int = 0) -> list:
     seen, out = set(), []
-    for r in load_manifest(os.path.join(dataset, "gpt_pairs_val.jsonl")):
+    for r in load_manifest(os.path.join(dataset, f"gpt_pairs_{split}.jsonl")):
+        if limit and len(out) >= limit:
+            break
         if r["target_id"] not in seen:
             seen.add(r["target_id"])
             out.append(r)
@@ -207,6 +210,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--grad-accum", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--targets", choices=["val", "train"], default="val",
+                    help="whose texts to speak: the validation targets (unseen sentences), or the first 12 "
+                         "training targets (sentences the model trains on; no codec_audio check)")
     ap.add_argument("--json")
     ap.add_argument("--expect", action="store_true")
     args = ap.parse_args()
@@ -214,7 +220,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     t0 = time.time()
     model = torch.jit.load(args.model, map_location="cpu")
-    targets = val_targets(args.dataset)
+    targets = val_targets(args.dataset, args.targets, 12 if args.targets == "train" else 0)
     audio = [read_wav(os.path.join(r["_base"], r["target_audio_path"])) for r in targets]
     k = int(model.codec.codebook_size())
     problems = []
@@ -230,6 +236,8 @@ def main() -> int:
     results["random"] = [mcd(g, a) for g, a in zip(rnd, audio)]
     for r, g in zip(targets, gt):
         rel = r.get("target_codec_audio_path")
+        if args.targets == "train":
+            continue
         if rel is None:
             problems.append(f"{r['id']}: no target_codec_audio_path in the manifest")
             continue
