@@ -4,7 +4,8 @@
     /usr/bin/python3 scripts/torch/make_reference_dataset.py --out DIR [--sentences N]
         [--pairs-per-target 2] [--codebook-size 256] [--seed 0]
 
-Needs espeak-ng and sox (apt-get install espeak-ng sox) and numpy. Runs in a few seconds.
+Needs espeak-ng and sox (apt-get install espeak-ng sox), numpy and, for the codec floor audio,
+Debian's python3-torch. Runs in a few seconds.
 
 Output (all paths inside the manifests are relative to the manifest's directory, DIR)::
 
@@ -16,6 +17,7 @@ Output (all paths inside the manifests are relative to the manifest's directory,
     DIR/condition/<utt>.npy      float32 [32, 32]   prompt condition stand-in
     DIR/emo_vec/<utt>.npy        float32 [32]       emotion vector stand-in
     DIR/codebook.npy             float32 [K, 32]    the codec's k-means code book
+    DIR/codec_audio/<utt>.wav    16 kHz PCM16: a validation target's own codes, decoded (the codec floor)
     DIR/dataset.json             what was made: parameters, tokenizer table, counts
 
 Utterances
@@ -36,7 +38,8 @@ prompt utterance of the same speaker from the same split (chosen with ``random.R
 ``prompt_condition_path``, ``prompt_condition_len`` (32), ``prompt_emo_vec_path``,
 ``prompt_duration`` (seconds), ``target_id``, ``target_audio_path``, ``target_text``,
 ``target_text_ids_path``, ``target_text_len``, ``target_codes_path``, ``target_code_len``,
-``target_emo_vec_path``. The condition / emo_vec files are small stand-ins (IndexTTS-2's are
+``target_emo_vec_path``; validation records also have ``target_codec_audio_path`` (the codec
+floor below). The condition / emo_vec files are small stand-ins (IndexTTS-2's are
 float32 [32, 1280] perceiver latents and an emotion vector): the prompt's log-mel frames
 linearly resampled to 32 rows, and the mean log-mel frame.
 
@@ -64,7 +67,8 @@ Codec (codes)
 A deliberately simple stand-in for IndexTTS-2's semantic codes: quantised log-mel frames at
 25 frames/s.
 
-1. espeak-ng writes 22.05 kHz WAV; ``sox in.wav -r 16000 -c 1 -b 16 out.wav`` resamples it.
+1. espeak-ng writes 22.05 kHz WAV; ``sox -D in.wav -r 16000 -c 1 -b 16 out.wav`` resamples it
+   (``-D``: no dither; sox's default dither is random, which made every run's audio differ).
 2. Samples are scaled to [-1, 1); the signal is padded with 512 zeros on both sides.
 3. Frames: window 1024 samples (Hann, ``0.5 - 0.5 cos(2 pi n / 1024)``), hop 640 samples
    (25 frames/s at 16 kHz); ``n_frames = 1 + (len(padded) - 1024) // 640``.
@@ -78,7 +82,22 @@ A deliberately simple stand-in for IndexTTS-2's semantic codes: quantised log-me
 6. Each frame's code is the index of its nearest centroid (squared Euclidean distance, ties to
    the lowest index), saved as int32 [n_frames].
 
-The whole pipeline is deterministic for a given espeak-ng / sox / numpy build.
+Codec floor (``codec_audio``)
+-----------------------------
+The codec's decoder is ``reference_model.CodecDecoder`` over codebook.npy and the filterbank of
+step 4 (code-book log-mel frames interpolated to a 160-sample hop -> mel power -> power spectrum by
+the band-normalised transpose of the filterbank -> 32 rounds of fast Griffin-Lim with torch.stft /
+torch.istft; see its docstring). ``export_reference_model.py --codebook DIR/codebook.npy`` puts the
+same decoder, with the same buffers, into the reference model, whose ``synthesize`` and
+``decode_codes`` use it. Here it is compiled with ``torch.jit.script`` and each validation target's
+own codes are decoded with it, written as 16 kHz mono PCM16 (``round(x * 32767)``) to
+``codec_audio/<utt>.wav`` and named by the validation records' ``target_codec_audio_path``: the
+audio a model would produce if it predicted every code right, i.e. the best this codec allows
+(a floor for MCD, SIM and CER beside the ASR's floor on the real target audio).
+scripts/torch/check_reference_codec.py checks that the exported model's ``decode_codes`` gives
+the same samples.
+
+The whole pipeline is deterministic for a given espeak-ng / sox / numpy / torch build.
 """
 
 import argparse
@@ -260,8 +279,35 @@ def read_wav(path: str) -> np.ndarray:
 
 def synthesize(text: str, voice_args: list, out_wav: str) -> None:
     speech = subprocess.run(["espeak-ng", *voice_args, "--stdout", text], check=True, capture_output=True).stdout
-    subprocess.run(["sox", "-q", "-t", "wav", "-", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", out_wav],
+    subprocess.run(["sox", "-q", "-D", "-t", "wav", "-", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", out_wav],
                    input=speech, check=True, capture_output=True)
+
+
+def codec_decoder(codebook: np.ndarray):
+    """The codec's decoder (reference_model.CodecDecoder, scripted as in the exported model):
+    int codes -> float64 samples in [-1, 1]."""
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from reference_model import CodecDecoder
+
+    torch.set_num_threads(1)
+    module = torch.jit.script(CodecDecoder(torch.from_numpy(codebook.astype(np.float32)),
+                                           torch.from_numpy(FILTERS), sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP))
+
+    def decode(codes: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module.decode(torch.from_numpy(codes.astype(np.int64))).double().numpy()
+
+    return decode
+
+
+def write_wav(path: str, samples: np.ndarray) -> None:
+    pcm = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(pcm.tobytes())
 
 
 def resample_rows(frames: np.ndarray, rows: int) -> np.ndarray:
@@ -284,7 +330,7 @@ def main() -> int:
         ap.error("--sentences must be at least 2")
     t0 = time.time()
     out = os.path.abspath(args.out)
-    for sub in ("audio", "text_ids", "codes", "condition", "emo_vec"):
+    for sub in ("audio", "text_ids", "codes", "condition", "emo_vec", "codec_audio"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
 
     utts = []  # dicts: id, speaker, text, split, rel paths
@@ -319,6 +365,12 @@ def main() -> int:
         np.save(os.path.join(out, "condition", u["id"] + ".npy"), resample_rows(f, COND_ROWS))
         np.save(os.path.join(out, "emo_vec", u["id"] + ".npy"), f.mean(axis=0).astype(np.float32))
 
+    decode = codec_decoder(codebook)
+    for u in utts:
+        if u["split"] == "val":
+            codes = np.load(os.path.join(out, "codes", u["id"] + ".npy"))
+            write_wav(os.path.join(out, "codec_audio", u["id"] + ".wav"), decode(codes))
+
     rng = random.Random(args.seed)
     counts = {}
     for split in ("train", "val"):
@@ -350,6 +402,7 @@ def main() -> int:
                     "target_codes_path": f"codes/{u['id']}.npy",
                     "target_code_len": u["code_len"],
                     "target_emo_vec_path": f"emo_vec/{u['id']}.npy",
+                    **({"target_codec_audio_path": f"codec_audio/{u['id']}.wav"} if split == "val" else {}),
                 })
         with open(os.path.join(out, f"gpt_pairs_{split}.jsonl"), "w", encoding="utf-8") as fh:
             for r in records:
@@ -373,6 +426,8 @@ def main() -> int:
                   "n_mels": N_MELS, "f_max": F_MAX, "codebook_size": int(codebook.shape[0])},
         "text_len": {"min": min(text_lens), "max": max(text_lens)},
         "code_len": {"min": min(code_lens), "max": max(code_lens)},
+        "codec_floor": {"decoder": "reference_model.CodecDecoder (Griffin-Lim)", "dir": "codec_audio",
+                        "utterances": sum(1 for u in utts if u["split"] == "val")},
         "seconds": round(time.time() - t0, 2),
     }
     with open(os.path.join(out, "dataset.json"), "w", encoding="utf-8") as fh:

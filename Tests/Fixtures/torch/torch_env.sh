@@ -2,9 +2,11 @@
 # Makes everything the torch runner's tests need, and prints it as KEY=VALUE lines (last lines
 # of stdout):
 #   SHIM=…/libtts_torch_shim.so   (scripts/torch/build-shim.sh: Debian's CPU libtorch, CMake)
-#   MODEL=…/reference.pt          (scripts/torch/export_reference_model.py, Debian's python3-torch)
+#   MODEL=…/reference.pt          (scripts/torch/export_reference_model.py, Debian's python3-torch;
+#                                  its codec decoder over the dataset's code book)
 #   MODULES=…/modules             (scripts/torch/export_test_modules.py: broken modules for error tests)
-#   DATASET=…/dataset             (scripts/torch/make_reference_dataset.py: Korean espeak-ng speech)
+#   DATASET=…/dataset             (scripts/torch/make_reference_dataset.py: Korean espeak-ng speech,
+#                                  codes, code book, codec_audio/ = the codec floor)
 # Installs what is missing (apt-get: libtorch-dev cmake g++ python3-torch python3-numpy espeak-ng
 # sox). TTS_TORCH_SHIM names an already built library instead. Outputs are kept in $TTS_ORACLE_DIR/torch (default .build-oracle/torch) and remade when
 # the scripts change. Exit status is non-zero with the reason on stderr when anything fails: the
@@ -38,12 +40,14 @@ fi
 stamp="$(cat "$root"/scripts/torch/*.py | sha256sum | cut -c1-16)"
 if [[ ! -f "$base/.ready" || "$(cat "$base/.ready")" != "$stamp" ]]; then
   rm -rf "$base/modules" "$base/dataset" "$base/reference.pt" "$base/reference.pt.json"
-  /usr/bin/python3 "$root/scripts/torch/export_reference_model.py" --out "$base/reference.pt" >&2 \
+  # The dataset first: the model's codec decoder is made from its code book.
+  /usr/bin/python3 "$root/scripts/torch/make_reference_dataset.py" --out "$base/dataset" >&2 \
+    || { echo "torch_env: making the reference dataset failed (espeak-ng, sox, numpy, python3-torch)" >&2; exit 5; }
+  /usr/bin/python3 "$root/scripts/torch/export_reference_model.py" --out "$base/reference.pt" \
+      --codebook "$base/dataset/codebook.npy" >&2 \
     || { echo "torch_env: exporting the reference model failed" >&2; exit 4; }
   /usr/bin/python3 "$root/scripts/torch/export_test_modules.py" --out-dir "$base/modules" >&2 \
     || { echo "torch_env: exporting the test modules failed" >&2; exit 4; }
-  /usr/bin/python3 "$root/scripts/torch/make_reference_dataset.py" --out "$base/dataset" >&2 \
-    || { echo "torch_env: making the reference dataset failed (espeak-ng, sox, numpy)" >&2; exit 5; }
   echo "$stamp" > "$base/.ready"
 fi
 echo "SHIM=$shim"
