@@ -18,13 +18,20 @@ public struct EvalRequest: Codable, Sendable, Equatable {
     public var shards: Int?
     /// The subset's seed (default: the run id, or "eval").
     public var seed: String?
-    /// `vosk` (default) or `command` with ``asrCommand`` (see ``EvalPayload/asrCommand``).
+    /// `vosk` (default), `command` or `persistent` with ``asrCommand`` (see ``EvalPayload/asrCommand``).
     public var asr: String?
     public var asrCommand: [String]?
+    /// Seconds one transcription by an ASR program may take (default: the synthesizer's timeout).
+    public var asrTimeoutSeconds: Double?
+    /// For `asr: persistent`: seconds from its start to its ready line (default 600).
+    public var asrStartupTimeoutSeconds: Double?
+    /// For `asr: persistent`: restarts after a failure per shard (default 2).
+    public var asrMaxRestarts: Int?
 
     public init(checkpoint: String, manifests: [String], numSamples: Int? = nil, synthesizer: SynthesizerSpec = .reference,
                 run: String? = nil, step: Int64? = nil, outputDir: String? = nil, shards: Int? = nil, seed: String? = nil,
-                asr: String? = nil, asrCommand: [String]? = nil) {
+                asr: String? = nil, asrCommand: [String]? = nil, asrTimeoutSeconds: Double? = nil,
+                asrStartupTimeoutSeconds: Double? = nil, asrMaxRestarts: Int? = nil) {
         self.checkpoint = checkpoint
         self.manifests = manifests
         self.numSamples = numSamples
@@ -36,6 +43,9 @@ public struct EvalRequest: Codable, Sendable, Equatable {
         self.seed = seed
         self.asr = asr
         self.asrCommand = asrCommand
+        self.asrTimeoutSeconds = asrTimeoutSeconds
+        self.asrStartupTimeoutSeconds = asrStartupTimeoutSeconds
+        self.asrMaxRestarts = asrMaxRestarts
     }
 }
 

@@ -231,14 +231,28 @@ public struct EvalPlan: Sendable, Equatable {
     public var synthesizer: SynthesizerSpec
     /// Eval shards per evaluation (spread over free workers).
     public var shards: Int
+    /// The ASR backend (``EvalPayload/asr``): `vosk`, `command` (`asr: {command: [...]}`) or
+    /// `persistent` (`asr: {kind: persistent, command: [...]}`, docs/ASR.md).
+    public var asr: String
     /// `asr: {command: [...]}`: transcribe with a program instead of Vosk (``EvalPayload/asrCommand``).
     public var asrCommand: [String]?
+    /// `asr.timeout_seconds`: seconds per audio file (default: the synthesizer's timeout).
+    public var asrTimeoutSeconds: Double?
+    /// `asr.startup_timeout_seconds` (`persistent`): seconds to the ready line (default 600).
+    public var asrStartupTimeoutSeconds: Double?
+    /// `asr.max_restarts` (`persistent`): restarts per shard after a failure (default 2).
+    public var asrMaxRestarts: Int?
 
-    public init(manifests: [ManifestSpec], numSamples: Int?, synthesizer: SynthesizerSpec, shards: Int, asrCommand: [String]? = nil) {
+    public init(manifests: [ManifestSpec], numSamples: Int?, synthesizer: SynthesizerSpec, shards: Int, asrCommand: [String]? = nil,
+                asr: String? = nil, asrTimeoutSeconds: Double? = nil, asrStartupTimeoutSeconds: Double? = nil, asrMaxRestarts: Int? = nil) {
         self.manifests = manifests
         self.numSamples = numSamples
         self.synthesizer = synthesizer
         self.shards = shards
         self.asrCommand = asrCommand
+        self.asr = asr ?? (asrCommand == nil ? "vosk" : "command")
+        self.asrTimeoutSeconds = asrTimeoutSeconds
+        self.asrStartupTimeoutSeconds = asrStartupTimeoutSeconds
+        self.asrMaxRestarts = asrMaxRestarts
     }
 }

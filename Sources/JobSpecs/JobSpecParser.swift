@@ -471,6 +471,10 @@ public enum JobSpecParser {
                 var synthesizer = SynthesizerSpec.reference
                 var shards = 2
                 var asrCommand: [String]?
+                var asrKind: String?
+                var asrTimeout: Double?
+                var asrStartupTimeout: Double?
+                var asrMaxRestarts: Int?
                 for (k, kNode, v) in try mapping(n, "eval") {
                     switch k {
                     case "manifests": manifests = try stringList(v, "eval.manifests").map(ManifestSpec.init(parsing:))
@@ -522,22 +526,46 @@ public enum JobSpecParser {
                         }
                     case "asr":
                         if case .scalar = v {
-                            guard try string(v, "eval.asr") == "vosk" else { throw fail("eval.asr", v, "write vosk, or {command: [..., \"{audio}\", ...]}") }
+                            guard try string(v, "eval.asr") == "vosk" else {
+                                throw fail("eval.asr", v, "write vosk, {command: [..., \"{audio}\", ...]} or {kind: persistent, command: [...]} (docs/ASR.md)")
+                            }
                         } else {
                             for (ak, akNode, av) in try mapping(v, "eval.asr") {
-                                guard ak == "command" else { throw fail("eval.asr.\(ak)", akNode, "unknown key; asr takes command") }
-                                asrCommand = try stringList(av, "eval.asr.command")
+                                switch ak {
+                                case "kind":
+                                    let kind = try string(av, "eval.asr.kind")
+                                    guard kind == "command" || kind == "persistent" else {
+                                        throw fail("eval.asr.kind", av, "'\(kind)': write command or persistent (for Vosk, write asr: vosk)")
+                                    }
+                                    asrKind = kind
+                                case "command": asrCommand = try stringList(av, "eval.asr.command")
+                                case "timeout_seconds":
+                                    let t = try double(av, "eval.asr.timeout_seconds")
+                                    guard t > 0 else { throw fail("eval.asr.timeout_seconds", av, "must be positive, found \(t)") }
+                                    asrTimeout = t
+                                case "startup_timeout_seconds":
+                                    let t = try double(av, "eval.asr.startup_timeout_seconds")
+                                    guard t > 0 else { throw fail("eval.asr.startup_timeout_seconds", av, "must be positive, found \(t)") }
+                                    asrStartupTimeout = t
+                                case "max_restarts": asrMaxRestarts = try int(av, "eval.asr.max_restarts", minimum: 0)
+                                default:
+                                    throw fail("eval.asr.\(ak)", akNode, "unknown key; asr takes kind, command, timeout_seconds, startup_timeout_seconds and max_restarts")
+                                }
                             }
-                            guard asrCommand?.contains(where: { $0.contains("{audio}") }) == true else {
-                                throw fail("eval.asr.command", v, "must contain {audio} (the program prints the transcript on stdout)")
+                            let kind = asrKind ?? "command"
+                            asrKind = kind
+                            if kind == "command", asrStartupTimeout != nil || asrMaxRestarts != nil {
+                                throw fail("eval.asr", v, "startup_timeout_seconds and max_restarts are for kind: persistent (a command ASR runs once per file)")
                             }
+                            if let problem = EvalPayload.asrProblem(kind: kind, command: asrCommand) { throw fail("eval.asr.command", v, problem) }
                         }
                     default: throw fail("eval.\(k)", kNode, "unknown key; eval takes manifests, num_samples, synthesizer, asr and shards")
                     }
                 }
                 guard !manifests.isEmpty else { throw fail("eval.manifests", n, "is required: the test manifests (path.jsonl::ko)") }
                 guard nodes["eval_every"] != nil else { throw fail("eval_every", n, "eval: needs eval_every (the checkpoint steps to evaluate)") }
-                evaluation = EvalPlan(manifests: manifests, numSamples: samples, synthesizer: synthesizer, shards: shards, asrCommand: asrCommand)
+                evaluation = EvalPlan(manifests: manifests, numSamples: samples, synthesizer: synthesizer, shards: shards, asrCommand: asrCommand,
+                                      asr: asrKind, asrTimeoutSeconds: asrTimeout, asrStartupTimeoutSeconds: asrStartupTimeout, asrMaxRestarts: asrMaxRestarts)
             }
 
             let spec = JobSpec(

@@ -35,10 +35,16 @@ struct Eval: AsyncParsableCommand {
     var shards = 2
     @Option(help: "The subset's seed (default: the run id).")
     var seed: String?
-    @Option(help: "ASR backend: vosk (workers with --vosk-model) or command (any worker, with --asr-command).")
+    @Option(help: "ASR backend: vosk (workers with --vosk-model), command (a process per audio file, any worker, with --asr-command) or persistent (one process per shard, files sent as JSON lines: docs/ASR.md).")
     var asr = "vosk"
-    @Option(help: "For --asr command: the command line, with {audio} {id} {language}; it prints the transcript on stdout.")
+    @Option(help: "For --asr command: the command line, with {audio} {id} {language}; it prints the transcript on stdout. For --asr persistent: the startup command line (no placeholders), e.g. \"python examples/asr/whisper_large_v3_asr.py --model-dir DIR\".")
     var asrCommand: String?
+    @Option(help: "Seconds one audio file's transcription may take (default: --synth-timeout).")
+    var asrTimeout: Double?
+    @Option(help: "For --asr persistent: seconds from its start to its ready line (default 600).")
+    var asrStartupTimeout: Double?
+    @Option(help: "For --asr persistent: restarts after a failure per shard (default 2).")
+    var asrMaxRestarts: Int?
     @Flag(help: "Wait until it is done and print the scores.")
     var wait = false
 
@@ -49,12 +55,20 @@ struct Eval: AsyncParsableCommand {
             synth.command = try Self.words(synthCommand, option: "--synth-command")
         }
         var asrArgv: [String]?
-        if asr == "command" {
-            guard let asrCommand else { throw ValidationError("--asr command needs --asr-command \"… {audio} …\"") }
+        if asr == "command" || asr == "persistent" {
+            guard let asrCommand else {
+                throw ValidationError(asr == "command" ? "--asr command needs --asr-command \"… {audio} …\""
+                                      : "--asr persistent needs --asr-command \"…\" (its startup command line, docs/ASR.md)")
+            }
             asrArgv = try Self.words(asrCommand, option: "--asr-command")
         }
+        if let problem = EvalPayload.asrProblem(kind: asr, command: asrArgv) { throw ValidationError("--asr \(asr): \(problem)") }
+        if let t = asrTimeout, t <= 0 { throw ValidationError("--asr-timeout must be positive, got \(t)") }
+        if let t = asrStartupTimeout, t <= 0 { throw ValidationError("--asr-startup-timeout must be positive, got \(t)") }
+        if let n = asrMaxRestarts, n < 0 { throw ValidationError("--asr-max-restarts must be 0 or more, got \(n)") }
         let request = EvalRequest(checkpoint: checkpoint, manifests: manifests, numSamples: numSamples, synthesizer: synth, run: run,
-                                  step: step, outputDir: output, shards: shards, seed: seed, asr: asr, asrCommand: asrArgv)
+                                  step: step, outputDir: output, shards: shards, seed: seed, asr: asr, asrCommand: asrArgv,
+                                  asrTimeoutSeconds: asrTimeout, asrStartupTimeoutSeconds: asrStartupTimeout, asrMaxRestarts: asrMaxRestarts)
         try await runClient {
             let client = try options.client()
             var summary = try await client.eval(request)

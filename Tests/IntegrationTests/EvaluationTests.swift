@@ -177,6 +177,53 @@ struct EvaluationTests {
         #expect(try h.shards().allSatisfy { $0.kind == "eval-command" && $0.state == "succeeded" })
     }
 
+    @Test("--asr persistent: one Whisper-example process per shard over the stand-in faster_whisper, the exact CER its transcripts imply")
+    func persistentASR() async throws {
+        let dataset = try #require(try Self.fixture("torch/torch_env.sh")["DATASET"])
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--no-wandb"])
+        try h.startWorker("plain", ["--no-torch"])
+        try await h.waitUntil("the worker takes program-ASR eval shards", timeout: 30) {
+            try h.workers().first?.capabilities.contains("shard:eval-command") == true
+        }
+        // Real audio of the dataset; the stand-in "recognizes" AUDIO.txt: one substitution in
+        // 12 reference characters, one wrong word of three.
+        let audio = try FileManager.default.contentsOfDirectory(atPath: dataset + "/audio").filter { $0.hasSuffix(".wav") }.sorted().prefix(3).map { dataset + "/audio/" + $0 }
+        try #require(audio.count == 3)
+        let dir = h.dir.appendingPathComponent("persistent-asr")
+        let model = dir.appendingPathComponent("faster-whisper-large-v3")
+        try FileManager.default.createDirectory(at: model, withIntermediateDirectories: true)
+        for file in ["model.bin", "config.json", "tokenizer.json", "preprocessor_config.json"] {
+            try "{}\n".write(to: model.appendingPathComponent(file), atomically: true, encoding: .utf8)
+        }
+        let texts = ["가나다라", "마바사", "아자차카타"], heard = ["가나다라", "마바사", "아자차카파"]
+        var lines: [String] = []
+        for (i, a) in audio.enumerated() {
+            let copy = dir.appendingPathComponent("u\(i).wav").path
+            try FileManager.default.copyItem(atPath: a, toPath: copy)
+            try (heard[i] + "\n").write(toFile: copy + ".txt", atomically: true, encoding: .utf8)
+            lines.append(#"{"id": "u\#(i)", "target_text": "\#(texts[i])", "target_audio_path": "u\#(i).wav"}"#)
+        }
+        let manifest = dir.appendingPathComponent("test.jsonl").path
+        try (lines.joined(separator: "\n") + "\n").write(toFile: manifest, atomically: true, encoding: .utf8)
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let loads = dir.appendingPathComponent("loads.txt").path
+        let command = ["/usr/bin/env", "PYTHONPATH=\(root.path)/Tests/Fixtures/eval/faster_whisper_standin", "STANDIN_LOADS=\(loads)", "python3",
+                       root.path + "/examples/asr/whisper_large_v3_asr.py", "--model-dir", model.path, "--device", "cpu", "--compute-type", "int8"]
+        let r = try h.cli(["eval", "/ckpt/model.pth", "--manifest", manifest, "--asr", "persistent", "--asr-command", command.joined(separator: " "),
+                           "--asr-timeout", "60", "--shards", "2", "--output", dir.appendingPathComponent("out").path, "--wait", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let e = try JSONCoding.decoder.decode(EvalSummary.self, from: Data(r.out.utf8))
+        #expect(e.state == "succeeded" && e.utterances == 3 && e.failedUtterances == 0, "\(e)")
+        #expect(e.cer == 1.0 / 12.0, "one substitution in 12 reference characters: \(String(describing: e.cer))")
+        #expect(e.wer == 1.0 / 3.0)
+        #expect(e.floorCer == 1.0 / 12.0, "the reference synthesizer's audio is the floor")
+        let shards = try h.shards()
+        #expect(shards.count == 2 && shards.allSatisfy { $0.kind == "eval-command" && $0.state == "succeeded" })
+        let starts = ((try? String(contentsOfFile: loads, encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(starts.count == 2, "one model load per shard: \(starts)")
+    }
+
     /// A worker that runs the command ASR and a manifest of `count` utterances over real audio of
     /// the dataset; the "ASR" reads `<audio>.txt`, which the synthesizer commands below copy.
     private static func commandSet(_ h: ClusterHarness, _ name: String, texts: [String]) async throws -> (manifest: String, dir: URL) {

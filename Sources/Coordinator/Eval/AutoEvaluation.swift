@@ -25,6 +25,7 @@ enum AutoEvaluation {
         return EvalRequest(checkpoint: checkpoint, manifests: plan.manifests.map(\.description), numSamples: plan.numSamples,
                            synthesizer: synthesizer, run: context.runId, step: step,
                            outputDir: context.runOutputDir.map { "\($0)/eval-step\(step)" }, shards: plan.shards,
-                           asr: plan.asrCommand == nil ? "vosk" : "command", asrCommand: plan.asrCommand)
+                           asr: plan.asr, asrCommand: plan.asrCommand, asrTimeoutSeconds: plan.asrTimeoutSeconds,
+                           asrStartupTimeoutSeconds: plan.asrStartupTimeoutSeconds, asrMaxRestarts: plan.asrMaxRestarts)
     }
 }

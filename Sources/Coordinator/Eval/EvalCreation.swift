@@ -29,10 +29,7 @@ enum EvalCreation {
             throw ProtocolError(.invalidRequest, "the \(request.synthesizer.kind) synthesizer needs a command template")
         }
         let asr = request.asr ?? "vosk"
-        guard ["vosk", "command"].contains(asr) else { throw ProtocolError(.invalidRequest, "unknown ASR backend '\(asr)': use vosk or command") }
-        if asr == "command", !(request.asrCommand ?? []).contains(where: { $0.contains("{audio}") }) {
-            throw ProtocolError(.invalidRequest, "the command ASR backend needs a command with {audio} (it prints the transcript on stdout)")
-        }
+        if let problem = EvalPayload.asrProblem(kind: asr, command: request.asrCommand) { throw ProtocolError(.invalidRequest, problem) }
         let all: [EvalUtterance]
         do { all = try EvalManifest.read(request.manifests.map(ManifestSpec.init(parsing:))) } catch {
             throw ProtocolError(.invalidRequest, "\(error)")
@@ -47,7 +44,8 @@ enum EvalCreation {
         for i in 0..<shardCount {
             let chunk = stride(from: i, to: picked.count, by: shardCount).map { picked[$0] }
             let payload = EvalPayload(evalId: evalId, checkpoint: request.checkpoint, utterances: chunk, synthesizer: request.synthesizer,
-                                      asr: asr, asrCommand: request.asrCommand, asrTimeoutSeconds: request.synthesizer.timeoutSeconds,
+                                      asr: asr, asrCommand: request.asrCommand, asrTimeoutSeconds: request.asrTimeoutSeconds ?? request.synthesizer.timeoutSeconds,
+                                      asrStartupTimeoutSeconds: request.asrStartupTimeoutSeconds, asrMaxRestarts: request.asrMaxRestarts,
                                       outputDir: outputDir)
             try store.insertEvalShard(db, jobId: jobId, runId: request.run, kind: EvalPayload.shardKind(asr: asr), payload: jsonString(payload) ?? "{}", now: now)
         }

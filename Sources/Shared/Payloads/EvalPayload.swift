@@ -96,22 +96,29 @@ public struct EvalPayload: Codable, Sendable, Equatable {
     public var checkpoint: String
     public var utterances: [EvalUtterance]
     public var synthesizer: SynthesizerSpec
-    /// The ASR backend: `vosk` (the worker's Vosk library and Korean model) or `command`.
+    /// The ASR backend: `vosk` (the worker's Vosk library and Korean model), `command` (a program
+    /// per audio file) or `persistent` (one program per shard, files sent as JSON lines, docs/ASR.md).
     public var asr: String
     /// For `asr: command`: argv with `{audio}` (the audio file, any format libsndfile reads),
     /// `{id}` and `{language}`. Contract: the program writes the transcript (UTF-8) to stdout and
     /// exits 0; its stdout lines, trimmed and joined with spaces, are the hypothesis; a non-zero
-    /// exit or the timeout makes it that utterance's error.
+    /// exit or the timeout makes it that utterance's error. For `asr: persistent`: the startup
+    /// argv (no placeholders; the files come as JSON lines on its stdin, docs/ASR.md).
     public var asrCommand: [String]?
-    /// Seconds one transcription by the command may take.
+    /// Seconds one transcription by the command may take (`command` and `persistent`).
     public var asrTimeoutSeconds: Double?
+    /// For `asr: persistent`: seconds from its start to its ready line (default 600).
+    public var asrStartupTimeoutSeconds: Double?
+    /// For `asr: persistent`: restarts after a failure per shard (default 2).
+    public var asrMaxRestarts: Int?
     /// Where synthesized audio goes (`OUTPUT/audio/ID.wav`).
     public var outputDir: String
     /// Also transcribe the reference audio of each utterance (the ASR floor).
     public var withFloor: Bool
 
     public init(evalId: Int64, checkpoint: String, utterances: [EvalUtterance], synthesizer: SynthesizerSpec, asr: String = "vosk",
-                asrCommand: [String]? = nil, asrTimeoutSeconds: Double? = nil, outputDir: String, withFloor: Bool = true) {
+                asrCommand: [String]? = nil, asrTimeoutSeconds: Double? = nil, asrStartupTimeoutSeconds: Double? = nil, asrMaxRestarts: Int? = nil,
+                outputDir: String, withFloor: Bool = true) {
         self.evalId = evalId
         self.checkpoint = checkpoint
         self.utterances = utterances
@@ -119,6 +126,8 @@ public struct EvalPayload: Codable, Sendable, Equatable {
         self.asr = asr
         self.asrCommand = asrCommand
         self.asrTimeoutSeconds = asrTimeoutSeconds
+        self.asrStartupTimeoutSeconds = asrStartupTimeoutSeconds
+        self.asrMaxRestarts = asrMaxRestarts
         self.outputDir = outputDir
         self.withFloor = withFloor
     }
@@ -127,10 +136,37 @@ public struct EvalPayload: Codable, Sendable, Equatable {
         case checkpoint, utterances, synthesizer, asr
         case evalId = "eval_id", outputDir = "output_dir", withFloor = "with_floor"
         case asrCommand = "asr_command", asrTimeoutSeconds = "asr_timeout_seconds"
+        case asrStartupTimeoutSeconds = "asr_startup_timeout_seconds", asrMaxRestarts = "asr_max_restarts"
     }
 
-    /// The shard kind that runs it: `eval` needs a worker with Vosk, `eval-command` any worker.
-    public static func shardKind(asr: String) -> String { asr == "command" ? "eval-command" : "eval" }
+    /// The shard kind that runs it: `eval` needs a worker with Vosk, `eval-command` (an ASR
+    /// program, `command` or `persistent`) any worker.
+    public static func shardKind(asr: String) -> String { asr == "vosk" ? "eval" : "eval-command" }
+
+    /// The ASR backends there are.
+    public static let asrKinds = ["vosk", "command", "persistent"]
+
+    /// Why an ASR backend and its command cannot run, or nil: an unknown kind, a `command` ASR
+    /// without `{audio}`, a `persistent` ASR without a command or with a placeholder in it (its
+    /// files come as JSON lines on its stdin).
+    public static func asrProblem(kind: String, command: [String]?) -> String? {
+        switch kind {
+        case "vosk": return nil
+        case "command":
+            return (command ?? []).contains(where: { $0.contains("{audio}") }) ? nil
+                : "the command ASR needs a command with {audio} (it prints the transcript on stdout)"
+        case "persistent":
+            guard let command, !command.isEmpty else {
+                return "the persistent ASR needs a command (its startup argv, e.g. [python, examples/asr/whisper_large_v3_asr.py, --model-dir, DIR])"
+            }
+            if let p = command.flatMap(SynthesizerSpec.placeholders(in:)).first {
+                return "the persistent ASR's command uses {\(p)}: it takes no placeholders (the audio files come as JSON lines on its stdin, docs/ASR.md)"
+            }
+            return nil
+        default:
+            return "unknown ASR backend '\(kind)': use \(asrKinds.joined(separator: ", "))"
+        }
+    }
     /// Both eval shard kinds.
     public static let shardKinds = ["eval", "eval-command"]
 }

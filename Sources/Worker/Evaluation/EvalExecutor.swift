@@ -18,9 +18,12 @@ import Synchronization
 ///   unreadable, empty or silent file is that utterance's error, never the shard's.
 /// - **ASR**: Vosk through its C API, one shared model per worker process (loaded on the first
 ///   eval shard, dither off), one recognizer per utterance, whole-utterance decoding: the same
-///   audio gives the same text whatever ran before or beside it.
+///   audio gives the same text whatever ran before or beside it. Or a program: `command` runs one
+///   per audio file; `persistent` starts one per shard and sends it the files (the synthesized
+///   audio and the floor) as JSON lines (``PersistentASR``, docs/ASR.md).
 public final class EvalExecutor: ShardExecutor, Sendable {
-    /// `eval` (Vosk on this worker) or `eval-command` (the job's ASR command: any worker).
+    /// `eval` (Vosk on this worker) or `eval-command` (the job's ASR program, `command` or
+    /// `persistent`: any worker).
     public let kind: String
 
     private let libraryPath: String?
@@ -82,8 +85,13 @@ public final class EvalExecutor: ShardExecutor, Sendable {
                 return ShardReport(outcome: .failed, message: "eval: the command ASR backend has no command")
             }
             asr = .command(command, timeout: payload.asrTimeoutSeconds ?? 120)
+        case "persistent":
+            guard let command = payload.asrCommand, !command.isEmpty else {
+                return ShardReport(outcome: .failed, message: "eval: the persistent ASR has no command")
+            }
+            asr = .persistent(PersistentASR(PersistentASR.configuration(command, payload: payload)))
         default:
-            return ShardReport(outcome: .failed, message: "eval: unknown ASR backend '\(payload.asr)' (vosk, command)")
+            return ShardReport(outcome: .failed, message: "eval: unknown ASR backend '\(payload.asr)' (\(EvalPayload.asrKinds.joined(separator: ", ")))")
         }
         try? FileManager.default.createDirectory(atPath: payload.outputDir + "/audio", withIntermediateDirectories: true)
         var persistent: PersistentSynthesizer?
@@ -97,8 +105,14 @@ public final class EvalExecutor: ShardExecutor, Sendable {
         do {
             // Started at the first utterance (not for an empty shard); one that never becomes
             // ready fails the shard, like a torch module that does not load.
+            if case .persistent(let program) = asr, !payload.utterances.isEmpty {
+                do { try await program.start() } catch let failure as ShardFailure {
+                    return ShardReport(outcome: .failed, message: "eval: \(failure.message)")
+                }
+            }
             if let persistent, !payload.utterances.isEmpty {
                 do { try await persistent.start() } catch let failure as ShardFailure {
+                    await asr.shutdown()
                     return ShardReport(outcome: .failed, message: "eval: \(failure.message)")
                 }
             }
@@ -109,6 +123,7 @@ public final class EvalExecutor: ShardExecutor, Sendable {
             }
         } catch {
             await persistent?.shutdown()
+            await asr.shutdown()
             throw error
         }
         var note = ""
@@ -116,6 +131,11 @@ public final class EvalExecutor: ShardExecutor, Sendable {
             await persistent.shutdown()
             let loads = await persistent.startupSeconds
             note = "; the synthesizer loaded \(loads.count) time(s)" + (loads.isEmpty ? "" : " (\(loads.map { String(format: "%.1f s", $0) }.joined(separator: ", ")))")
+        }
+        if case .persistent(let program) = asr {
+            await program.shutdown()
+            let loads = await program.startupSeconds
+            note += "; the ASR loaded \(loads.count) time(s)" + (loads.isEmpty ? "" : " (\(loads.map { String(format: "%.1f s", $0) }.joined(separator: ", ")))")
         }
         let failed = results.filter { $0.error != nil }.count
         let output = (try? JSONCoding.encode(["utterances": results])) ?? []
@@ -137,6 +157,13 @@ public final class EvalExecutor: ShardExecutor, Sendable {
     enum Transcriber: Sendable {
         case vosk(VoskModel)
         case command([String], timeout: Double)
+        /// One program for the whole shard (docs/ASR.md).
+        case persistent(PersistentASR)
+
+        /// Stops a persistent ASR at the end of the shard (nothing to do for the others).
+        func shutdown() async {
+            if case .persistent(let program) = self { await program.shutdown() }
+        }
     }
 
     private func evaluate(_ u: EvalUtterance, payload: EvalPayload, asr: Transcriber, voice: TorchModel?,
@@ -221,7 +248,7 @@ public final class EvalExecutor: ShardExecutor, Sendable {
         }
     }
 
-    /// The transcript of one audio file: Vosk on the 16 kHz samples, or the ASR command on the file.
+    /// The transcript of one audio file: Vosk on the 16 kHz samples, or the ASR program on the file.
     private func transcribe(_ path: String, clip: AudioClip, id: String, with asr: Transcriber) async throws -> String {
         switch asr {
         case .vosk(let model):
@@ -244,6 +271,10 @@ public final class EvalExecutor: ShardExecutor, Sendable {
             let lines = await collected.value
             guard exit == .success else { throw ShardFailure("the ASR command \(exit.summary) on \(path)") }
             return lines.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
+        case .persistent(let program):
+            let heard = await program.transcribe(id: id, audio: path, language: "ko")
+            if let problem = heard.problem { throw ShardFailure(problem) }
+            return heard.text ?? ""
         }
     }
 

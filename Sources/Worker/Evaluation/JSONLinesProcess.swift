@@ -6,36 +6,30 @@ import Synchronization
 import Glibc
 #endif
 
-/// One running `persistent` synthesizer (docs/SYNTHESIZER.md): the child process, its stdin
-/// (written to), its stdout (protocol lines) and its stderr (logged). Internal to
-/// ``PersistentSynthesizer``, which decides what the lines mean for an utterance.
+/// One running persistent program that speaks JSON lines: a `persistent` synthesizer
+/// (docs/SYNTHESIZER.md) or a `persistent` ASR (docs/ASR.md). The child process, its stdin
+/// (written to), its stdout (protocol lines, decoded as `Message`) and its stderr (logged).
+/// Internal to ``PersistentProcess``, which decides what the lines mean for a request.
 ///
 /// - **Start**: `posix_spawn` of the argv (no shell) as the leader of a new process group, every
 ///   signal at its default disposition, no descriptor of the worker inherited beyond 0, 1, 2. Its
-///   stdin is one end of a Unix socket pair rather than a pipe, so that writing to a synthesizer
+///   stdin is one end of a Unix socket pair rather than a pipe, so that writing to a program
 ///   that died is an `EPIPE` error (`MSG_NOSIGNAL`), never a SIGPIPE that would kill the worker.
 ///   A ``ProcessGroupGuard`` kills the group if the worker dies first.
 /// - **stdout**: split into lines on a dedicated thread. A line that is a JSON object with an `id`
 ///   or a `ready` key is a protocol ``Event/message(_:)``; any other line (libraries print to
-///   stdout) is logged and ignored. A line longer than ``maximumLineBytes`` is a
+///   stdout) is logged and ignored. A line longer than ``JSONLines/maximumLineBytes`` is a
 ///   ``Event/protocolError(_:)`` (never buffered without bound). End of file is ``Event/closed``.
 /// - **stderr**: logged line by line; the last lines are kept for error messages.
 /// - **Stop**: ``closeInput()`` ends stdin (the contract says the process then exits 0 by
 ///   itself); ``terminate(grace:)`` sends SIGTERM to the group, then SIGKILL once `grace` has
 ///   passed with a member still running. ``waitExit()`` returns once the leader is reaped, the group
 ///   is empty and the output threads are done.
-final class SynthesizerProcess: Sendable {
-    /// The longest stdout line accepted (a protocol line is a few hundred bytes).
-    static let maximumLineBytes = 1 << 20
-    /// The longest stderr line logged as one (longer ones are logged in pieces).
-    static let maximumStderrLineBytes = 64 << 10
-    /// How many of the last stderr lines ``stderrTail`` keeps.
-    static let tailLines = 12
-
+final class JSONLinesProcess<Message: JSONLinesMessage>: Sendable {
     /// What the stdout of the process said.
     enum Event: Sendable, Equatable {
         /// A protocol line.
-        case message(SynthesizerMessage)
+        case message(Message)
         /// A line that breaks the protocol (too long, or a JSON object that is not a valid message).
         case protocolError(String)
         /// stdout reached end of file: the process exited or closed it.
@@ -79,14 +73,15 @@ final class SynthesizerProcess: Sendable {
     /// - Throws: ``ShardFailure`` when the program cannot be found or started; nothing runs then.
     init(argv: [String], environment: [String: String], logger: Logger) throws(ShardFailure) {
         self.logger = logger
-        guard let program = argv.first, !program.isEmpty else { throw ShardFailure("the persistent synthesizer's command is empty") }
+        let noun = Message.role.noun
+        guard let program = argv.first, !program.isEmpty else { throw ShardFailure("the persistent \(noun)'s command is empty") }
         let path: String
         do { path = try ProcessSpawner.resolve(program, workingDirectory: nil, path: environment["PATH"]) } catch {
-            throw ShardFailure("cannot start the synthesizer \(program): \(error.message)")
+            throw ShardFailure("cannot start the \(noun) \(program): \(error.message)")
         }
         var stdinPair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &stdinPair) == 0 else {
-            throw ShardFailure("cannot create the synthesizer's stdin: \(String(cString: strerror(errno))) (too many open files?)")
+            throw ShardFailure("cannot create the \(noun)'s stdin: \(String(cString: strerror(errno))) (too many open files?)")
         }
         var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1]
         guard Self.makePipe(&out) else {
@@ -105,21 +100,21 @@ final class SynthesizerProcess: Sendable {
         close(err[1])
         guard case .success(let child) = spawned else {
             [stdinPair[0], out[0], err[0]].forEach { close($0) }
-            if case .failure(let why) = spawned { throw ShardFailure("cannot start the synthesizer \(program): \(why)") }
-            throw ShardFailure("cannot start the synthesizer \(program)")
+            if case .failure(let why) = spawned { throw ShardFailure("cannot start the \(noun) \(program): \(why)") }
+            throw ShardFailure("cannot start the \(noun) \(program)")
         }
         pid = child
         input = stdinPair[0]
         groupGuard = ProcessGroupGuard(group: ProcessGroup(id: child))
         if groupGuard == nil {
-            logger.warning("synthesizer \(child): the process group guard could not start; the synthesizer will not die with the worker")
+            logger.warning("\(noun) \(child): the process group guard could not start; the \(noun) will not die with the worker")
         }
         let stdoutFD = out[0], stderrFD = err[0]
         let reader = Thread { [self] in self.readLoop(stdout: stdoutFD, stderr: stderrFD) }
-        reader.name = "tts-synth-out-\(child)"
+        reader.name = "tts-\(Message.role.tag)-out-\(child)"
         reader.start()
         let waiter = Thread { [self] in self.superviseExit() }
-        waiter.name = "tts-synth-wait-\(child)"
+        waiter.name = "tts-\(Message.role.tag)-wait-\(child)"
         waiter.start()
     }
 
@@ -200,7 +195,7 @@ final class SynthesizerProcess: Sendable {
         c?.resume(returning: .event(event))
     }
 
-    /// Ends its stdin: a well-behaved synthesizer exits 0 at end of file. Idempotent.
+    /// Ends its stdin: a well-behaved program exits 0 at end of file. Idempotent.
     func closeInput() {
         let first = state.withLock { s -> Bool in
             defer { s.inputOpen = false }
@@ -260,7 +255,7 @@ final class SynthesizerProcess: Sendable {
             Self.stop(group, grace: grace)
             done.signal()
         }
-        thread.name = "tts-synth-term-\(pid)"
+        thread.name = "tts-\(Message.role.tag)-term-\(pid)"
         thread.start()
     }
 
@@ -301,8 +296,8 @@ final class SynthesizerProcess: Sendable {
     /// Reads stdout (protocol lines) and stderr (logged) until both end or the stop deadline.
     private func readLoop(stdout: Int32, stderr: Int32) {
         var fds: [Int32] = [stdout, stderr]
-        var outLine = BoundedLine(limit: Self.maximumLineBytes)
-        var errLine = BoundedLine(limit: Self.maximumStderrLineBytes)
+        var outLine = BoundedLine(limit: JSONLines.maximumLineBytes)
+        var errLine = BoundedLine(limit: JSONLines.maximumStderrLineBytes)
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
         while fds.contains(where: { $0 >= 0 }) {
             if let deadline = readerStop.withLock({ $0 }), ContinuousClock.now >= deadline { break }
@@ -315,7 +310,7 @@ final class SynthesizerProcess: Sendable {
                 if n > 0 {
                     if i == 0 {
                         outLine.append(chunk[0..<n], onLine: stdoutLine, onOverflow: {
-                            self.deliver(.protocolError("a stdout line longer than \(Self.maximumLineBytes >> 20) MiB"))
+                            self.deliver(.protocolError("a stdout line longer than \(JSONLines.maximumLineBytes >> 20) MiB"))
                         })
                     } else {
                         errLine.append(chunk[0..<n], onLine: stderrLine, onOverflow: nil)
@@ -343,12 +338,12 @@ final class SynthesizerProcess: Sendable {
     private func stdoutLine(_ bytes: ArraySlice<UInt8>) {
         var line = bytes
         if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-        switch SynthesizerMessage.parse(line) {
+        switch Message.parse(line) {
         case .message(let m): deliver(.message(m))
         case .malformed(let why): deliver(.protocolError(why))
         case .noise:
             let text = String(decoding: line, as: UTF8.self)
-            if !text.trimmingCharacters(in: .whitespaces).isEmpty { logger.info("synthesizer \(pid) (stdout, not a protocol line): \(text)") }
+            if !text.trimmingCharacters(in: .whitespaces).isEmpty { logger.info("\(Message.role.noun) \(pid) (stdout, not a protocol line): \(text)") }
         }
     }
 
@@ -357,11 +352,11 @@ final class SynthesizerProcess: Sendable {
         if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
         let text = String(decoding: line, as: UTF8.self)
         state.withLock { s in
-            if s.stderrTail.count == Self.tailLines { s.stderrTail.removeFirst() }
+            if s.stderrTail.count == JSONLines.tailLines { s.stderrTail.removeFirst() }
             s.stderrTail.append(text)
             if s.outOfMemoryLine == nil, OutOfMemoryText.matches(text) { s.outOfMemoryLine = text }
         }
-        logger.info("synthesizer \(pid): \(text)")
+        logger.info("\(Message.role.noun) \(pid): \(text)")
     }
 
     // MARK: Spawning
@@ -412,51 +407,12 @@ final class SynthesizerProcess: Sendable {
     }
 }
 
-/// Splits a byte stream into lines, holding at most `limit` bytes of an unfinished line.
-///
-/// With an `onOverflow` handler, a line longer than the limit is reported once and its bytes are
-/// dropped up to its end; without one, it is delivered in pieces of `limit` bytes.
-struct BoundedLine {
-    let limit: Int
-    private var pending: [UInt8] = []
-    private var discarding = false
-
-    init(limit: Int) { self.limit = limit }
-
-    mutating func append(_ bytes: ArraySlice<UInt8>, onLine: (ArraySlice<UInt8>) -> Void, onOverflow: (() -> Void)?) {
-        var rest = bytes
-        while !rest.isEmpty {
-            guard let nl = rest.firstIndex(of: UInt8(ascii: "\n")) else {
-                absorb(rest, onLine: onLine, onOverflow: onOverflow)
-                return
-            }
-            absorb(rest[rest.startIndex..<nl], onLine: onLine, onOverflow: onOverflow)
-            if discarding { discarding = false } else { onLine(pending[...]) }
-            pending.removeAll(keepingCapacity: pending.count <= 4096)
-            rest = rest[(nl + 1)...]
-        }
-    }
-
-    /// Adds bytes of the current line (no newline among them).
-    private mutating func absorb(_ bytes: ArraySlice<UInt8>, onLine: (ArraySlice<UInt8>) -> Void, onOverflow: (() -> Void)?) {
-        guard !discarding else { return }
-        var rest = bytes
-        while pending.count + rest.count > limit {
-            let room = limit - pending.count
-            if let onOverflow {
-                pending.removeAll()
-                discarding = true
-                onOverflow()
-                return
-            }
-            pending.append(contentsOf: rest.prefix(room))
-            onLine(pending[...])
-            pending.removeAll(keepingCapacity: true)
-            rest = rest.dropFirst(room)
-        }
-        pending.append(contentsOf: rest)
-    }
-
-    /// An unterminated last line, at end of file.
-    var remainder: ArraySlice<UInt8>? { discarding || pending.isEmpty ? nil : pending[...] }
+/// The limits of ``JSONLinesProcess`` (shared by every message type).
+enum JSONLines {
+    /// The longest stdout line accepted (a protocol line is a few hundred bytes).
+    static let maximumLineBytes = 1 << 20
+    /// The longest stderr line logged as one (longer ones are logged in pieces).
+    static let maximumStderrLineBytes = 64 << 10
+    /// How many of the last stderr lines ``JSONLinesProcess/stderrTail`` keeps.
+    static let tailLines = 12
 }
