@@ -235,6 +235,8 @@ do {
         try await latency.run()
     } else if let evals = command as? EvalThroughputBench {
         try await evals.run()
+    } else if let stages = command as? EvalStagesBench {
+        try await stages.run()
     } else if let store = command as? StoreScaleBench {
         try await store.execute()
     } else {
