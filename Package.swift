@@ -105,6 +105,7 @@ let package = Package(
             name: "Worker",
             dependencies: [
                 "Shared",
+                "Scoring",
                 "CSndfile",
                 "CTorchShim",
                 .product(name: "Logging", package: "swift-log"),

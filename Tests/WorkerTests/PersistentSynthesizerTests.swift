@@ -417,7 +417,7 @@ import Glibc
         let report = try await EvalExecutor(kind: "eval-command", voskLibrary: nil, voskModel: nil).run(a, context: ShardContext(assignment: a, progress: { _, _ in }))
         #expect(report.outcome == .succeeded, "\(report.message)")
         #expect(report.message.contains("evaluated 4 utterance(s), 1 with errors; the synthesizer loaded 1 time(s)"), "\(report.message)")
-        let results = try #require(try JSONCoding.decode([String: [EvalUtteranceResult]].self, from: report.output)["utterances"])
+        let results = try JSONCoding.decode(EvalShardOutput.self, from: report.output).utterances
         #expect(results.map(\.id) == ["utt-0", "utt-1", "utt-2", "utt-3"])
         for r in results where r.id != "utt-2" {
             #expect(r.error == nil && r.hypothesis == "들었습니다", "\(r)")

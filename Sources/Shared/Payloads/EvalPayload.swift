@@ -172,7 +172,13 @@ public struct EvalPayload: Codable, Sendable, Equatable {
 }
 
 /// What a worker found for one utterance: the raw transcripts (scoring happens once, over the
-/// whole set, at the coordinator), the audio and the timings, or the error that stopped it.
+/// whole set, at the coordinator), the speaker similarity and mel-cepstral distortion
+/// (docs/EVALUATION.md), the audio and the timings, or the error that stopped it.
+///
+/// The measures are optional: absent means not measured (older workers, no prompt or target audio
+/// in the manifest, no speaker encoder on the worker — the shard's ``EvalShardOutput/notes`` say
+/// so). When a measure could have been taken but was not (an unreadable prompt, an embedder that
+/// failed), ``measureErrors`` says why, without touching the utterance's ``error`` or its CER.
 public struct EvalUtteranceResult: Codable, Sendable, Equatable {
     public var id: String
     public var reference: String
@@ -190,9 +196,25 @@ public struct EvalUtteranceResult: Codable, Sendable, Equatable {
     /// Why the floor (the test set's own audio through the same ASR) has no transcript when it
     /// was asked for (missing or unreadable target audio, ASR failure): counted as deletions.
     public var floorError: String?
+    /// `sim`: cosine of the speaker embeddings of the synthesized audio and of the voice prompt.
+    public var sim: Double?
+    /// `floor_sim`: cosine of the speaker embeddings of the test set's own (target) audio and of the
+    /// voice prompt: the ground-truth floor beside ``sim``.
+    public var floorSim: Double?
+    /// `mcd`: mel-cepstral distortion (dB, after DTW) of the synthesized audio against the target audio.
+    public var mcd: Double?
+    /// `sim_seconds`: wall time of this utterance's SIM stage (loading, resampling, embedding the
+    /// synthesized, prompt and target audio; cached prompt embeddings cost nothing).
+    public var simSeconds: Double?
+    /// `mcd_seconds`: wall time of this utterance's MCD stage (loading the target, analysis, DTW).
+    public var mcdSeconds: Double?
+    /// `measure_errors`: why a measure that could have been taken is missing, keyed by `sim`,
+    /// `floor_sim` or `mcd`; nil when there is nothing to say.
+    public var measureErrors: [String: String]?
 
     public init(id: String, reference: String, hypothesis: String?, floorHypothesis: String?, audioPath: String?, audioSeconds: Double?,
-                synthesisSeconds: Double, asrSeconds: Double, error: String?) {
+                synthesisSeconds: Double, asrSeconds: Double, error: String?, sim: Double? = nil, floorSim: Double? = nil, mcd: Double? = nil,
+                simSeconds: Double? = nil, mcdSeconds: Double? = nil, measureErrors: [String: String]? = nil) {
         self.id = id
         self.reference = reference
         self.hypothesis = hypothesis
@@ -202,12 +224,19 @@ public struct EvalUtteranceResult: Codable, Sendable, Equatable {
         self.synthesisSeconds = synthesisSeconds
         self.asrSeconds = asrSeconds
         self.error = error
+        self.sim = sim
+        self.floorSim = floorSim
+        self.mcd = mcd
+        self.simSeconds = simSeconds
+        self.mcdSeconds = mcdSeconds
+        self.measureErrors = measureErrors
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, reference, hypothesis, error
+        case id, reference, hypothesis, error, sim, mcd
         case floorHypothesis = "floor_hypothesis", audioPath = "audio_path", audioSeconds = "audio_seconds"
         case synthesisSeconds = "synthesis_seconds", asrSeconds = "asr_seconds"
         case floorError = "floor_error"
+        case floorSim = "floor_sim", simSeconds = "sim_seconds", mcdSeconds = "mcd_seconds", measureErrors = "measure_errors"
     }
 }

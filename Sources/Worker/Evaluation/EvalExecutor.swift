@@ -21,6 +21,11 @@ import Synchronization
 ///   audio gives the same text whatever ran before or beside it. Or a program: `command` runs one
 ///   per audio file; `persistent` starts one per shard and sends it the files (the synthesized
 ///   audio and the floor) as JSON lines (``PersistentASR``, docs/ASR.md).
+/// - **SIM and MCD** (``UtteranceMeasurer``, docs/EVALUATION.md): after the ASR, each utterance
+///   whose audio was readable gets `sim` (synthesized vs prompt) and `floor_sim` (target vs
+///   prompt) from the worker's ``SpeakerEmbedder`` (loaded once, at startup), and `mcd`
+///   (synthesized vs target) when the manifest has target audio. Without an embedder no
+///   utterance has `sim`; the shard's `notes` and report message say why, once.
 public final class EvalExecutor: ShardExecutor, Sendable {
     /// `eval` (Vosk on this worker) or `eval-command` (the job's ASR program, `command` or
     /// `persistent`: any worker).
@@ -31,14 +36,21 @@ public final class EvalExecutor: ShardExecutor, Sendable {
     private let loaded = Mutex<VoskModel?>(nil)
     private let torch: TorchShim?
     private let torchDevice: Int
+    private let speakerEmbedder: (any SpeakerEmbedder)?
+    private let speakerUnavailable: String?
 
     /// - Parameters:
     ///   - voskLibrary: `libvosk.so` (default: `TTS_VOSK_LIBRARY`, then the loader's path).
     ///   - voskModel: the Korean model directory (default: `TTS_VOSK_MODEL`).
     ///   - torch: the libtorch shim, for the `torch` synthesizer (nil: such shards fail saying so).
     ///   - torchDevice: -1 for the CPU, 0 for the worker's card.
-    public init(kind: String = "eval", voskLibrary: String?, voskModel: String?, torch: TorchShim? = nil, torchDevice: Int = -1) {
+    ///   - speakerEmbedder: the SIM embedder (nil: no `sim`/`floor_sim`).
+    ///   - speakerUnavailable: why there is no embedder, for the shard's note.
+    public init(kind: String = "eval", voskLibrary: String?, voskModel: String?, torch: TorchShim? = nil, torchDevice: Int = -1,
+                speakerEmbedder: (any SpeakerEmbedder)? = nil, speakerUnavailable: String? = nil) {
         self.kind = kind
+        self.speakerEmbedder = speakerEmbedder
+        self.speakerUnavailable = speakerUnavailable
         self.torch = torch
         self.torchDevice = torchDevice
         libraryPath = voskLibrary
@@ -102,6 +114,7 @@ public final class EvalExecutor: ShardExecutor, Sendable {
             persistent = PersistentSynthesizer(Self.persistentConfiguration(template, payload: payload))
         }
         var results: [EvalUtteranceResult] = []
+        let measurer = UtteranceMeasurer(embedder: speakerEmbedder, unavailable: speakerUnavailable)
         do {
             // Started at the first utterance (not for an empty shard); one that never becomes
             // ready fails the shard, like a torch module that does not load.
@@ -118,7 +131,7 @@ public final class EvalExecutor: ShardExecutor, Sendable {
             }
             for (i, u) in payload.utterances.enumerated() {
                 try Task.checkCancellation()
-                results.append(await evaluate(u, payload: payload, asr: asr, voice: voice, persistent: persistent))
+                results.append(await evaluate(u, payload: payload, asr: asr, voice: voice, persistent: persistent, measurer: measurer))
                 context.progress(step: Int64(i + 1), of: Int64(payload.utterances.count))
             }
         } catch {
@@ -137,8 +150,10 @@ public final class EvalExecutor: ShardExecutor, Sendable {
             let loads = await program.startupSeconds
             note += "; the ASR loaded \(loads.count) time(s)" + (loads.isEmpty ? "" : " (\(loads.map { String(format: "%.1f s", $0) }.joined(separator: ", ")))")
         }
+        let notes = measurer.notes
+        for n in notes { note += "; \(n)" }
         let failed = results.filter { $0.error != nil }.count
-        let output = (try? JSONCoding.encode(["utterances": results])) ?? []
+        let output = (try? JSONCoding.encode(EvalShardOutput(utterances: results, notes: notes.isEmpty ? nil : notes))) ?? []
         return ShardReport(outcome: .succeeded, message: "evaluated \(results.count) utterance(s)\(failed > 0 ? ", \(failed) with errors" : "")\(note)",
                            output: output)
     }
@@ -167,15 +182,15 @@ public final class EvalExecutor: ShardExecutor, Sendable {
     }
 
     private func evaluate(_ u: EvalUtterance, payload: EvalPayload, asr: Transcriber, voice: TorchModel?,
-                          persistent: PersistentSynthesizer?) async -> EvalUtteranceResult {
-        var result = await evaluateModel(u, payload: payload, asr: asr, voice: voice, persistent: persistent)
+                          persistent: PersistentSynthesizer?, measurer: UtteranceMeasurer) async -> EvalUtteranceResult {
+        var result = await evaluateModel(u, payload: payload, asr: asr, voice: voice, persistent: persistent, measurer: measurer)
         await floor(u, payload: payload, asr: asr, model: &result)
         return result
     }
 
-    /// The model's side of one utterance: synthesis, then ASR of what it said.
+    /// The model's side of one utterance: synthesis, ASR of what it said, then SIM and MCD.
     private func evaluateModel(_ u: EvalUtterance, payload: EvalPayload, asr: Transcriber, voice: TorchModel?,
-                               persistent: PersistentSynthesizer?) async -> EvalUtteranceResult {
+                               persistent: PersistentSynthesizer?, measurer: UtteranceMeasurer) async -> EvalUtteranceResult {
         let clock = ContinuousClock()
         let synthStart = clock.now
         var result = EvalUtteranceResult(id: u.id, reference: u.text, hypothesis: nil, floorHypothesis: nil, audioPath: nil,
@@ -210,17 +225,20 @@ public final class EvalExecutor: ShardExecutor, Sendable {
         if payload.synthesizer.kind == "reference" { result.synthesisSeconds = Self.seconds(clock.now - synthStart) }
         result.audioPath = audio
         let asrStart = clock.now
+        var synthesized: AudioClip?
         do {
             let clip = try AudioFile.read(audio)
             result.audioSeconds = clip.duration
             guard clip.duration > 0 else { throw ShardFailure("\(audio) holds no samples") }
             let peak = clip.samples.reduce(Float(0)) { max($0, abs($1)) }
             guard peak > 1e-4 else { throw ShardFailure("\(audio) is silent (peak \(peak))") }
+            synthesized = clip
             result.hypothesis = try await transcribe(audio, clip: clip, id: u.id, with: asr)
         } catch {
             result.error = "\(error)"
         }
         result.asrSeconds = Self.seconds(clock.now - asrStart)
+        if let synthesized { await measurer.measure(&result, utterance: u, synthesized: synthesized, path: audio) }
         return result
     }
 
