@@ -104,4 +104,24 @@ struct EvalScoringTests {
         #expect(!readable.asrUnreadable && readable.note == nil)
         #expect(!EvalAggregator.reportMarkdown(readable, eval: Self.summary(4)).contains("cannot read"))
     }
+
+    @Test("SIM, its floor and MCD are means over the utterances that have them; the report shows them")
+    func simAndMCDMeans() throws {
+        var a = Self.utterance("a", "안녕하세요", heard: "안녕하세요"), b = Self.utterance("b", "감사합니다", heard: "감사")
+        var c = Self.utterance("c", "반갑습니다", heard: nil, error: "silent")
+        a.sim = 0.8; a.floorSim = 0.9; a.mcd = 6.0
+        b.sim = 0.6; b.floorSim = 0.7; b.mcd = 8.0
+        c.floorSim = 0.5 // the floor exists even where the model failed
+        let s = EvalAggregator.score([a, b, c])
+        #expect(s.sim.map { abs($0 - 0.7) < 1e-12 } == true && s.simCount == 2)
+        #expect(s.simFloor.map { abs($0 - 0.7) < 1e-12 } == true)
+        #expect(s.mcd.map { abs($0 - 7.0) < 1e-12 } == true && s.mcdCount == 2)
+        let md = EvalAggregator.reportMarkdown(s, eval: Self.summary(5))
+        #expect(md.contains("| SIM (speaker similarity to the prompt, mean of 2) | 0.700 |"))
+        #expect(md.contains("| MCD (dB, vs the target audio after DTW, mean of 2) | 7.00 |"))
+        // Not measured: n/a, not 0.
+        let none = EvalAggregator.score([Self.utterance("a", "안녕하세요", heard: "안녕하세요")])
+        #expect(none.sim == nil && none.mcd == nil)
+        #expect(EvalAggregator.reportMarkdown(none, eval: Self.summary(6)).contains("| MCD (dB, vs the target audio after DTW, mean of 0) | n/a |"))
+    }
 }

@@ -35,6 +35,15 @@ struct EvalAggregator {
         var normalizer: String
         /// The guide's bands on the utterance-mean WER, as its script prints them.
         var band: String
+        /// Speaker similarity: the mean over the utterances that have it (synthesized vs prompt),
+        /// and the ground-truth floor (target vs prompt); how many utterances each mean covers.
+        var sim: Double?
+        var simFloor: Double?
+        var simCount = 0
+        /// Mel-cepstral distortion (dB): the mean over the utterances that have it.
+        var mcd: Double?
+        var mcdCount = 0
+
         /// The floor shows that the ASR cannot read the test set's own audio.
         var asrUnreadable: Bool { (floorCer ?? 0) > EvalAggregator.unreadableFloorCer }
         /// The words that go with the figures (nil: none needed).
@@ -58,7 +67,7 @@ struct EvalAggregator {
     /// after the utterances that failed): id, CER, WER, reference, hypothesis, the ASR floor's
     /// hypothesis, audio seconds, error.
     static func wandbTable(_ score: Score, limit: Int = 500) -> (columns: [String], rows: [[JSONValue]]) {
-        let columns = ["id", "cer", "wer", "reference", "hypothesis", "asr_floor_hypothesis", "audio_seconds", "error"]
+        let columns = ["id", "cer", "wer", "sim", "mcd", "reference", "hypothesis", "asr_floor_hypothesis", "audio_seconds", "error"]
         func num(_ d: Double?) -> JSONValue { d.flatMap { $0.isFinite ? JSONValue.number($0) : nil } ?? .null }
         let ordered = score.rows.sorted { a, b in
             if a.failed != b.failed { return a.failed }
@@ -70,7 +79,7 @@ struct EvalAggregator {
             }
         }
         let rows: [[JSONValue]] = ordered.prefix(limit).map { r in
-            [.string(r.result.id), num(r.cer), num(r.werCounts?.errorRate), .string(r.result.reference),
+            [.string(r.result.id), num(r.cer), num(r.werCounts?.errorRate), num(r.result.sim), num(r.result.mcd), .string(r.result.reference),
              r.result.hypothesis.map(JSONValue.string) ?? .null, r.result.floorHypothesis.map(JSONValue.string) ?? .null,
              num(r.result.audioSeconds), r.result.error.map(JSONValue.string) ?? .null]
         }
@@ -108,11 +117,20 @@ struct EvalAggregator {
             }
         }
         let werMean = wer?.utteranceMeanRate ?? .nan
-        return Score(cer: cer?.corpusRate ?? .nan, wer: wer?.corpusRate ?? .nan, cerUtteranceMean: cer?.utteranceMeanRate ?? .nan,
+        func mean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
+        let sims = results.compactMap(\.sim).filter(\.isFinite), floorSims = results.compactMap(\.floorSim).filter(\.isFinite)
+        let mcds = results.compactMap(\.mcd).filter(\.isFinite)
+        var score = Score(cer: cer?.corpusRate ?? .nan, wer: wer?.corpusRate ?? .nan, cerUtteranceMean: cer?.utteranceMeanRate ?? .nan,
                      floorCer: floor?.corpusRate, floorFailed: floorAttempts.count { $0.floorError != nil || $0.floorHypothesis == nil },
                      scored: ok.count, failed: results.count - ok.count,
                      cerCounts: cer?.corpusCounts ?? EditCounts(), werCounts: wer?.corpusCounts ?? EditCounts(), rows: rows,
                      normalizer: cerNormalizer.version, band: band(werMean))
+        score.sim = mean(sims)
+        score.simFloor = mean(floorSims)
+        score.simCount = sims.count
+        score.mcd = mean(mcds)
+        score.mcdCount = mcds.count
+        return score
     }
 
     /// The guide's quality bands (on WER in percent): < 10 excellent, 10–20 good, 20–30 fair, > 30 train more.
@@ -146,6 +164,8 @@ struct EvalAggregator {
                 "synthesis_seconds": .number(r.result.synthesisSeconds), "asr_seconds": .number(r.result.asrSeconds),
                 "error": r.result.error.map(JSONValue.string) ?? .null, "failed": .bool(r.failed),
                 "floor_error": r.result.floorError.map(JSONValue.string) ?? .null,
+                "sim": num(r.result.sim), "floor_sim": num(r.result.floorSim), "mcd": num(r.result.mcd),
+                "measure_errors": r.result.measureErrors.map { JSONValue.object($0.mapValues(JSONValue.string)) } ?? .null,
             ])
         }
         let doc: JSONValue = .object([
@@ -154,6 +174,8 @@ struct EvalAggregator {
             "normalizer": .string(s.normalizer), "cer": num(s.cer), "wer": num(s.wer), "cer_utterance_mean": num(s.cerUtteranceMean),
             "asr_floor_cer": num(s.floorCer), "scored": .number(Double(s.scored)), "failed": .number(Double(s.failed)),
             "floor_failed": .number(Double(s.floorFailed)), "asr_unreadable": .bool(s.asrUnreadable),
+            "sim": num(s.sim), "sim_floor": num(s.simFloor), "sim_utterances": .number(Double(s.simCount)),
+            "mcd": num(s.mcd), "mcd_utterances": .number(Double(s.mcdCount)),
             "note": s.note.map(JSONValue.string) ?? .null,
             "quality_band": .string(s.band), "cer_errors": counts(s.cerCounts), "wer_errors": counts(s.werCounts),
             "utterances": .array(utterances),
@@ -177,7 +199,11 @@ struct EvalAggregator {
         md += "| CER (utterance mean: the mean of per-utterance CERs) | \(pct(s.cerUtteranceMean)) |\n"
         md += "| WER (corpus) | \(pct(s.wer)) |\n"
         md += "| ASR floor CER (the test set's own audio) | \(pct(s.floorCer))\(s.floorFailed > 0 ? " (\(s.floorFailed) failed, counted as deletions)" : "") |\n"
-        md += "| quality band (the guide's, on the utterance-mean WER) | \(s.band) |\n\n"
+        md += "| quality band (the guide's, on the utterance-mean WER) | \(s.band) |\n"
+        func fixed(_ d: Double?, _ f: String) -> String { d.map { String(format: f, $0) } ?? "n/a" }
+        md += "| SIM (speaker similarity to the prompt, mean of \(s.simCount)) | \(fixed(s.sim, "%.3f")) |\n"
+        md += "| SIM floor (the test set's own audio vs the prompt) | \(fixed(s.simFloor, "%.3f")) |\n"
+        md += "| MCD (dB, vs the target audio after DTW, mean of \(s.mcdCount)) | \(fixed(s.mcd, "%.2f")) |\n\n"
         let ranked = s.rows.filter { $0.cer != nil && !$0.failed }.sorted { ($0.cer ?? 0) > ($1.cer ?? 0) }.prefix(worst)
         if !ranked.isEmpty {
             md += "## Worst utterances\n\n| id | CER | reference | hypothesis |\n|---|---|---|---|\n"

@@ -20,7 +20,7 @@ enum EvalCompletionRecorder {
         func finite(_ d: Double?) -> Double? { d.flatMap { $0.isFinite ? $0 : nil } }
         let scores = EvalScores(cer: score.cer, wer: score.wer, cerUtteranceMean: score.cerUtteranceMean, floorCer: score.floorCer,
                                 failed: score.failed, normalizer: score.normalizer, band: score.band,
-                                asrUnreadable: score.asrUnreadable, note: score.note)
+                                asrUnreadable: score.asrUnreadable, note: score.note, sim: score.sim, simFloor: score.simFloor, mcd: score.mcd)
         // An evaluation in which nothing could be scored failed: it has no CER (never 0 %).
         let firstReason = score.rows.first(where: \.failed)?.result.error ?? "no transcript"
         let message = score.scored == 0
@@ -35,7 +35,8 @@ enum EvalCompletionRecorder {
             // set's CER is ignored by `eval_regression`).
             let unreadable: Double = score.floorCer == nil ? .nan : (score.asrUnreadable ? 1 : 0)
             for (key, value) in [("eval/asr_floor_cer", score.floorCer ?? .nan), ("eval/asr_unreadable", unreadable),
-                                 ("eval/cer", score.cer), ("eval/wer", score.wer), ("eval/cer_utt_mean", score.cerUtteranceMean)] where value.isFinite {
+                                 ("eval/cer", score.cer), ("eval/wer", score.wer), ("eval/cer_utt_mean", score.cerUtteranceMean),
+                                 ("eval/sim", score.sim ?? .nan), ("eval/sim_floor", score.simFloor ?? .nan), ("eval/mcd", score.mcd ?? .nan)] where value.isFinite {
                 points.append(MetricPoint(runId: runId, step: step, key: key, value: value, wallTime: t))
             }
             // Through the same de-duplication and log as a worker's points (a second evaluation of

@@ -63,6 +63,9 @@ struct EvalScores: Sendable, Equatable {
     var band: String
     var asrUnreadable = false
     var note: String?
+    var sim: Double?
+    var simFloor: Double?
+    var mcd: Double?
 }
 
 /// A training shard's run and the spec of its job (for the decisions that read the spec).
@@ -120,6 +123,7 @@ extension Store {
             "asr_floor_cer": number(scores.floorCer), "failed": .number(Double(scores.failed)),
             "normalizer": .string(scores.normalizer), "band": .string(scores.band),
             "asr_unreadable": .bool(scores.asrUnreadable), "note": scores.note.map(JSONValue.string) ?? .null,
+            "sim": number(scores.sim), "sim_floor": number(scores.simFloor), "mcd": number(scores.mcd),
         ]
         try db.execute(sql: "UPDATE evals SET state = ?, summary = ?, finished_at = ?, message = ? WHERE id = ?",
                        arguments: [state.rawValue, jsonString(summary), now.unixSeconds, message, eval.id])
