@@ -90,7 +90,7 @@ import Glibc
         let a = ShardAssignment(shard: ShardRef(shardId: 1, leaseEpoch: 1), jobId: 1, kind: EvalPayload.shardKind(asr: payload.asr), attempt: 1,
                                 payload: try JSONCoding.encode(payload))
         let report = try await EvalExecutor(kind: "eval-command", voskLibrary: nil, voskModel: nil).run(a, context: ShardContext(assignment: a, progress: { _, _ in }))
-        let results = (try? JSONCoding.decode([String: [EvalUtteranceResult]].self, from: report.output)["utterances"]) ?? []
+        let results = (try? JSONCoding.decode(EvalShardOutput.self, from: report.output).utterances) ?? []
         return (report, results)
     }
 
