@@ -119,6 +119,12 @@ struct EvalScoringTests {
         let md = EvalAggregator.reportMarkdown(s, eval: Self.summary(5))
         #expect(md.contains("| SIM (speaker similarity to the prompt, mean of 2) | 0.700 |"))
         #expect(md.contains("| MCD (dB, vs the target audio after DTW, mean of 2) | 7.00 |"))
+        // The codec floor (true codes decoded the same way) is reported beside them.
+        var d = Self.utterance("d", "고맙습니다", heard: "고맙습니다")
+        d.codecMcd = 5.5; d.codecSim = 0.65
+        let withCodec = EvalAggregator.score([a, b, d])
+        #expect(withCodec.mcdCodecFloor == 5.5 && withCodec.simCodecFloor == 0.65)
+        #expect(EvalAggregator.reportMarkdown(withCodec, eval: Self.summary(7)).contains("| codec floor (the targets' true codes decoded the same way): MCD dB / SIM | 5.50 / 0.650 |"))
         // Not measured: n/a, not 0.
         let none = EvalAggregator.score([Self.utterance("a", "안녕하세요", heard: "안녕하세요")])
         #expect(none.sim == nil && none.mcd == nil)

@@ -118,6 +118,26 @@ struct EvalMeasuresTests {
         }
     }
 
+    @Test("the codec floor: the dataset's target_codec_audio_path gives codec_mcd and codec_sim; the target itself as codec audio gives 0 and floor_sim")
+    func codecFloor() async throws {
+        let f = try Self.fixture()
+        try #require(f.utterances.allSatisfy { $0.codecAudio != nil }, "the reference dataset's val records have no target_codec_audio_path")
+        let (_, real) = try await Self.run(f.utterances, synthesizer: .reference, embedder: f.embedder, dir: f.dir)
+        for r in real.utterances {
+            let mcd = try #require(r.codecMcd, "\(r.id) has no codec_mcd: \(r.measureErrors ?? [:])")
+            #expect(mcd > 0.5 && mcd < 30, "\(r.id): codec_mcd \(mcd) dB (the codec loses detail)")
+            #expect(r.codecSim.map { (-1...1).contains($0) } == true, "\(r.id): codec_sim \(String(describing: r.codecSim))")
+        }
+        // A "codec" that returns the target unchanged is no loss at all: the measure has teeth.
+        let lossless = f.utterances.map { u -> EvalUtterance in var u = u; u.codecAudio = u.referenceAudio; return u }
+        let (_, ideal) = try await Self.run(lossless, synthesizer: .reference, embedder: f.embedder, dir: f.dir)
+        for r in ideal.utterances {
+            #expect((r.codecMcd ?? 1) < 1e-9, "\(r.id): codec_mcd \(String(describing: r.codecMcd))")
+            let floor = try #require(r.floorSim)
+            #expect(abs((r.codecSim ?? -2) - floor) < 1e-9)
+        }
+    }
+
     @Test("without a speaker embedder no utterance has sim or floor_sim, mcd is still measured, and the shard says why once")
     func withoutEmbedder() async throws {
         let f = try Self.fixture()

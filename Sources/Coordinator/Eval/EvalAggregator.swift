@@ -43,6 +43,9 @@ struct EvalAggregator {
         /// Mel-cepstral distortion (dB): the mean over the utterances that have it.
         var mcd: Double?
         var mcdCount = 0
+        /// The codec floor (the targets' true codes decoded by the codec): MCD and SIM means.
+        var mcdCodecFloor: Double?
+        var simCodecFloor: Double?
 
         /// The floor shows that the ASR cannot read the test set's own audio.
         var asrUnreadable: Bool { (floorCer ?? 0) > EvalAggregator.unreadableFloorCer }
@@ -130,6 +133,8 @@ struct EvalAggregator {
         score.simCount = sims.count
         score.mcd = mean(mcds)
         score.mcdCount = mcds.count
+        score.mcdCodecFloor = mean(results.compactMap(\.codecMcd).filter(\.isFinite))
+        score.simCodecFloor = mean(results.compactMap(\.codecSim).filter(\.isFinite))
         return score
     }
 
@@ -165,6 +170,7 @@ struct EvalAggregator {
                 "error": r.result.error.map(JSONValue.string) ?? .null, "failed": .bool(r.failed),
                 "floor_error": r.result.floorError.map(JSONValue.string) ?? .null,
                 "sim": num(r.result.sim), "floor_sim": num(r.result.floorSim), "mcd": num(r.result.mcd),
+                "codec_sim": num(r.result.codecSim), "codec_mcd": num(r.result.codecMcd),
                 "measure_errors": r.result.measureErrors.map { JSONValue.object($0.mapValues(JSONValue.string)) } ?? .null,
             ])
         }
@@ -176,6 +182,7 @@ struct EvalAggregator {
             "floor_failed": .number(Double(s.floorFailed)), "asr_unreadable": .bool(s.asrUnreadable),
             "sim": num(s.sim), "sim_floor": num(s.simFloor), "sim_utterances": .number(Double(s.simCount)),
             "mcd": num(s.mcd), "mcd_utterances": .number(Double(s.mcdCount)),
+            "mcd_codec_floor": num(s.mcdCodecFloor), "sim_codec_floor": num(s.simCodecFloor),
             "note": s.note.map(JSONValue.string) ?? .null,
             "quality_band": .string(s.band), "cer_errors": counts(s.cerCounts), "wer_errors": counts(s.werCounts),
             "utterances": .array(utterances),
@@ -203,7 +210,11 @@ struct EvalAggregator {
         func fixed(_ d: Double?, _ f: String) -> String { d.map { String(format: f, $0) } ?? "n/a" }
         md += "| SIM (speaker similarity to the prompt, mean of \(s.simCount)) | \(fixed(s.sim, "%.3f")) |\n"
         md += "| SIM floor (the test set's own audio vs the prompt) | \(fixed(s.simFloor, "%.3f")) |\n"
-        md += "| MCD (dB, vs the target audio after DTW, mean of \(s.mcdCount)) | \(fixed(s.mcd, "%.2f")) |\n\n"
+        md += "| MCD (dB, vs the target audio after DTW, mean of \(s.mcdCount)) | \(fixed(s.mcd, "%.2f")) |\n"
+        if s.mcdCodecFloor != nil || s.simCodecFloor != nil {
+            md += "| codec floor (the targets' true codes decoded the same way): MCD dB / SIM | \(fixed(s.mcdCodecFloor, "%.2f")) / \(fixed(s.simCodecFloor, "%.3f")) |\n"
+        }
+        md += "\n"
         let ranked = s.rows.filter { $0.cer != nil && !$0.failed }.sorted { ($0.cer ?? 0) > ($1.cer ?? 0) }.prefix(worst)
         if !ranked.isEmpty {
             md += "## Worst utterances\n\n| id | CER | reference | hypothesis |\n|---|---|---|---|\n"

@@ -36,7 +36,8 @@ enum EvalCompletionRecorder {
             let unreadable: Double = score.floorCer == nil ? .nan : (score.asrUnreadable ? 1 : 0)
             for (key, value) in [("eval/asr_floor_cer", score.floorCer ?? .nan), ("eval/asr_unreadable", unreadable),
                                  ("eval/cer", score.cer), ("eval/wer", score.wer), ("eval/cer_utt_mean", score.cerUtteranceMean),
-                                 ("eval/sim", score.sim ?? .nan), ("eval/sim_floor", score.simFloor ?? .nan), ("eval/mcd", score.mcd ?? .nan)] where value.isFinite {
+                                 ("eval/sim", score.sim ?? .nan), ("eval/sim_floor", score.simFloor ?? .nan), ("eval/mcd", score.mcd ?? .nan),
+                                 ("eval/mcd_codec_floor", score.mcdCodecFloor ?? .nan), ("eval/sim_codec_floor", score.simCodecFloor ?? .nan)] where value.isFinite {
                 points.append(MetricPoint(runId: runId, step: step, key: key, value: value, wallTime: t))
             }
             // Through the same de-duplication and log as a worker's points (a second evaluation of

@@ -118,7 +118,7 @@ struct DashboardRoutes: Sendable {
     /// The keys drawn on a run page, in this order, when the run has them.
     static let chartKeys = ["train/text_loss", "train/mel_loss", "train/mel_top1", "train/loss", "train/lr",
                             "val/text_loss", "val/mel_loss", "val/mel_top1", "val/loss", "eval/cer", "eval/wer", "eval/asr_floor_cer",
-                            "eval/sim", "eval/sim_floor", "eval/mcd"]
+                            "eval/sim", "eval/sim_floor", "eval/mcd", "eval/mcd_codec_floor"]
 
     func runPage(_ r: RunSummary, query: Parameters = Parameters()) throws -> String {
         var b = "<h1>Run \(HTML.escape(r.name)) <span class=\"muted\">\(HTML.escape(r.id))</span> \(HTML.badge(r.state))</h1>"
@@ -141,7 +141,7 @@ struct DashboardRoutes: Sendable {
         b += "<h2>Curves</h2><div class=\"charts\">"
         for key in keys {
             let series = try store.metricCurve(runId: r.id, key: key, limit: 400)
-            b += SVGChart(title: key, points: series, percent: key.hasPrefix("eval/") && !["eval/sim", "eval/sim_floor", "eval/mcd"].contains(key)).card
+            b += SVGChart(title: key, points: series, percent: key.hasPrefix("eval/") && !["eval/sim", "eval/sim_floor", "eval/mcd", "eval/mcd_codec_floor"].contains(key)).card
         }
         if keys.isEmpty { b += "<p class=\"muted\">no metrics yet</p>" }
         b += "</div>"

@@ -57,7 +57,8 @@ public enum EvalManifest {
             }
             var reference = try path("target_audio_path")
             if reference == nil { reference = try path("audio_path") }
-            out.append(EvalUtterance(id: id, text: text, referenceAudio: reference, promptAudio: try path("prompt_audio_path")))
+            out.append(EvalUtterance(id: id, text: text, referenceAudio: reference, promptAudio: try path("prompt_audio_path"),
+                                     codecAudio: try path("target_codec_audio_path")))
         }
         return out
     }

@@ -11,17 +11,21 @@ public struct EvalUtterance: Codable, Sendable, Equatable {
     public var referenceAudio: String?
     /// The voice prompt for a synthesizer (`prompt_audio_path`).
     public var promptAudio: String?
+    /// The target's own codes decoded by the model's codec (`target_codec_audio_path`): the codec
+    /// floor, the best MCD and SIM the codec allows.
+    public var codecAudio: String?
 
-    public init(id: String, text: String, referenceAudio: String?, promptAudio: String?) {
+    public init(id: String, text: String, referenceAudio: String?, promptAudio: String?, codecAudio: String? = nil) {
         self.id = id
         self.text = text
         self.referenceAudio = referenceAudio
         self.promptAudio = promptAudio
+        self.codecAudio = codecAudio
     }
 
     enum CodingKeys: String, CodingKey {
         case id, text
-        case referenceAudio = "reference_audio", promptAudio = "prompt_audio"
+        case referenceAudio = "reference_audio", promptAudio = "prompt_audio", codecAudio = "codec_audio"
     }
 }
 
@@ -208,6 +212,10 @@ public struct EvalUtteranceResult: Codable, Sendable, Equatable {
     public var simSeconds: Double?
     /// `mcd_seconds`: wall time of this utterance's MCD stage (loading the target, analysis, DTW).
     public var mcdSeconds: Double?
+    /// `codec_sim`, `codec_mcd`: the codec floor — the target's true codes decoded by the model's
+    /// codec (`target_codec_audio_path`) against the prompt (SIM) and the target (MCD).
+    public var codecSim: Double?
+    public var codecMcd: Double?
     /// `measure_errors`: why a measure that could have been taken is missing, keyed by `sim`,
     /// `floor_sim` or `mcd`; nil when there is nothing to say.
     public var measureErrors: [String: String]?
@@ -238,5 +246,6 @@ public struct EvalUtteranceResult: Codable, Sendable, Equatable {
         case synthesisSeconds = "synthesis_seconds", asrSeconds = "asr_seconds"
         case floorError = "floor_error"
         case floorSim = "floor_sim", simSeconds = "sim_seconds", mcdSeconds = "mcd_seconds", measureErrors = "measure_errors"
+        case codecSim = "codec_sim", codecMcd = "codec_mcd"
     }
 }

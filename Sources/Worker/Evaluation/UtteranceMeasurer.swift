@@ -105,7 +105,33 @@ final class UtteranceMeasurer {
             }
             result.mcdSeconds = EvalExecutor.seconds(clock.now - start)
         }
+        if let codec = u.codecAudio { await measureCodecFloor(&result, codec: codec, utterance: u, target: targetClip, errors: &errors) }
         result.measureErrors = errors.isEmpty ? nil : errors
+    }
+
+    /// The codec floor: the target's true codes decoded by the codec, against the target (MCD)
+    /// and the prompt (SIM) — what a perfect model could reach through this codec.
+    private func measureCodecFloor(_ result: inout EvalUtteranceResult, codec: String, utterance u: EvalUtterance,
+                                   target: (String) -> Result<AudioClip, AudioFileError>, errors: inout [String: String]) async {
+        let clip: AudioClip
+        do { clip = try AudioFile.read(codec) } catch {
+            errors["codec_mcd"] = "codec audio: \(error)"
+            return
+        }
+        if let mcd, let ref = u.referenceAudio, case .success(let t) = target(ref) {
+            do {
+                result.codecMcd = try mcd.distortion(synthesized: clip.resampled(to: mcd.configuration.sampleRate).samples,
+                                                     target: t.resampled(to: mcd.configuration.sampleRate).samples).mcd
+            } catch {
+                errors["codec_mcd"] = "\(error)"
+            }
+        }
+        if let embedder, let prompt = u.promptAudio, case .success(let p) = await embedding(prompt, with: embedder, clip: nil) {
+            switch await embedding(codec, with: embedder, clip: clip) {
+            case .success(let c): Self.cosine(c, p, into: &result.codecSim, key: "codec_sim", errors: &errors)
+            case .failure(let e): errors["codec_sim"] = "\(e)"
+            }
+        }
     }
 
     /// The embedding of one file, from the shard's cache or made now (reading the file when no
