@@ -168,6 +168,20 @@ struct CheckpointPinTests {
         #expect(announced.allSatisfy { $0["alias"] == .string("best") && $0["pinned"] == .bool(true) })
     }
 
+    @Test("keep: {best: 1, by: eval/cer} does not rank a checkpoint by the CER of a set the ASR cannot read")
+    func retentionBestSkipsUnreadableCER() throws {
+        let c = try start(spec("keep: {last: 1, best: 1, by: eval/cer}"))
+        // Step 2000's CER is the lowest, but its evaluation's ASR could not read the test set.
+        let cer: [Int64: Double] = [1000: 0.40, 2000: 0.05, 3000: 0.30, 4000: 0.50]
+        for step in stride(from: Int64(1000), through: 4000, by: 1000) {
+            try send(c, [try pin(c, step: step, full: false, roles: ["checkpoint"])],
+                     points: [MetricPoint(runId: c.runId, step: step, key: "eval/asr_unreadable", value: step == 2000 ? 1 : 0, wallTime: 0),
+                              MetricPoint(runId: c.runId, step: step, key: "eval/cer", value: cer[step]!, wallTime: 0)])
+        }
+        let alive = try store.pins(runId: c.runId).filter { $0.deletedAt == nil }.map(\.step)
+        #expect(alive == [3000, 4000], "the best readable (3000) and the newest (4000), not the unreadable 2000: \(alive)")
+    }
+
     @Test("without keep:, pins stay, except a resume-only pin superseded by a newer full-state one")
     func defaultRetention() throws {
         let c = try start(spec())

@@ -15,6 +15,9 @@ public struct CheckpointComparison: Sendable {
         public var isBest: Bool
     }
 
+    /// The measures that come from the ASR's transcripts (meaningless when it cannot read the set).
+    public static let cerBased: Set<String> = ["eval/cer", "eval/wer", "eval/cer_utt_mean"]
+
     /// The measures a comparison can rank by.
     public static let measures = ["eval/cer", "eval/wer", "eval/cer_utt_mean", "eval/sim", "eval/mcd"]
 
@@ -57,8 +60,7 @@ public struct CheckpointComparison: Sendable {
 
     /// The value of `measure` in an evaluation (finite, or nil).
     public static func value(of e: EvalSummary, _ measure: String) -> Double? {
-        let cerBased = ["eval/cer", "eval/wer", "eval/cer_utt_mean"].contains(measure)
-        if cerBased && e.asrUnreadable == true { return nil }
+        if cerBased.contains(measure) && e.asrUnreadable == true { return nil }
         let v: Double? = switch measure {
         case "eval/cer": e.cer
         case "eval/wer": e.wer

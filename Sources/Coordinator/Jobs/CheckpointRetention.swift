@@ -19,6 +19,10 @@ enum CheckpointRetention {
         let measure = RetentionPlanner.measure(policy)
         var values: [Int64: Double] = [:]
         for step in Set(snapshot.live.filter { $0.roles != ["resume"] }.map(\.step)) {
+            // A CER-based measure of a set the ASR cannot read says nothing about the checkpoint
+            // (`eval/asr_unreadable` = 1 at that step): it does not rank it.
+            if CheckpointComparison.cerBased.contains(measure.key),
+               try store.metricValue(db, runId: runId, key: "eval/asr_unreadable", at: step) == 1 { continue }
             if let v = try store.metricValue(db, runId: runId, key: measure.key, at: step) { values[step] = v }
         }
         let plan = RetentionPlanner.plan(live: snapshot.live, policy: policy, protectedPaths: snapshot.protectedPaths, values: values)
