@@ -143,29 +143,10 @@ struct EvaluationTests {
 
     @Test("the command ASR backend (a program that prints the transcript): any worker runs it, no Vosk needed; the scores follow exactly from its output")
     func commandASR() async throws {
-        let dataset = try #require(try Self.fixture("torch/torch_env.sh")["DATASET"])
-        let h = try ClusterHarness()
-        try await h.startCoordinator(["--no-wandb"])
-        try h.startWorker("plain", ["--no-torch"])
-        try await h.waitUntil("the worker takes command-ASR eval shards", timeout: 30) {
-            try h.workers().first?.capabilities.contains("shard:eval-command") == true
-        }
+        let h = try await Self.commandWorker()
         // Real audio files of the dataset, with transcripts of our choosing: the "ASR" reads
         // AUDIO.txt, so the expected CER is known exactly: one substitution in 12 characters.
-        let audio = try FileManager.default.contentsOfDirectory(atPath: dataset + "/audio").filter { $0.hasSuffix(".wav") }.sorted().prefix(3).map { dataset + "/audio/" + $0 }
-        try #require(audio.count == 3)
-        let dir = h.dir.appendingPathComponent("cmd")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let texts = ["가나다라", "마바사", "아자차카타"], heard = ["가나다라", "마바사", "아자차카파"]
-        var lines: [String] = []
-        for (i, a) in audio.enumerated() {
-            let copy = dir.appendingPathComponent("u\(i).wav").path
-            try FileManager.default.copyItem(atPath: a, toPath: copy)
-            try (heard[i] + "\n").write(toFile: copy + ".txt", atomically: true, encoding: .utf8)
-            lines.append(#"{"id": "u\#(i)", "target_text": "\#(texts[i])", "target_audio_path": "u\#(i).wav"}"#)
-        }
-        let manifest = dir.appendingPathComponent("test.jsonl").path
-        try (lines.joined(separator: "\n") + "\n").write(toFile: manifest, atomically: true, encoding: .utf8)
+        let (manifest, dir) = try Self.commandSet(h, "cmd", texts: ["가나다라", "마바사", "아자차카타"], heard: ["가나다라", "마바사", "아자차카파"])
         let r = try h.cli(["eval", "/ckpt/model.pth", "--manifest", manifest, "--asr", "command",
                            "--asr-command", "/bin/sh -c 'cat \"$0.txt\"' {audio}", "--shards", "2",
                            "--output", dir.appendingPathComponent("out").path, "--wait", "--json"])
@@ -179,33 +160,15 @@ struct EvaluationTests {
 
     @Test("--asr persistent: one Whisper-example process per shard over the stand-in faster_whisper, the exact CER its transcripts imply")
     func persistentASR() async throws {
-        let dataset = try #require(try Self.fixture("torch/torch_env.sh")["DATASET"])
-        let h = try ClusterHarness()
-        try await h.startCoordinator(["--no-wandb"])
-        try h.startWorker("plain", ["--no-torch"])
-        try await h.waitUntil("the worker takes program-ASR eval shards", timeout: 30) {
-            try h.workers().first?.capabilities.contains("shard:eval-command") == true
-        }
+        let h = try await Self.commandWorker()
         // Real audio of the dataset; the stand-in "recognizes" AUDIO.txt: one substitution in
         // 12 reference characters, one wrong word of three.
-        let audio = try FileManager.default.contentsOfDirectory(atPath: dataset + "/audio").filter { $0.hasSuffix(".wav") }.sorted().prefix(3).map { dataset + "/audio/" + $0 }
-        try #require(audio.count == 3)
-        let dir = h.dir.appendingPathComponent("persistent-asr")
+        let (manifest, dir) = try Self.commandSet(h, "persistent-asr", texts: ["가나다라", "마바사", "아자차카타"], heard: ["가나다라", "마바사", "아자차카파"])
         let model = dir.appendingPathComponent("faster-whisper-large-v3")
         try FileManager.default.createDirectory(at: model, withIntermediateDirectories: true)
         for file in ["model.bin", "config.json", "tokenizer.json", "preprocessor_config.json"] {
             try "{}\n".write(to: model.appendingPathComponent(file), atomically: true, encoding: .utf8)
         }
-        let texts = ["가나다라", "마바사", "아자차카타"], heard = ["가나다라", "마바사", "아자차카파"]
-        var lines: [String] = []
-        for (i, a) in audio.enumerated() {
-            let copy = dir.appendingPathComponent("u\(i).wav").path
-            try FileManager.default.copyItem(atPath: a, toPath: copy)
-            try (heard[i] + "\n").write(toFile: copy + ".txt", atomically: true, encoding: .utf8)
-            lines.append(#"{"id": "u\#(i)", "target_text": "\#(texts[i])", "target_audio_path": "u\#(i).wav"}"#)
-        }
-        let manifest = dir.appendingPathComponent("test.jsonl").path
-        try (lines.joined(separator: "\n") + "\n").write(toFile: manifest, atomically: true, encoding: .utf8)
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let loads = dir.appendingPathComponent("loads.txt").path
         let command = ["/usr/bin/env", "PYTHONPATH=\(root.path)/Tests/Fixtures/eval/faster_whisper_standin", "STANDIN_LOADS=\(loads)", "python3",
@@ -224,9 +187,22 @@ struct EvaluationTests {
         #expect(starts.count == 2, "one model load per shard: \(starts)")
     }
 
-    /// A worker that runs the command ASR and a manifest of `count` utterances over real audio of
-    /// the dataset; the "ASR" reads `<audio>.txt`, which the synthesizer commands below copy.
-    private static func commandSet(_ h: ClusterHarness, _ name: String, texts: [String]) async throws -> (manifest: String, dir: URL) {
+    /// A coordinator and one worker without Vosk or torch, which takes `eval-command` shards
+    /// (the command and persistent ASR backends).
+    private static func commandWorker() async throws -> ClusterHarness {
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--no-wandb"])
+        try h.startWorker("plain", ["--no-torch"])
+        try await h.waitUntil("the worker takes command-ASR eval shards", timeout: 30) {
+            try h.workers().first?.capabilities.contains("shard:eval-command") == true
+        }
+        return h
+    }
+
+    /// A manifest over real audio of the dataset (copied as `u<i>.wav`, each also the prompt) with
+    /// the transcripts `texts`; the stand-in ASRs read `<audio>.txt`, which holds `heard`
+    /// (default: exactly the text) and which the synthesizer commands below copy.
+    private static func commandSet(_ h: ClusterHarness, _ name: String, texts: [String], heard: [String]? = nil) throws -> (manifest: String, dir: URL) {
         let dataset = try #require(try Self.fixture("torch/torch_env.sh")["DATASET"])
         let audio = try FileManager.default.contentsOfDirectory(atPath: dataset + "/audio").filter { $0.hasSuffix(".wav") }.sorted().prefix(texts.count).map { dataset + "/audio/" + $0 }
         try #require(audio.count == texts.count)
@@ -236,7 +212,7 @@ struct EvaluationTests {
         for (i, a) in audio.enumerated() {
             let copy = dir.appendingPathComponent("u\(i).wav").path
             try FileManager.default.copyItem(atPath: a, toPath: copy)
-            try (texts[i] + "\n").write(toFile: copy + ".txt", atomically: true, encoding: .utf8)
+            try ((heard ?? texts)[i] + "\n").write(toFile: copy + ".txt", atomically: true, encoding: .utf8)
             lines.append(#"{"id": "u\#(i)", "target_text": "\#(texts[i])", "target_audio_path": "u\#(i).wav", "prompt_audio_path": "u\#(i).wav"}"#)
         }
         let manifest = dir.appendingPathComponent("test.jsonl").path
@@ -246,13 +222,8 @@ struct EvaluationTests {
 
     @Test("a synthesizer that writes silence for every utterance gives a failed evaluation: no CER, no WER, never 0 %")
     func silentSynthesizerFails() async throws {
-        let h = try ClusterHarness()
-        try await h.startCoordinator(["--no-wandb"])
-        try h.startWorker("plain", ["--no-torch"])
-        try await h.waitUntil("the worker takes command-ASR eval shards", timeout: 30) {
-            try h.workers().first?.capabilities.contains("shard:eval-command") == true
-        }
-        let set = try await Self.commandSet(h, "silent", texts: ["가나다라", "마바사", "아자차카타"])
+        let h = try await Self.commandWorker()
+        let set = try Self.commandSet(h, "silent", texts: ["가나다라", "마바사", "아자차카타"])
         let r = try h.cli(["eval", "/ckpt/model.pth", "--manifest", set.manifest, "--asr", "command",
                            "--asr-command", "/bin/sh -c 'cat \"$0.txt\"' {audio}",
                            "--synthesizer", "command", "--synth-command", "sox -q -n -r 16000 -c 1 -b 16 {output} trim 0.0 1.0",
@@ -272,13 +243,8 @@ struct EvaluationTests {
 
     @Test("a synthesizer that fails half of the utterances gives a CER that counts them as deletions")
     func halfFailingSynthesizerCountsAsDeletions() async throws {
-        let h = try ClusterHarness()
-        try await h.startCoordinator(["--no-wandb"])
-        try h.startWorker("plain", ["--no-torch"])
-        try await h.waitUntil("the worker takes command-ASR eval shards", timeout: 30) {
-            try h.workers().first?.capabilities.contains("shard:eval-command") == true
-        }
-        let set = try await Self.commandSet(h, "half", texts: ["가나다라", "마바사", "아자차카타", "파하"])
+        let h = try await Self.commandWorker()
+        let set = try Self.commandSet(h, "half", texts: ["가나다라", "마바사", "아자차카타", "파하"])
         // u0 and u2 are "spoken" (their audio and transcript copied), u1 and u3 fail.
         let synth = #"/bin/sh -c 'case "$0" in u0|u2) cp "$1" "$2" && cp "$1.txt" "$2.txt";; *) echo "cannot speak $0" >&2; exit 3;; esac' {id} {prompt_audio} {output}"#
         let r = try h.cli(["eval", "/ckpt/model.pth", "--manifest", set.manifest, "--asr", "command",

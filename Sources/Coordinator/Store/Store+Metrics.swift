@@ -46,22 +46,22 @@ extension Store {
             var current = -1
             var accepted: [SpoolEntry] = []
             // Most requests carry the points of one run: then the batch is built straight from
-            // the entries, without copying the points into a group first.
-            let firstRun = entries.first?.points.first?.runId
-            let oneRun = entries.allSatisfy { $0.points.allSatisfy { $0.runId == firstRun } }
+            // the entries, and points are copied into per-run groups only once a second run
+            // shows up (the first run's points so far become its group then).
             for e in entries {
                 guard e.sequence > hw else { continue }
                 guard e.sequence == hw + 1 || hw == 0 else { break }
                 accepted.append(e)
-                for p in e.points {
+                for (j, p) in e.points.enumerated() {
                     if current < 0 || runs[current] != p.runId {
                         if let i = runs.firstIndex(of: p.runId) { current = i } else {
+                            if runs.count == 1 { groups[0] = accepted.dropLast().flatMap(\.points) + e.points[..<j] }
                             runs.append(p.runId)
                             groups.append([])
                             current = runs.count - 1
                         }
                     }
-                    if !oneRun { groups[current].append(p) }
+                    if runs.count > 1 { groups[current].append(p) }
                 }
                 for ev in e.events {
                     try Self.recordWorkerEvent(db, workerId: workerId, ev, now: now.timeIntervalSince1970)
