@@ -121,9 +121,11 @@ extension Store {
                 let fact: IngestLogEntry.Fact
                 switch LogKind(rawValue: kind) {
                 case .points:
-                    guard let ref: Int64 = row["ref"], let data = try Data.fetchOne(batchData, arguments: [ref]),
-                          runId != nil else { continue }
-                    fact = .points(try PointBatch(decoding: Array(data)))
+                    guard let ref: Int64 = row["ref"], runId != nil,
+                          let batch = try recentBatches.batch(id: ref, firstSeq: nil, orLoad: {
+                              try Data.fetchOne(batchData, arguments: [ref]).map { try PointBatch(decoding: Array($0)) }
+                          }) else { continue }
+                    fact = .points(batch)
                 case .event:
                     guard let ref: Int64 = row["ref"], let e = try Row.fetchOne(eventRow, arguments: [ref]) else { continue }
                     let shardId: Int64? = e["shard_id"], epoch: Int64? = e["lease_epoch"]

@@ -35,7 +35,9 @@ extension Store {
     /// indexed per key and step range in `series_batches`; every point gets the next
     /// coordinator-wide ingest sequence (a batch holds `first_seq ..< first_seq + point_count`).
     public func ingestSpool(workerId: String, entries: [SpoolEntry], now: Date = Date()) throws -> SpoolIngestOutcome {
-        try write { db in
+        var committed: [RecentBatches.Entry] = []
+        let outcome = try write { db in
+            committed = []
             var hw = UInt64(bitPattern: try Int64.fetchOne(db, sql: "SELECT high_water FROM spool_marks WHERE worker_id = ?", arguments: [workerId]) ?? 0)
             var out = SpoolIngestOutcome(highWater: hw, storedEntries: 0, storedPoints: 0, storedEvents: 0)
             var seriesCache: [SeriesKey: Int64] = [:]
@@ -85,6 +87,7 @@ extension Store {
                 guard batch.count > 0 else { continue }
                 let batchId = try insertBatch(db, run: r, batch, firstSeq: ingest, cache: &seriesCache)
                 try Self.appendLog(db, .points, runId: r, workerId: workerId, ref: batchId, at: now.timeIntervalSince1970)
+                committed.append(.init(id: batchId, firstSeq: ingest, batch: batch, storedAt: now.timeIntervalSince1970))
                 ingest += Int64(batch.count)
             }
             out.storedPoints -= out.duplicatePoints
@@ -96,6 +99,9 @@ extension Store {
             out.highWater = hw
             return out
         }
+        // Committed: the consumers that read these batches next find them decoded.
+        if !committed.isEmpty { recentBatches.withLock { $0.insert(committed) } }
+        return outcome
     }
 
     /// `entries` without the points the masks drop (masks per run group, indexed in the order

@@ -7,11 +7,11 @@ import Shared
 /// A torch run of 240 k steps logs about 2 M points, a week-long one ten times that; the run
 /// page refreshes every 5 s. Cutting a curve from every stored point at each request grew with
 /// the run (2.2–2.6 s for the page of a 10 M-point run). Instead the store keeps, per series, a
-/// ``SeriesRollup`` of each bucket of steps at each level of ``SeriesRollup/levels`` (64 to 2 M
+/// ``SeriesRollup`` of each bucket of steps at each level of ``SeriesRollup/levels`` (256 to 8 M
 /// steps, 8× apart), and:
 /// - a curve of B buckets over a step range reads the rows of the coarsest level that still has
 ///   at least B buckets in that range (so at most 8·B rows), finer levels at the range's ends
-///   and the raw points of the last partial 64 steps at each end;
+///   and the raw points of the last partial 256 steps at each end;
 /// - a series' point count and newest point come from its few coarsest rows.
 ///
 /// The summaries are a consumer of the stored batches: ``advanceRollups(maxBatches:)`` reads the
@@ -35,11 +35,15 @@ extension Store {
             var builder = SeriesRollupBuilder()
             var ids: [SeriesKeyOfRun: Int64] = [:]
             var last = cursor, folded = 0
-            let rows = try Row.fetchCursor(db, sql: "SELECT id, run_id, data FROM metric_batches WHERE id > ? ORDER BY id LIMIT ?",
+            // The blob is read only for a batch that is no longer held decoded.
+            let rows = try Row.fetchCursor(db, sql: "SELECT id, run_id, first_seq FROM metric_batches WHERE id > ? ORDER BY id LIMIT ?",
                                            arguments: [cursor, maxBatches])
+            let data = try db.cachedStatement(sql: "SELECT data FROM metric_batches WHERE id = ?")
             while let row = try rows.next() {
-                let run: String = row[1]
-                let batch = try PointBatch(decoding: Array(row[2] as Data))
+                let id: Int64 = row[0], run: String = row[1], firstSeq: Int64 = row[2]
+                guard let batch = try recentBatches.batch(id: id, firstSeq: firstSeq, orLoad: {
+                    try Data.fetchOne(data, arguments: [id]).map { try PointBatch(decoding: Array($0)) }
+                }) else { continue }
                 var seriesIds: [Int64] = []
                 seriesIds.reserveCapacity(batch.keys.count)
                 for key in batch.keys {
@@ -171,7 +175,7 @@ extension Store {
             guard lo <= hi else { return [] }
             let span = Double(hi) - Double(lo) + 1
             // Few points, or a range too short for the finest level to cut it finely enough: the
-            // points themselves (at most 64 per bucket asked for).
+            // points themselves (at most 256 steps per bucket asked for).
             if (lo <= whole.first.step && hi >= whole.last.step && whole.count <= Int64(limit))
                 || span < Double(SeriesRollup.levels[0]) * Double(buckets) {
                 return SeriesDownsampler.downsample(try seriesPoints(db, runId: runId, key: key, fromStep: fromStep, toStep: toStep), limit: limit)

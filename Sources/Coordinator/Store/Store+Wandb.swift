@@ -83,12 +83,15 @@ extension Store {
             // The batch that may hold the point right after the cursor, and every later one.
             let start = try Int64.fetchOne(db, sql: "SELECT MAX(first_seq) FROM metric_batches WHERE run_id = ? AND first_seq <= ?",
                                            arguments: [runId, cursor + 1]) ?? Int64.min
-            let rows = try Row.fetchCursor(db, sql: "SELECT first_seq, data FROM metric_batches WHERE run_id = ? AND first_seq >= ? ORDER BY first_seq",
+            let rows = try Row.fetchCursor(db, sql: "SELECT first_seq, id FROM metric_batches WHERE run_id = ? AND first_seq >= ? ORDER BY first_seq",
                                            arguments: [runId, start])
+            let data = try db.cachedStatement(sql: "SELECT data FROM metric_batches WHERE id = ?")
             var out: [StoredPoint] = []
             while out.count < limit, let row = try rows.next() {
-                let first: Int64 = row[0]
-                let batch = try PointBatch(decoding: Array(row[1] as Data))
+                let first: Int64 = row[0], id: Int64 = row[1]
+                guard let batch = try recentBatches.batch(id: id, firstSeq: first, orLoad: {
+                    try Data.fetchOne(data, arguments: [id]).map { try PointBatch(decoding: Array($0)) }
+                }) else { continue }
                 for i in 0..<batch.count {
                     let seq = first + Int64(i)
                     guard seq > cursor else { continue }

@@ -11,6 +11,8 @@ public final class Store: Sendable {
     public let path: String
     /// The summaries' row cache between their transactions (``advanceRollups(maxBatches:)``).
     let rollupCache = Mutex(SeriesRollupCache())
+    /// The batches ingest committed last, decoded, for the consumers that read them next.
+    let recentBatches = Mutex(RecentBatches())
     /// The thread of ``offloaded(_:)``.
     let io = DispatchQueue(label: "tts.store.io", qos: .userInitiated)
     /// What the coordinator decides inside the store's transactions (scoring, dispatch, retention).
@@ -351,7 +353,7 @@ public final class Store: Sendable {
             try db.execute(sql: """
                 CREATE TABLE series_rollups (
                     series_id INTEGER NOT NULL REFERENCES series(id),
-                    level INTEGER NOT NULL,          -- index into SeriesRollup.levels (64 … 2,097,152 steps)
+                    level INTEGER NOT NULL,          -- index into SeriesRollup.levels (64 … 2,097,152 steps; from v14 256 … 8,388,608)
                     bucket INTEGER NOT NULL,         -- steps bucket·width ..< (bucket+1)·width
                     data BLOB NOT NULL,              -- SeriesRollup: count, first, last, min, max (104 bytes)
                     PRIMARY KEY (series_id, level, bucket)
@@ -379,6 +381,14 @@ public final class Store: Sendable {
                     at REAL NOT NULL                 -- commit time: the rules' clock for this entry
                 );
                 ALTER TABLE events ADD COLUMN lease_epoch INTEGER;
+                """)
+        }
+        m.registerMigration("v14: series summaries from 256 steps up (was 64): a quarter of the rows to write at ingest rates") { db in
+            // Self-contained: the old rows are dropped and the summaries' consumer folds every
+            // stored batch again from cursor 0 (readers add the batches not yet folded meanwhile).
+            try db.execute(sql: """
+                DELETE FROM series_rollups;
+                DELETE FROM consumer_cursors WHERE name = 'rollups';
                 """)
         }
         return m
