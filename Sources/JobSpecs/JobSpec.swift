@@ -30,6 +30,7 @@ public struct JobSpec: Sendable, Equatable {
         "batch_size", "grad_accum", "effective_batch", "resume_checkpoint",
         "checkpoint_every", "eval_every", "max_steps", "log_dir",
         "train_manifests", "val_manifests",
+        "rank", "world_size", "local_rank", "nnodes", "node_rank", "master_addr", "master_port",
     ]
 
     public var name: String
@@ -87,6 +88,8 @@ public struct JobSpec: Sendable, Equatable {
     /// `batch_size × grad_accum`, so runs on different cards are comparable. False lets each card
     /// keep its own batch (the guide's 4090 preset is 8 × 1 beside the A6000's 16 × 1).
     public var sameEffectiveBatch: Bool
+    /// `world:`: how many ranks train each run together (default one GPU).
+    public var world: WorldSpec
 
     public init(
         name: String, project: String, kind: Kind = .train, runner: Runner = .command,
@@ -97,8 +100,10 @@ public struct JobSpec: Sendable, Equatable {
         defaultBatch: BatchSettings = BatchSettings(batchSize: 1, gradAccum: 1), minimumBatchSize: Int = 1,
         sweep: SweepGrid? = nil, group: String? = nil, outputDir: String? = nil, logDir: String? = nil, model: String? = nil,
         evaluation: EvalPlan? = nil, python: String? = nil, resume: ResumePolicy = .full,
-        stopGrace: Duration = .seconds(1200), retention: RetentionPolicy? = nil, sameEffectiveBatch: Bool = true
+        stopGrace: Duration = .seconds(1200), retention: RetentionPolicy? = nil, sameEffectiveBatch: Bool = true,
+        world: WorldSpec = .single
     ) {
+        self.world = world
         self.name = name
         self.project = project
         self.kind = kind
@@ -163,9 +168,11 @@ public struct JobSpec: Sendable, Equatable {
 
     /// Everything a placeholder can stand for, for one run on one card (with `preset`'s
     /// hyperparameters put in, when given).
+    /// `batch` is the rank's (for a data-parallel world, ``WorldSpec/rankBatch(_:)``); the
+    /// `{effective_batch}` is the run's: micro-batch × accumulation × world size.
     public func placeholderValues(
         run: RunSpec, gpu: Int, runId: String, outputDir: String, batch: BatchSettings, resumeCheckpoint: String?,
-        preset: GPUPreset? = nil
+        preset: GPUPreset? = nil, placement: RankPlacement = .single()
     ) -> [String: [String]] {
         var v: [String: [String]] = [:]
         let run = preset?.applied(to: run) ?? run
@@ -180,7 +187,14 @@ public struct JobSpec: Sendable, Equatable {
         v["group"] = [run.group ?? ""]
         v["batch_size"] = [String(batch.batchSize)]
         v["grad_accum"] = [String(batch.gradAccum)]
-        v["effective_batch"] = [String(batch.effectiveBatch)]
+        v["effective_batch"] = [String(batch.effectiveBatch * placement.worldSize)]
+        v["rank"] = [String(placement.rank)]
+        v["world_size"] = [String(placement.worldSize)]
+        v["local_rank"] = [String(placement.localRank)]
+        v["nnodes"] = [String(placement.nodes)]
+        v["node_rank"] = [String(placement.nodeRank)]
+        v["master_addr"] = [placement.masterAddress]
+        v["master_port"] = [String(placement.masterPort)]
         v["resume_checkpoint"] = [resumeCheckpoint ?? ""]
         v["checkpoint_every"] = [String(checkpointEvery)]
         v["eval_every"] = [evalEvery.map(String.init) ?? ""]
@@ -193,10 +207,10 @@ public struct JobSpec: Sendable, Equatable {
     /// The trainer's argv for one run on one card.
     public func renderCommand(
         run: RunSpec, gpu: Int, runId: String, outputDir: String, batch: BatchSettings, resumeCheckpoint: String?,
-        preset: GPUPreset? = nil
+        preset: GPUPreset? = nil, placement: RankPlacement = .single()
     ) throws(CommandTemplateError) -> [String] {
         try command.render(placeholderValues(run: run, gpu: gpu, runId: runId, outputDir: outputDir,
-                                             batch: batch, resumeCheckpoint: resumeCheckpoint, preset: preset))
+                                             batch: batch, resumeCheckpoint: resumeCheckpoint, preset: preset, placement: placement))
     }
 }
 

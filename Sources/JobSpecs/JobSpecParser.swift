@@ -25,6 +25,7 @@ import Yams
 ///   a6000: {match: {name: A6000, min_memory_gb: 40}, batch_size: 16, grad_accum: 1}
 ///   "4090": {match: {name: "4090"}, batch_size: 8, grad_accum: 2}
 /// sweep: {grid: {lr: [1e-5, 2e-5], warmup: [1000, 30000]}}
+/// world: {gpus: 2}            # data-parallel ranks per run (default 1; see WorldSpec)
 /// ```
 ///
 /// Numbers are read from the text as written, so `1e-5` (a string to YAML 1.1) is a number here
@@ -37,7 +38,7 @@ public enum JobSpecParser {
         "name", "project", "kind", "runner", "command", "workdir", "env", "train_manifests", "val_manifests",
         "hyperparameters", "checkpoint_every", "eval_every", "max_steps", "max_retries", "batch_size",
         "grad_accum", "min_batch_size", "presets", "sweep", "group", "output_dir", "log_dir", "model", "eval",
-        "python", "resume", "stop_grace", "keep", "same_effective_batch",
+        "python", "resume", "stop_grace", "keep", "same_effective_batch", "world",
     ]
 
     /// The most runs one sweep may make.
@@ -458,6 +459,35 @@ public enum JobSpecParser {
             }
             let minimumBatch = try nodes["min_batch_size"].map { n throws(JobSpecError) in try int(n, "min_batch_size", minimum: 1) } ?? 1
 
+            var world = WorldSpec.single
+            if let n = nodes["world"] {
+                var gpus: Int?, nodeCount: Int?, perNode: Int?
+                for (k, kNode, v) in try mapping(n, "world") {
+                    switch k {
+                    case "gpus": gpus = try int(v, "world.gpus", minimum: 1)
+                    case "nodes": nodeCount = try int(v, "world.nodes", minimum: 1)
+                    case "gpus_per_node": perNode = try int(v, "world.gpus_per_node", minimum: 1)
+                    default: throw fail("world.\(k)", kNode, "unknown key; world takes gpus, or nodes and gpus_per_node")
+                    }
+                }
+                switch (gpus, nodeCount, perNode) {
+                case (let g?, nil, nil): world = WorldSpec(gpus: g)
+                case (nil, let m?, let k?): world = WorldSpec(gpus: m * k, nodes: m, gpusPerNode: k)
+                case (let g?, let m?, let k?) where g == m * k: world = WorldSpec(gpus: g, nodes: m, gpusPerNode: k)
+                case (_?, _?, _?): throw fail("world", n, "gpus disagrees with nodes × gpus_per_node; write one or the other")
+                default: throw fail("world", n, "needs gpus (e.g. {gpus: 4}) or both nodes and gpus_per_node (e.g. {nodes: 2, gpus_per_node: 2})")
+                }
+                if world.isGang {
+                    if runner == .torch {
+                        throw fail("world", n, "runner: torch trains in the worker's own process, one GPU per run; a data-parallel world needs runner: command with a torchrun or torch.distributed trainer")
+                    }
+                    for p in presets {
+                        if let problem = world.splitProblem(p.batch, field: "presets.\(p.name)") { throw fail("world", n, problem) }
+                    }
+                    if presets.isEmpty, let problem = world.splitProblem(defaultBatch, field: "grad_accum") { throw fail("world", n, problem) }
+                }
+            }
+
             // Every placeholder must be known.
             let known = Set(JobSpec.builtinPlaceholders + hyperparameters.map(\.name) + (grid?.axes.map(\.name) ?? []))
             for p in command.placeholders.sorted() where !known.contains(p) {
@@ -588,7 +618,7 @@ public enum JobSpecParser {
                 resume: try nodes["resume"].map { n throws(JobSpecError) in try resumePolicy(n) } ?? .full,
                 stopGrace: try nodes["stop_grace"].map { n throws(JobSpecError) in try duration(n, "stop_grace") } ?? .seconds(1200),
                 retention: try nodes["keep"].map { n throws(JobSpecError) in try retention(n) },
-                sameEffectiveBatch: sameEffectiveBatch)
+                sameEffectiveBatch: sameEffectiveBatch, world: world)
             let names = spec.runs().map(\.name)
             if Set(names).count != names.count, let n = nodes["sweep"] {
                 throw fail("sweep.grid", n, "two combinations get the same run name (values that differ only in spelling, like 1000 and 1_000); make them distinct")

@@ -107,6 +107,60 @@ struct JobSpecTests {
         #expect(e.message.contains("a6000: 16 × 1 = 16") && e.message.contains("4090: 8 × 1 = 8"))
     }
 
+    @Test("world: gpus, or nodes × gpus_per_node; a rank's batch keeps the effective batch (accumulation adjusts, the micro-batch never grows)")
+    func world() throws {
+        #expect(try JobSpecParser.parse(yaml: Self.minimal).world == .single)
+        let two = try JobSpecParser.parse(yaml: Self.minimal + "\nworld: {gpus: 2}")
+        #expect(two.world == WorldSpec(gpus: 2) && two.world.isGang)
+        let grid = try JobSpecParser.parse(yaml: Self.minimal + "\nworld: {nodes: 2, gpus_per_node: 2}")
+        #expect(grid.world == WorldSpec(gpus: 4, nodes: 2, gpusPerNode: 2))
+        // The guide's presets: A6000 16 × 1, 4090 8 × 2 (effective 16).
+        #expect(WorldSpec(gpus: 2).rankBatch(BatchSettings(batchSize: 16, gradAccum: 1)) == BatchSettings(batchSize: 8, gradAccum: 1))
+        #expect(WorldSpec(gpus: 2).rankBatch(BatchSettings(batchSize: 8, gradAccum: 2)) == BatchSettings(batchSize: 8, gradAccum: 1))
+        #expect(WorldSpec(gpus: 4).rankBatch(BatchSettings(batchSize: 8, gradAccum: 2)) == BatchSettings(batchSize: 4, gradAccum: 1))
+        #expect(WorldSpec(gpus: 2).rankBatch(BatchSettings(batchSize: 4, gradAccum: 8)) == BatchSettings(batchSize: 4, gradAccum: 4))
+        #expect(WorldSpec(gpus: 2).rankBatch(BatchSettings(batchSize: 6, gradAccum: 3)) == BatchSettings(batchSize: 3, gradAccum: 3), "9 per rank: micro 6 does not divide it, 3 does")
+        #expect(WorldSpec(gpus: 3).rankBatch(BatchSettings(batchSize: 8, gradAccum: 2)) == nil)
+        for gpus in 1...8 {
+            for b in [BatchSettings(batchSize: 16, gradAccum: 1), BatchSettings(batchSize: 8, gradAccum: 2), BatchSettings(batchSize: 3, gradAccum: 8)] {
+                guard let r = WorldSpec(gpus: gpus).rankBatch(b) else { continue }
+                #expect(r.effectiveBatch * gpus == b.effectiveBatch && r.batchSize <= b.batchSize, "\(b) over \(gpus)")
+            }
+        }
+    }
+
+    @Test("a world the effective batch cannot be shared by, a torch-runner gang and a malformed world are refused with what to write")
+    func worldErrors() throws {
+        let three = try #require(error(Self.minimal + "\nworld: {gpus: 3}"))
+        #expect(three.field == "world" && three.message.contains("effective batch 16") && three.message.contains("multiple of 3"))
+        let mixed = try #require(error(Self.minimal + "\nworld: {gpus: 3, nodes: 2, gpus_per_node: 2}"))
+        #expect(mixed.message.contains("gpus disagrees with nodes × gpus_per_node"))
+        let half = try #require(error(Self.minimal + "\nworld: {nodes: 2}"))
+        #expect(half.message.contains("both nodes and gpus_per_node"))
+        let typo = try #require(error(Self.minimal + "\nworld: {gpu: 2}"))
+        #expect(typo.field == "world.gpu" && typo.message.contains("unknown key"))
+        let zero = try #require(error(Self.minimal + "\nworld: {gpus: 0}"))
+        #expect(zero.field == "world.gpus")
+    }
+
+    @Test("a rank's command gets its placement: rank, world size, local rank, nodes, node rank, the rendezvous address and port; the effective batch is the run's")
+    func rankPlaceholders() throws {
+        let spec = try JobSpecParser.parse(yaml: """
+            name: ddp
+            project: p
+            command: torchrun --nnodes {nnodes} --node_rank {node_rank} --nproc_per_node 1 --master_addr {master_addr} --master_port {master_port} train.py --rank {rank} --world {world_size} --local {local_rank} --bs {batch_size} --ga {grad_accum} --eff {effective_batch}
+            batch_size: 8
+            grad_accum: 2
+            world: {gpus: 2}
+            """)
+        let placement = RankPlacement(rank: 1, worldSize: 2, localRank: 0, localWorldSize: 1, nodes: 2, nodeRank: 1, masterAddress: "10.0.0.5", masterPort: 41_234)
+        let argv = try spec.renderCommand(run: spec.runs()[0], gpu: 0, runId: "r1", outputDir: "/o", batch: try #require(spec.world.rankBatch(spec.defaultBatch)),
+                                          resumeCheckpoint: nil, placement: placement)
+        #expect(argv.joined(separator: " ") == "torchrun --nnodes 2 --node_rank 1 --nproc_per_node 1 --master_addr 10.0.0.5 --master_port 41234 train.py --rank 1 --world 2 --local 0 --bs 8 --ga 1 --eff 16")
+        #expect(placement.environment == ["MASTER_ADDR": "10.0.0.5", "MASTER_PORT": "41234", "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "0",
+                                          "LOCAL_WORLD_SIZE": "1", "GROUP_RANK": "1", "NODE_RANK": "1"])
+    }
+
     @Test("OOM downshift halves the micro-batch and doubles accumulation down to the floor")
     func downshift() {
         let start = BatchSettings(batchSize: 16, gradAccum: 1)
