@@ -21,6 +21,9 @@ public struct CoordinatorConfiguration: Sendable {
     public var maxMessageBytes = 16 << 20
     /// Retries of a shard after failures or losses before it fails for good.
     public var defaultMaxRetries = 3
+    /// How long a data-parallel gang waits while later work uses the idle workers before it
+    /// reserves the idle workers that fit it (seconds; `--gang-reserve-after`).
+    public var gangReserveAfterSeconds = 600.0
     /// Longest a poll is held when there is no work.
     public var maxPollWaitMs = 30_000
     /// How often in-memory heartbeat state is written to the database.

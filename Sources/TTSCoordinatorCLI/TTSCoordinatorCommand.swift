@@ -113,6 +113,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Heartbeat interval told to workers, in milliseconds.")
     var heartbeatMs = 2_000
 
+    @Option(help: "Seconds a data-parallel gang (world: {gpus: N}) waits while later work uses idle workers, before it reserves the idle workers that fit it.")
+    var gangReserveAfter = 600.0
+
     @Option(help: "A worker silent this long (ms) is lost and its shards are requeued.")
     var lostAfterMs = 10_000
 
@@ -175,6 +178,7 @@ struct Serve: AsyncParsableCommand {
         config.databasePath = db
         config.insecure = insecure
         config.heartbeatIntervalMs = heartbeatMs
+        config.gangReserveAfterSeconds = gangReserveAfter
         config.lostAfterMs = lostAfterMs
         config.defaultMaxRetries = maxRetries
         config.maxMessageBytes = maxMessageBytes

@@ -76,6 +76,9 @@ struct Join: AsyncParsableCommand {
     @Option(help: "How long one poll waits for work at the coordinator, in ms.")
     var pollWaitMs = 20_000
 
+    @Option(help: "The address other ranks of a data-parallel gang reach this worker's rendezvous at when it is rank 0 (MASTER_ADDR; default: this host's address towards the coordinator).")
+    var advertiseAddress: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -89,6 +92,7 @@ struct Join: AsyncParsableCommand {
         config.stateDirectory = stateDir
         config.nvmlLibrary = nvmlLibrary
         config.pollWaitMs = pollWaitMs
+        config.advertiseAddress = advertiseAddress
         config.speakerEncoder = speakerEncoder
         config.speakerCommand = speakerCommand.map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
         config.speakerTimeoutSeconds = speakerTimeout

@@ -18,6 +18,10 @@ public struct WorkerConfiguration: Sendable {
     public var nvmlLibrary: String?
     /// How long one poll waits for work at the coordinator.
     public var pollWaitMs = 20_000
+    /// `--advertise-address`: where the other ranks of a data-parallel gang reach this worker's
+    /// rendezvous when it is rank 0 (nil: the local address this host uses to reach the
+    /// coordinator, ``RendezvousPort/localAddress(towards:)``).
+    public var advertiseAddress: String?
     /// Request timeout for everything but polls.
     public var requestTimeoutMs = 5_000
     /// `--speaker-encoder`: the exported speaker encoder (TorchScript) for evaluation SIM; nil:
@@ -32,6 +36,12 @@ public struct WorkerConfiguration: Sendable {
     public init() {}
 
     public var hostName: String { ProcessInfo.processInfo.hostName }
+
+    /// The rendezvous address this worker offers: ``advertiseAddress``, else the local address
+    /// towards the coordinator's host.
+    var rendezvousAddress: String {
+        advertiseAddress ?? RendezvousPort.host(ofCoordinator: coordinator).map(RendezvousPort.localAddress(towards:)) ?? "127.0.0.1"
+    }
     public var displayName: String { name ?? "\(hostName)-gpu\(gpuIndex)" }
 
     /// The state directory actually used: `--state-dir`, else `./tts-worker-state/NAME`.

@@ -128,7 +128,7 @@ struct MetricStoreTests {
             }
         }
         let store = try Store(path: path)
-        #expect(try store.schemaVersion() == 14)
+        #expect(try store.schemaVersion() == 15)
         let a = try store.pointsAfter(runId: "a", cursor: 0, limit: 100)
         #expect(a.map(\.seq) == [1, 2, 4, 5])
         #expect(a.map(\.key) == ["loss", "lr", "loss", "loss"])

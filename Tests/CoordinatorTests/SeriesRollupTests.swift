@@ -196,7 +196,7 @@ struct SeriesRollupTests {
             }
         }
         let store = try Store(path: path)
-        #expect(try store.schemaVersion() == 14)
+        #expect(try store.schemaVersion() == 15)
         #expect(try store.rollupCursor() == 0)
         #expect(try store.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM series_rollups") } == 0)
         try fill(store, steps: 0...9_999)

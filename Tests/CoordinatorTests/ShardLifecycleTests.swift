@@ -28,7 +28,7 @@ struct ShardLifecycleTests {
 
     @Test("the database is in WAL mode with every migration applied")
     func schema() throws {
-        #expect(try store.schemaVersion() == 14)
+        #expect(try store.schemaVersion() == 15)
         let mode = try store.pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
         #expect(mode == "wal")
     }

@@ -30,7 +30,7 @@ struct WireCodecPropertyTests {
     func truncations(seed: UInt64) {
         var g = PropertyRandom(seed: seed)
         for s in WireSample.all(&g) {
-            for k in 0..<s.bytes.count {
+            for k in 0..<s.bytes.count where k != s.olderFormLength { // that prefix is an older sender's whole message
                 do {
                     _ = try s.reencode(Array(s.bytes.prefix(k)))
                     Issue.record("seed \(seed): \(s.type) cut to \(k) of \(s.bytes.count) bytes was accepted")

@@ -80,9 +80,19 @@ struct WireCodecTests {
 
     @Test("trailing bytes after a message are refused")
     func trailing() {
-        var bytes = PollRequest(waitMs: 5).wireBytes()
+        var bytes = PollRequest(waitMs: 5, rendezvous: RendezvousEndpoint(address: "10.0.0.5", port: 29_500)).wireBytes()
         bytes.append(0)
         #expect(throws: WireError.self) { try PollRequest.decode(bytes) }
+        var ack = Ack(highestSequence: 3).wireBytes()
+        ack.append(0)
+        #expect(throws: WireError.self) { try Ack.decode(ack) }
+    }
+
+    @Test("a poll from a worker older than gangs (no rendezvous) still decodes; a new one round-trips its rendezvous endpoint")
+    func pollRendezvous() throws {
+        #expect(try PollRequest.decode(PollRequest(waitMs: 7).wireBytes()) == PollRequest(waitMs: 7, rendezvous: nil))
+        let withEndpoint = PollRequest(waitMs: 7, rendezvous: RendezvousEndpoint(address: "10.0.0.5", port: 29_500))
+        #expect(try PollRequest.decode(withEndpoint.wireBytes()) == withEndpoint)
     }
 
     @Test("every prefix of a valid message fails cleanly (never traps)")

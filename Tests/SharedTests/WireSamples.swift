@@ -10,12 +10,16 @@ struct WireSample {
     /// `RegisterReply`'s intervals, `ProtocolError.code`), where two encodings decode alike.
     let injective: Bool
     let reencode: ([UInt8]) throws(WireError) -> [UInt8]
+    /// The length of the prefix that is the same message without its optional trailing fields
+    /// (an older sender's form, which must still decode), if it has any.
+    let olderFormLength: Int?
 
-    init<M: WireCodable>(_ message: M, injective: Bool = true) {
+    init<M: WireCodable>(_ message: M, injective: Bool = true, olderForm: M? = nil) {
         type = "\(M.self)"
         bytes = message.wireBytes()
         self.injective = injective
         reencode = { b throws(WireError) in try M.decode(b).wireBytes() }
+        olderFormLength = olderForm?.wireBytes().count
     }
 
     /// A random message of every type the protocol has.
@@ -24,6 +28,11 @@ struct WireSample {
             WireSample(register(&g)),
             WireSample(heartbeat(&g)),
             WireSample(PollRequest(waitMs: UInt32(truncatingIfNeeded: g.uint64())), injective: false),
+            { (g: inout PropertyRandom) -> WireSample in
+                let wait = UInt32(truncatingIfNeeded: g.uint64())
+                return WireSample(PollRequest(waitMs: wait, rendezvous: RendezvousEndpoint(address: g.string(), port: g.int(65_536))),
+                                  injective: false, olderForm: PollRequest(waitMs: wait))
+            }(&g),
             WireSample(MetricsRequest(entries: (0..<Int.random(in: 0...3, using: &g)).map { _ in spoolEntry(&g) })),
             WireSample(event(&g)),
             WireSample(ResultRequest(shard: shard(&g), outcome: ShardOutcome.allCases.randomElement(using: &g)!, message: g.string(),

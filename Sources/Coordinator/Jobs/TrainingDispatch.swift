@@ -16,14 +16,7 @@ enum TrainingDispatch {
             return .fail(reason: "the stored job spec no longer parses: \(error)")
         }
         guard let device = snapshot.device else { return .skip }
-        let state = RunState(
-            runId: snapshot.runId, runIndex: snapshot.runIndex,
-            outputDir: snapshot.outputDir ?? outputDirectory(spec: spec, run: spec.runs()[0], runId: snapshot.runId, root: "./tts-runs"),
-            batchCap: snapshot.batchCap, checkpointPath: snapshot.checkpointPath, checkpointStep: snapshot.checkpointStep,
-            checkpointFull: snapshot.checkpointFull,
-            lightCheckpointPath: snapshot.lightCheckpointPath, lightCheckpointStep: snapshot.lightCheckpointStep,
-            storedThrough: snapshot.storedThrough)
-        switch decide(spec: spec, run: state, device: device) {
+        switch decide(spec: spec, run: runState(snapshot, spec: spec), device: device) {
         case .dispatch(let d):
             let resumeMessage = d.resumeCheckpoint.map { checkpoint in
                 "\(d.resumeNote ?? "resuming from \(checkpoint) (step \(d.resumeStep.map(String.init) ?? "?"))") on \(device.name) with \(d.preset): \(d.batch)"
@@ -33,6 +26,17 @@ enum TrainingDispatch {
         case .wait(let reason): return .wait(reason: reason)
         case .invalid(let reason): return .fail(reason: reason)
         }
+    }
+
+    /// The run as the store described it.
+    static func runState(_ snapshot: TrainingDispatchSnapshot, spec: JobSpec) -> RunState {
+        RunState(
+            runId: snapshot.runId, runIndex: snapshot.runIndex,
+            outputDir: snapshot.outputDir ?? outputDirectory(spec: spec, run: spec.runs()[0], runId: snapshot.runId, root: "./tts-runs"),
+            batchCap: snapshot.batchCap, checkpointPath: snapshot.checkpointPath, checkpointStep: snapshot.checkpointStep,
+            checkpointFull: snapshot.checkpointFull,
+            lightCheckpointPath: snapshot.lightCheckpointPath, lightCheckpointStep: snapshot.lightCheckpointStep,
+            storedThrough: snapshot.storedThrough)
     }
 
     /// After CUDA ran out of memory at the batch of a training shard's `payload`: the run's cap

@@ -15,6 +15,7 @@ enum TrainingSubmission {
         c["job"] = .string(spec.name)
         c["runner"] = .string(spec.runner.rawValue)
         c["effective_batch"] = .number(Double(spec.effectiveBatch))
+        if spec.world.isGang { c["world_size"] = .number(Double(spec.world.gpus)) }
         c["presets"] = .object(Dictionary(uniqueKeysWithValues: spec.presets.map { p in
             (p.name, JSONValue.object([
                 "match": .string(p.match.requirement), "batch_size": .number(Double(p.batch.batchSize)),
@@ -54,7 +55,8 @@ extension Store {
         let runs = spec.runs()
         let manifestHashes = TrainingSubmission.manifestHashes(spec.trainManifests + spec.valManifests)
         let job = TrainingJobRecord(name: spec.name, kind: spec.kind.rawValue, specText: text, shardKind: spec.shardKind,
-                                    maxRetries: spec.maxRetries, project: spec.project, maxSteps: spec.maxSteps)
+                                    maxRetries: spec.maxRetries, project: spec.project, maxSteps: spec.maxSteps,
+                                    worldSize: spec.world.gpus)
         let records = runs.map { run in
             TrainingRunRecord(name: run.name, group: run.group, tags: run.sweepValues.map { "\($0.name)=\($0.value.text)" },
                               config: TrainingSubmission.wandbConfig(spec: spec, run: run, manifestHashes: manifestHashes))

@@ -23,6 +23,10 @@ struct CoordinatorDecisions: StoreDecisions {
         TrainingDispatch.plan(snapshot)
     }
 
+    func gangDispatch(_ snapshot: TrainingDispatchSnapshot, candidates: [GangCandidateRecord]) -> GangDispatchPlan {
+        GangDispatch.plan(snapshot, candidates: candidates)
+    }
+
     func outOfMemoryDownshift(specText: String, payload: String) -> TrainingDownshift? {
         TrainingDispatch.downshift(specText: specText, payload: payload)
     }

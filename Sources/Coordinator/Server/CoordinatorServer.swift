@@ -41,7 +41,7 @@ public final class CoordinatorServer: Sendable {
         self.logger = logger
         store = try Store(path: configuration.databasePath)
         registry = WorkerRegistry()
-        scheduler = Scheduler(store: store, registry: registry, logger: logger)
+        scheduler = Scheduler(store: store, registry: registry, logger: logger, gangReserveAfter: configuration.gangReserveAfterSeconds)
         router = RequestRouter(store: store, registry: registry, scheduler: scheduler, configuration: configuration, logger: logger)
         var api: WandbAPI?
         if configuration.wandbMode == .online, let settings = configuration.wandbSettings {
@@ -79,6 +79,7 @@ public final class CoordinatorServer: Sendable {
         }
         for lease in try store.activeLeases() { registry.leaseGranted(workerId: lease.workerId, lease.shard) }
         for shard in try store.cancelRequestedShards() { registry.requestCancel(shardId: shard, reason: "cancelled by the user") }
+        GangStops.propagate(store: store, registry: registry, logger: logger)
     }
 
     /// Listens on the NNG address and serves until graceful shutdown (or cancellation), then
@@ -124,6 +125,7 @@ public final class CoordinatorServer: Sendable {
                     do {
                         let requeued = try store.markWorkerLost(workerId: lost.workerId, silentFor: silent)
                         for s in requeued { registry.leaseEnded(shardId: s) }
+                        GangStops.propagate(store: store, registry: registry, logger: logger)
                         logger.warning("worker \(lost.name) lost: silent for \(String(format: "%.1f", silent)) s; requeued shards \(requeued)")
                         alerts.wake() // the loss is in the ingest log
                         Task {

@@ -99,6 +99,7 @@ public final class RequestRouter: Sendable {
                             let requeued = try self.store.markWorkerGone(workerId: id)
                             self.logger.info("worker \(self.registry.name(of: id)) drained and left the cluster")
                             for s in requeued { self.registry.leaseEnded(shardId: s) }
+                            GangStops.propagate(store: self.store, registry: self.registry, logger: self.logger)
                             await self.scheduler.dropWaiters(workerId: id)
                             if !requeued.isEmpty { await self.scheduler.workAvailable() }
                         } else {
@@ -138,6 +139,7 @@ public final class RequestRouter: Sendable {
             registry.upsert(workerId: env.workerId, name: reg.name, session: outcome.session, capabilities: reg.capabilities)
             if outcome.activeShardKept, let ref = reg.activeShard { registry.leaseGranted(workerId: env.workerId, ref) }
             for s in outcome.requeued { registry.leaseEnded(shardId: s) }
+            if !outcome.requeued.isEmpty { GangStops.propagate(store: store, registry: registry, logger: logger) }
             logger.info("worker \(reg.name) registered from \(reg.host): \(reg.device.name), \(reg.device.memoryBytes >> 20) MiB, capabilities \(reg.capabilities.joined(separator: ","))")
             if !outcome.requeued.isEmpty {
                 logger.warning("worker \(reg.name) restarted: requeued shards \(outcome.requeued) it held before")
@@ -168,7 +170,7 @@ public final class RequestRouter: Sendable {
         }
         let wait = min(Int(poll.waitMs), configuration.maxPollWaitMs)
         Task {
-            await scheduler.poll(workerId: env.workerId, name: w.name, session: env.session, kinds: w.kinds, waitMs: wait) { a in
+            await scheduler.poll(workerId: env.workerId, name: w.name, session: env.session, kinds: w.kinds, waitMs: wait, rendezvous: poll.rendezvous) { a in
                 self.reply(request, to: env, .pollReply, PollReply(assignment: a))
             }
         }
@@ -197,6 +199,7 @@ public final class RequestRouter: Sendable {
                 observers.notify(.result(workerId: env.workerId, r, d))
                 if d.accepted {
                     registry.leaseEnded(shardId: r.shard.shardId)
+                    GangStops.propagate(store: store, registry: registry, logger: logger)
                     logger.info("shard \(r.shard.shardId) \(r.outcome.name) on \(registry.name(of: env.workerId))\(r.message.isEmpty ? "" : ": \(r.message)")\(d.requeued ? " (requeued)" : "")")
                     if d.requeued { await scheduler.workAvailable() }
                 } else {

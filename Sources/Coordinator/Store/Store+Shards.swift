@@ -81,7 +81,8 @@ extension Store {
             let marks = Array(repeating: "?", count: kinds.count).joined(separator: ",")
             // Oldest first; a training shard is rendered for this worker's card, or skipped when the
             // card fits none of the job's presets (it waits for another worker).
-            let candidates = try Row.fetchAll(db, sql: "SELECT * FROM shards WHERE state = 'queued' AND kind IN (\(marks)) ORDER BY id LIMIT 64",
+            // A gang's ranks are leased together (``leaseGangs(idle:reserveAfter:now:)``), never one by one.
+            let candidates = try Row.fetchAll(db, sql: "SELECT * FROM shards WHERE state = 'queued' AND rank IS NULL AND kind IN (\(marks)) ORDER BY id LIMIT 64",
                                               arguments: StatementArguments(kinds))
             for candidate in candidates {
                 if ["train", "torch"].contains(candidate["kind"] as String),
@@ -95,7 +96,7 @@ extension Store {
     }
 
     /// Leases one queued shard (a new attempt with the next lease epoch).
-    private func leaseQueued(_ db: Database, shardId: Int64, workerId: String, workerName: String, session: UInt64, now: Date) throws -> ShardAssignment? {
+    func leaseQueued(_ db: Database, shardId: Int64, workerId: String, workerName: String, session: UInt64, now: Date) throws -> ShardAssignment? {
         guard var row = try Row.fetchOne(db, sql: "SELECT * FROM shards WHERE id = ? AND state = 'queued'", arguments: [shardId]) else { return nil }
         let id: Int64 = row["id"]
         let attempt: Int = (row["attempts"] as Int) + 1
@@ -113,7 +114,7 @@ extension Store {
         return assignment(row)
     }
 
-    private func assignment(_ row: Row) -> ShardAssignment {
+    func assignment(_ row: Row) -> ShardAssignment {
         ShardAssignment(
             shard: ShardRef(shardId: row["id"], leaseEpoch: row["lease_epoch"]), jobId: row["job_id"],
             kind: row["kind"], attempt: row["attempts"], payload: Array((row["payload"] as String).utf8), runId: row["run_id"])
@@ -136,13 +137,18 @@ extension Store {
     /// Ends the current attempt of a shard and decides where the shard goes next.
     /// - Returns: true when the shard went back to the queue.
     func endAttempt(_ db: Database, shardId: Int64, attemptState: AttemptState, message: String, countsAsFailure: Bool, now: Date) throws -> Bool {
-        guard let row = try Row.fetchOne(db, sql: "SELECT attempts, failures, max_retries, cancel_requested FROM shards WHERE id = ?", arguments: [shardId]) else { return false }
+        guard let row = try Row.fetchOne(db, sql: "SELECT attempts, failures, max_retries, cancel_requested, rank, gang_stop, run_id FROM shards WHERE id = ?",
+                                         arguments: [shardId]) else { return false }
         let attempts: Int = row["attempts"]
-        let failures: Int = (row["failures"] as Int) + (countsAsFailure ? 1 : 0)
+        // A gang's rank stopped because another rank ended: the gang's end was counted there.
+        let gang = (row["rank"] as Int?) != nil
+        let stoppedWithGang = gang && (row["gang_stop"] as Bool)
+        let failures: Int = (row["failures"] as Int) + (countsAsFailure && !stoppedWithGang ? 1 : 0)
         let maxRetries: Int = row["max_retries"]
         let cancelRequested: Bool = row["cancel_requested"]
         try db.execute(sql: "UPDATE shard_attempts SET state = ?, ended_at = ?, message = ? WHERE shard_id = ? AND attempt = ?",
-                       arguments: [attemptState, now.unixSeconds, message, shardId, attempts])
+                       arguments: [stoppedWithGang ? AttemptState.cancelled : attemptState, now.unixSeconds,
+                                   stoppedWithGang ? "stopped with its gang (\(message))" : message, shardId, attempts])
         let next: ShardState
         if cancelRequested { next = .cancelled }
         else if failures > maxRetries { next = .failed }
@@ -154,6 +160,10 @@ extension Store {
             WHERE id = ?
             """, arguments: [next, failures, terminal, now.unixSeconds, terminal, now.unixSeconds,
                              next == .failed ? "\(message) (retry budget of \(maxRetries) exhausted)" : message, shardId])
+        if gang, let runId: String = row["run_id"] {
+            try Self.gangAttemptEnded(db, shardId: shardId, runId: runId, failures: failures, stoppedWithGang: stoppedWithGang,
+                                      cancelled: cancelRequested, requeued: next == .queued)
+        }
         if terminal { _ = try settleRun(db, shardId: shardId, now: now) }
         return next == .queued
     }

@@ -31,15 +31,21 @@ extension Store {
                 while try Bool.fetchOne(db, sql: "SELECT 1 FROM runs WHERE id = ?", arguments: [id]) == true { id = WandbRunInfo.newRunId() }
                 try db.execute(sql: """
                     INSERT INTO runs (id, job_id, name, state, created_at, project, group_name, job_type, tags, config,
-                                      run_index, output_dir, max_steps)
-                    VALUES (?, ?, ?, 'queued', ?, ?, ?, 'train', ?, ?, ?, ?, ?)
+                                      run_index, output_dir, max_steps, world_size)
+                    VALUES (?, ?, ?, 'queued', ?, ?, ?, 'train', ?, ?, ?, ?, ?, ?)
                     """, arguments: [id, jobId, run.name, now.unixSeconds, job.project, run.group, jsonString(run.tags) ?? "[]",
-                                     jsonString(run.config) ?? "{}", index, outputDir(id, index), job.maxSteps])
-                try db.execute(sql: """
-                    INSERT INTO shards (job_id, run_id, kind, payload, state, max_retries, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)
-                    """, arguments: [jobId, id, job.shardKind, jsonString(["run": id]) ?? "{}", job.maxRetries, now.unixSeconds, now.unixSeconds])
-                out.append(SubmitReply.Run(id: id, name: run.name, group: run.group, sweepValues: run.tags, shardId: db.lastInsertedRowID))
+                                     jsonString(run.config) ?? "{}", index, outputDir(id, index), job.maxSteps, job.worldSize])
+                // One shard per rank of a gang (leased together: Store+Gangs.swift), else one.
+                var first: Int64?
+                for rank in 0..<max(1, job.worldSize) {
+                    try db.execute(sql: """
+                        INSERT INTO shards (job_id, run_id, kind, payload, state, max_retries, created_at, updated_at, rank)
+                        VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)
+                        """, arguments: [jobId, id, job.shardKind, jsonString(["run": id]) ?? "{}", job.maxRetries, now.unixSeconds, now.unixSeconds,
+                                         job.worldSize > 1 ? rank : nil])
+                    if first == nil { first = db.lastInsertedRowID }
+                }
+                out.append(SubmitReply.Run(id: id, name: run.name, group: run.group, sweepValues: run.tags, shardId: first!))
             }
             return SubmitReply(jobId: jobId, runs: out)
         }
@@ -60,17 +66,7 @@ extension Store {
             return .skip
         }
         let device = try String.fetchOne(db, sql: "SELECT device FROM workers WHERE id = ?", arguments: [workerId]).flatMap { jsonDecode(DeviceInfo.self, $0) }
-        var stored: [String: Int64] = [:]
-        for r in try Row.fetchAll(db, sql: """
-            SELECT s.key, MAX(sb.max_step) FROM series s JOIN series_batches sb ON sb.series_id = s.id
-            WHERE s.run_id = ? AND s.key NOT LIKE 'system/%' GROUP BY s.key
-            """, arguments: [runId]) { stored[r[0]] = r[1] }
-        let snapshot = TrainingDispatchSnapshot(
-            runId: runId, specText: text, runIndex: run["run_index"] ?? 0, outputDir: run["output_dir"],
-            batchCap: run["batch_cap"], checkpointPath: run["checkpoint_path"], checkpointStep: run["checkpoint_step"],
-            checkpointFull: (run["checkpoint_full"] as Int64?).map { $0 != 0 },
-            lightCheckpointPath: run["light_checkpoint_path"], lightCheckpointStep: run["light_checkpoint_step"],
-            storedThrough: stored, device: device)
+        let snapshot = try dispatchSnapshot(db, run: run, specText: text, device: device)
         switch decisions.trainingDispatch(snapshot) {
         case .dispatch(let d):
             try db.execute(sql: "UPDATE shards SET payload = ? WHERE id = ?", arguments: [jsonString(d.payload) ?? "{}", shardId])
@@ -96,8 +92,24 @@ extension Store {
         }
     }
 
+    /// What the store knows about a run for a dispatch decision.
+    func dispatchSnapshot(_ db: Database, run: Row, specText: String, device: DeviceInfo?) throws -> TrainingDispatchSnapshot {
+        let runId: String = run["id"]
+        var stored: [String: Int64] = [:]
+        for r in try Row.fetchAll(db, sql: """
+            SELECT s.key, MAX(sb.max_step) FROM series s JOIN series_batches sb ON sb.series_id = s.id
+            WHERE s.run_id = ? AND s.key NOT LIKE 'system/%' GROUP BY s.key
+            """, arguments: [runId]) { stored[r[0]] = r[1] }
+        return TrainingDispatchSnapshot(
+            runId: runId, specText: specText, runIndex: run["run_index"] ?? 0, outputDir: run["output_dir"],
+            batchCap: run["batch_cap"], checkpointPath: run["checkpoint_path"], checkpointStep: run["checkpoint_step"],
+            checkpointFull: (run["checkpoint_full"] as Int64?).map { $0 != 0 },
+            lightCheckpointPath: run["light_checkpoint_path"], lightCheckpointStep: run["light_checkpoint_step"],
+            storedThrough: stored, device: device)
+    }
+
     /// Fails a queued shard that can never start, and settles its run.
-    private func failUnstartable(_ db: Database, shardId: Int64, reason: String, now: Date) throws {
+    func failUnstartable(_ db: Database, shardId: Int64, reason: String, now: Date) throws {
         try db.execute(sql: "UPDATE shards SET state = 'failed', message = ?, updated_at = ?, finished_at = ? WHERE id = ? AND state = 'queued'",
                        arguments: [reason, now.unixSeconds, now.unixSeconds, shardId])
         _ = try settleRun(db, shardId: shardId, now: now)

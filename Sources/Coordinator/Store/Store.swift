@@ -391,6 +391,14 @@ public final class Store: Sendable {
                 DELETE FROM consumer_cursors WHERE name = 'rollups';
                 """)
         }
+        m.registerMigration("v15: data-parallel gangs (a run's ranks are shards leased together)") { db in
+            try db.execute(sql: """
+                ALTER TABLE runs ADD COLUMN world_size INTEGER NOT NULL DEFAULT 1;
+                ALTER TABLE shards ADD COLUMN rank INTEGER;                      -- rank in its run's gang (NULL: not a gang)
+                ALTER TABLE shards ADD COLUMN gang_stop INTEGER NOT NULL DEFAULT 0; -- stopping because another rank ended
+                CREATE INDEX shards_gang ON shards(run_id, rank) WHERE rank IS NOT NULL;
+                """)
+        }
         return m
     }
 }

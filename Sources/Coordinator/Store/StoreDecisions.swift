@@ -25,6 +25,9 @@ protocol StoreDecisions: Sendable {
     /// What a queued training shard becomes on the polling worker.
     func trainingDispatch(_ snapshot: TrainingDispatchSnapshot) -> TrainingDispatchPlan
 
+    /// Whether a data-parallel run can start now on these idle workers, and how.
+    func gangDispatch(_ snapshot: TrainingDispatchSnapshot, candidates: [GangCandidateRecord]) -> GangDispatchPlan
+
     /// A training shard ran out of CUDA memory at the batch of `payload`: the smaller batch to
     /// retry with, or nil when the spec's floor does not allow one.
     func outOfMemoryDownshift(specText: String, payload: String) -> TrainingDownshift?

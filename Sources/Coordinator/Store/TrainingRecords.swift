@@ -19,6 +19,8 @@ struct TrainingJobRecord: Sendable, Equatable {
     /// The W&B project of its runs.
     var project: String
     var maxSteps: Int?
+    /// Ranks per run (`world: {gpus: N}`): N > 1 makes each run a gang of N shards.
+    var worldSize: Int = 1
 }
 
 /// A run of a new training job.
@@ -87,4 +89,35 @@ struct TrainingDownshift: Sendable, Equatable {
     var note: String
     /// The `downshift` event's data.
     var data: [String: JSONValue]
+}
+
+/// An idle worker offered to a waiting gang (what the store knows of it).
+struct GangCandidateRecord: Sendable, Equatable {
+    var workerId: String
+    var name: String
+    var host: String
+    var device: DeviceInfo
+    var rendezvous: RendezvousEndpoint?
+    /// It failed this run's gang twice (failed, lost or out of memory while it held a rank).
+    var excluded: Bool
+}
+
+/// What the store writes for a gang offered the idle workers.
+enum GangDispatchPlan: Sendable, Equatable {
+    /// Lease rank r's shard to `members[r].workerId` with its payload, all in this transaction.
+    case start(members: [(workerId: String, payload: [String: JSONValue])], preset: String, batchSize: Int, gradAccum: Int, resumeMessage: String?)
+    /// Not now; `fitting` are the idle workers that fit it (reserved when it has waited long).
+    case wait(reason: String, fitting: [String])
+    /// It can never start: its shards fail with this reason.
+    case fail(reason: String)
+
+    static func == (a: GangDispatchPlan, b: GangDispatchPlan) -> Bool {
+        switch (a, b) {
+        case let (.start(m1, p1, b1, g1, r1), .start(m2, p2, b2, g2, r2)):
+            return m1.map(\.workerId) == m2.map(\.workerId) && m1.map(\.payload) == m2.map(\.payload) && p1 == p2 && b1 == b2 && g1 == g2 && r1 == r2
+        case let (.wait(r1, f1), .wait(r2, f2)): return r1 == r2 && f1 == f2
+        case let (.fail(r1), .fail(r2)): return r1 == r2
+        default: return false
+        }
+    }
 }

@@ -24,7 +24,11 @@ import Foundation
 ///   "pin_dir": "/shared/runs/ko-base/pins",   // optional: where pins go (default output_dir/pins)
 ///   "stop_grace_seconds": 1200,               // optional: a planned stop waits this long for a full checkpoint
 ///   "python": "/opt/venv/bin/python",         // optional: `python` on the trainer's PATH
-///   "resume_full_state": true                 // optional: whether resume_checkpoint holds optimizer state
+///   "resume_full_state": true,                // optional: whether resume_checkpoint holds optimizer state
+///   "placement": {"rank": 1, "world_size": 2, "local_rank": 0, "local_world_size": 1, "nnodes": 2,
+///                 "node_rank": 1, "master_addr": "10.0.0.5", "master_port": 29400}
+///                                             // optional: a rank of a data-parallel gang (RankPlacement);
+///                                             // only rank 0 reports metrics and checkpoints
 /// }
 /// ```
 public struct TrainPayload: Sendable, Equatable {
@@ -62,6 +66,13 @@ public struct TrainPayload: Sendable, Equatable {
     public var python: String?
     /// Whether ``resumeCheckpoint`` holds optimizer state (nil: unknown).
     public var resumeFullState: Bool?
+    /// This shard's rank in a data-parallel gang (nil: a single-GPU run). Its environment is in
+    /// ``env`` already; only rank 0 reports metrics and checkpoints (``reportsMetrics``).
+    public var placement: RankPlacement?
+
+    /// Rank 0 (or a single-GPU run) reports the run's metrics, checkpoints and pins; the other
+    /// ranks of a gang only their logs.
+    public var reportsMetrics: Bool { (placement?.rank ?? 0) == 0 }
 
     public init(run: String, argv: [String], workdir: String? = nil, env: [String: String] = [:], outputDir: String,
                 logDir: String? = nil, resumeCheckpoint: String? = nil, resumeStep: Int64? = nil, metricsFloor: Int64? = nil, metricsFloors: [String: Int64] = [:],
@@ -113,6 +124,7 @@ public struct TrainPayload: Sendable, Equatable {
         o["stop_grace_seconds"] = .number(stopGrace.secondsValue)
         if let python { o["python"] = .string(python) }
         if let resumeFullState { o["resume_full_state"] = .bool(resumeFullState) }
+        if let placement, let data = try? JSONCoding.encode(placement), let v = try? JSONCoding.decode(JSONValue.self, from: data) { o["placement"] = v }
         return o
     }
 
@@ -188,7 +200,17 @@ public struct TrainPayload: Sendable, Equatable {
         case .bool(let b)?: resumeFullState = b
         case let other?: throw TrainPayloadError(field: "resume_full_state", message: "must be true or false, got \(other)")
         }
-        return TrainPayload(
+        var placement: RankPlacement?
+        switch o["placement"] {
+        case nil, .null?: placement = nil
+        case let p?:
+            guard let data = try? JSONCoding.encode(p), let decoded = try? JSONCoding.decode(RankPlacement.self, from: data),
+                  decoded.worldSize >= 1, (0..<decoded.worldSize).contains(decoded.rank), decoded.masterPort > 0, decoded.masterPort < 65_536 else {
+                throw TrainPayloadError(field: "placement", message: "must be {rank, world_size, local_rank, local_world_size, nnodes, node_rank, master_addr, master_port} with 0 ≤ rank < world_size and a port, got \(p)")
+            }
+            placement = decoded
+        }
+        var payload = TrainPayload(
             run: run, argv: argv, workdir: try string(o, "workdir"), env: env, outputDir: outputDir,
             logDir: try string(o, "log_dir"), resumeCheckpoint: try string(o, "resume_checkpoint"),
             resumeStep: try integer(o, "resume_step"), metricsFloor: try integer(o, "metrics_floor"), metricsFloors: floors, maxSteps: maxSteps,
@@ -197,6 +219,8 @@ public struct TrainPayload: Sendable, Equatable {
             evalEvery: try integer(o, "eval_every"), checkpointEvery: try integer(o, "checkpoint_every"),
             pinDirectory: try string(o, "pin_dir"), stopGrace: .milliseconds(Int64((stopGraceSeconds * 1000).rounded())),
             python: try string(o, "python"), resumeFullState: resumeFullState)
+        payload.placement = placement
+        return payload
     }
 
     private static func string(_ o: [String: JSONValue], _ key: String) throws(TrainPayloadError) -> String? {

@@ -5,14 +5,47 @@
 /// it (and not yet started) is returned again rather than a second one being leased.
 public struct PollRequest: Sendable, Equatable, WireCodable {
     public var waitMs: UInt32
+    /// Where this worker would host a data-parallel gang's rendezvous if it became rank 0: an
+    /// address the other ranks can reach and a port that was free when the poll was sent (the
+    /// worker bound it and let it go). Optional on the wire (a trailing field): a worker that
+    /// sends none is never rank 0 of a gang.
+    public var rendezvous: RendezvousEndpoint?
 
-    public init(waitMs: UInt32) { self.waitMs = waitMs }
+    public init(waitMs: UInt32, rendezvous: RendezvousEndpoint? = nil) {
+        self.waitMs = waitMs
+        self.rendezvous = rendezvous
+    }
 
     public init(from r: inout WireReader) throws(WireError) {
         waitMs = UInt32(truncatingIfNeeded: try r.readVarint("poll.waitMs"))
+        if !r.isAtEnd {
+            rendezvous = try r.readOptional("poll.rendezvous") { (r) throws(WireError) in
+                RendezvousEndpoint(address: try r.readString("poll.rendezvous.address"),
+                                   port: Int(truncatingIfNeeded: try r.readVarint("poll.rendezvous.port")))
+            }
+        }
     }
 
-    public func encode(to w: inout WireWriter) { w.writeVarint(UInt64(waitMs)) }
+    public func encode(to w: inout WireWriter) {
+        w.writeVarint(UInt64(waitMs))
+        if let rendezvous {
+            w.writeOptional(rendezvous) { w, e in
+                w.write(e.address)
+                w.writeVarint(UInt64(max(0, e.port)))
+            }
+        }
+    }
+}
+
+/// An address and port for torch.distributed's rendezvous (`MASTER_ADDR`, `MASTER_PORT`).
+public struct RendezvousEndpoint: Sendable, Equatable, Hashable {
+    public var address: String
+    public var port: Int
+
+    public init(address: String, port: Int) {
+        self.address = address
+        self.port = port
+    }
 }
 
 /// A shard leased to a worker: what to run, under which lease epoch.

@@ -249,11 +249,14 @@ public final class WorkerAgent: Sendable {
 
     private func workLoop() async throws {
         var backoff = Backoff(baseMs: 200, capMs: 5_000)
+        let rendezvousAddress = configuration.rendezvousAddress
         while !Task.isCancelled && !isDraining {
             let assignment: ShardAssignment?
             do {
+                // A port free now, for a gang's rendezvous should this worker become its rank 0.
+                let rendezvous = RendezvousPort.free(on: rendezvousAddress).map { RendezvousEndpoint(address: rendezvousAddress, port: $0) }
                 let (reply, _): (PollReply, UInt64) = try await connection.call(
-                    .poll, PollRequest(waitMs: UInt32(configuration.pollWaitMs)), expect: .pollReply,
+                    .poll, PollRequest(waitMs: UInt32(configuration.pollWaitMs), rendezvous: rendezvous), expect: .pollReply,
                     timeoutMs: configuration.pollWaitMs + configuration.requestTimeoutMs)
                 assignment = reply.assignment
                 backoff.reset()

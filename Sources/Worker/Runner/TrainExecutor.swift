@@ -105,6 +105,8 @@ public struct TrainExecutor: ShardExecutor {
         }
         try? FileManager.default.createDirectory(atPath: payload.outputDir, withIntermediateDirectories: true)
         var environment = payload.env
+        // A gang's rank: torchrun's variables (the coordinator puts them in env too; these win).
+        if let placement = payload.placement { environment.merge(placement.environment) { $1 } }
         let python = TrainerPython.prepare(argv: payload.argv, configured: payload.python, environment: environment,
                                            workerEnvironment: workerEnvironment, workingDirectory: payload.workdir,
                                            directory: (spool.directory as NSString).standardizingPath + "-python")

@@ -76,6 +76,11 @@ final class TrainingMonitor: Sendable {
     /// The step the trainer was asked to resume from (nil on a first start).
     let expectedResumeStep: Int64?
     let expectedResumeCheckpoint: String?
+    /// The rank in a data-parallel gang (nil: a single-GPU run). Ranks other than 0 report only
+    /// their log lines (tagged with the rank): the run's metrics, notices, checkpoints and pins
+    /// are rank 0's.
+    let rank: Int?
+    private var reportsMetrics: Bool { (rank ?? 0) == 0 }
     private let spool: MetricSpool
     private let context: ShardContext
     private let batching: Batching
@@ -90,6 +95,7 @@ final class TrainingMonitor: Sendable {
         self.maxSteps = payload.maxSteps
         self.expectedResumeStep = payload.resumeCheckpoint == nil ? nil : payload.resumeStep
         self.expectedResumeCheckpoint = payload.resumeCheckpoint
+        self.rank = payload.placement?.rank
         self.spool = spool
         self.context = context
         self.batching = batching
@@ -124,10 +130,11 @@ final class TrainingMonitor: Sendable {
     /// One output line: a `log` event, and for stdout the metrics of a `[Train]`/`[Val]` line.
     func handle(_ line: CommandOutputLine) {
         let now = Date().timeIntervalSince1970
-        let parsed = line.stream == .stdout ? TrainerLogParser.parse(line.text) : nil
+        let parsed = line.stream == .stdout && reportsMetrics ? TrainerLogParser.parse(line.text) : nil
+        let data = rank.map { Self.json(["stream": .string(line.stream == .stdout ? "stdout" : "stderr"), "rank": .number(Double($0))]) }
         let event = EventRequest(kind: .log, shard: shard, message: line.text,
-                                 data: Self.streamData[line.stream] ?? [], wallTime: now)
-        if parsed == nil, line.stream == .stdout, let notice = TrainerNotice.parse(line.text) { handle(notice, now: now) }
+                                 data: data ?? Self.streamData[line.stream] ?? [], wallTime: now)
+        if parsed == nil, reportsMetrics, line.stream == .stdout, let notice = TrainerNotice.parse(line.text) { handle(notice, now: now) }
         let (due, progress) = state.withLock { s -> (SpoolBatch?, Int64?) in
             s.events.append(event)
             if let parsed {
@@ -202,6 +209,7 @@ final class TrainingMonitor: Sendable {
     /// `final`: the trainer has exited successfully; its newest checkpoint is the run's last.
     /// `exited`: the trainer is gone (files it wrote in place need not settle).
     func pollFiles(tensorBoard: Bool, checkpoints: Bool, final: Bool = false, exited: Bool = false) async {
+        guard reportsMetrics else { return } // rank 0 of the gang reads the run's files
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             io.async { [self] in
                 if tensorBoard { pollTensorBoard() }

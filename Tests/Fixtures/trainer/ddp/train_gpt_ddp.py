@@ -177,6 +177,7 @@ def rlog(msg: str) -> None:
 def load_fixture():
     spec = importlib.util.spec_from_file_location("indextts_fixture_train_gpt_v2", FIXTURE_PATH)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -240,7 +241,7 @@ def main() -> None:
         try:
             dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world,
                                     timeout=datetime.timedelta(seconds=TIMEOUT_S))
-        except Exception as exc:  # a peer never came, or the master is unreachable
+        except RuntimeError as exc:  # a peer never came, or the master is unreachable (bad env: ValueError, exit 1)
             peer_lost(exc)
         rlog(f"rendezvous complete in {time.time() - started:.3f}s")
     try:
