@@ -83,8 +83,15 @@ public struct ShardSummary: Codable, Sendable, Equatable {
     public var message: String
     public var output: String
     public var history: [ShardAttemptSummary]
+    /// The run it belongs to (nil for a shard of no run).
+    public var runId: String?
+    /// Its rank in the run's data-parallel gang (nil: not a gang).
+    public var rank: Int?
 
-    public init(id: Int64, jobId: Int64, kind: String, state: State, attempts: Int, failures: Int, maxRetries: Int, leaseEpoch: Int64, workerId: String?, workerName: String?, createdAt: Date?, finishedAt: Date?, message: String, output: String, history: [ShardAttemptSummary]) {
+    public init(id: Int64, jobId: Int64, kind: String, state: State, attempts: Int, failures: Int, maxRetries: Int, leaseEpoch: Int64, workerId: String?, workerName: String?, createdAt: Date?, finishedAt: Date?, message: String, output: String, history: [ShardAttemptSummary],
+                runId: String? = nil, rank: Int? = nil) {
+        self.runId = runId
+        self.rank = rank
         self.id = id
         self.jobId = jobId
         self.kind = kind

@@ -45,7 +45,7 @@ extension Store {
                     failures: row["failures"], maxRetries: row["max_retries"], leaseEpoch: row["lease_epoch"],
                     workerId: row["worker_id"], workerName: row["worker_name"], createdAt: dateFrom(row["created_at"]),
                     finishedAt: dateFrom(row["finished_at"]), message: row["message"], output: row["output"],
-                    history: attemptsByShard[id] ?? [])
+                    history: attemptsByShard[id] ?? [], runId: row["run_id"], rank: row["rank"])
             }
         }
     }

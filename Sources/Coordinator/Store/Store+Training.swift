@@ -239,7 +239,10 @@ extension Store {
                 var text: String = r["message"]
                 if kind == "log" {
                     let data: String = r["data"]
-                    stream = jsonDecode([String: JSONValue].self, data)?["stream"]?.stringValue ?? "stdout"
+                    let fields = jsonDecode([String: JSONValue].self, data)
+                    stream = fields?["stream"]?.stringValue ?? "stdout"
+                    // A gang's ranks other than 0 (rank 0's lines are the run's own).
+                    if let rank = fields?["rank"]?.doubleValue, rank > 0 { text = "[rank \(Int(rank))] \(text)" }
                 } else {
                     text = "[\(kind)] \(text)"
                 }

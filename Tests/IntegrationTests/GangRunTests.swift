@@ -1,0 +1,142 @@
+import ClusterAdmin
+import Foundation
+import Shared
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 18 with real processes: a coordinator, workers, and a real PyTorch DDP trainer (gloo)
+/// — Tests/Fixtures/trainer/ddp/train_gpt_ddp.py, which prints what the guide's trainer prints
+/// (through its fixture) and trains a real tiny model data-parallel — run as gangs.
+@Suite("Data-parallel gangs (real processes, torch.distributed gloo)", .serialized)
+struct GangRunTests {
+    static let trainer = TrainerVenv.fixtures.appendingPathComponent("ddp/train_gpt_ddp.py").path
+    static let a6000 = TrainingRunTests.a6000
+
+    /// A job for the DDP trainer: `world` ranks, preset `batch × accum` (effective batch kept
+    /// whatever the world size), 40 steps logged each step, latest_full.pth every 10 steps.
+    static func spec(_ h: ClusterHarness, python: String, name: String, world: Int, batch: Int, accum: Int,
+                     stepSeconds: Double = 0, extra: String = "") throws -> String {
+        let inputs = try RealTrainerRunTests.inputs(h, python: python).map { "\"\($0)\"" }.joined(separator: ", ")
+        return """
+            name: \(name)
+            project: tts-it
+            workdir: "\(RealTrainerRunTests.repository)"
+            python: "\(python)"
+            env:
+              PYTHONUNBUFFERED: "1"
+              TTS_FIXTURE_LIGHT_EVERY: "5"
+              TTS_FIXTURE_FULL_EVERY: "10"
+              TTS_FIXTURE_STEP_SECONDS: "\(stepSeconds)"
+              TTS_DDP_TIMEOUT_S: "10"
+            command: [python, "\(trainer)", \(inputs),
+                      --output-dir, "{output_dir}", --batch-size, "{batch_size}", --grad-accumulation, "{grad_accum}",
+                      --learning-rate, "1e-2", --warmup-steps, "5", --log-interval, "1", --val-interval, "10",
+                      --max-steps, "{max_steps}", --epochs, "100", --num-workers, "1", --scheduler, cosine, --no-aim,
+                      --resume, "{resume_checkpoint}"]
+            max_steps: 40
+            checkpoint_every: 10
+            max_retries: 2
+            output_dir: "\(h.dir.path)/runs/{run_name}-{run_id}"
+            presets:
+              a6000: {match: {name: A6000}, batch_size: \(batch), grad_accum: \(accum)}
+            world: {gpus: \(world)}
+            \(extra)
+            """
+    }
+
+    func submit(_ h: ClusterHarness, _ text: String) throws -> SubmitReply {
+        let file = h.dir.appendingPathComponent("job-\(UUID().uuidString.prefix(6)).yaml").path
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return try h.cliJSON(["submit", file], as: SubmitReply.self)
+    }
+    func run(_ h: ClusterHarness, _ id: String) throws -> RunSummary {
+        try #require(try h.cliJSON(["runs"], as: [RunSummary].self).first { $0.id == id })
+    }
+    func series(_ h: ClusterHarness, _ run: String, _ key: String) throws -> [MetricsReport.Point] {
+        try h.cliJSON(["metrics", run, "--key", key], as: MetricsReport.self).series ?? []
+    }
+    func logs(_ h: ClusterHarness, _ run: String) throws -> [String] {
+        let r = try h.cli(["logs", run, "--tail", "100000"])
+        guard r.status == 0 else { throw HarnessError("logs \(run) failed: \(r.err)") }
+        return r.out.split(separator: "\n").map(String.init)
+    }
+
+    @Test("a 2-rank gang on two workers logs every step once, from rank 0, with the losses of the single-process run of the same effective batch")
+    func twoRanksMatchOneProcess() async throws {
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000"])
+        try h.startWorker("w0", Self.a6000 + ["--gpu", "0"])
+        try h.startWorker("w1", Self.a6000 + ["--gpu", "1"])
+        try await h.waitUntil("both workers are live", timeout: 20) { try h.workers().count == 2 }
+        // Effective batch 12: the gang runs 6 × 1 on each rank; the reference one process of 12 × 1.
+        let gang = try #require(try submit(h, try Self.spec(h, python: python, name: "ddp2", world: 2, batch: 12, accum: 1)).runs.first?.id)
+        try await h.waitUntil("the gang's run succeeded", timeout: 180) { try run(h, gang).state == "succeeded" }
+        let single = try #require(try submit(h, try Self.spec(h, python: python, name: "one", world: 1, batch: 12, accum: 1)).runs.first?.id)
+        try await h.waitUntil("the single-process run succeeded", timeout: 180) { try run(h, single).state == "succeeded" }
+
+        let r = try run(h, gang)
+        #expect((r.batchSize, r.gradAccum) == (6, 1), "each rank: 6 × 1, effective 12")
+        for key in ["train/text_loss", "train/mel_loss", "val/text_loss"] {
+            let a = try series(h, gang, key), b = try series(h, single, key)
+            #expect(a.map(\.step) == b.map(\.step) && !a.isEmpty, "\(key): every step once, the same steps: \(a.map(\.step))")
+            for (x, y) in zip(a, b) {
+                let (u, v) = (try #require(x.value), try #require(y.value))
+                #expect(abs(u - v) <= 1e-4 * max(1, abs(v)), "\(key) at step \(x.step): gang \(u) vs one process \(v)")
+            }
+        }
+        #expect(try series(h, gang, "train/text_loss").map(\.step) == Array(1...40))
+        let lines = try logs(h, gang)
+        #expect(lines.contains { $0.contains("[rank 1]") }, "rank 1's log is kept, marked with its rank")
+        let shards = try h.shards().filter { $0.runId == gang }
+        #expect(shards.count == 2 && shards.allSatisfy { $0.state == "succeeded" })
+        #expect(Set(shards.compactMap { $0.history.last?.workerName }) == ["w0", "w1"])
+        #expect(shards.map(\.rank) == [0, 1])
+    }
+
+    @Test("kill -9 of rank 1's trainer: rank 0's is gone within 2 s, the gang resumes from its last full checkpoint on both workers, every step once")
+    func killOfARankRestartsTheGang() async throws {
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000"])
+        try h.startWorker("w0", Self.a6000 + ["--gpu", "0"])
+        try h.startWorker("w1", Self.a6000 + ["--gpu", "1"])
+        try await h.waitUntil("both workers are live", timeout: 20) { try h.workers().count == 2 }
+        let gang = try #require(try submit(h, try Self.spec(h, python: python, name: "ddpkill", world: 2, batch: 12, accum: 1, stepSeconds: 0.15)).runs.first?.id)
+        try await h.waitUntil("a full checkpoint at step 10 and training past 14", timeout: 120) {
+            let r = try run(h, gang)
+            return (r.checkpointStep ?? 0) >= 10 && (r.step ?? 0) >= 14
+        }
+        // The rank processes: trainers started by the workers (rank 1 has RANK=1 in its environment).
+        func trainers() -> [(pid: Int32, rank: String)] {
+            let ids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return ids.compactMap { id -> (Int32, String)? in
+                guard let pid = Int32(id), let cmd = try? String(contentsOfFile: "/proc/\(id)/cmdline", encoding: .utf8),
+                      cmd.contains("train_gpt_ddp.py"), cmd.contains(h.dir.path),
+                      let env = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(id)/environ")) else { return nil }
+                let vars = env.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                guard let rank = vars.first(where: { $0.hasPrefix("RANK=") })?.dropFirst(5) else { return nil }
+                // The trainer itself, not its forked DataLoader workers: its parent is not a trainer.
+                let stat = (try? String(contentsOfFile: "/proc/\(id)/stat", encoding: .utf8)) ?? ""
+                let ppid = stat.split(separator: ")").last?.split(separator: " ").dropFirst(1).first.flatMap { Int32($0) } ?? 0
+                let parent = (try? String(contentsOfFile: "/proc/\(ppid)/cmdline", encoding: .utf8)) ?? ""
+                return parent.contains("train_gpt_ddp.py") ? nil : (pid, String(rank))
+            }
+        }
+        let before = trainers()
+        let rank1 = try #require(before.first { $0.rank == "1" }), rank0 = try #require(before.first { $0.rank == "0" })
+        let killedAt = Date()
+        kill(-getpgid(rank1.pid), SIGKILL) // the rank's process group: the trainer and its DataLoader worker
+        try await h.waitUntil("rank 0's trainer is gone", timeout: 10) { kill(rank0.pid, 0) != 0 }
+        let gone = Date().timeIntervalSince(killedAt)
+        #expect(gone < 2, "rank 0's trainer lived \(gone) s after rank 1 died")
+        try await h.waitUntil("the gang's run succeeded after the restart", timeout: 180) { try run(h, gang).state == "succeeded" }
+        #expect(try series(h, gang, "train/text_loss").map(\.step) == Array(1...40), "every step once across the restart")
+        let lines = try logs(h, gang)
+        #expect(lines.contains { $0.hasPrefix("[resume]") && $0.contains("with full state") }, "resumed from a full-state checkpoint")
+        let shards = try h.shards().filter { $0.runId == gang }
+        #expect(shards.count == 2 && shards.allSatisfy { $0.state == "succeeded" && $0.history.count == 2 }, "\(shards.map { ($0.state, $0.history.map(\.state)) })")
+    }
+}
