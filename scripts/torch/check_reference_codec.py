@@ -3,7 +3,7 @@
 
     /usr/bin/python3 scripts/torch/check_reference_codec.py --model REF.pt --dataset DIR
         [--steps 300] [--eval-at 25,100,200,300] [--checkpoints CKPT ...] [--max-codes 60] [--seed 1]
-        [--targets val|train] [--json OUT] [--expect]
+        [--targets val|train] [--records] [--speaker-encoder speaker_encoder.pt] [--json OUT] [--expect]
 
 For every validation target of DIR/gpt_pairs_val.jsonl (make_reference_dataset.py) it computes the
 MCD (docs/EVALUATION.md, "MCD": 25 ms / 10 ms frames at 16 kHz, 40 Slaney mel bands, c1..c12,
@@ -14,12 +14,20 @@ of:
   codec floor: the best this codec allows; the dataset's ``codec_audio/<utt>.wav`` holds the
   same audio as 16-bit PCM, which is checked too);
 * ``random``: as many codes drawn uniformly (numpy RandomState(seed)) and decoded the same way;
-* ``step_N``: the model's greedy ``synthesize(text, max_codes)`` after N training steps.
+* ``step_N``: the model's greedy ``synthesize(text, max_codes, prompt)`` after N training steps,
+  in the voice of the record's prompt (``prompt_audio_path``), as the worker's torch synthesizer
+  calls it.
+
+``--records`` measures every validation record (each target with each of its prompts: 24)
+instead of one per target (12). ``--speaker-encoder`` also reports SIM as the worker measures it
+(docs/EVALUATION.md): each synthesis (and the ground truth, and the recording: ``recording``)
+against the record's voice prompt, both scaled to -30 dBFS, by the exported Resemblyzer encoder.
 
 The training is the demo's (scripts/demo.sh): AdamW (betas 0.9 / 0.999, eps 1e-8, weight decay
 0.01), gradient clipping at 1.0, lr 3e-3 with 20 warm-up steps then cosine to 0.1 x lr over
 ``--steps``, batches of 4 pair records of the training manifest x 2 accumulated (shuffled per
-epoch by ``random.Random(seed)``), in Python on the same TorchScript module (the shim does the
+epoch by ``random.Random(seed)``; each with its prompt's ``prompt_condition_path`` as the fifth
+tensor), in Python on the same TorchScript module (the shim does the
 same in C++; its batching order differs). The evaluations are after the steps of ``--eval-at``
 (the demo's eval_every 100, and step 25, before the model has learnt where speech stops).
 ``--targets train`` speaks the first 12 training targets instead (sentences the model learns;
@@ -29,9 +37,10 @@ run's model_step100.pt and model_step300.pt) without training.
 ``--expect`` makes it a test oracle of the codec (TorchShimTests runs it with ``--steps 0``):
 the exit status is 1 unless the ground truth's mean MCD is at least 2 dB below random codes' and
 the dataset's codec_audio files equal decode_codes of the targets' codes to 1 LSB. Whether the
-trained model's MCD falls is reported, not asserted: on this data it is not a reliable property
-(see the numbers in Sources/TorchShim/CONTRACT.md, section 7). The last line is JSON with the
-per-condition means; ``--json`` also writes the per-utterance values.
+trained model's MCD falls and SIM rises is reported here, not asserted (DemoTests asserts it on
+the demo's own evaluations; the numbers are in Sources/TorchShim/CONTRACT.md, section 7). The last
+line is JSON with the per-condition means (``mcd_db``, ``sim``); ``--json`` also writes the
+per-utterance values (``per_utterance``, ``per_utterance_sim``).
 """
 
 import argparse

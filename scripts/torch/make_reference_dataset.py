@@ -2,10 +2,10 @@
 """Make a small Korean dataset in the IndexTTS-2 trainer's pair-manifest + .npy format.
 
     /usr/bin/python3 scripts/torch/make_reference_dataset.py --out DIR [--sentences N]
-        [--pairs-per-target 2] [--codebook-size 256] [--seed 0]
+        [--generated 400] [--generated-val 0] [--pairs-per-target 2] [--codebook-size 256] [--seed 0]
 
 Needs espeak-ng and sox (apt-get install espeak-ng sox), numpy and, for the codec floor audio,
-Debian's python3-torch. Runs in a few seconds.
+Debian's python3-torch. Runs in about 20-30 s (two espeak-ng processes).
 
 Output (all paths inside the manifests are relative to the manifest's directory, DIR)::
 
@@ -29,6 +29,14 @@ ids are ``<speaker>_<sentence index, 4 digits>``. Sentences whose index i has ``
 to validation (both speakers), the rest to training, so validation texts are unseen (with fewer
 than 10 sentences, the last one is the validation sentence). A target whose split has no other
 utterance of its speaker is paired with itself as the prompt.
+
+Beside them, ``--generated N`` (default 400) training-only sentences are made from word lists
+(``GEN_SUBJECTS x GEN_TIMES x GEN_PLACES x GEN_PHRASES``, e.g. "동생은 주말에 공원에서 사진을
+찍어요.", N of the 16000 drawn by ``random.Random(seed).sample``), spoken by both voices, with ids
+``<speaker>_g<j, 4 digits>``: with only the 56 training sentences the reference model memorised
+them and did not speak unseen ones any better as it trained (Sources/TorchShim/CONTRACT.md §7).
+``--generated-val M`` sends M further generated sentences to validation (default 0: validation
+stays the held-out natural sentences; generated ones run longer than the demo's 60 codes).
 
 Manifest records (fields of ``tools/build_gpt_prompt_pairs.py``)
 ----------------------------------------------------------------
