@@ -1,6 +1,6 @@
 .PHONY: setup demo test bench clean
 
-setup:        ## install system packages that are missing, build
+setup:        ## install system packages that are missing, build, prepare the speaker encoder (SIM)
 	scripts/setup.sh
 
 demo:         ## set up, then run a local coordinator + 2 CPU workers on a demo job

@@ -10,7 +10,9 @@
 #                dashboard up until Ctrl-C
 #     --config   which build to run (default release; the test suite uses debug, already built)
 # Environment: TTS_DEMO_DIR (.demo), TTS_DEMO_PORT (5555), TTS_DEMO_HTTP (127.0.0.1:8080),
-#              TTS_DEMO_STEPS (300), TTS_DEMO_BIN (use these built binaries; no setup or build).
+#              TTS_DEMO_STEPS (200), TTS_DEMO_EVAL_EVERY (50: a checkpoint and an evaluation every
+#              50 steps), TTS_DEMO_SEED (1: the run's seed), TTS_DEMO_SAMPLES (4 test sentences per
+#              evaluation), TTS_DEMO_BIN (use these built binaries; no setup or build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 once=0; config=release
@@ -46,7 +48,10 @@ demo="$(cd "$demo" && pwd)"
 url="tcp://127.0.0.1:${TTS_DEMO_PORT:-5555}"
 http="${TTS_DEMO_HTTP:-127.0.0.1:8080}"
 export TTS_API="http://$http"
-steps="${TTS_DEMO_STEPS:-300}"
+steps="${TTS_DEMO_STEPS:-200}"
+every="${TTS_DEMO_EVAL_EVERY:-50}"
+seed="${TTS_DEMO_SEED:-1}"
+samples="${TTS_DEMO_SAMPLES:-4}"
 
 pids=()
 cleanup() {
@@ -85,22 +90,25 @@ runner: torch
 model: "$MODEL"
 train_manifests: ["$DATASET/gpt_pairs_train.jsonl::ko"]
 val_manifests: ["$DATASET/gpt_pairs_val.jsonl::ko"]
-hyperparameters: {lr: 3e-3, warmup: 20, schedule: cosine, seed: 1, threads: 1, eval_batches: 2}
+hyperparameters: {lr: 3e-3, warmup: 20, schedule: cosine, seed: $seed, threads: 1, eval_batches: 2}
 max_steps: $steps
-checkpoint_every: 100
-eval_every: 100
+checkpoint_every: $every
+eval_every: $every
 eval:
   manifests: ["$DATASET/gpt_pairs_val.jsonl::ko"]
-  num_samples: 4
+  num_samples: $samples
   shards: 2
   synthesizer: {kind: torch, max_codes: 60}
 presets:
   cpu: {match: {}, batch_size: 4, grad_accum: 2}
 YAML
-echo "demo: submitting $demo/job.yaml ($steps steps, an evaluation every 100) — dashboard: http://$http/"
+echo "demo: submitting $demo/job.yaml ($steps steps, an evaluation every $every) — dashboard: http://$http/"
 "$bin/tts-coordinator" submit "$demo/job.yaml" --follow || true
 "$bin/tts-coordinator" evals
 run="$("$bin/tts-coordinator" runs --json | sed -n 's/.*"id" : "\([a-z0-9]*\)".*/\1/p' | head -1)"
+# The learning curve: every evaluated checkpoint side by side (MCD should fall, SIM rise).
+"$bin/tts-coordinator" evals "$run" --by eval/mcd || true
+"$bin/tts-coordinator" evals "$run" --by eval/mcd --json >"$demo/evals.json" 2>/dev/null || true
 for _ in $(seq 1 150); do grep -q "W&B: run $run complete" "$demo/coordinator.log" && break; sleep 0.2; done
 wandb_dir="$(ls -d "$demo"/wandb/offline-run-*-"$run" 2>/dev/null | head -1)"
 if grep -q "W&B: run $run complete" "$demo/coordinator.log"; then

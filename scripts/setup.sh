@@ -13,3 +13,7 @@ config="${1:-debug}"
 echo "setup: building ($config)"
 swift build -c "$config" --product tts-coordinator
 swift build -c "$config" --product tts-worker
+# The speaker encoder of the SIM metric (Resemblyzer's GE2E weights from pip, exported to
+# TorchScript under .build-oracle/speaker/), which workers load by default from there.
+echo "setup: preparing the speaker encoder for SIM (Tests/Fixtures/eval/speaker_env.sh)"
+bash Tests/Fixtures/eval/speaker_env.sh >/dev/null

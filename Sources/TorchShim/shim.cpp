@@ -1012,8 +1012,42 @@ TTS_SHIM_API int32_t tts_shim_has_synthesize(const tts_model* m) {
   }
 }
 
+// How many arguments (after self) the module's synthesize takes; 0 without one.
+static size_t synthesize_arity(const tts_model& m) {
+  auto synth = m.module.find_method("synthesize");
+  if (!synth) return 0;
+  return synth->function().getSchema().arguments().size() - 1;
+}
+
+TTS_SHIM_API int32_t tts_shim_synthesize_accepts_prompt(const tts_model* m) {
+  if (!m) return -1;
+  try {
+    return synthesize_arity(*m) >= 3 ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+TTS_SHIM_API int32_t tts_shim_synthesis_sample_rate(tts_model* m) {
+  if (!m) return -1;
+  try {
+    auto rate_fn = m->module.find_method("synthesis_sample_rate");
+    if (!rate_fn) return 0;
+    c10::IValue rate = (*rate_fn)(std::vector<c10::IValue>{});
+    return (rate.isInt() && rate.toInt() > 0 && rate.toInt() <= 1000000) ? static_cast<int32_t>(rate.toInt()) : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
 TTS_SHIM_API tts_status tts_shim_synthesize(tts_model* m, const char* text, int64_t max_codes, float** samples_out,
                                             int64_t* count_out, int32_t* sample_rate_out) {
+  return tts_shim_synthesize_with_prompt(m, text, max_codes, nullptr, 0, samples_out, count_out, sample_rate_out);
+}
+
+TTS_SHIM_API tts_status tts_shim_synthesize_with_prompt(tts_model* m, const char* text, int64_t max_codes,
+                                                        const float* prompt, int64_t prompt_count, float** samples_out,
+                                                        int64_t* count_out, int32_t* sample_rate_out) {
   if (samples_out) *samples_out = nullptr;
   if (count_out) *count_out = 0;
   if (sample_rate_out) *sample_rate_out = 0;
@@ -1022,6 +1056,13 @@ TTS_SHIM_API tts_status tts_shim_synthesize(tts_model* m, const char* text, int6
     if (!text) fail(TTS_ERR_INVALID_ARGUMENT, "text is NULL");
     if (max_codes <= 0) fail(TTS_ERR_INVALID_ARGUMENT, "max_codes must be > 0, got " + std::to_string(max_codes));
     if (!samples_out || !count_out || !sample_rate_out) fail(TTS_ERR_INVALID_ARGUMENT, "an out-parameter is NULL");
+    if (prompt_count < 0) fail(TTS_ERR_INVALID_ARGUMENT, "prompt_count must be >= 0, got " + std::to_string(prompt_count));
+    const bool with_prompt = prompt != nullptr && prompt_count > 0;
+    if (with_prompt) {
+      for (int64_t i = 0; i < prompt_count; ++i)
+        if (!std::isfinite(prompt[i]))
+          fail(TTS_ERR_INVALID_ARGUMENT, "prompt sample " + std::to_string(i) + " is not finite");
+    }
     auto synth = m->module.find_method("synthesize");
     auto rate_fn = m->module.find_method("synthesis_sample_rate");
     if (!synth || !rate_fn)
@@ -1044,7 +1085,16 @@ TTS_SHIM_API tts_status tts_shim_synthesize(tts_model* m, const char* text, int6
       fail(TTS_ERR_CONTRACT, "synthesis_sample_rate() must return a positive int (Hz)");
     c10::IValue out;
     try {
-      out = (*synth)(std::vector<c10::IValue>{c10::IValue(std::string(text)), c10::IValue(max_codes)});
+      std::vector<c10::IValue> args{c10::IValue(std::string(text)), c10::IValue(max_codes)};
+      if (with_prompt) {
+        if (synthesize_arity(*m) < 3)
+          fail(TTS_ERR_CONTRACT, "the module's synthesize takes no voice prompt (it is synthesize(text, max_codes); "
+                                 "a prompted one is synthesize(text: str, max_codes: int, prompt: Optional[Tensor] = None), "
+                                 "see CONTRACT.md, Synthesis)");
+        torch::Tensor p = torch::from_blob(const_cast<float*>(prompt), {prompt_count}, torch::kFloat32).clone();
+        args.emplace_back(p.to(m->device));
+      }
+      out = (*synth)(std::move(args));
     } catch (const c10::Error& e) {
       if (mentions_oom(std::string(what_of(e)))) throw;
       fail(TTS_ERR_INTERNAL, std::string("synthesize raised: ") + what_of(e));

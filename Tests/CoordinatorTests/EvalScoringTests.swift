@@ -57,6 +57,9 @@ struct EvalScoringTests {
         // The report names each failure's reason and says how many failed.
         let json = try #require(try JSONSerialization.jsonObject(with: Data(EvalAggregator.reportJSON(s, eval: Self.summary(2)))) as? [String: Any])
         #expect(json["failed"] as? Double == 2)
+        #expect((json["notes"] as? [String]) == [], "no shard notes: an empty list")
+        let noted = try #require(try JSONSerialization.jsonObject(with: Data(EvalAggregator.reportJSON(s, eval: Self.summary(2), notes: ["sim not measured: no encoder"]))) as? [String: Any])
+        #expect((noted["notes"] as? [String]) == ["sim not measured: no encoder"])
         let utterances = try #require(json["utterances"] as? [[String: Any]])
         #expect(utterances.first { $0["id"] as? String == "b" }?["error"] as? String == "the synthesizer exited with status 1")
         #expect(utterances.first { $0["id"] as? String == "b" }?["failed"] as? Bool == true)

@@ -261,5 +261,9 @@ struct EvaluationTests {
         try await h.waitUntil("the report is written", timeout: 15) { FileManager.default.fileExists(atPath: reportPath) }
         let report = try String(contentsOfFile: reportPath, encoding: .utf8)
         #expect(report.contains("cannot speak u1") || report.contains("exit"), "the failure's reason is in the report")
+        // The shards' notes (this worker has no speaker encoder): in the report, each once.
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(report.utf8)) as? [String: Any])
+        let notes = try #require(doc["notes"] as? [String], "report.json has notes")
+        #expect(notes.count == 1 && notes[0].hasPrefix("sim not measured: "), "\(notes)")
     }
 }

@@ -146,4 +146,67 @@ import Testing
             #expect(error.description.hasSuffix("feat/c2.npy is not a .npy file (no \\x93NUMPY magic)"))
         }
     }
+
+    @Test("prompt conditions: with conditions on, each batch carries its pairs' float32 [R, D] condition arrays as a fifth tensor 'condition' [B, R, D] in batch order; off, four tensors; a pair without one, a wrong dtype or a different shape is an error naming the file")
+    func promptConditions() throws {
+        let (dir, manifest) = try Self.dataset(count: 6)
+        // Pair i's condition: [3, 2] float32, value i * 10 + k at flat index k.
+        var lines: [String] = []
+        for (n, line) in try String(contentsOfFile: manifest, encoding: .utf8).split(separator: "\n").enumerated() {
+            let values = (0..<6).map { Float(n * 10 + $0) }
+            try Data(Self.npy(values.map { Int32(bitPattern: $0.bitPattern) }, descr: "<f4", shape: "(3, 2)")).write(to: URL(fileURLWithPath: "\(dir)/feat/p\(n).npy"))
+            lines.append(line.replacingOccurrences(of: #""prompt_condition_path": "x.npy""#, with: #""prompt_condition_path": "feat/p\#(n).npy""#))
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: manifest, atomically: true, encoding: .utf8)
+        let pairs = try PairManifest.read(ManifestSpec(path: manifest))
+        #expect(pairs.allSatisfy { $0.conditionPath?.hasPrefix(dir + "/feat/p") == true })
+        let loader = try BatchLoader(pairs: pairs, batchSize: 3, seed: 1, conditions: true)
+        defer { loader.close() }
+        let batch = try loader.next().batch
+        let condition = try #require(batch.condition)
+        #expect(batch.conditionShape == [3, 2] && condition.count == 3 * 6)
+        for (r, id) in batch.ids.enumerated() {
+            let i = try #require(Int(id.dropFirst()))
+            #expect(Array(condition[(r * 6)..<(r * 6 + 6)]) == (0..<6).map { Float(i * 10 + $0) }, "row \(r) is pair \(id)'s condition")
+        }
+        let tensors = TorchTensor.tensors(batch)
+        #expect(tensors.map(\.name) == ["text_ids", "text_lengths", "code_ids", "code_lengths", "condition"])
+        #expect(tensors[4].shape == [3, 3, 2] && tensors[4].storage == .float32(condition))
+        // Off: four tensors, no condition read.
+        let plain = try BatchLoader(pairs: pairs, batchSize: 3, seed: 1)
+        defer { plain.close() }
+        let plainBatch = try plain.next().batch
+        #expect(plainBatch.condition == nil && TorchTensor.tensors(plainBatch).count == 4)
+        // The runner passes them only to a forward that takes a fifth tensor, and refuses a mix.
+        #expect(try TrainingLoop.passesConditions(forwardArity: 5, pairs: pairs))
+        #expect(try !TrainingLoop.passesConditions(forwardArity: 4, pairs: pairs))
+        var bare = pairs
+        bare[2].conditionPath = nil
+        #expect(throws: ManifestError.self) { try TrainingLoop.passesConditions(forwardArity: 5, pairs: bare) }
+        #expect(try !TrainingLoop.passesConditions(forwardArity: 5, pairs: pairs.map { var p = $0; p.conditionPath = nil; return p }))
+        do {
+            _ = try BatchLoader(pairs: bare, batchSize: 3, seed: 1, conditions: true)
+            Issue.record("a pair without a condition was accepted")
+        } catch {
+            #expect(error.description.contains("u2") && error.description.contains("prompt_condition_path"), "\(error)")
+        }
+        // A condition of another shape, or of integers, in a batch.
+        try Data(Self.npy([1, 2, 3, 4], descr: "<f4", shape: "(2, 2)")).write(to: URL(fileURLWithPath: "\(dir)/feat/p1.npy"))
+        try Data(Self.npy([1, 2, 3, 4, 5, 6], shape: "(3, 2)")).write(to: URL(fileURLWithPath: "\(dir)/feat/p4.npy"))
+        let bad = try BatchLoader(pairs: pairs, batchSize: 3, seed: 1, conditions: true)
+        defer { bad.close() }
+        #expect(throws: NpyError.self) { try bad.load([0, 1]) }
+        #expect(throws: NpyError.self) { try bad.load([4]) }
+        do { _ = try bad.load([0, 1]) } catch { #expect(error.description.contains("feat/p1.npy") && error.description.contains("[2, 2]"), "\(error)") }
+        do { _ = try bad.load([4]) } catch { #expect(error.description.contains("feat/p4.npy") && error.description.contains("float32"), "\(error)") }
+    }
+
+    @Test("the torch runner prunes numbered checkpoints to the newest three but keeps every one at the eval cadence (a queued evaluation loads it)")
+    func checkpointPruning() {
+        let names = ["model_step50.pth", "model_step100.pth", "model_step150.pth", "model_step200.pth", "model_step250.pth",
+                     "model_step300.pth", "model_step300.pth.tmp", "latest.pth", "notes.txt"]
+        #expect(Set(TrainingLoop.prunable(names, evalEvery: 0)) == ["model_step50.pth", "model_step100.pth", "model_step150.pth"])
+        #expect(Set(TrainingLoop.prunable(names, evalEvery: 100)) == ["model_step50.pth", "model_step150.pth"])
+        #expect(TrainingLoop.prunable(names, evalEvery: 50).isEmpty)
+    }
 }

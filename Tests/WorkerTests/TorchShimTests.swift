@@ -81,7 +81,7 @@ import Testing
     func trainingLowersTheLoss() throws {
         let f = try Self.fixture()
         let model = try f.shim.loadModel(f.model, config: Self.config())
-        #expect(model.forwardArity == 4)
+        #expect(model.forwardArity == 5, "text_ids, text_lengths, code_ids, code_lengths, and the optional condition")
         #expect(model.parameterCount > 100_000)
         let data = try loader(f)
         defer { data.close() }
@@ -292,5 +292,59 @@ import Testing
             #expect(error.code == .contract && error.description.contains("synthesize"), "\(error)")
         }
         #expect(throws: TorchShimError.self) { try model.synthesize("안녕", maxCodes: 0) }
+    }
+
+    @Test("synthesis in a prompt's voice (ABI 4): the reference model trains on five-tensor batches (the prompts' conditions) and speaks a text differently for a male and a female prompt, each the same twice; a NaN prompt is refused; a module whose synthesize takes no prompt still synthesizes and refuses one")
+    func synthesisWithPrompt() throws {
+        let f = try Self.fixture()
+        let model = try f.shim.loadModel(f.model, config: Self.config())
+        #expect(model.forwardArity == 5, "text_ids, text_lengths, code_ids, code_lengths, condition")
+        #expect(model.synthesizeAcceptsPrompt && model.synthesisSampleRate == 16_000)
+        let pairs = try PairManifest.read(ManifestSpec(parsing: f.dataset + "/gpt_pairs_train.jsonl::ko"))
+        #expect(try TrainingLoop.passesConditions(forwardArity: model.forwardArity, pairs: pairs))
+        // The prompt reaches the module: with the exported (untrained) weights a male and a female
+        // prompt steer the greedy codes differently, and no prompt differently again. (Telling the
+        // voices apart by training takes ~150 demo steps: CONTRACT.md §7, measured there.)
+        let male = try AudioFile.read(f.dataset + "/audio/espeak_m_0000.wav")
+        let female = try AudioFile.read(f.dataset + "/audio/espeak_f_0000.wav")
+        #expect(male.sampleRate == 16_000 && female.sampleRate == 16_000)
+        let text = "오늘 날씨가 참 좋네요."
+        let m1 = try model.synthesize(text, maxCodes: 60, prompt: male.samples)
+        let m2 = try model.synthesize(text, maxCodes: 60, prompt: male.samples)
+        let w = try model.synthesize(text, maxCodes: 60, prompt: female.samples)
+        let none = try model.synthesize(text, maxCodes: 60)
+        #expect(m1.sampleRate == 16_000 && !m1.samples.isEmpty && m1.samples.count % 640 == 0)
+        let same = m1.samples == m2.samples, voicesDiffer = m1.samples != w.samples, promptMatters = m1.samples != none.samples
+        let peak = m1.samples.reduce(Float(0)) { max($0, abs($1)) }
+        #expect(same, "deterministic")
+        #expect(voicesDiffer, "the two voices' prompts give different speech (peak \(peak))")
+        #expect(promptMatters, "a prompt changes the speech (no prompt: the learned null condition)")
+        // The five-tensor batch (with the prompts' conditions) trains.
+        let batches = try BatchLoader(pairs: pairs, batchSize: 8, seed: 1, conditions: true)
+        defer { batches.close() }
+        let first = try TorchTensor.tensors(try batches.next().batch)
+        #expect(first.count == 5 && first[4].name == "condition" && first[4].shape.dropFirst() == [32, 32])
+        var losses: [Double] = []
+        for _ in 0..<5 { losses.append(try #require(try model.trainStep([TorchTensor.tensors(try batches.next().batch)])["loss"])) }
+        #expect(losses.allSatisfy(\.isFinite) && losses.last! < losses.first!, "\(losses)")
+        do {
+            _ = try model.synthesize(text, maxCodes: 5, prompt: [0.1, .nan, 0.2])
+            Issue.record("a NaN prompt was accepted")
+        } catch {
+            #expect(error.code == .invalidArgument && error.description.contains("not finite"), "\(error)")
+        }
+        // An ABI 2 module: synthesize(text, max_codes) only.
+        let old = try f.shim.loadModel(f.modules + "/promptless_synth.pt", config: Self.config())
+        #expect(old.canSynthesize && !old.synthesizeAcceptsPrompt && old.synthesisSampleRate == 16_000)
+        #expect(try old.synthesize("안녕", maxCodes: 5).samples.count == 5 * 640)
+        #expect(try old.synthesize("안녕", maxCodes: 5, prompt: []).samples.count == 5 * 640, "an empty prompt is no prompt")
+        do {
+            _ = try old.synthesize("안녕", maxCodes: 5, prompt: male.samples)
+            Issue.record("a promptless module took a prompt")
+        } catch {
+            #expect(error.code == .contract && error.description.contains("no voice prompt"), "\(error)")
+        }
+        let plain = try f.shim.loadModel(f.modules + "/no_loss.pt", config: Self.config())
+        #expect(!plain.synthesizeAcceptsPrompt && plain.synthesisSampleRate == nil)
     }
 }

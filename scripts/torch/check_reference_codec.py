@@ -3,7 +3,7 @@
 
     /usr/bin/python3 scripts/torch/check_reference_codec.py --model REF.pt --dataset DIR
         [--steps 300] [--eval-at 25,100,200,300] [--checkpoints CKPT ...] [--max-codes 60] [--seed 1]
-        [--targets val|train] [--json OUT] [--expect]
+        [--targets val|train] [--records] [--speaker-encoder speaker_encoder.pt] [--json OUT] [--expect]
 
 For every validation target of DIR/gpt_pairs_val.jsonl (make_reference_dataset.py) it computes the
 MCD (docs/EVALUATION.md, "MCD": 25 ms / 10 ms frames at 16 kHz, 40 Slaney mel bands, c1..c12,
@@ -14,12 +14,20 @@ of:
   codec floor: the best this codec allows; the dataset's ``codec_audio/<utt>.wav`` holds the
   same audio as 16-bit PCM, which is checked too);
 * ``random``: as many codes drawn uniformly (numpy RandomState(seed)) and decoded the same way;
-* ``step_N``: the model's greedy ``synthesize(text, max_codes)`` after N training steps.
+* ``step_N``: the model's greedy ``synthesize(text, max_codes, prompt)`` after N training steps,
+  in the voice of the record's prompt (``prompt_audio_path``), as the worker's torch synthesizer
+  calls it.
+
+``--records`` measures every validation record (each target with each of its prompts: 24)
+instead of one per target (12). ``--speaker-encoder`` also reports SIM as the worker measures it
+(docs/EVALUATION.md): each synthesis (and the ground truth, and the recording: ``recording``)
+against the record's voice prompt, both scaled to -30 dBFS, by the exported Resemblyzer encoder.
 
 The training is the demo's (scripts/demo.sh): AdamW (betas 0.9 / 0.999, eps 1e-8, weight decay
 0.01), gradient clipping at 1.0, lr 3e-3 with 20 warm-up steps then cosine to 0.1 x lr over
 ``--steps``, batches of 4 pair records of the training manifest x 2 accumulated (shuffled per
-epoch by ``random.Random(seed)``), in Python on the same TorchScript module (the shim does the
+epoch by ``random.Random(seed)``; each with its prompt's ``prompt_condition_path`` as the fifth
+tensor), in Python on the same TorchScript module (the shim does the
 same in C++; its batching order differs). The evaluations are after the steps of ``--eval-at``
 (the demo's eval_every 100, and step 25, before the model has learnt where speech stops).
 ``--targets train`` speaks the first 12 training targets instead (sentences the model learns;
@@ -29,9 +37,10 @@ run's model_step100.pt and model_step300.pt) without training.
 ``--expect`` makes it a test oracle of the codec (TorchShimTests runs it with ``--steps 0``):
 the exit status is 1 unless the ground truth's mean MCD is at least 2 dB below random codes' and
 the dataset's codec_audio files equal decode_codes of the targets' codes to 1 LSB. Whether the
-trained model's MCD falls is reported, not asserted: on this data it is not a reliable property
-(see the numbers in Sources/TorchShim/CONTRACT.md, section 7). The last line is JSON with the
-per-condition means; ``--json`` also writes the per-utterance values.
+trained model's MCD falls and SIM rises is reported here, not asserted (DemoTests asserts it on
+the demo's own evaluations; the numbers are in Sources/TorchShim/CONTRACT.md, section 7). The last
+line is JSON with the per-condition means (``mcd_db``, ``sim``); ``--json`` also writes the
+per-utterance values (``per_utterance``, ``per_utterance_sim``).
 """
 
 import argparse
@@ -167,13 +176,14 @@ def batches(records: list, batch: int, seed: int):
             rows = order[i:i + batch]
             texts = [np.load(os.path.join(r["_base"], r["target_text_ids_path"])) for r in rows]
             codes = [np.load(os.path.join(r["_base"], r["target_codes_path"])) for r in rows]
+            cond = torch.from_numpy(np.stack([np.load(os.path.join(r["_base"], r["prompt_condition_path"])) for r in rows]))
             t, c = max(len(x) for x in texts), max(len(x) for x in codes)
             ti = torch.zeros(batch, t, dtype=torch.long)
             ci = torch.zeros(batch, c, dtype=torch.long)
             for k in range(batch):
                 ti[k, :len(texts[k])] = torch.from_numpy(texts[k].astype(np.int64))
                 ci[k, :len(codes[k])] = torch.from_numpy(codes[k].astype(np.int64))
-            yield (ti, torch.tensor([len(x) for x in texts]), ci, torch.tensor([len(x) for x in codes]))
+            yield (ti, torch.tensor([len(x) for x in texts]), ci, torch.tensor([len(x) for x in codes]), cond)
 
 
 def load_shim_checkpoint(model, path: str) -> int:
@@ -189,11 +199,33 @@ def load_shim_checkpoint(model, path: str) -> int:
 
 
 def speak(model, targets: list, max_codes: int) -> list:
+    """Each record's text in the voice of its prompt (synthesize's third argument, as the
+    worker's torch synthesizer passes prompt_audio_path)."""
     model.eval()
     with torch.no_grad():
-        out = [model.synthesize(r["target_text"], max_codes).double().numpy() for r in targets]
+        out = [model.synthesize(r["target_text"], max_codes,
+                                torch.from_numpy(read_wav(os.path.join(r["_base"], r["prompt_audio_path"])).astype(np.float32)))
+               .double().numpy() for r in targets]
     model.train()
     return out
+
+
+def speaker_similarity(encoder_path: str):
+    """SIM as the worker measures it (docs/EVALUATION.md): both sides scaled to an RMS of
+    -30 dBFS, embedded by the exported Resemblyzer encoder (speaker_encoder.pt), cosine."""
+    enc = torch.jit.load(encoder_path, map_location="cpu")
+
+    def embed(x: np.ndarray) -> np.ndarray:
+        rms = float(np.sqrt(np.mean(x * x)))
+        y = x * (10.0 ** (-30.0 / 20.0) / rms) if rms > 0 else x
+        with torch.no_grad():
+            return enc.embed_waveform(torch.from_numpy(y.astype(np.float32))).double().numpy()
+
+    def sim(a: np.ndarray, b_embedding: np.ndarray) -> float:
+        e = embed(a)
+        return float(e @ b_embedding / (np.linalg.norm(e) * np.linalg.norm(b_embedding)))
+
+    return embed, sim
 
 
 def main() -> int:
@@ -213,6 +245,11 @@ def main() -> int:
     ap.add_argument("--targets", choices=["val", "train"], default="val",
                     help="whose texts to speak: the validation targets (unseen sentences), or the first 12 "
                          "training targets (sentences the model trains on; no codec_audio check)")
+    ap.add_argument("--records", action="store_true",
+                    help="with --targets val: every validation record (each target with each of its prompts) "
+                         "instead of one record per target")
+    ap.add_argument("--speaker-encoder", help="speaker_encoder.pt (Tests/Fixtures/eval/speaker_env.sh): also report "
+                                              "SIM of each synthesis with its record's voice prompt")
     ap.add_argument("--json")
     ap.add_argument("--expect", action="store_true")
     args = ap.parse_args()
@@ -220,7 +257,14 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     t0 = time.time()
     model = torch.jit.load(args.model, map_location="cpu")
-    targets = val_targets(args.dataset, args.targets, 12 if args.targets == "train" else 0)
+    if args.records and args.targets == "val":
+        targets = load_manifest(os.path.join(args.dataset, "gpt_pairs_val.jsonl"))
+    else:
+        targets = val_targets(args.dataset, args.targets, 12 if args.targets == "train" else 0)
+    sims = {}
+    if args.speaker_encoder:
+        embed, sim = speaker_similarity(args.speaker_encoder)
+        prompt_embeddings = [embed(read_wav(os.path.join(r["_base"], r["prompt_audio_path"]))) for r in targets]
     audio = [read_wav(os.path.join(r["_base"], r["target_audio_path"])) for r in targets]
     k = int(model.codec.codebook_size())
     problems = []
@@ -250,7 +294,10 @@ def main() -> int:
     if args.checkpoints:
         for path in args.checkpoints:
             step = load_shim_checkpoint(model, path)
-            results[f"step_{step}"] = [mcd(s, a) for s, a in zip(speak(model, targets, args.max_codes), audio)]
+            spoken = speak(model, targets, args.max_codes)
+            results[f"step_{step}"] = [mcd(s, a) for s, a in zip(spoken, audio)]
+            if args.speaker_encoder:
+                sims[f"step_{step}"] = [sim(s, e) for s, e in zip(spoken, prompt_embeddings)]
             order.append(f"step_{step}")
     else:
         records = load_manifest(os.path.join(args.dataset, "gpt_pairs_train.jsonl"))
@@ -273,10 +320,13 @@ def main() -> int:
             losses.append(total)
             if step + 1 in eval_at:
                 key = f"step_{step + 1}"
-                results[key] = [mcd(s, a) for s, a in zip(speak(model, targets, args.max_codes), audio)]
+                spoken = speak(model, targets, args.max_codes)
+                results[key] = [mcd(s, a) for s, a in zip(spoken, audio)]
+                if args.speaker_encoder:
+                    sims[key] = [sim(s, e) for s, e in zip(spoken, prompt_embeddings)]
                 order.append(key)
                 print(f"step {step + 1}: mel_loss {np.mean(losses[-10:]):.3f}, MCD {np.mean(results[key]):.2f} dB"
-                      f" ({time.time() - t0:.0f} s)", file=sys.stderr)
+                      + (f", SIM {np.mean(sims[key]):.3f}" if key in sims else "") + f" ({time.time() - t0:.0f} s)", file=sys.stderr)
 
     means = {key: round(float(np.mean(v)), 3) for key, v in results.items()}
     for r, i in zip(targets, range(len(targets))):
@@ -284,11 +334,16 @@ def main() -> int:
     if args.expect:
         if not means["ground_truth"] < means["random"] - 2.0:
             problems.append(f"ground truth {means['ground_truth']} dB is not 2 dB below random {means['random']} dB")
-    summary = {"utterances": len(targets), "mcd_db": means, "order": order, "problems": problems,
+    if args.speaker_encoder:
+        sims["ground_truth"] = [sim(g, e) for g, e in zip(gt, prompt_embeddings)]
+        sims["recording"] = [sim(a, e) for a, e in zip(audio, prompt_embeddings)]
+    summary = {"utterances": len(targets), "mcd_db": means, "sim": {k2: round(float(np.mean(v)), 3) for k2, v in sims.items()},
+               "order": order, "problems": problems,
                "seconds": round(time.time() - t0, 1)}
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({**summary, "per_utterance": {k2: [float(x) for x in v] for k2, v in results.items()},
+                       "per_utterance_sim": {k2: [float(x) for x in v] for k2, v in sims.items()},
                        "ids": [r["target_id"] for r in targets]}, fh, indent=2)
     for p in problems:
         print("problem:", p, file=sys.stderr)

@@ -16,6 +16,10 @@ contract were kept:
 * ``vector_loss.pt``     forward returns {'loss': Tensor[B]} (not a scalar)
                          -> tts_shim_train_step: TTS_ERR_CONTRACT
 * ``not_torchscript.pt`` a plain text file -> tts_shim_model_load: TTS_ERR_LOAD
+* ``promptless_synth.pt`` keeps the contract and exports the ABI 2 synthesis
+                         ``synthesize(text, max_codes)`` (no voice prompt): a 440 Hz tone of
+                         ``max_codes`` x 640 samples at 16 kHz. tts_shim_synthesize works,
+                         tts_shim_synthesize_accepts_prompt is 0 and a prompt is TTS_ERR_CONTRACT
 
 The files are generated, not committed (Tests/Fixtures/torch/README.md).
 """
@@ -67,6 +71,24 @@ class VectorLoss(nn.Module):
         return {"loss": text_ids.float().mean(1) * self.scale}
 
 
+class PromptlessSynth(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, text_ids: Tensor, text_lengths: Tensor, code_ids: Tensor, code_lengths: Tensor) -> Dict[str, Tensor]:
+        return {"loss": (text_ids.float().mean() * self.scale).sum()}
+
+    @torch.jit.export
+    def synthesis_sample_rate(self) -> int:
+        return 16000
+
+    @torch.jit.export
+    def synthesize(self, text: str, max_codes: int) -> Tensor:
+        n = torch.arange(max_codes * 640, dtype=torch.float32)
+        return 0.5 * torch.sin(2.0 * 3.141592653589793 * 440.0 * n / 16000.0)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out-dir", required=True)
@@ -74,7 +96,8 @@ def main() -> int:
     out = os.path.abspath(args.out_dir)
     os.makedirs(out, exist_ok=True)
     for name, cls in (("no_loss", NoLoss), ("plain_forward", PlainForward),
-                      ("no_forward", NoForward), ("vector_loss", VectorLoss)):
+                      ("no_forward", NoForward), ("vector_loss", VectorLoss),
+                      ("promptless_synth", PromptlessSynth)):
         torch.jit.save(torch.jit.script(cls()), os.path.join(out, name + ".pt"))
         print(os.path.join(out, name + ".pt"))
     with open(os.path.join(out, "not_torchscript.pt"), "w") as fh:

@@ -2,10 +2,10 @@
 """Make a small Korean dataset in the IndexTTS-2 trainer's pair-manifest + .npy format.
 
     /usr/bin/python3 scripts/torch/make_reference_dataset.py --out DIR [--sentences N]
-        [--pairs-per-target 2] [--codebook-size 256] [--seed 0]
+        [--generated 400] [--generated-val 0] [--pairs-per-target 2] [--codebook-size 256] [--seed 0]
 
 Needs espeak-ng and sox (apt-get install espeak-ng sox), numpy and, for the codec floor audio,
-Debian's python3-torch. Runs in a few seconds.
+Debian's python3-torch. Runs in about 20-30 s (two espeak-ng processes).
 
 Output (all paths inside the manifests are relative to the manifest's directory, DIR)::
 
@@ -29,6 +29,14 @@ ids are ``<speaker>_<sentence index, 4 digits>``. Sentences whose index i has ``
 to validation (both speakers), the rest to training, so validation texts are unseen (with fewer
 than 10 sentences, the last one is the validation sentence). A target whose split has no other
 utterance of its speaker is paired with itself as the prompt.
+
+Beside them, ``--generated N`` (default 400) training-only sentences are made from word lists
+(``GEN_SUBJECTS x GEN_TIMES x GEN_PLACES x GEN_PHRASES``, e.g. "동생은 주말에 공원에서 사진을
+찍어요.", N of the 16000 drawn by ``random.Random(seed).sample``), spoken by both voices, with ids
+``<speaker>_g<j, 4 digits>``: with only the 56 training sentences the reference model memorised
+them and did not speak unseen ones any better as it trained (Sources/TorchShim/CONTRACT.md §7).
+``--generated-val M`` sends M further generated sentences to validation (default 0: validation
+stays the held-out natural sentences; generated ones run longer than the demo's 60 codes).
 
 Manifest records (fields of ``tools/build_gpt_prompt_pairs.py``)
 ----------------------------------------------------------------
@@ -180,6 +188,24 @@ SENTENCES = [
     "이것은 학습 중 생성된 샘플입니다.",
 ]
 
+# Training-only sentences made combinatorially (``--generated N``): subject, time, place and
+# an object-verb phrase, e.g. "동생은 주말에 공원에서 사진을 찍어요." (10 x 10 x 10 x 16 = 16000
+# combinations; N of them drawn by random.Random(seed)). They give the model enough different text
+# to speak sentences it has not seen; the validation sentences stay the held-out ones of SENTENCES.
+GEN_SUBJECTS = ["저는", "친구는", "동생은", "선생님은", "어머니는", "아버지는", "우리는", "그 사람은", "언니는", "할머니는"]
+GEN_TIMES = ["오늘", "내일", "어제", "아침에", "저녁에", "주말에", "지금", "가끔", "매일", "밤늦게"]
+GEN_PLACES = ["학교에서", "집에서", "공원에서", "시장에서", "도서관에서", "회사에서", "식당에서", "카페에서",
+              "바닷가에서", "병원 앞에서"]
+GEN_PHRASES = ["책을 읽어요", "밥을 먹어요", "커피를 마셔요", "음악을 들어요", "친구를 만나요", "편지를 써요",
+               "영화를 봐요", "운동을 해요", "사진을 찍어요", "노래를 불러요", "숙제를 해요", "빵을 샀어요",
+               "전화를 했어요", "그림을 그려요", "손님을 기다려요", "한국어를 배워요"]
+
+
+def generated_sentences(n: int, seed: int) -> list:
+    combos = [f"{a} {b} {c} {d}." for a in GEN_SUBJECTS for b in GEN_TIMES for c in GEN_PLACES for d in GEN_PHRASES]
+    return random.Random(seed).sample(combos, min(n, len(combos)))
+
+
 SPEAKERS = [
     ("espeak_m", ["-v", "ko", "-s", "165"]),
     ("espeak_f", ["-v", "ko+f2", "-s", "150"]),
@@ -322,6 +348,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--sentences", type=int, default=len(SENTENCES))
+    ap.add_argument("--generated", type=int, default=400,
+                    help="training-only sentences made from word lists (GEN_*), beside the N sentences")
+    ap.add_argument("--generated-val", type=int, default=0,
+                    help="further generated sentences (unseen combinations of the same words) for validation")
     ap.add_argument("--pairs-per-target", type=int, default=2)
     ap.add_argument("--codebook-size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
@@ -341,6 +371,12 @@ def main() -> int:
         split = "val" if i % 10 == 9 or (args.sentences < 10 and i == args.sentences - 1) else "train"
         for spk, voice in SPEAKERS:
             uid = f"{spk}_{i:04d}"
+            utts.append({"id": uid, "speaker": spk, "voice": voice, "text": normalize_text(text), "split": split})
+    generated = generated_sentences(args.generated + args.generated_val, args.seed)
+    for j, text in enumerate(generated):
+        split = "val" if j >= args.generated else "train"
+        for spk, voice in SPEAKERS:
+            uid = f"{spk}_g{j:04d}"
             utts.append({"id": uid, "speaker": spk, "voice": voice, "text": normalize_text(text), "split": split})
 
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -29,8 +29,16 @@ Sequence layout (one row of the batch, before padding)::
 There is no dropout and no other randomness in ``forward``: the model is deterministic, which
 the shim's tests rely on (gradient accumulation equivalence, exact resume).
 
-Conditioning (IndexTTS-2's speaker prompt latents, emotion vector, duration embeddings) is not
-modelled: the reference model is text -> codes only.
+Speaker conditioning (a stand-in for IndexTTS-2's prompt latents): ``forward`` takes an optional
+fifth tensor ``condition`` float32 [B, R, 32], the voice prompt's log-mel frames resampled to R
+rows (the dataset's ``condition/<utt>.npy``, ``prompt_condition_path``). The conditioning
+encoder turns each row set into one latent token (the per-band mean and standard deviation over
+the rows -> Linear -> GELU -> Linear) that is prepended to the sequence, before ``start_text``:
+``[cond, start_text, t_1 .. t_n, start_mel, c_1 .. c_m]``; every position attends to it. Without
+a condition (four tensors, as older batches have) the token is a learned ``null_condition``.
+``synthesize(text, max_codes, prompt)`` computes the same condition from the prompt's 16 kHz
+samples (``CodecDecoder.condition``: the dataset's log-mel analysis inside the module).
+The emotion vector and duration embeddings are not modelled.
 """
 
 import math
@@ -130,6 +138,7 @@ class CodecDecoder(nn.Module):
         basis = (fb / fb.sum(1, keepdim=True).clamp_min(1e-12)).t().contiguous()  # [bins, M]
         self.register_buffer("codebook", codebook.float().contiguous())
         self.register_buffer("synthesis_basis", basis.float())
+        self.register_buffer("analysis_filterbank", fb.float().contiguous())  # [M, bins]
         n = torch.arange(n_fft, dtype=torch.float64)
         self.register_buffer("window", (0.5 - 0.5 * torch.cos(2.0 * math.pi * n / n_fft)).float())
         bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
@@ -138,6 +147,33 @@ class CodecDecoder(nn.Module):
     @torch.jit.export
     def codebook_size(self) -> int:
         return self.codebook.size(0)
+
+    @torch.jit.export
+    def log_mel(self, samples: Tensor) -> Tensor:
+        """The dataset's analysis (make_reference_dataset.log_mel): 16 kHz samples -> [frames, M]
+        ``log(mel power + 1e-6)``, Hann window n_fft, hop ``hop``, the signal padded with n_fft/2
+        zeros on both sides (computed in float64 like numpy's)."""
+        if samples.dim() != 1 or samples.size(0) == 0:
+            raise RuntimeError("shape mismatch: the prompt must be a non-empty 1-D tensor of samples, got "
+                               + str(samples.size()))
+        half = self.n_fft // 2
+        x = F.pad(samples.double().reshape(1, -1), [half, half]).reshape(-1)
+        frames = x.unfold(0, self.n_fft, self.hop) * self.window.double().unsqueeze(0)  # [n, n_fft]
+        power = torch.fft.rfft(frames, n=self.n_fft, dim=1).abs() ** 2
+        mel = torch.matmul(power, self.analysis_filterbank.double().t())
+        return torch.log(mel + 1.0e-6).float()
+
+    @torch.jit.export
+    def condition(self, samples: Tensor, rows: int) -> Tensor:
+        """The voice prompt's condition (make_reference_dataset.py's ``condition/<utt>.npy``): its
+        log-mel frames linearly resampled to ``rows`` rows, [rows, M] float32."""
+        f = self.log_mel(samples)
+        n = f.size(0)
+        src = torch.linspace(0.0, float(n - 1), rows, dtype=torch.float64)
+        lo = src.floor().long()
+        hi = (lo + 1).clamp(max=n - 1)
+        w = (src - lo.double()).unsqueeze(1)
+        return ((1.0 - w) * f.index_select(0, lo).double() + w * f.index_select(0, hi).double()).float()
 
     @torch.jit.export
     def decode(self, codes: Tensor) -> Tensor:
@@ -196,8 +232,12 @@ class ReferenceTTSGPT(nn.Module):
         text_loss_weight: float = 0.2,
         mel_loss_weight: float = 0.8,
         codec: Optional[CodecDecoder] = None,
+        condition_dim: int = 32,
+        condition_rows: int = 32,
     ):
         super().__init__()
+        self.condition_dim = condition_dim
+        self.condition_rows = condition_rows
         self.number_text_tokens = number_text_tokens
         self.number_mel_codes = number_mel_codes
         self.start_text_token = 0
@@ -214,6 +254,10 @@ class ReferenceTTSGPT(nn.Module):
         # +1: the start token occupies position 0 of each segment.
         self.text_pos_embedding = nn.Embedding(max_text_tokens + 1, d_model)
         self.mel_pos_embedding = nn.Embedding(max_mel_tokens + 1, d_model)
+        # The conditioning encoder: per-band mean and std of the prompt's rows -> one latent token.
+        self.cond_in = nn.Linear(2 * condition_dim, d_model)
+        self.cond_out = nn.Linear(d_model, d_model)
+        self.null_condition = nn.Parameter(torch.zeros(d_model))
         self.blocks = nn.ModuleList([Block(d_model, n_heads) for _ in range(n_layers)])
         self.final_norm = nn.LayerNorm(d_model)
         self.text_head = nn.Linear(d_model, number_text_tokens)
@@ -245,10 +289,26 @@ class ReferenceTTSGPT(nn.Module):
             "stop_mel_token": self.stop_mel_token,
             "max_text_tokens": self.max_text_tokens,
             "max_mel_tokens": self.max_mel_tokens,
+            "condition_rows": self.condition_rows,
+            "condition_dim": self.condition_dim,
         }
 
+    def _condition_token(self, condition: Optional[Tensor], b: int) -> Tensor:
+        """[B, 1, D]: the conditioning latent of each row's prompt, or the null latent."""
+        if condition is None:
+            return self.null_condition.view(1, 1, -1).expand(b, 1, self.null_condition.size(0))
+        if condition.dim() != 3 or condition.size(0) != b or condition.size(2) != self.condition_dim:
+            raise RuntimeError("shape mismatch: condition must be [" + str(b) + ", R, " + str(self.condition_dim)
+                               + "], got " + str(condition.size()))
+        c = condition.to(self.null_condition.device).float()
+        mean = c.mean(1)
+        std = (c - mean.unsqueeze(1)).pow(2).mean(1).sqrt()
+        z = self.cond_out(F.gelu(self.cond_in(torch.cat([mean, std], 1))))
+        return z.unsqueeze(1)
+
     def forward(
-        self, text_ids: Tensor, text_lengths: Tensor, code_ids: Tensor, code_lengths: Tensor
+        self, text_ids: Tensor, text_lengths: Tensor, code_ids: Tensor, code_lengths: Tensor,
+        condition: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
         if text_ids.dim() != 2 or code_ids.dim() != 2:
             raise RuntimeError(
@@ -297,20 +357,21 @@ class ReferenceTTSGPT(nn.Module):
 
         x = torch.cat(
             [
+                self._condition_token(condition, b),
                 self.text_embedding(text_inputs) + self.text_pos_embedding(tpos),
                 self.mel_embedding(code_inputs) + self.mel_pos_embedding(cpos),
             ],
             1,
-        )  # [B, L, D], L = t + c + 2
-        length = t + c + 2
-        key_valid = torch.cat([text_valid, code_valid], 1)  # [B, L]
+        )  # [B, L, D], L = 1 + t + c + 2
+        length = t + c + 3
+        key_valid = torch.cat([torch.ones([b, 1], dtype=torch.bool, device=device), text_valid, code_valid], 1)  # [B, L]
         causal = torch.ones([length, length], dtype=torch.bool, device=device).tril()
         mask = torch.logical_and(causal.unsqueeze(0), key_valid.unsqueeze(1)).unsqueeze(1)  # [B,1,L,L]
         for block in self.blocks:
             x = block(x, mask)
         h = self.final_norm(x)
-        text_logits = self.text_head(h[:, : t + 1]).float()  # [B, t+1, Vt]
-        code_logits = self.mel_head(h[:, t + 1 :]).float()  # [B, c+1, Vm]
+        text_logits = self.text_head(h[:, 1 : t + 2]).float()  # [B, t+1, Vt]
+        code_logits = self.mel_head(h[:, t + 2 :]).float()  # [B, c+1, Vm]
 
         text_mask = text_valid.to(text_logits.dtype)
         code_mask = code_valid.to(code_logits.dtype)
@@ -396,7 +457,7 @@ class ReferenceTTSGPT(nn.Module):
         ids = ids[: self.max_text_tokens]
         return torch.tensor(ids, dtype=torch.long)
 
-    def _next_code_logits(self, text: Tensor, codes: List[int]) -> Tensor:
+    def _next_code_logits(self, text: Tensor, codes: List[int], cond: Tensor) -> Tensor:
         device = self.text_embedding.weight.device
         t = text.size(0)
         c = len(codes)
@@ -406,12 +467,13 @@ class ReferenceTTSGPT(nn.Module):
         cpos = torch.arange(c + 1, device=device).unsqueeze(0)
         x = torch.cat(
             [
+                cond,
                 self.text_embedding(text_inputs) + self.text_pos_embedding(tpos),
                 self.mel_embedding(code_inputs) + self.mel_pos_embedding(cpos),
             ],
             1,
         )
-        length = t + c + 2
+        length = t + c + 3
         mask = torch.ones([length, length], dtype=torch.bool, device=device).tril().unsqueeze(0).unsqueeze(0)
         for block in self.blocks:
             x = block(x, mask)
@@ -419,12 +481,19 @@ class ReferenceTTSGPT(nn.Module):
         return self.mel_head(h)[0, 0].float()
 
     @torch.jit.export
-    def synthesize(self, text: str, max_codes: int) -> Tensor:
+    def synthesize(self, text: str, max_codes: int, prompt: Optional[Tensor] = None) -> Tensor:
+        """Greedy codes for ``text`` in the voice of ``prompt`` (1-D samples at
+        ``synthesis_sample_rate()``; its condition as the dataset computes it), decoded to audio.
+        Without a prompt the learned null condition is used."""
         ids = self.tokenize(text)
         limit = min(max_codes, self.max_mel_tokens)
+        condition: Optional[Tensor] = None
+        if prompt is not None:
+            condition = self.codec.condition(prompt.reshape(-1), self.condition_rows).unsqueeze(0)
+        cond = self._condition_token(condition, 1)
         codes: List[int] = []
         while len(codes) < limit:
-            logits = self._next_code_logits(ids, codes)
+            logits = self._next_code_logits(ids, codes, cond)
             if len(codes) == 0:
                 logits[self.stop_mel_token] = -1.0e9  # at least one frame
             logits[self.start_mel_token] = -1.0e9

@@ -149,8 +149,9 @@ struct EvalAggregator {
         }
     }
 
-    /// `report.json`: the summary and every utterance.
-    static func reportJSON(_ s: Score, eval: EvalSummary) -> [UInt8] {
+    /// `report.json`: the summary, the shards' notes (what was not measured and why; `[]` when
+    /// none) and every utterance.
+    static func reportJSON(_ s: Score, eval: EvalSummary, notes: [String] = []) -> [UInt8] {
         func num(_ d: Double?) -> JSONValue { d.map { $0.isFinite ? .number($0) : .null } ?? .null }
         func counts(_ c: EditCounts?) -> JSONValue {
             guard let c else { return .null }
@@ -183,7 +184,7 @@ struct EvalAggregator {
             "sim": num(s.sim), "sim_floor": num(s.simFloor), "sim_utterances": .number(Double(s.simCount)),
             "mcd": num(s.mcd), "mcd_utterances": .number(Double(s.mcdCount)),
             "mcd_codec_floor": num(s.mcdCodecFloor), "sim_codec_floor": num(s.simCodecFloor),
-            "note": s.note.map(JSONValue.string) ?? .null,
+            "note": s.note.map(JSONValue.string) ?? .null, "notes": .array(notes.map(JSONValue.string)),
             "quality_band": .string(s.band), "cer_errors": counts(s.cerCounts), "wer_errors": counts(s.werCounts),
             "utterances": .array(utterances),
         ])

@@ -58,7 +58,7 @@ public final class EvalReportWriter: Sendable {
             let score = EvalAggregator.score(r.results)
             let outputDir = r.eval.outputDir
             try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
-            try Data(EvalAggregator.reportJSON(score, eval: r.summary)).write(to: URL(fileURLWithPath: outputDir + "/report.json"), options: .atomic)
+            try Data(EvalAggregator.reportJSON(score, eval: r.summary, notes: r.notes)).write(to: URL(fileURLWithPath: outputDir + "/report.json"), options: .atomic)
             try Data(EvalAggregator.reportMarkdown(score, eval: r.summary).utf8).write(to: URL(fileURLWithPath: outputDir + "/report.md"), options: .atomic)
             let s = r.summary
             logger.info("evaluation \(evalId)\(s.runId.map { " of run \($0)" } ?? "")\(s.step.map { " at step \($0)" } ?? ""): \(s.message); reports in \(outputDir)")

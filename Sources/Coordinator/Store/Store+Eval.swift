@@ -140,16 +140,27 @@ extension Store {
         return results
     }
 
+    /// The shards' `notes` (``EvalShardOutput/notes``: what a worker could not measure and why),
+    /// each once, in shard order.
+    static func shardNotes(_ db: Database, jobId: Int64) throws -> [String] {
+        var notes: [String] = []
+        for output in try String.fetchAll(db, sql: "SELECT output FROM shards WHERE job_id = ? ORDER BY id", arguments: [jobId]) {
+            struct Output: Decodable { var notes: [String]? }
+            for n in jsonDecode(Output.self, output)?.notes ?? [] where !notes.contains(n) { notes.append(n) }
+        }
+        return notes
+    }
+
     /// A completed evaluation with its stored utterance results (what its reports are made
     /// from): scored, whether it succeeded or failed because no utterance could be scored; nil
     /// if it is running or failed before it was scored (a shard failed for good).
-    func completedEval(evalId: Int64) throws -> (eval: EvalRecord, results: [EvalUtteranceResult], summary: EvalSummary)? {
+    func completedEval(evalId: Int64) throws -> (eval: EvalRecord, results: [EvalUtteranceResult], summary: EvalSummary, notes: [String])? {
         try read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM evals WHERE id = ?", arguments: [evalId]),
                   (row["state"] as EvalState) != .running, (row["summary"] as String?) != nil,
                   let summary = try evalSummary(db, id: evalId) else { return nil }
             let eval = EvalRecord(row: row)
-            return (eval, try Self.utteranceResults(db, jobId: eval.jobId), summary)
+            return (eval, try Self.utteranceResults(db, jobId: eval.jobId), summary, try Self.shardNotes(db, jobId: eval.jobId))
         }
     }
 

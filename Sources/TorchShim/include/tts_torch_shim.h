@@ -6,7 +6,8 @@
  * forward, backward with gradient accumulation, gradient-norm clipping, AdamW, an LR schedule,
  * bf16 autocast on CUDA, checkpoints with exact resume, device queries. It also runs two kinds of
  * inference: synthesis with a trained module (ABI 2) and waveform embeddings with an
- * inference-only module such as the speaker encoder of the SIM metric (ABI 3).
+ * inference-only module such as the speaker encoder of the SIM metric (ABI 3); synthesis in the
+ * voice of a prompt (ABI 4).
  *
  * ABI rules
  *  - C99, plain C types and opaque handles only. Every function is safe to call with bad input:
@@ -38,7 +39,7 @@ extern "C" {
 
 /* ---- version --------------------------------------------------------------------------- */
 
-#define TTS_SHIM_ABI_VERSION 3
+#define TTS_SHIM_ABI_VERSION 4
 
 /* The ABI version the library was built with (TTS_SHIM_ABI_VERSION of its header). */
 TTS_SHIM_API int tts_shim_abi_version(void);
@@ -282,7 +283,27 @@ TTS_SHIM_API int32_t tts_shim_has_synthesize(const tts_model *m);
 TTS_SHIM_API tts_status tts_shim_synthesize(tts_model *m, const char *text, int64_t max_codes, float **samples_out,
                                             int64_t *count_out, int32_t *sample_rate_out);
 
-/* Free samples returned by tts_shim_synthesize (NULL is ignored). */
+/*
+ * ABI 4: synthesis in the voice of a prompt. A module whose synthesize takes a third argument
+ *     synthesize(text: str, max_codes: int, prompt: Optional[Tensor] = None) -> Tensor
+ * gets the prompt's samples (1-D float32, at synthesis_sample_rate()) there.
+ * tts_shim_synthesize_accepts_prompt: 1 if the module's synthesize has that third argument,
+ * 0 if it takes (text, max_codes) only or there is no synthesize, -1 for NULL.
+ * tts_shim_synthesize_with_prompt: as tts_shim_synthesize; prompt NULL or prompt_count 0 calls
+ * synthesize(text, max_codes) (any module), otherwise synthesize(text, max_codes, prompt), and a
+ * module whose synthesize takes no prompt is TTS_ERR_CONTRACT. A NaN or infinite prompt sample:
+ * TTS_ERR_INVALID_ARGUMENT. The samples are copied; nothing is retained.
+ */
+TTS_SHIM_API int32_t tts_shim_synthesize_accepts_prompt(const tts_model *m);
+/* The module's synthesis_sample_rate() (the rate of its output and of a prompt), or 0 when it
+ * has none or it is not a positive int; -1 for NULL. */
+TTS_SHIM_API int32_t tts_shim_synthesis_sample_rate(tts_model *m);
+TTS_SHIM_API tts_status tts_shim_synthesize_with_prompt(tts_model *m, const char *text, int64_t max_codes,
+                                                        const float *prompt, int64_t prompt_count,
+                                                        float **samples_out, int64_t *count_out,
+                                                        int32_t *sample_rate_out);
+
+/* Free samples returned by tts_shim_synthesize / tts_shim_synthesize_with_prompt (NULL is ignored). */
 TTS_SHIM_API void tts_shim_free_samples(float *samples);
 
 /* ---- waveform embeddings (ABI 3) -------------------------------------------------------- */

@@ -2,7 +2,9 @@ import Foundation
 import Synchronization
 
 /// A batch of training pairs, padded, as the training contract takes it: `text_ids [B×T]`,
-/// `text_lengths [B]`, `code_ids [B×C]`, `code_lengths [B]` (int64, padding 0).
+/// `text_lengths [B]`, `code_ids [B×C]`, `code_lengths [B]` (int64, padding 0), and, from a
+/// loader made with `conditions: true`, `condition [B×R×D]` (float32: each pair's
+/// `prompt_condition_path` array, all of the same shape [R, D]).
 public struct PaddedBatch: Sendable, Equatable {
     public var ids: [String]
     public var textIds: [Int64]
@@ -11,6 +13,9 @@ public struct PaddedBatch: Sendable, Equatable {
     public var codeIds: [Int64]
     public var codeLengths: [Int64]
     public var maxCodeLength: Int
+    /// The prompts' conditions, row-major [B, R, D], and [R, D]; nil when not loaded.
+    public var condition: [Float]? = nil
+    public var conditionShape: [Int] = []
     public var size: Int { ids.count }
 }
 
@@ -42,6 +47,8 @@ public final class BatchLoader: Sendable {
     private let pairs: [TrainingPair]
     private let lengths: [Int]
     private let bucketBatches: Int
+    /// Whether batches carry the prompts' conditions (``PaddedBatch/condition``).
+    public let conditions: Bool
 
     private struct Queue: Sendable {
         var ready: [(batch: Result<PaddedBatch, NpyError>, next: LoaderPosition)] = []
@@ -56,11 +63,16 @@ public final class BatchLoader: Sendable {
     /// - Parameters:
     ///   - pairs: the training pairs (``PairManifest/read(_:)``).
     ///   - start: the first batch to produce (a checkpoint's position).
+    ///   - conditions: also load each pair's `prompt_condition_path` (every pair must have one).
     /// - Throws: ``NpyError`` when a pair's lengths are not in the manifest and its codes file
-    ///   cannot be read to find out.
+    ///   cannot be read to find out, or `conditions` is set and a pair has no condition file.
     public init(pairs: [TrainingPair], batchSize: Int, seed: UInt64, start: LoaderPosition = LoaderPosition(epoch: 0, batch: 0),
-                bucketBatches: Int = 50, prefetch: Int = 4) throws(NpyError) {
+                bucketBatches: Int = 50, prefetch: Int = 4, conditions: Bool = false) throws(NpyError) {
         precondition(!pairs.isEmpty && batchSize > 0)
+        if conditions, let bare = pairs.first(where: { $0.conditionPath == nil }) {
+            throw NpyError(path: bare.codesPath, message: "belongs to pair \(bare.id), which has no prompt_condition_path, but the model's forward takes a condition")
+        }
+        self.conditions = conditions
         self.pairs = pairs
         self.batchSize = batchSize
         self.seed = seed
@@ -182,9 +194,27 @@ public final class BatchLoader: Sendable {
             for (r, row) in rows.enumerated() { for (k, v) in row.enumerated() { out[r * n + k] = v } }
             return out
         }
-        return PaddedBatch(ids: indices.map { pairs[$0].id }, textIds: pad(texts, to: maxText), textLengths: texts.map { Int64($0.count) },
-                           maxTextLength: maxText, codeIds: pad(codes, to: maxCode), codeLengths: codes.map { Int64($0.count) },
-                           maxCodeLength: maxCode)
+        var batch = PaddedBatch(ids: indices.map { pairs[$0].id }, textIds: pad(texts, to: maxText), textLengths: texts.map { Int64($0.count) },
+                                maxTextLength: maxText, codeIds: pad(codes, to: maxCode), codeLengths: codes.map { Int64($0.count) },
+                                maxCodeLength: maxCode)
+        if conditions {
+            var values: [Float] = []
+            var shape: [Int] = []
+            for i in indices {
+                guard let path = pairs[i].conditionPath else { continue }  // excluded at init
+                let a = try NpyArray.read(contentsOf: path)
+                guard a.dtype == .float32, a.shape.count == 2, a.count > 0 else {
+                    throw NpyError(path: path, message: "is a prompt condition, which must be a non-empty float32 [R, D] array; it is \(a.dtype.rawValue) \(a.shape)")
+                }
+                if shape.isEmpty { shape = a.shape } else if a.shape != shape {
+                    throw NpyError(path: path, message: "has shape \(a.shape), but the other prompt conditions of its batch have \(shape) (they must all have one shape)")
+                }
+                values.append(contentsOf: a.floats)
+            }
+            batch.condition = values
+            batch.conditionShape = shape
+        }
+        return batch
     }
 }
 

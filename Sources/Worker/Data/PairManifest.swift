@@ -14,11 +14,15 @@ public struct TrainingPair: Sendable, Equatable {
     public var codeLength: Int?
     /// The manifest's language hint (`::ko`).
     public var language: String?
+    /// The voice prompt's conditioning features (`prompt_condition_path`, a float32 `.npy`), if
+    /// the record has them: a module whose `forward` takes a fifth `condition` tensor gets them.
+    public var conditionPath: String? = nil
 }
 
 /// Reads pair manifests given as the trainer takes them (`path.jsonl::ko`, see ``ManifestSpec``).
-/// A record needs `target_text_ids_path` and `target_codes_path` (and `id`); anything else the
-/// pipeline writes (`prompt_condition_path`, `target_emo_vec_path`, …) is ignored here.
+/// A record needs `target_text_ids_path` and `target_codes_path` (and `id`); `prompt_condition_path`
+/// is read when present (``TrainingPair/conditionPath``); anything else the pipeline writes
+/// (`target_emo_vec_path`, …) is ignored here.
 public enum PairManifest {
     public static func read(_ spec: ManifestSpec) throws(ManifestError) -> [TrainingPair] {
         guard let data = FileManager.default.contents(atPath: spec.path) else {
@@ -57,11 +61,16 @@ public enum PairManifest {
             }
             let textIds = try field("target_text_ids_path")
             let codes = try field("target_codes_path")
+            var conditionPath: String?
+            if let c = o["prompt_condition_path"]?.stringValue, !c.isEmpty {
+                conditionPath = try resolve(c, base: base, manifest: spec.path, line: lineNumber)
+            }
             pairs.append(TrainingPair(
                 id: o["id"]?.stringValue ?? "\(spec.path):\(lineNumber)", text: o["target_text"]?.stringValue ?? "",
                 textIdsPath: try resolve(textIds, base: base, manifest: spec.path, line: lineNumber),
                 codesPath: try resolve(codes, base: base, manifest: spec.path, line: lineNumber),
-                textLength: try length("target_text_len"), codeLength: try length("target_code_len"), language: spec.language))
+                textLength: try length("target_text_len"), codeLength: try length("target_code_len"), language: spec.language,
+                conditionPath: conditionPath))
         }
         guard !pairs.isEmpty else { throw ManifestError(path: spec.path, line: nil, message: "has no records") }
         return pairs

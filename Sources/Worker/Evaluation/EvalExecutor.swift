@@ -10,7 +10,8 @@ import Synchronization
 ///   a program per utterance (argv with `{checkpoint}`, `{text}`, `{prompt_audio}`, `{output}`,
 ///   `{id}`; no shell) with a timeout, its process group killed on timeout or cancel; `torch`
 ///   loads the module and the checkpoint once per shard through the libtorch shim and calls its
-///   `synthesize(text, max_codes)` (CONTRACT.md, "Synthesis"), writing each waveform as WAV;
+///   `synthesize(text, max_codes)` (CONTRACT.md, "Synthesis"; with the utterance's voice prompt as a
+///   third argument when the module's `synthesize` takes one), writing each waveform as WAV;
 ///   `persistent` starts one program per shard (argv with `{checkpoint}`, `{output_dir}`) and sends
 ///   it the utterances one after another as JSON lines (``PersistentSynthesizer``,
 ///   docs/SYNTHESIZER.md), so a model that loads for tens of seconds loads once.
@@ -321,9 +322,22 @@ public final class EvalExecutor: ShardExecutor, Sendable {
     }
 
     /// One utterance through the module's `synthesize`, written as 16-bit WAV; nil on success.
+    /// A module whose `synthesize` takes a voice prompt (CONTRACT.md, "Synthesis", ABI 4) gets the
+    /// utterance's `prompt_audio_path`, read and resampled to its synthesis rate; an unreadable
+    /// prompt is the utterance's error, not a silent fallback to no prompt.
     private func synthesize(_ u: EvalUtterance, to output: String, with voice: TorchModel, maxCodes: Int) -> String? {
+        var prompt: [Float]?
+        if let path = u.promptAudio, voice.synthesizeAcceptsPrompt, let rate = voice.synthesisSampleRate {
+            do {
+                let clip = try AudioFile.read(path)
+                guard !clip.samples.isEmpty else { return "the voice prompt \(path) of \(u.id) holds no samples" }
+                prompt = clip.resampled(to: rate).samples
+            } catch {
+                return "cannot read the voice prompt \(path) of \(u.id): \(error)"
+            }
+        }
         do {
-            let speech = try voice.synthesize(u.text, maxCodes: maxCodes)
+            let speech = try voice.synthesize(u.text, maxCodes: maxCodes, prompt: prompt)
             guard !speech.samples.isEmpty else { return "the torch synthesizer returned no samples for \(u.id)" }
             guard speech.samples.allSatisfy(\.isFinite) else { return "the torch synthesizer returned non-finite samples for \(u.id)" }
             try AudioFile.write(AudioClip(samples: speech.samples, sampleRate: speech.sampleRate), to: output)

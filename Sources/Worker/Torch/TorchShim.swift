@@ -154,6 +154,9 @@ public final class TorchShim: Sendable {
         let readCheckpointExtra: @convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int64, UnsafeMutablePointer<Int64>?, UnsafeMutablePointer<Int64>?) -> Int32
         let hasSynthesize: @convention(c) (OpaquePointer?) -> Int32
         let synthesize: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int64, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, UnsafeMutablePointer<Int64>?, UnsafeMutablePointer<Int32>?) -> Int32
+        let synthesizeAcceptsPrompt: @convention(c) (OpaquePointer?) -> Int32
+        let synthesisSampleRate: @convention(c) (OpaquePointer?) -> Int32
+        let synthesizeWithPrompt: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int64, UnsafePointer<Float>?, Int64, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, UnsafeMutablePointer<Int64>?, UnsafeMutablePointer<Int32>?) -> Int32
         let freeSamples: @convention(c) (UnsafeMutablePointer<Float>?) -> Void
         let encoderLoad: @convention(c) (UnsafePointer<CChar>?, Int32, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32
         let encoderFree: @convention(c) (OpaquePointer?) -> Void
@@ -186,6 +189,9 @@ public final class TorchShim: Sendable {
             readCheckpointExtra = try sym("tts_shim_read_checkpoint_extra", (@convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int64, UnsafeMutablePointer<Int64>?, UnsafeMutablePointer<Int64>?) -> Int32).self)
             hasSynthesize = try sym("tts_shim_has_synthesize", (@convention(c) (OpaquePointer?) -> Int32).self)
             synthesize = try sym("tts_shim_synthesize", (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int64, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, UnsafeMutablePointer<Int64>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
+            synthesizeAcceptsPrompt = try sym("tts_shim_synthesize_accepts_prompt", (@convention(c) (OpaquePointer?) -> Int32).self)
+            synthesisSampleRate = try sym("tts_shim_synthesis_sample_rate", (@convention(c) (OpaquePointer?) -> Int32).self)
+            synthesizeWithPrompt = try sym("tts_shim_synthesize_with_prompt", (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?, Int64, UnsafePointer<Float>?, Int64, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, UnsafeMutablePointer<Int64>?, UnsafeMutablePointer<Int32>?) -> Int32).self)
             freeSamples = try sym("tts_shim_free_samples", (@convention(c) (UnsafeMutablePointer<Float>?) -> Void).self)
             encoderLoad = try sym("tts_shim_encoder_load", (@convention(c) (UnsafePointer<CChar>?, Int32, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
             encoderFree = try sym("tts_shim_encoder_free", (@convention(c) (OpaquePointer?) -> Void).self)
@@ -276,12 +282,17 @@ public struct TorchTensor: Sendable, Equatable {
         self.storage = storage
     }
 
-    /// The contract's batch from a loader batch: `text_ids, text_lengths, code_ids, code_lengths`.
+    /// The contract's batch from a loader batch: `text_ids, text_lengths, code_ids, code_lengths`,
+    /// then `condition [B, R, D]` (float32) when the batch carries the prompts' conditions.
     public static func tensors(_ b: PaddedBatch) -> [TorchTensor] {
-        [TorchTensor("text_ids", shape: [Int64(b.size), Int64(b.maxTextLength)], .int64(b.textIds)),
-         TorchTensor("text_lengths", shape: [Int64(b.size)], .int64(b.textLengths)),
-         TorchTensor("code_ids", shape: [Int64(b.size), Int64(b.maxCodeLength)], .int64(b.codeIds)),
-         TorchTensor("code_lengths", shape: [Int64(b.size)], .int64(b.codeLengths))]
+        var t = [TorchTensor("text_ids", shape: [Int64(b.size), Int64(b.maxTextLength)], .int64(b.textIds)),
+                 TorchTensor("text_lengths", shape: [Int64(b.size)], .int64(b.textLengths)),
+                 TorchTensor("code_ids", shape: [Int64(b.size), Int64(b.maxCodeLength)], .int64(b.codeIds)),
+                 TorchTensor("code_lengths", shape: [Int64(b.size)], .int64(b.codeLengths))]
+        if let condition = b.condition {
+            t.append(TorchTensor("condition", shape: [Int64(b.size)] + b.conditionShape.map { Int64($0) }, .float32(condition)))
+        }
+        return t
     }
 }
 
@@ -347,15 +358,27 @@ public final class TorchModel: @unchecked Sendable { // the handle is only touch
     /// (CONTRACT.md, "Synthesis").
     public var canSynthesize: Bool { lock.withLock { _ in fns.hasSynthesize(handle) == 1 } }
 
+    /// True when the module's `synthesize` takes a voice prompt as its third argument
+    /// (`synthesize(text, max_codes, prompt: Optional[Tensor] = None)`, CONTRACT.md "Synthesis", ABI 4).
+    public var synthesizeAcceptsPrompt: Bool { lock.withLock { _ in fns.synthesizeAcceptsPrompt(handle) == 1 } }
+
+    /// The module's `synthesis_sample_rate()` (its output's rate, and a prompt's), nil without one.
+    public var synthesisSampleRate: Int? { lock.withLock { _ in let r = fns.synthesisSampleRate(handle); return r > 0 ? Int(r) : nil } }
+
     /// Speech for `text` (NFC-normalised here) from the module's `synthesize`, with the current
-    /// parameters (eval mode, no gradients): mono samples in [-1, 1] and their rate.
-    public func synthesize(_ text: String, maxCodes: Int) throws(TorchShimError) -> (samples: [Float], sampleRate: Int) {
+    /// parameters (eval mode, no gradients): mono samples in [-1, 1] and their rate. `prompt`:
+    /// the voice prompt's samples at the module's synthesis rate, for a module whose `synthesize`
+    /// takes one (``synthesizeAcceptsPrompt``; otherwise a contract error); nil or empty: none.
+    public func synthesize(_ text: String, maxCodes: Int, prompt: [Float]? = nil) throws(TorchShimError) -> (samples: [Float], sampleRate: Int) {
         let nfc = text.precomposedStringWithCanonicalMapping
+        let voice = prompt ?? []
         let (status, samples, rate): (Int32, [Float], Int32) = lock.withLock { _ in
             var pointer: UnsafeMutablePointer<Float>?
             var count: Int64 = 0
             var rate: Int32 = 0
-            let status = fns.synthesize(handle, nfc, Int64(maxCodes), &pointer, &count, &rate)
+            let status = voice.withUnsafeBufferPointer { p in
+                fns.synthesizeWithPrompt(handle, nfc, Int64(maxCodes), p.baseAddress, Int64(p.count), &pointer, &count, &rate)
+            }
             defer { fns.freeSamples(pointer) }
             guard status == TTS_OK, let pointer else { return (status, [], 0) }
             return (status, Array(UnsafeBufferPointer(start: pointer, count: Int(count))), rate)

@@ -12,7 +12,8 @@ import Synchronization
 ///   module returns, under `train/`), `train/lr` and `train/grad_norm` (before clipping) are
 ///   spooled at the step number, except steps the store already has (per-key floors);
 /// - every `checkpoint_every` steps and at the end: `model_step{N}.pth` (model, AdamW, step, RNG
-///   and the loader's position; temp file + rename; the last three kept), reported as a
+///   and the loader's position; temp file + rename; the last three kept, and every one at a
+///   multiple of `eval_every`, which evaluations load), reported as a
 ///   `checkpoint_saved` event;
 /// - every `eval_every` steps: the same first `eval_batches` validation batches, under `val/`;
 /// - CUDA out of memory (or the shim's stand-in): outcome `outOfMemory` with the batch, so the
@@ -121,9 +122,11 @@ struct TrainingLoop: Sendable {
             if let p = try? JSONCoding.decode(LoaderPosition.self, from: Array(extra.utf8)) { position = p }
         }
         let pairs = try payload.trainManifests.flatMap { try PairManifest.read(ManifestSpec(parsing: $0)) }
-        let loader = try BatchLoader(pairs: pairs, batchSize: payload.batchSize, seed: UInt64(bitPattern: payload.seed), start: position)
+        let conditions = try Self.passesConditions(forwardArity: model.forwardArity, pairs: pairs)
+        let loader = try BatchLoader(pairs: pairs, batchSize: payload.batchSize, seed: UInt64(bitPattern: payload.seed), start: position,
+                                     conditions: conditions)
         defer { loader.close() }
-        let valBatches = try validationBatches()
+        let valBatches = try validationBatches(conditions: conditions)
         var step = model.step
         let started = ContinuousClock.now
         var lastCheckpoint: String? = payload.resumeCheckpoint
@@ -192,11 +195,27 @@ struct TrainingLoop: Sendable {
                                            "data_wait_seconds": .number(waited), "train_seconds": .number(seconds)]))
     }
 
+    /// Whether the batches carry the prompts' conditions (a fifth tensor, `condition`): when the
+    /// module's `forward` takes a fifth tensor and the pairs have `prompt_condition_path`. Pairs
+    /// without any keep the four-tensor batch (the module's default for the argument); a manifest
+    /// where only some pairs have one is refused, naming one without.
+    static func passesConditions(forwardArity: Int, pairs: [TrainingPair]) throws(ManifestError) -> Bool {
+        guard forwardArity >= 5 else { return false }
+        let with = pairs.filter { $0.conditionPath != nil }.count
+        if with == 0 { return false }
+        if with < pairs.count, let bare = pairs.first(where: { $0.conditionPath == nil }) {
+            throw ManifestError(path: bare.codesPath, line: nil,
+                                message: "belongs to pair \(bare.id), which has no prompt_condition_path while \(with) of the \(pairs.count) pairs have one: the model's forward takes a condition, so every pair needs one (or none)")
+        }
+        return true
+    }
+
     /// The first `eval_batches` batches of the validation manifests (the same every time).
-    private func validationBatches() throws -> [[TorchTensor]] {
+    private func validationBatches(conditions: Bool) throws -> [[TorchTensor]] {
         guard payload.evalEvery > 0, !payload.valManifests.isEmpty else { return [] }
         let pairs = try payload.valManifests.flatMap { try PairManifest.read(ManifestSpec(parsing: $0)) }
-        let loader = try BatchLoader(pairs: pairs, batchSize: payload.batchSize, seed: 0, prefetch: 1)
+        let loader = try BatchLoader(pairs: pairs, batchSize: payload.batchSize, seed: 0, prefetch: 1,
+                                     conditions: conditions && pairs.allSatisfy { $0.conditionPath != nil })
         defer { loader.close() }
         return try loader.plan(epoch: 0).prefix(max(1, payload.evalBatches)).map { TorchTensor.tensors(try loader.load($0)) }
     }
@@ -215,16 +234,27 @@ struct TrainingLoop: Sendable {
                             data: (try? JSONCoding.encode(data)) ?? [], wallTime: Date().timeIntervalSince1970)
     }
 
-    /// Keeps the newest ``TorchTrainExecutor/keptCheckpoints`` numbered checkpoints.
+    /// Keeps the newest ``TorchTrainExecutor/keptCheckpoints`` numbered checkpoints, and every
+    /// one at the evaluation cadence.
     private func pruneCheckpoints() {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: payload.outputDir)) ?? []
+        for name in Self.prunable(names, evalEvery: payload.evalEvery) {
+            try? FileManager.default.removeItem(atPath: "\(payload.outputDir)/\(name)")
+        }
+    }
+
+    /// The numbered checkpoints (`model_step{N}.pth`) to delete among `names`: all but the newest
+    /// ``TorchTrainExecutor/keptCheckpoints``, except those at a multiple of `evalEvery` (> 0),
+    /// which the run's evaluations load (a fast loop would otherwise delete a checkpoint before
+    /// its queued evaluation reads it); the coordinator's retention (`keep:`) deletes those.
+    static func prunable(_ names: [String], evalEvery: Int64) -> [String] {
         let numbered = names.compactMap { name -> (Int64, String)? in
             guard let (kind, step) = CheckpointScanner.classify(name), kind == .step, let step else { return nil }
             return (step, name)
         }.sorted { $0.0 > $1.0 }
-        for (_, name) in numbered.dropFirst(TorchTrainExecutor.keptCheckpoints) {
-            try? FileManager.default.removeItem(atPath: "\(payload.outputDir)/\(name)")
-        }
+        return numbered.dropFirst(TorchTrainExecutor.keptCheckpoints).filter { step, _ in
+            !(evalEvery > 0 && step % evalEvery == 0)
+        }.map(\.1)
     }
 }
 

@@ -309,7 +309,7 @@ static void check_training(void) {
     tts_train_config c = base_config();
     c.total_steps = g_steps;
     tts_model *m = load_or_die(g_model, &c);
-    check(S.parameter_count(m) > 0 && S.forward_arity(m) == 4 && S.step(m) == 0, "load reference model",
+    check(S.parameter_count(m) > 0 && S.forward_arity(m) == 5 && S.step(m) == 0, "load reference model",
           "%lld parameters, forward takes %d tensors", (long long)S.parameter_count(m), S.forward_arity(m));
     host_batch hb;
     batch_alloc(&hb, B, T, C);
