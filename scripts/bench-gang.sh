@@ -2,7 +2,7 @@
 # bench-gang.sh — time from "all ranks launched" to rank 0's first [Train] line, for a gang of the
 # DDP trainer fixture (Tests/Fixtures/trainer/ddp/train_gpt_ddp.py) on this machine, per launch mode.
 #
-#   scripts/bench-gang.sh [-r REPS] [-w "2 3"] [-m "direct torchrun standalone"] [-p PYTHON] [-k DIR]
+#   scripts/bench-gang.sh [-r REPS] [-w "2 3"] [-m "direct torchrun standalone cluster"] [-p PYTHON] [-k DIR]
 #
 # Modes (one launch_<mode> function each; the same trainer, same arguments in every mode):
 #   single      world size 1, plain `python train_gpt_ddp.py` (no process group): the trainer's own
@@ -14,6 +14,8 @@
 #   torchrun    `torchrun --nnodes 1 --nproc_per_node N --rdzv_backend c10d
 #               --rdzv_endpoint 127.0.0.1:PORT`, run with the fixture's python (see torchrun_shim)
 #   standalone  `torchrun --standalone --nnodes 1 --nproc_per_node N`
+#   cluster     our coordinator leasing N workers a `world: {gpus: N}` job: from "all ranks leased"
+#               to rank 0's step 1 (see run_cluster below)
 # A further mode (e.g. "cluster": the coordinator leasing N workers) is a function
 #   launch_<mode> N PORT RUNDIR ARGS...
 # that starts everything in the background without waiting and returns at once, each process
@@ -40,7 +42,7 @@ trainer="$fixtures/ddp/train_gpt_ddp.py"
 
 reps=5
 worlds="2 3"
-modes="direct torchrun standalone"
+modes="direct torchrun standalone cluster"
 py="${TTS_TRAINER_PYTHON:-}"
 keep=""
 while getopts "r:w:m:p:k:h" opt; do
@@ -61,6 +63,7 @@ if [[ -n "$keep" ]]; then work="$keep"; mkdir -p "$work"; else work="$(mktemp -d
 current=""  # the run in progress: on an early exit, its still-running process groups are killed
 cleanup_all() {
     local p
+    if declare -F cluster_stop >/dev/null; then cluster_stop; fi
     if [[ -n "$current" && -f "$current/pids" ]]; then
         while read -r p; do
             if kill -0 "$p" 2>/dev/null; then kill -9 -- "-$p" 2>/dev/null || true; fi
@@ -138,6 +141,84 @@ launch_standalone() { # N PORT RUNDIR ARGS...
     echo $! > "$dir/pids"
 }
 
+# ---- cluster: the coordinator leases the gang ------------------------------------------------------
+# Not a launch_<mode>: the coordinator and max(N) CPU workers (stand-in A6000s) are started once,
+# outside the clock; each repetition submits a `world: {gpus: N}` job of the same trainer and
+# arguments (preset batch 6/N × 2N: each rank runs 6/N × 2, as in the other modes) and measures,
+# from the coordinator's own records, the time from "all ranks leased" (the latest leased_at of
+# the run's rank attempts, SQLite) to rank 0's step 1 (the wall time the worker read its [Train]
+# line at, `tts-coordinator metrics`). Binaries: $TTS_BENCH_BIN, else the release build.
+cluster_up=""
+cluster_start() {
+    local bin="${TTS_BENCH_BIN:-}" maxn=0 n i
+    [[ -n "$bin" ]] || bin="$(cd "$root" && swift build -c release --show-bin-path 2>/dev/null)"
+    [[ -x "$bin/tts-coordinator" && -x "$bin/tts-worker" ]] || { echo "bench-gang: no tts-coordinator/tts-worker in '$bin' (build: swift build -c release, or set TTS_BENCH_BIN)" >&2; exit 1; }
+    for n in $worlds; do (( n > maxn )) && maxn=$n; done
+    cport="$(free_port)"; chttp="$(free_port)"
+    cdir="$work/cluster"; mkdir -p "$cdir"
+    cbin="$bin"
+    setsid "$bin/tts-coordinator" serve --listen "tcp://127.0.0.1:$cport" --http "127.0.0.1:$chttp" --db "$cdir/c.sqlite" \
+        --no-wandb --no-slack --checkpoint-root "$cdir/runs" > "$cdir/coordinator.log" 2>&1 &
+    echo $! > "$cdir/pids"
+    for (( i = 0; i < maxn; i++ )); do
+        setsid "$bin/tts-worker" join "tcp://127.0.0.1:$cport" --gpu "$i" --name "bench$i" --state-dir "$cdir/w$i" \
+            --device-name "NVIDIA RTX A6000" --device-memory-gb 48 --no-torch > "$cdir/worker$i.log" 2>&1 &
+        echo $! >> "$cdir/pids"
+    done
+    export TTS_API="http://127.0.0.1:$chttp"
+    local deadline=$(( SECONDS + 30 ))
+    until [[ "$("$bin/tts-coordinator" workers --json 2>/dev/null | grep -c '"state" : "live"')" -ge "$maxn" ]]; do
+        (( SECONDS < deadline )) || { echo "bench-gang: the cluster's workers did not come up; logs in $cdir" >&2; exit 1; }
+        sleep 0.2
+    done
+    cluster_up=1
+}
+cluster_stop() {
+    [[ -n "$cluster_up" ]] || return 0
+    local p
+    while read -r p; do kill -TERM -- "-$p" 2>/dev/null || true; done < "$cdir/pids"
+    sleep 1
+    while read -r p; do kill -9 -- "-$p" 2>/dev/null || true; done < "$cdir/pids"
+    cluster_up=""
+}
+run_cluster() { # N REP
+    local n="$1" rep="$2" job run dt b=$(( 6 / $1 )) a
+    (( b >= 1 )) || b=1
+    a=$(( 12 / b ))
+    job="$cdir/job-$n-$rep.yaml"
+    {
+        echo "name: bench-gang-$n-$rep"; echo "project: bench"
+        echo "env: {PYTHONUNBUFFERED: \"1\", OMP_NUM_THREADS: \"1\"}"
+        printf 'command: [%s, %s' "\"$py\"" "\"$trainer\""
+        for x in "${inputs[@]}"; do printf ', "%s"' "$x"; done
+        printf ', --output-dir, "{output_dir}", --batch-size, "{batch_size}", --grad-accumulation, "{grad_accum}", --learning-rate, "1e-2", --warmup-steps, "5", --log-interval, "1", --val-interval, "1000", --max-steps, "{max_steps}", --epochs, "100", --num-workers, "1", --scheduler, cosine, --no-aim]\n'
+        echo "max_steps: 3"
+        echo "presets: {a6000: {match: {name: A6000}, batch_size: $b, grad_accum: $a}}"
+        echo "world: {gpus: $n}"
+    } > "$job"
+    run="$("$cbin/tts-coordinator" submit "$job" --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["runs"][0]["id"])')"
+    local deadline=$(( SECONDS + 120 )) state=""
+    until [[ "$state" == "succeeded" || "$state" == "failed" ]]; do
+        (( SECONDS < deadline )) || break
+        sleep 0.2
+        state="$("$cbin/tts-coordinator" runs --json | "$py" -c "import json,sys; print(next((r['state'] for r in json.load(sys.stdin) if r['id'] == '$run'), ''))")"
+    done
+    if [[ "$state" != "succeeded" ]]; then
+        echo "  cluster N=$n rep $rep: FAILED (run $run: ${state:-timeout}; logs in $cdir)" >&2
+        status=1
+        return
+    fi
+    dt="$("$cbin/tts-coordinator" metrics "$run" --key train/text_loss --json | "$py" -c "
+import json, sqlite3, sys
+first = json.load(sys.stdin)['series'][0]
+assert first['step'] == 1, first
+db = sqlite3.connect('file:$cdir/c.sqlite?mode=ro', uri=True)
+leased = db.execute('SELECT MAX(a.leased_at) FROM shard_attempts a JOIN shards s ON s.id = a.shard_id WHERE s.run_id = ?', ('$run',)).fetchone()[0]
+print('%.3f' % (first['wallTime'] - leased))")"
+    printf '%s\t%s\t%s\n' cluster "$n" "$dt" >> "$results"
+    printf '  %-10s N=%s rep %s: %6.3f s from all ranks leased to rank 0 step 1\n' cluster "$n" "$rep" "$dt"
+}
+
 # ---- one timed run -------------------------------------------------------------------------------
 
 now() { echo "${EPOCHREALTIME/,/.}"; }
@@ -181,12 +262,16 @@ run_once() { # MODE N REP
 }
 
 echo "bench-gang: python $py, $cores cores, $reps repetitions, modes: single $modes, N: $worlds"
+if [[ " $modes " == *" cluster "* ]]; then cluster_start; fi
 for (( rep = 1; rep <= reps; rep++ )); do
     run_once single 1 "$rep"
     for n in $worlds; do
-        for mode in $modes; do run_once "$mode" "$n" "$rep"; done
+        for mode in $modes; do
+            if [[ "$mode" == cluster ]]; then run_cluster "$n" "$rep"; else run_once "$mode" "$n" "$rep"; fi
+        done
     done
 done
+cluster_stop
 
 "$py" - "$results" "$modes" "$worlds" <<'EOF'
 import json, statistics, sys

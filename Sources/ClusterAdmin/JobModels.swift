@@ -74,11 +74,14 @@ public struct RunSummary: Codable, Sendable, Equatable {
     public var waitReason: String?
     public var createdAt: Date?
     public var finishedAt: Date?
+    /// GPUs (ranks) that train it together (`world: {gpus: N}`); nil or 1: one.
+    public var worldSize: Int?
 
     public init(id: String, name: String, jobId: Int64, project: String, group: String?, state: State, worker: String?,
                 preset: String?, batchSize: Int?, gradAccum: Int?, downshifts: Int, step: Int64?, maxSteps: Int64?,
                 losses: [String: Double], stepsPerSecond: Double?, etaSeconds: Double?, checkpoint: String?,
-                checkpointStep: Int64?, waitReason: String?, createdAt: Date?, finishedAt: Date?) {
+                checkpointStep: Int64?, waitReason: String?, createdAt: Date?, finishedAt: Date?, worldSize: Int? = nil) {
+        self.worldSize = worldSize
         self.id = id
         self.name = name
         self.jobId = jobId

@@ -136,7 +136,7 @@ struct APIRoutes: Sendable {
 
     private func run(_ context: BasicRequestContext) throws -> RunSummary {
         let id = try context.parameters.require("id")
-        guard let run = try store.runs(limit: 100_000).first(where: { $0.id == id || $0.name == id }) else {
+        guard let run = try RunSummaries.list(store, limit: 100_000).first(where: { $0.id == id || $0.name == id }) else {
             throw APIError.notFound("no run \(id); list them with GET /api/v1/runs")
         }
         return run
@@ -146,7 +146,7 @@ struct APIRoutes: Sendable {
         let id = try context.parameters.require("id")
         let counts = try store.pointCounts(runId: id)
         // A run id with points (any shard kind) or a known training run.
-        let known = try store.runs(limit: 100_000).contains { $0.id == id }
+        let known = try RunSummaries.list(store, limit: 100_000).contains { $0.id == id }
         guard !counts.isEmpty || known else {
             throw APIError.notFound("no run \(id); list them with GET /api/v1/runs")
         }
@@ -170,7 +170,7 @@ struct APIRoutes: Sendable {
         let tail = try Self.optionalInteger(request, "tail")
         let limit = min(try Self.optionalInteger(request, "limit") ?? 1_000, 10_000)
         let follow = request.uri.queryParameters["follow"].map { ["1", "true", "yes"].contains($0.lowercased()) } ?? false
-        let first = try store.runLogs(LogsRequest(run: run.id, after: Int64(after), limit: limit, tail: tail))
+        let first = try RunLogFormatter.logs(store, LogsRequest(run: run.id, after: Int64(after), limit: limit, tail: tail))
         guard follow else { return try Self.json(first) }
         // Follow: one JSON line per log line (application/x-ndjson), until the run is over and
         // everything is sent, or the client goes away.
@@ -185,8 +185,8 @@ struct APIRoutes: Sendable {
                     try await writer.write(ByteBuffer(bytes: try JSONCoding.encode(line) + [0x0A]))
                     cursor = max(cursor, line.id)
                 }
-                let finished = try store.runs(limit: 100_000).first { $0.id == run.id }?.state.isFinished ?? true
-                let more = try store.runLogs(LogsRequest(run: run.id, after: cursor, limit: 1_000))
+                let finished = try RunSummaries.list(store, limit: 100_000).first { $0.id == run.id }?.state.isFinished ?? true
+                let more = try RunLogFormatter.logs(store, LogsRequest(run: run.id, after: cursor, limit: 1_000))
                 if more.lines.isEmpty {
                     if finished { break }
                     try await Task.sleep(for: .milliseconds(300))

@@ -64,7 +64,7 @@ public final class PrometheusExporter: Sendable {
         for s in AlertSummary.State.known.map(\.rawValue) where alertStates[s] == nil { alertStates[s] = 0 }
         gauge("tts_alerts", "Alerts by state.", labels: alertStates.map { (["state", $0.key], Double($0.value)) })
         gauge("tts_alerts_by_rule", "Alerts ever raised, by rule.", labels: alerts.byRule.map { (["rule", $0.key], Double($0.value)) })
-        let runs = try store.runs(limit: 10_000)
+        let runs = try RunSummaries.list(store, limit: 10_000)
         gauge("tts_run_step", "Latest step of each run.", labels: runs.map { (["run", $0.id, "name", $0.name, "state", $0.state.rawValue], Double($0.step ?? 0)) })
         var losses: [([String], Double)] = []
         for r in runs { for (k, v) in r.losses { losses.append((["run", r.id, "key", k], v)) } }

@@ -76,6 +76,9 @@ struct Join: AsyncParsableCommand {
     @Option(help: "How long one poll waits for work at the coordinator, in ms.")
     var pollWaitMs = 20_000
 
+    @Option(help: "The host this worker reports (default: the system's host name); workers that report the same host are one node of a data-parallel gang.")
+    var hostName: String?
+
     @Option(help: "The address other ranks of a data-parallel gang reach this worker's rendezvous at when it is rank 0 (MASTER_ADDR; default: this host's address towards the coordinator).")
     var advertiseAddress: String?
 
@@ -93,6 +96,7 @@ struct Join: AsyncParsableCommand {
         config.nvmlLibrary = nvmlLibrary
         config.pollWaitMs = pollWaitMs
         config.advertiseAddress = advertiseAddress
+        config.hostNameOverride = hostName
         config.speakerEncoder = speakerEncoder
         config.speakerCommand = speakerCommand.map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
         config.speakerTimeoutSeconds = speakerTimeout
@@ -110,7 +114,8 @@ struct Join: AsyncParsableCommand {
             logger.info("device: \(note)")
             let spool = try MetricSpool(directory: config.resolvedStateDirectory + "/spool")
             if spool.backlog > 0 { logger.notice("spool: \(spool.backlog) entries from an earlier run will be delivered") }
-            var executors: [any ShardExecutor] = [SleepExecutor(), EchoExecutor(), SyntheticMetricsExecutor(spool: spool), TrainExecutor(spool: spool)]
+            var executors: [any ShardExecutor] = [SleepExecutor(), EchoExecutor(), SyntheticMetricsExecutor(spool: spool),
+                                                 TrainExecutor(spool: spool, collectiveInterface: config.collectiveInterface)]
             var torchShimLoaded: (TorchShim, Int)?
             if noTorch {
                 logger.info("torch: off (--no-torch)")

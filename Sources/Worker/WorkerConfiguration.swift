@@ -35,7 +35,19 @@ public struct WorkerConfiguration: Sendable {
 
     public init() {}
 
-    public var hostName: String { ProcessInfo.processInfo.hostName }
+    /// `--host-name`: the host this worker reports (default the system's host name). Workers that
+    /// report the same host are one node of a data-parallel gang (consecutive local ranks, their
+    /// GPUs visible to each other's ranks); containers with their own host names on one box, or
+    /// boxes with the same name, set it.
+    public var hostNameOverride: String?
+
+    public var hostName: String { hostNameOverride ?? ProcessInfo.processInfo.hostName }
+
+    /// The interface of ``rendezvousAddress`` (nil for loopback): a gang rank's trainer gets it
+    /// as `GLOO_SOCKET_IFNAME` and `NCCL_SOCKET_IFNAME` (unless its job sets them), so its
+    /// collectives use the network the other ranks reach it on rather than whatever the host
+    /// name resolves to.
+    public var collectiveInterface: String? { RendezvousPort.interface(holding: rendezvousAddress) }
 
     /// The rendezvous address this worker offers: ``advertiseAddress``, else the local address
     /// towards the coordinator's host.

@@ -94,7 +94,7 @@ struct CheckpointPinTests {
         #expect(p.resumeCheckpoint?.hasSuffix("/pins/step-1000.pth") == true)
         #expect(p.resumeStep == 1000 && p.resumeFullState == true)
         #expect(p.argv.suffix(2).last == p.resumeCheckpoint)
-        let logs = try store.runLogs(LogsRequest(run: c.runId)).lines.map(\.text)
+        let logs = try RunLogFormatter.logs(store, LogsRequest(run: c.runId)).lines.map(\.text)
         #expect(logs.contains { $0.contains("with full state") && $0.contains("light checkpoint at step 1300") && $0.contains("skipped") })
     }
 
@@ -104,7 +104,7 @@ struct CheckpointPinTests {
         try send(c, [try pin(c, step: 1000, full: true, roles: ["resume"]), try light(c, step: 1300)])
         let p = try resumePayload(c)
         #expect(p.resumeCheckpoint == "/out/latest.pth" && p.resumeStep == 1300 && p.resumeFullState == false)
-        let logs = try store.runLogs(LogsRequest(run: c.runId)).lines.map(\.text)
+        let logs = try RunLogFormatter.logs(store, LogsRequest(run: c.runId)).lines.map(\.text)
         #expect(logs.contains { $0.contains("model weights only") && $0.contains("warm-up") })
     }
 
@@ -129,7 +129,7 @@ struct CheckpointPinTests {
         let evals = try store.evals()
         #expect(evals.count == 1)
         #expect(evals.first?.step == 1000 && evals.first?.checkpoint.hasSuffix("/pins/step-1000.pth") == true)
-        let run = try #require(try store.runs().first { $0.id == c.runId })
+        let run = try #require(try RunSummaries.list(store).first { $0.id == c.runId })
         #expect(run.checkpointStep == 1000, "best_model.pth (step 1500) is not where a resume starts")
     }
 
@@ -144,7 +144,7 @@ struct CheckpointPinTests {
         #expect(alive == [2000, 3000, 4000], "step 2000 is the only full-state pin: the run's resume point stays")
         #expect(!FileManager.default.fileExists(atPath: pins[0].path))
         #expect(FileManager.default.fileExists(atPath: pins[1].path))
-        let logs = try store.runLogs(LogsRequest(run: c.runId)).lines.map(\.text)
+        let logs = try RunLogFormatter.logs(store, LogsRequest(run: c.runId)).lines.map(\.text)
         #expect(logs.filter { $0.contains("[retention] deleted pin") }.count == 1)
         #expect(logs.contains { $0.contains("step-1000-model.pth") && $0.contains("not among the newest 2") })
     }

@@ -59,7 +59,7 @@ struct GangSchedulingTests {
     }
 
     func payload(_ a: ShardAssignment) throws -> TrainPayload { try TrainPayload.parse(a.payload, runId: a.runId) }
-    func run(_ id: String) throws -> RunSummary { try #require(try store.runs().first { $0.id == id }) }
+    func run(_ id: String) throws -> RunSummary { try #require(try RunSummaries.list(store).first { $0.id == id }) }
     func shards(_ runId: String) throws -> [Row] {
         try store.pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM shards WHERE run_id = ? ORDER BY rank", arguments: [runId]) }
     }

@@ -46,7 +46,7 @@ struct TrainingJobTests {
 
     func payload(_ a: ShardAssignment) throws -> TrainPayload { try TrainPayload.parse(a.payload, runId: a.runId) }
 
-    func run(_ id: String) throws -> RunSummary { try #require(try store.runs().first { $0.id == id }) }
+    func run(_ id: String) throws -> RunSummary { try #require(try RunSummaries.list(store).first { $0.id == id }) }
 
     @Test("a 2 × 2 sweep makes four runs named after their values, in one W&B group, with the values in their config")
     func sweep() throws {
@@ -127,7 +127,7 @@ struct TrainingJobTests {
         #expect(p.argv.suffix(2) == ["--resume", "/shared/model_step100.pth"])
         let shard = try #require(try store.shards().first)
         #expect(shard.failures == 0, "a downshift is not a failure")
-        let logs = try store.runLogs(LogsRequest(run: runId))
+        let logs = try RunLogFormatter.logs(store, LogsRequest(run: runId))
         #expect(logs.lines.contains { $0.stream == "cluster" && $0.text.contains("OOM downshift") && $0.text.contains("batch 8 × accumulation 2") })
         #expect(logs.lines.contains { $0.text.hasPrefix("[resume] resuming from /shared/model_step100.pth") })
 

@@ -96,6 +96,43 @@ struct GangRunTests {
         #expect(shards.map(\.rank) == [0, 1])
     }
 
+    @Test("a 3-rank gang with one rank on a second host (a network namespace): two nodes, rendezvous and collectives over the link, the single-process run's losses")
+    func threeRanksOnTwoHosts() async throws {
+        let host = try TestHost(index: 7)
+        defer { host.remove() }
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        let tokenFile = h.dir.appendingPathComponent("cluster.token").path
+        try "gang-token-\(UUID().uuidString)\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        h.cliArguments = ["--token-file", tokenFile]
+        try await h.startCoordinator(["--no-wandb", "--token-file", tokenFile, "--heartbeat-ms", "500", "--lost-after-ms", "3000"], listenHost: "0.0.0.0")
+        // Everyone dials the coordinator across the link's address, so the first host's workers
+        // offer the link's address (the gateway) for the rendezvous; the second host offers its own.
+        let url = "tcp://\(host.gateway):\(h.port)"
+        let token = ["--token-file", tokenFile]
+        try h.startWorker("a0", Self.a6000 + token + ["--gpu", "0", "--host-name", "box-a"], url: url)
+        try h.startWorker("a1", Self.a6000 + token + ["--gpu", "1", "--host-name", "box-a"], url: url)
+        try h.startWorker("b0", Self.a6000 + token + ["--gpu", "0", "--host-name", "box-b"], url: url, on: host)
+        try await h.waitUntil("three workers are live", timeout: 30) { try h.workers().filter { $0.state == "live" }.count == 3 }
+        let gang = try #require(try submit(h, try Self.spec(h, python: python, name: "ddp3", world: 3, batch: 12, accum: 1)).runs.first?.id)
+        try await h.waitUntil("the 3-rank gang's run succeeded", timeout: 240) { try run(h, gang).state == "succeeded" }
+        let single = try #require(try submit(h, try Self.spec(h, python: python, name: "one3", world: 1, batch: 12, accum: 1)).runs.first?.id)
+        try await h.waitUntil("the single-process run succeeded", timeout: 240) { try run(h, single).state == "succeeded" }
+        #expect((try run(h, gang).batchSize, try run(h, gang).gradAccum) == (4, 1), "12 samples a step shared by 3 ranks")
+        for key in ["train/text_loss", "train/mel_loss"] {
+            let a = try series(h, gang, key), b = try series(h, single, key)
+            #expect(a.map(\.step) == Array(1...40) && b.map(\.step) == Array(1...40), "\(key): every step once")
+            for (x, y) in zip(a, b) {
+                let (u, v) = (try #require(x.value), try #require(y.value))
+                #expect(abs(u - v) <= 1e-4 * max(1, abs(v)), "\(key) at step \(x.step): gang \(u) vs one process \(v)")
+            }
+        }
+        let shards = try h.shards().filter { $0.runId == gang }.sorted { ($0.rank ?? 0) < ($1.rank ?? 0) }
+        #expect(shards.map { $0.history.last?.workerName } == ["a0", "a1", "b0"], "box-a's two workers are ranks 0 and 1, box-b's is rank 2")
+        let lines = try logs(h, gang)
+        #expect(lines.contains { $0.contains("[rank 2]") }, "the second host's rank's log is kept")
+    }
+
     @Test("kill -9 of rank 1's trainer: rank 0's is gone within 2 s, the gang resumes from its last full checkpoint on both workers, every step once")
     func killOfARankRestartsTheGang() async throws {
         let python = try TrainerVenv.python()

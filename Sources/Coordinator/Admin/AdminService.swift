@@ -101,13 +101,13 @@ public struct AdminService: Sendable {
                 await scheduler.workAvailable()
                 return try JSONCoding.encode(reply)
             case .runs:
-                return try JSONCoding.encode(try store.runs())
+                return try JSONCoding.encode(try RunSummaries.list(store))
             case .logs:
                 let req: LogsRequest
                 do { req = try JSONCoding.decode(LogsRequest.self, from: request.arguments) } catch {
                     throw ProtocolError(.invalidRequest, "logs needs {run, after, limit}: \(error)")
                 }
-                return try JSONCoding.encode(try store.runLogs(req))
+                return try JSONCoding.encode(try RunLogFormatter.logs(store, req))
             case .cancel:
                 let args = (try? JSONCoding.decode([String: String].self, from: request.arguments)) ?? [:]
                 guard let run = args["run"] else { throw ProtocolError(.invalidRequest, "cancel needs {\"run\": RUN_ID}") }

@@ -164,65 +164,42 @@ extension Store {
 
     // MARK: queries
 
-    /// Losses shown by `runs`, when logged.
-    static let summaryLosses = ["train/text_loss", "train/mel_loss", "train/mel_top1", "val/text_loss", "val/mel_loss", "eval/cer"]
-
-    /// Every run, newest first, with its progress, latest losses, speed and ETA.
-    public func runs(limit: Int = 200) throws -> [RunSummary] {
-        let rows: [Row] = try read { db in
+    /// Every run's stored row, newest first, with the worker holding one of its shards.
+    public func runRecords(limit: Int = 200) throws -> [StoredRun] {
+        try read { db in
             try Row.fetchAll(db, sql: """
                 SELECT r.*, (SELECT w.name FROM shards s JOIN workers w ON w.id = s.worker_id
                              WHERE s.run_id = r.id AND s.state IN ('leased', 'running') LIMIT 1) AS worker_name
                 FROM runs r ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?
-                """, arguments: [limit])
-        }
-        return try rows.map { row in
-            let id: String = row["id"]
-            var losses: [String: Double] = [:]
-            var step: Int64?
-            var rate: Double?
-            for key in Self.summaryLosses {
-                guard let last = try latestPoint(runId: id, key: key) else { continue }
-                losses[key] = last.value
-                if key.hasPrefix("train/") {
-                    step = max(step ?? last.step, last.step)
-                    if rate == nil {
-                        let recent = try metricSeries(runId: id, key: key, fromStep: max(0, last.step - 200), toStep: last.step)
-                        if let first = recent.first, last.step > first.step, last.wallTime > first.wallTime {
-                            rate = Double(last.step - first.step) / (last.wallTime - first.wallTime)
-                        }
-                    }
-                }
+                """, arguments: [limit]).map { row in
+                StoredRun(id: row["id"], name: row["name"], jobId: row["job_id"], project: row["project"], group: row["group_name"],
+                          state: RunState(rawValue: row["state"]) ?? .queued, stateName: row["state"], worker: row["worker_name"],
+                          preset: row["preset"], batchSize: row["batch_size"], gradAccum: row["grad_accum"], downshifts: row["downshifts"] ?? 0,
+                          maxSteps: row["max_steps"], checkpoint: row["checkpoint_path"], checkpointStep: row["checkpoint_step"],
+                          waitReason: row["wait_reason"], createdAt: dateFrom(row["created_at"]), finishedAt: dateFrom(row["finished_at"]),
+                          worldSize: row["world_size"] ?? 1)
             }
-            let maxSteps: Int64? = row["max_steps"]
-            let state: String = row["state"]
-            let eta: Double? = state == RunState.running.rawValue ? zip(rate, maxSteps).flatMap { r, m in r > 0 ? Double(max(0, m - (step ?? 0))) / r : nil } : nil
-            return RunSummary(
-                id: id, name: row["name"], jobId: row["job_id"], project: row["project"], group: row["group_name"], state: RunSummary.State(rawValue: state),
-                worker: row["worker_name"], preset: row["preset"], batchSize: row["batch_size"], gradAccum: row["grad_accum"],
-                downshifts: row["downshifts"] ?? 0, step: step, maxSteps: maxSteps, losses: losses, stepsPerSecond: rate,
-                etaSeconds: eta, checkpoint: row["checkpoint_path"], checkpointStep: row["checkpoint_step"],
-                waitReason: RunState(rawValue: state).map { !$0.isFinished } == true ? row["wait_reason"] : nil,
-                createdAt: dateFrom(row["created_at"]), finishedAt: dateFrom(row["finished_at"]))
         }
     }
 
-    /// Event kinds shown by `logs` besides the trainer's own lines.
+    /// Event kinds of a run's log besides the trainer's own lines.
     static let clusterNoteKinds = ["downshift", "resume", "cancel", "oom", "warning", "retention", "resume_mismatch", "disk_low", "trainer_resumed", "lost"]
 
-    /// A run's output lines and the cluster's notes about it, after event id `after`.
-    public func runLogs(_ request: LogsRequest) throws -> RunLogs {
+    /// A run's output lines (`log` events) and the cluster's notes about it, after event id
+    /// `after`: at most `limit`, or the last `tail` when reading from the start.
+    /// - Throws: ``ProtocolError`` `notFound` when there is no such run.
+    public func runLogEvents(run: String, after: Int64, limit: Int, tail: Int?) throws -> (state: String, events: [StoredLogEvent]) {
         try read { db in
-            guard let state = try String.fetchOne(db, sql: "SELECT state FROM runs WHERE id = ?", arguments: [request.run]) else {
-                throw ProtocolError(.notFound, "no run \(request.run); see `tts-coordinator runs`")
+            guard let state = try String.fetchOne(db, sql: "SELECT state FROM runs WHERE id = ?", arguments: [run]) else {
+                throw ProtocolError(.notFound, "no run \(run); see `tts-coordinator runs`")
             }
             let kinds = ["log"] + Self.clusterNoteKinds
             let marks = kinds.map { _ in "?" }.joined(separator: ",")
-            var args: [any DatabaseValueConvertible] = [request.run, request.after]
+            var args: [any DatabaseValueConvertible] = [run, after]
             args += kinds
-            let limit = max(1, min(request.limit, 10_000))
+            let limit = max(1, min(limit, 10_000))
             let rows: [Row]
-            if let tail = request.tail, request.after == 0 {
+            if let tail, after == 0 {
                 rows = try Row.fetchAll(db, sql: """
                     SELECT * FROM (SELECT id, kind, message, data, wall_time FROM events
                                    WHERE run_id = ? AND id > ? AND kind IN (\(marks)) ORDER BY id DESC LIMIT ?) ORDER BY id
@@ -233,27 +210,41 @@ extension Store {
                     WHERE run_id = ? AND id > ? AND kind IN (\(marks)) ORDER BY id LIMIT ?
                     """, arguments: StatementArguments(args + [limit]))
             }
-            let lines = rows.map { r -> RunLogs.Line in
-                let kind: String = r["kind"]
-                var stream = "cluster"
-                var text: String = r["message"]
-                if kind == "log" {
-                    let data: String = r["data"]
-                    let fields = jsonDecode([String: JSONValue].self, data)
-                    stream = fields?["stream"]?.stringValue ?? "stdout"
-                    // A gang's ranks other than 0 (rank 0's lines are the run's own).
-                    if let rank = fields?["rank"]?.doubleValue, rank > 0 { text = "[rank \(Int(rank))] \(text)" }
-                } else {
-                    text = "[\(kind)] \(text)"
-                }
-                return RunLogs.Line(id: r["id"], wallTime: r["wall_time"], stream: stream, text: text)
-            }
-            return RunLogs(lines: lines, runState: RunSummary.State(rawValue: state))
+            return (state, rows.map { StoredLogEvent(id: $0["id"], kind: $0["kind"], message: $0["message"], data: $0["data"], wallTime: $0["wall_time"]) })
         }
     }
 }
 
-private func zip<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
-    guard let a, let b else { return nil }
-    return (a, b)
+/// A run's stored row (``Store/runRecords(limit:)``).
+public struct StoredRun: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var jobId: Int64
+    public var project: String
+    public var group: String?
+    public var state: RunState
+    /// The state as stored (a newer coordinator's state name is kept as written).
+    public var stateName: String
+    public var worker: String?
+    public var preset: String?
+    public var batchSize: Int?
+    public var gradAccum: Int?
+    public var downshifts: Int
+    public var maxSteps: Int64?
+    public var checkpoint: String?
+    public var checkpointStep: Int64?
+    public var waitReason: String?
+    public var createdAt: Date?
+    public var finishedAt: Date?
+    public var worldSize: Int
+}
+
+/// One stored event of a run's log (``Store/runLogEvents(run:after:limit:tail:)``).
+public struct StoredLogEvent: Sendable, Equatable {
+    public var id: Int64
+    public var kind: String
+    public var message: String
+    /// The event's data (JSON text; a `log` line's `{"stream": …, "rank": …}`).
+    public var data: String
+    public var wallTime: Double
 }

@@ -18,7 +18,7 @@ struct DashboardRoutes: Sendable {
         router.get("/") { _, _ in Self.html(try self.overview()) }
         router.get("runs/:id") { request, context in
             let id = try context.parameters.require("id")
-            guard let run = try self.store.runs(limit: 100_000).first(where: { $0.id == id || $0.name == id }) else {
+            guard let run = try RunSummaries.list(self.store, limit: 100_000).first(where: { $0.id == id || $0.name == id }) else {
                 throw APIError.notFound("no run \(id)")
             }
             return Self.html(try self.runPage(run, query: request.uri.queryParameters))
@@ -36,7 +36,7 @@ struct DashboardRoutes: Sendable {
     // MARK: pages
 
     func overview() throws -> String {
-        let workers = try store.workers(), runs = try store.runs(), evals = try store.evals(limit: 20)
+        let workers = try store.workers(), runs = try RunSummaries.list(store), evals = try store.evals(limit: 20)
         let alerts = try store.alerts(limit: 20), silences = try store.silences()
         let counts = try store.counts()
         let backlog = try store.outboxBacklog(wandb: server.configuration.wandbMode != .disabled)
@@ -153,7 +153,7 @@ struct DashboardRoutes: Sendable {
         }
         for e in evals.reversed().prefix(5) { b += evalSection(e) }
         b += "<h2>Alerts</h2>" + alertTable(try store.alerts(limit: 200).filter { $0.runId == r.id })
-        let logs = try store.runLogs(LogsRequest(run: r.id, after: 0, limit: 40, tail: 40))
+        let logs = try RunLogFormatter.logs(store, LogsRequest(run: r.id, after: 0, limit: 40, tail: 40))
         b += "<h2>Last log lines</h2><table id=\"logs\"><tr><th>stream</th><th>line</th></tr>"
         for l in logs.lines { b += "<tr><td class=\"muted\">\(HTML.escape(l.stream))</td><td><code>\(HTML.escape(l.text))</code></td></tr>" }
         b += "</table>"

@@ -16,6 +16,9 @@ public final class WorkerAgent: Sendable {
 
     struct State {
         var current: ShardAssignment?
+        /// The current shard's rank in a data-parallel gang (nil: none): its GPU's system
+        /// metrics are the run's `gpu.<rank>.*`, so every GPU of the gang has its own.
+        var currentRank: Int?
         var currentTask: Task<ShardReport, any Error>?
         var currentContext: ShardContext?
         var step: Int64 = 0
@@ -211,15 +214,15 @@ public final class WorkerAgent: Sendable {
     /// sampling interval), so system metrics reach W&B through the same exactly-once path.
     private func recordSystemMetrics(_ telemetry: DeviceTelemetry?) {
         guard let telemetry else { return }
-        let due = state.withLock { s -> String? in
+        let due = state.withLock { s -> (run: String, rank: Int?)? in
             guard let run = s.current?.runId, ContinuousClock.now - s.lastSystemSample >= .seconds(15) else { return nil }
             s.lastSystemSample = .now
-            return run
+            return (run, s.currentRank)
         }
-        guard let run = due else { return }
+        guard let (run, rank) = due else { return }
         let step = state.withLock { $0.step }
         let now = Date().timeIntervalSince1970
-        spool.append(points: telemetry.wandbStats(gpuIndex: configuration.gpuIndex).map {
+        spool.append(points: telemetry.wandbStats(gpuIndex: rank ?? configuration.gpuIndex).map {
             MetricPoint(runId: run, step: step, key: MetricPoint.systemPrefix + $0.key, value: $0.value, wallTime: now)
         })
     }
@@ -283,15 +286,17 @@ public final class WorkerAgent: Sendable {
             try await report(a, ShardReport(outcome: .failed, message: "this worker cannot run \(a.kind) shards"))
             return
         }
+        let rank = a.kind == "train" ? (try? TrainPayload.parse(a.payload, runId: a.runId))?.placement?.rank : nil
         state.withLock { s in
             s.current = a
+            s.currentRank = rank
             s.step = 0
             s.totalSteps = 0
             s.stepsPerSecond = 0
             s.stepStarted = .now
             s.cancelReason = nil
         }
-        defer { state.withLock { $0.current = nil; $0.currentTask = nil; $0.currentContext = nil } }
+        defer { state.withLock { $0.current = nil; $0.currentRank = nil; $0.currentTask = nil; $0.currentContext = nil } }
         let started = try await connection.deliver(.event, EventRequest(kind: .shardStarted, shard: a.shard, message: "attempt \(a.attempt) on \(configuration.displayName)", wallTime: Date().timeIntervalSince1970), expect: .eventAck)
         guard started.accepted else {
             logger.warning("shard \(a.shard.shardId) is no longer ours (\(started.note)); skipping it")

@@ -62,6 +62,27 @@ enum RendezvousPort {
         return String(cString: buffer)
     }
 
+    /// The network interface that holds `address` (IPv4), e.g. `eth0`; nil when none does (or
+    /// for a loopback address, where torch's own choice already works).
+    static func interface(holding address: String) -> String? {
+        guard !address.hasPrefix("127."), address != "::1" else { return nil }
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return nil }
+        defer { freeifaddrs(list) }
+        var cursor: UnsafeMutablePointer<ifaddrs>? = first
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            guard let sa = entry.pointee.ifa_addr, Int32(sa.pointee.sa_family) == AF_INET else { continue }
+            var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+            let ok = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin -> Bool in
+                var a = sin.pointee.sin_addr
+                return inet_ntop(AF_INET, &a, &text, socklen_t(text.count)) != nil
+            }
+            if ok, String(cString: text) == address { return String(cString: entry.pointee.ifa_name) }
+        }
+        return nil
+    }
+
     /// The host part of a coordinator URL (`tcp://10.0.0.2:5555` → `10.0.0.2`; `[::1]` → `::1`);
     /// nil for a URL without a network host (`ipc://`, `inproc://`).
     static func host(ofCoordinator url: String) -> String? {

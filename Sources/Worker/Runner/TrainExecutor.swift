@@ -60,16 +60,21 @@ public struct TrainExecutor: ShardExecutor {
     let workerEnvironment: [String: String]
     /// Free bytes of a checkpoint volume (statvfs; tests give a stand-in for a nearly full disk).
     let freeSpace: @Sendable (String) -> Int64?
+    /// The interface a gang rank's collectives use (``WorkerConfiguration/collectiveInterface``).
+    let collectiveInterface: String?
 
     /// - Parameters:
     ///   - spool: where metrics and events go.
     ///   - workerEnvironment: what the trainer's environment starts from (default: the worker's).
+    ///   - collectiveInterface: for a gang's rank, `GLOO_SOCKET_IFNAME` / `NCCL_SOCKET_IFNAME`
+    ///     unless the job sets them (nil: torch's own choice).
     public init(spool: MetricSpool, timing: Timing = Timing(),
-                workerEnvironment: [String: String] = ProcessInfo.processInfo.environment) {
+                workerEnvironment: [String: String] = ProcessInfo.processInfo.environment, collectiveInterface: String? = nil) {
         self.spool = spool
         self.timing = timing
         self.workerEnvironment = workerEnvironment
         self.freeSpace = CheckpointPinner.statvfsFreeBytes
+        self.collectiveInterface = collectiveInterface
     }
 
     /// With a stand-in for the checkpoint volume's free space (tests).
@@ -79,6 +84,7 @@ public struct TrainExecutor: ShardExecutor {
         self.timing = timing
         self.workerEnvironment = workerEnvironment
         self.freeSpace = freeSpace
+        self.collectiveInterface = nil
     }
 
     public func run(_ assignment: ShardAssignment, context: ShardContext) async throws -> ShardReport {
@@ -106,7 +112,14 @@ public struct TrainExecutor: ShardExecutor {
         try? FileManager.default.createDirectory(atPath: payload.outputDir, withIntermediateDirectories: true)
         var environment = payload.env
         // A gang's rank: torchrun's variables (the coordinator puts them in env too; these win).
-        if let placement = payload.placement { environment.merge(placement.environment) { $1 } }
+        if let placement = payload.placement {
+            environment.merge(placement.environment) { $1 }
+            if let collectiveInterface, placement.worldSize > 1 {
+                for name in ["GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"] where environment[name] == nil && workerEnvironment[name] == nil {
+                    environment[name] = collectiveInterface
+                }
+            }
+        }
         let python = TrainerPython.prepare(argv: payload.argv, configured: payload.python, environment: environment,
                                            workerEnvironment: workerEnvironment, workingDirectory: payload.workdir,
                                            directory: (spool.directory as NSString).standardizingPath + "-python")
