@@ -13,6 +13,9 @@ public final class EvalReportWriter: Sendable {
     private let logger: Logger
     private let wakes: AsyncStream<Void>
     private let continuation: AsyncStream<Void>.Continuation
+    /// Reading the store and writing the files block: they run here, never on a thread of the
+    /// cooperative pool.
+    private let queue = DispatchQueue(label: "tts.eval-reports", qos: .utility)
 
     public init(store: Store, logger: Logger) {
         self.store = store
@@ -25,10 +28,19 @@ public final class EvalReportWriter: Sendable {
 
     /// Writes until cancelled: once at start, then after each wake.
     public func run() async {
-        catchUp()
+        await catchUpOffThePool()
         for await _ in wakes {
             if Task.isCancelled { break }
-            catchUp()
+            await catchUpOffThePool()
+        }
+    }
+
+    private func catchUpOffThePool() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            queue.async { [self] in
+                catchUp()
+                c.resume()
+            }
         }
     }
 

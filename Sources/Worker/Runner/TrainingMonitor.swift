@@ -1,6 +1,9 @@
 import Foundation
 import Shared
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What ``TrainExecutor`` watches while a trainer runs, and what it sends through the spool:
 /// the trainer's output lines as batched `log` events, its metrics from stdout and TensorBoard
@@ -56,6 +59,8 @@ final class TrainingMonitor: Sendable {
         /// Set when a planned stop (drain, shutdown) waits for the next full-state checkpoint: the
         /// step the trainer had reached then (only a checkpoint past it counts).
         var stopRequestedAt: Int64?
+        /// When the planned stop was asked for (wall clock; a gang's other ranks wait on rank 0's pins).
+        var stopRequestedWall: Double?
         /// The trainer's `[Info] Resumed from … step N` did not match what was asked.
         var resumeMismatch: String?
         var sawResumeNotice = false
@@ -81,6 +86,8 @@ final class TrainingMonitor: Sendable {
     /// are rank 0's.
     let rank: Int?
     private var reportsMetrics: Bool { (rank ?? 0) == 0 }
+    /// Where rank 0 pins (shared by the gang).
+    let pinDirectory: String
     private let spool: MetricSpool
     private let context: ShardContext
     private let batching: Batching
@@ -96,6 +103,7 @@ final class TrainingMonitor: Sendable {
         self.expectedResumeStep = payload.resumeCheckpoint == nil ? nil : payload.resumeStep
         self.expectedResumeCheckpoint = payload.resumeCheckpoint
         self.rank = payload.placement?.rank
+        self.pinDirectory = payload.pinDirectory
         self.spool = spool
         self.context = context
         self.batching = batching
@@ -111,11 +119,31 @@ final class TrainingMonitor: Sendable {
     /// Asks the monitor to count full-state checkpoints from now on (a planned stop waits for one).
     func requestStop() { state.withLock { s in
         s.stopRequestedAt = s.highestStep ?? 0
+        s.stopRequestedWall = Date().timeIntervalSince1970
         s.checkpoints.fullSinceStopRequest = 0
     } }
 
     /// True once a full-state checkpoint at or past the step of ``requestStop()`` was pinned.
-    var fullCheckpointSinceStopRequest: Bool { state.withLock { $0.checkpoints.fullSinceStopRequest > 0 } }
+    /// A gang's other ranks pin nothing: for them, once rank 0's worker has pinned a full-state
+    /// checkpoint (`<pin_dir>/step-N.pth`, linked) since the request, the gang can resume from it.
+    var fullCheckpointSinceStopRequest: Bool {
+        if reportsMetrics { return state.withLock { $0.checkpoints.fullSinceStopRequest > 0 } }
+        guard let since = state.withLock({ $0.stopRequestedWall }) else { return false }
+        return Self.fullPin(in: pinDirectory, since: since)
+    }
+
+    /// Whether `directory` has a full-state pin (`step-N.pth`) linked at or after `since`
+    /// (its inode's change time: linking a pin changes it; the trainer's write does not come later).
+    static func fullPin(in directory: String, since: Double) -> Bool {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return false }
+        for name in names where name.hasPrefix("step-") && name.hasSuffix(".pth") && !name.hasSuffix("-model.pth") {
+            var st = stat()
+            guard stat(directory + "/" + name, &st) == 0 else { continue }
+            let changed = Double(st.st_ctim.tv_sec) + Double(st.st_ctim.tv_nsec) / 1e9
+            if changed >= since { return true }
+        }
+        return false
+    }
 
     /// Set when the trainer said it resumed from another step than the one asked for.
     var resumeMismatch: String? { state.withLock { $0.resumeMismatch } }
