@@ -133,6 +133,36 @@ struct GangRunTests {
         #expect(lines.contains { $0.contains("[rank 2]") }, "the second host's rank's log is kept")
     }
 
+    @Test("two gangs of 2 on 3 free workers: one runs, the other waits with a reason and holds no worker; a single-GPU run submitted later backfills the idle worker, and the waiting gang starts when the first ends")
+    func twoGangsOnThreeWorkers() async throws {
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000"])
+        for i in 0..<3 { try h.startWorker("w\(i)", Self.a6000 + ["--gpu", "\(i)"]) }
+        try await h.waitUntil("three workers are live", timeout: 20) { try h.workers().count == 3 }
+        let first = try #require(try submit(h, try Self.spec(h, python: python, name: "g1", world: 2, batch: 12, accum: 1, stepSeconds: 0.1)).runs.first?.id)
+        let second = try #require(try submit(h, try Self.spec(h, python: python, name: "g2", world: 2, batch: 12, accum: 1, stepSeconds: 0.02)).runs.first?.id)
+        try await h.waitUntil("the first gang runs and the second waits for a GPU", timeout: 60) {
+            try run(h, first).state == "running" && (try run(h, second).waitReason ?? "").hasPrefix("waiting for 1 of 2 GPUs")
+        }
+        #expect(try h.shards().filter { $0.runId == second }.allSatisfy { $0.state == "queued" }, "no rank of the waiting gang is held")
+        let single = try #require(try submit(h, try Self.spec(h, python: python, name: "one", world: 1, batch: 12, accum: 1, stepSeconds: 0.02)).runs.first?.id)
+        try await h.waitUntil("the later single-GPU run starts on the idle worker while the first gang runs", timeout: 60) {
+            try run(h, single).state != "queued" && run(h, first).state == "running"
+        }
+        try await h.waitUntil("all three runs succeeded", timeout: 240) {
+            try [first, second, single].allSatisfy { try run(h, $0).state == "succeeded" }
+        }
+        let shards = try h.shards()
+        let firstEnds: [Date] = shards.filter { $0.runId == first }.compactMap(\.finishedAt)
+        let secondLeases: [Date] = shards.filter { $0.runId == second }.compactMap { s -> Date? in s.history.first?.leasedAt }
+        let firstEnded = try #require(firstEnds.min())
+        let secondLeased = try #require(secondLeases.min())
+        #expect(secondLeased >= firstEnded.addingTimeInterval(-1), "the second gang started once the first released its workers")
+        #expect(shards.filter { $0.runId == second }.allSatisfy { $0.history.count == 1 }, "leased once, as a whole")
+        for r in [first, second, single] { #expect(try series(h, r, "train/text_loss").map(\.step) == Array(1...40)) }
+    }
+
     @Test("kill -9 of rank 1's trainer: rank 0's is gone within 2 s, the gang resumes from its last full checkpoint on both workers, every step once")
     func killOfARankRestartsTheGang() async throws {
         let python = try TrainerVenv.python()
