@@ -60,7 +60,15 @@ struct DemoTests {
             #expect(last.sim > first.sim, "eval/sim rises from the first evaluation to the last: \(shown)")
         }
         print("demo: \(Int(seconds)) s; learning curve: \(shown)")
-        // The offline run, read by wandb 0.29.0.
+        // The offline run, read by wandb 0.29.0 once the coordinator has finished writing it
+        // (demo.sh stops waiting after 30 s; a file still being appended ends mid-block).
+        let logURL = demoDir.appendingPathComponent("coordinator.log")
+        let complete = Date().addingTimeInterval(120)
+        func written() -> Bool {
+            ((try? String(contentsOf: logURL, encoding: .utf8)) ?? "").split(separator: "\n").contains { $0.contains("W&B: run ") && $0.contains(" complete (") }
+        }
+        while Date() < complete, !written() { try await Task.sleep(for: .milliseconds(500)) }
+        #expect(written(), "the coordinator finished writing the W&B offline run within 2 minutes of the demo's end")
         let wandb = demoDir.appendingPathComponent("wandb")
         let runDir = try #require(try FileManager.default.contentsOfDirectory(atPath: wandb.path).first { $0.hasPrefix("offline-run-") })
         let python = try #require(try FixtureScript.values("wandb/oracle_venv_029.sh")["PYTHON"])

@@ -46,23 +46,6 @@ struct GangRunTests {
             """
     }
 
-    func submit(_ h: ClusterHarness, _ text: String) throws -> SubmitReply {
-        let file = h.dir.appendingPathComponent("job-\(UUID().uuidString.prefix(6)).yaml").path
-        try text.write(toFile: file, atomically: true, encoding: .utf8)
-        return try h.cliJSON(["submit", file], as: SubmitReply.self)
-    }
-    func run(_ h: ClusterHarness, _ id: String) throws -> RunSummary {
-        try #require(try h.cliJSON(["runs"], as: [RunSummary].self).first { $0.id == id })
-    }
-    func series(_ h: ClusterHarness, _ run: String, _ key: String) throws -> [MetricsReport.Point] {
-        try h.cliJSON(["metrics", run, "--key", key], as: MetricsReport.self).series ?? []
-    }
-    func logs(_ h: ClusterHarness, _ run: String) throws -> [String] {
-        let r = try h.cli(["logs", run, "--tail", "100000"])
-        guard r.status == 0 else { throw HarnessError("logs \(run) failed: \(r.err)") }
-        return r.out.split(separator: "\n").map(String.init)
-    }
-
     @Test("a 2-rank gang on two workers logs every step once, from rank 0, with the losses of the single-process run of the same effective batch")
     func twoRanksMatchOneProcess() async throws {
         let python = try TrainerVenv.python()
@@ -72,23 +55,23 @@ struct GangRunTests {
         try h.startWorker("w1", Self.a6000 + ["--gpu", "1"])
         try await h.waitUntil("both workers are live", timeout: 20) { try h.workers().count == 2 }
         // Effective batch 12: the gang runs 6 × 1 on each rank; the reference one process of 12 × 1.
-        let gang = try #require(try submit(h, try Self.spec(h, python: python, name: "ddp2", world: 2, batch: 12, accum: 1)).runs.first?.id)
-        try await h.waitUntil("the gang's run succeeded", timeout: 180) { try run(h, gang).state == "succeeded" }
-        let single = try #require(try submit(h, try Self.spec(h, python: python, name: "one", world: 1, batch: 12, accum: 1)).runs.first?.id)
-        try await h.waitUntil("the single-process run succeeded", timeout: 180) { try run(h, single).state == "succeeded" }
+        let gang = try #require(try h.submitJob(try Self.spec(h, python: python, name: "ddp2", world: 2, batch: 12, accum: 1)).runs.first?.id)
+        try await h.waitUntil("the gang's run succeeded", timeout: 180) { try h.runSummary(gang).state == "succeeded" }
+        let single = try #require(try h.submitJob(try Self.spec(h, python: python, name: "one", world: 1, batch: 12, accum: 1)).runs.first?.id)
+        try await h.waitUntil("the single-process run succeeded", timeout: 180) { try h.runSummary(single).state == "succeeded" }
 
-        let r = try run(h, gang)
+        let r = try h.runSummary(gang)
         #expect((r.batchSize, r.gradAccum) == (6, 1), "each rank: 6 × 1, effective 12")
         for key in ["train/text_loss", "train/mel_loss", "val/text_loss"] {
-            let a = try series(h, gang, key), b = try series(h, single, key)
+            let a = try h.series(gang, key), b = try h.series(single, key)
             #expect(a.map(\.step) == b.map(\.step) && !a.isEmpty, "\(key): every step once, the same steps: \(a.map(\.step))")
             for (x, y) in zip(a, b) {
                 let (u, v) = (try #require(x.value), try #require(y.value))
                 #expect(abs(u - v) <= 1e-4 * max(1, abs(v)), "\(key) at step \(x.step): gang \(u) vs one process \(v)")
             }
         }
-        #expect(try series(h, gang, "train/text_loss").map(\.step) == Array(1...40))
-        let lines = try logs(h, gang)
+        #expect(try h.series(gang, "train/text_loss").map(\.step) == Array(1...40))
+        let lines = try h.runLogLines(gang)
         #expect(lines.contains { $0.contains("[rank 1]") }, "rank 1's log is kept, marked with its rank")
         let shards = try h.shards().filter { $0.runId == gang }
         #expect(shards.count == 2 && shards.allSatisfy { $0.state == "succeeded" })
@@ -114,13 +97,13 @@ struct GangRunTests {
         try h.startWorker("a1", Self.a6000 + token + ["--gpu", "1", "--host-name", "box-a"], url: url)
         try h.startWorker("b0", Self.a6000 + token + ["--gpu", "0", "--host-name", "box-b"], url: url, on: host)
         try await h.waitUntil("three workers are live", timeout: 30) { try h.workers().filter { $0.state == "live" }.count == 3 }
-        let gang = try #require(try submit(h, try Self.spec(h, python: python, name: "ddp3", world: 3, batch: 12, accum: 1)).runs.first?.id)
-        try await h.waitUntil("the 3-rank gang's run succeeded", timeout: 240) { try run(h, gang).state == "succeeded" }
-        let single = try #require(try submit(h, try Self.spec(h, python: python, name: "one3", world: 1, batch: 12, accum: 1)).runs.first?.id)
-        try await h.waitUntil("the single-process run succeeded", timeout: 240) { try run(h, single).state == "succeeded" }
-        #expect((try run(h, gang).batchSize, try run(h, gang).gradAccum) == (4, 1), "12 samples a step shared by 3 ranks")
+        let gang = try #require(try h.submitJob(try Self.spec(h, python: python, name: "ddp3", world: 3, batch: 12, accum: 1)).runs.first?.id)
+        try await h.waitUntil("the 3-rank gang's run succeeded", timeout: 240) { try h.runSummary(gang).state == "succeeded" }
+        let single = try #require(try h.submitJob(try Self.spec(h, python: python, name: "one3", world: 1, batch: 12, accum: 1)).runs.first?.id)
+        try await h.waitUntil("the single-process run succeeded", timeout: 240) { try h.runSummary(single).state == "succeeded" }
+        #expect((try h.runSummary(gang).batchSize, try h.runSummary(gang).gradAccum) == (4, 1), "12 samples a step shared by 3 ranks")
         for key in ["train/text_loss", "train/mel_loss"] {
-            let a = try series(h, gang, key), b = try series(h, single, key)
+            let a = try h.series(gang, key), b = try h.series(single, key)
             #expect(a.map(\.step) == Array(1...40) && b.map(\.step) == Array(1...40), "\(key): every step once")
             for (x, y) in zip(a, b) {
                 let (u, v) = (try #require(x.value), try #require(y.value))
@@ -129,7 +112,7 @@ struct GangRunTests {
         }
         let shards = try h.shards().filter { $0.runId == gang }.sorted { ($0.rank ?? 0) < ($1.rank ?? 0) }
         #expect(shards.map { $0.history.last?.workerName } == ["a0", "a1", "b0"], "box-a's two workers are ranks 0 and 1, box-b's is rank 2")
-        let lines = try logs(h, gang)
+        let lines = try h.runLogLines(gang)
         #expect(lines.contains { $0.contains("[rank 2]") }, "the second host's rank's log is kept")
     }
 
@@ -140,18 +123,18 @@ struct GangRunTests {
         try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000"])
         for i in 0..<3 { try h.startWorker("w\(i)", Self.a6000 + ["--gpu", "\(i)"]) }
         try await h.waitUntil("three workers are live", timeout: 20) { try h.workers().count == 3 }
-        let first = try #require(try submit(h, try Self.spec(h, python: python, name: "g1", world: 2, batch: 12, accum: 1, stepSeconds: 0.1)).runs.first?.id)
-        let second = try #require(try submit(h, try Self.spec(h, python: python, name: "g2", world: 2, batch: 12, accum: 1, stepSeconds: 0.02)).runs.first?.id)
+        let first = try #require(try h.submitJob(try Self.spec(h, python: python, name: "g1", world: 2, batch: 12, accum: 1, stepSeconds: 0.1)).runs.first?.id)
+        let second = try #require(try h.submitJob(try Self.spec(h, python: python, name: "g2", world: 2, batch: 12, accum: 1, stepSeconds: 0.02)).runs.first?.id)
         try await h.waitUntil("the first gang runs and the second waits for a GPU", timeout: 60) {
-            try run(h, first).state == "running" && (try run(h, second).waitReason ?? "").hasPrefix("waiting for 1 of 2 GPUs")
+            try h.runSummary(first).state == "running" && (try h.runSummary(second).waitReason ?? "").hasPrefix("waiting for 1 of 2 GPUs")
         }
         #expect(try h.shards().filter { $0.runId == second }.allSatisfy { $0.state == "queued" }, "no rank of the waiting gang is held")
-        let single = try #require(try submit(h, try Self.spec(h, python: python, name: "one", world: 1, batch: 12, accum: 1, stepSeconds: 0.02)).runs.first?.id)
+        let single = try #require(try h.submitJob(try Self.spec(h, python: python, name: "one", world: 1, batch: 12, accum: 1, stepSeconds: 0.02)).runs.first?.id)
         try await h.waitUntil("the later single-GPU run starts on the idle worker while the first gang runs", timeout: 60) {
-            try run(h, single).state != "queued" && run(h, first).state == "running"
+            try h.runSummary(single).state != "queued" && h.runSummary(first).state == "running"
         }
         try await h.waitUntil("all three runs succeeded", timeout: 240) {
-            try [first, second, single].allSatisfy { try run(h, $0).state == "succeeded" }
+            try [first, second, single].allSatisfy { try h.runSummary($0).state == "succeeded" }
         }
         let shards = try h.shards()
         let firstEnds: [Date] = shards.filter { $0.runId == first }.compactMap(\.finishedAt)
@@ -160,7 +143,7 @@ struct GangRunTests {
         let secondLeased = try #require(secondLeases.min())
         #expect(secondLeased >= firstEnded.addingTimeInterval(-1), "the second gang started once the first released its workers")
         #expect(shards.filter { $0.runId == second }.allSatisfy { $0.history.count == 1 }, "leased once, as a whole")
-        for r in [first, second, single] { #expect(try series(h, r, "train/text_loss").map(\.step) == Array(1...40)) }
+        for r in [first, second, single] { #expect(try h.series(r, "train/text_loss").map(\.step) == Array(1...40)) }
     }
 
     @Test("kill -9 of rank 1's trainer: rank 0's is gone within 2 s, the gang resumes from its last full checkpoint on both workers, every step once")
@@ -171,9 +154,9 @@ struct GangRunTests {
         try h.startWorker("w0", Self.a6000 + ["--gpu", "0"])
         try h.startWorker("w1", Self.a6000 + ["--gpu", "1"])
         try await h.waitUntil("both workers are live", timeout: 20) { try h.workers().count == 2 }
-        let gang = try #require(try submit(h, try Self.spec(h, python: python, name: "ddpkill", world: 2, batch: 12, accum: 1, stepSeconds: 0.15)).runs.first?.id)
+        let gang = try #require(try h.submitJob(try Self.spec(h, python: python, name: "ddpkill", world: 2, batch: 12, accum: 1, stepSeconds: 0.15)).runs.first?.id)
         try await h.waitUntil("a full checkpoint at step 10 and training past 14", timeout: 120) {
-            let r = try run(h, gang)
+            let r = try h.runSummary(gang)
             return (r.checkpointStep ?? 0) >= 10 && (r.step ?? 0) >= 14
         }
         // The rank processes: trainers started by the workers (rank 1 has RANK=1 in its environment).
@@ -199,9 +182,9 @@ struct GangRunTests {
         try await h.waitUntil("rank 0's trainer is gone", timeout: 10) { kill(rank0.pid, 0) != 0 }
         let gone = Date().timeIntervalSince(killedAt)
         #expect(gone < 2, "rank 0's trainer lived \(gone) s after rank 1 died")
-        try await h.waitUntil("the gang's run succeeded after the restart", timeout: 180) { try run(h, gang).state == "succeeded" }
-        #expect(try series(h, gang, "train/text_loss").map(\.step) == Array(1...40), "every step once across the restart")
-        let lines = try logs(h, gang)
+        try await h.waitUntil("the gang's run succeeded after the restart", timeout: 180) { try h.runSummary(gang).state == "succeeded" }
+        #expect(try h.series(gang, "train/text_loss").map(\.step) == Array(1...40), "every step once across the restart")
+        let lines = try h.runLogLines(gang)
         #expect(lines.contains { $0.hasPrefix("[resume]") && $0.contains("with full state") }, "resumed from a full-state checkpoint")
         let shards = try h.shards().filter { $0.runId == gang }
         #expect(shards.count == 2 && shards.allSatisfy { $0.state == "succeeded" && $0.history.count == 2 }, "\(shards.map { ($0.state, $0.history.map(\.state)) })")

@@ -72,24 +72,6 @@ struct RealTrainerRunTests {
         return base * 0.5 * (1 + cos(.pi * (s - warmup) / (total - warmup)))
     }
 
-    func submit(_ h: ClusterHarness, _ text: String) throws -> SubmitReply {
-        let file = h.dir.appendingPathComponent("job-\(UUID().uuidString.prefix(6)).yaml").path
-        try text.write(toFile: file, atomically: true, encoding: .utf8)
-        return try h.cliJSON(["submit", file], as: SubmitReply.self)
-    }
-
-    func run(_ h: ClusterHarness, _ id: String) throws -> RunSummary {
-        try #require(try h.cliJSON(["runs"], as: [RunSummary].self).first { $0.id == id })
-    }
-    func series(_ h: ClusterHarness, _ run: String, _ key: String) throws -> [MetricsReport.Point] {
-        try h.cliJSON(["metrics", run, "--key", key], as: MetricsReport.self).series ?? []
-    }
-    func logs(_ h: ClusterHarness, _ run: String) throws -> [String] {
-        let r = try h.cli(["logs", run, "--tail", "100000"])
-        guard r.status == 0 else { throw HarnessError("logs \(run) failed: \(r.err)") }
-        return r.out.split(separator: "\n").map(String.init)
-    }
-
     @Test("`submit --dry-run` of each example shows every card's command, and the trainer's own argument parser (the fixture mirrors its flags, types and choices) accepts each one with --num-workers of at least 1")
     func examplesDryRun() throws {
         let python = try TrainerVenv.python()
@@ -153,20 +135,20 @@ struct RealTrainerRunTests {
               synthesizer: {command: ["\(python)", "-c", "\(synth)", "{output}"]}
               asr: {command: ["\(python)", "-c", "print('안녕하세요')", "{audio}"]}
             """)
-        let reply = try submit(h, spec)
+        let reply = try h.submitJob(spec)
         let runId = try #require(reply.runs.first?.id)
         try await h.waitUntil("the run and its evaluations are done", timeout: 180) {
             let evals = try h.cliJSON(["evals"], as: [EvalSummary].self).filter { $0.runId == runId }
-            return try run(h, runId).state == "succeeded" && evals.count == 2 && evals.allSatisfy { $0.state != "running" }
+            return try h.runSummary(runId).state == "succeeded" && evals.count == 2 && evals.allSatisfy { $0.state != "running" }
         }
         let output = "\(h.dir.path)/runs/ko-pins-\(runId)"
         let evals = try h.cliJSON(["evals"], as: [EvalSummary].self).filter { $0.runId == runId }.sorted { ($0.step ?? 0) < ($1.step ?? 0) }
         #expect(evals.map(\.step) == [50, 100], "one evaluation per eval_every pin")
         #expect(evals.allSatisfy { $0.state == "succeeded" && $0.checkpoint.hasPrefix(output + "/pins/step-") })
-        let lines = try logs(h, runId)
+        let lines = try h.runLogLines(runId)
         #expect(lines.contains { $0.hasPrefix("[Train] ") && $0.contains(" step=120 ") })
         #expect(!lines.contains { $0.hasPrefix("[Train] ") && $0.contains(" step=125 ") })
-        let summary = try run(h, runId)
+        let summary = try h.runSummary(runId)
         #expect(summary.checkpointStep == 125, "the final pin carries the step inside the file, not the last logged step")
         #expect(summary.checkpoint == output + "/pins/step-125.pth")
         let left = try FileManager.default.contentsOfDirectory(atPath: output + "/pins").filter { $0.hasSuffix(".pth") }.sorted()
@@ -182,19 +164,19 @@ struct RealTrainerRunTests {
         try await h.startCoordinator(["--lost-after-ms", "3000", "--heartbeat-ms", "500"])
         try h.startWorker("first", Self.a6000)
         try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
-        let reply = try submit(h, try Self.spec(h, python: python, name: "ko-kill", maxSteps: 200, evalEvery: 1000, checkpointEvery: 1000,
+        let reply = try h.submitJob(try Self.spec(h, python: python, name: "ko-kill", maxSteps: 200, evalEvery: 1000, checkpointEvery: 1000,
                                                 light: 10, full: 50, stepSeconds: 0.08))
         let runId = try #require(reply.runs.first?.id)
         try await h.waitUntil("a full-state pin at step 100 and training past 120", timeout: 90) {
-            let r = try run(h, runId)
+            let r = try h.runSummary(runId)
             return (r.checkpointStep ?? 0) >= 100 && (r.step ?? 0) >= 120
         }
-        let fullStep = try #require(try run(h, runId).checkpointStep)
+        let fullStep = try #require(try h.runSummary(runId).checkpointStep)
         h.kill9("first")
         try h.startWorker("second", Self.a6000)
-        try await h.waitUntil("the run succeeded on the second worker", timeout: 120) { try run(h, runId).state == "succeeded" }
+        try await h.waitUntil("the run succeeded on the second worker", timeout: 120) { try h.runSummary(runId).state == "succeeded" }
         let output = "\(h.dir.path)/runs/ko-kill-\(runId)"
-        let lines = try logs(h, runId)
+        let lines = try h.runLogLines(runId)
         #expect(lines.contains { $0.hasPrefix("[lost] worker first lost") }, "the run's log says why its trainer stopped")
         let note = try #require(lines.first { $0.hasPrefix("[resume] resuming from \(output)/pins/step-") })
         #expect(note.contains("with full state"), "\(note)")
@@ -203,7 +185,7 @@ struct RealTrainerRunTests {
         #expect(lines.contains { $0.hasPrefix("[Info] Resumed from \(output)/pins/step-\(resumedAt).pth at epoch ") && $0.hasSuffix(", step \(resumedAt).") })
         #expect(!lines.contains { $0.contains("resume mismatch") })
         // The LR follows one schedule across the kill: from full state the warm-up does not restart.
-        let lr = try series(h, runId, "train/lr")
+        let lr = try h.series(runId, "train/lr")
         #expect(lr.map(\.step) == Array(stride(from: 10, through: 200, by: 10)), "every logged step once")
         for p in lr {
             let expected = Self.cosineLR(p.step, total: 200)
@@ -220,18 +202,18 @@ struct RealTrainerRunTests {
         try await h.startCoordinator()
         try h.startWorker("first", Self.a6000)
         try await h.waitUntil("the worker is live", timeout: 20) { try h.workers().count == 1 }
-        let reply = try submit(h, try Self.spec(h, python: python, name: "ko-drain", maxSteps: 260, evalEvery: 1000, checkpointEvery: 1000,
+        let reply = try h.submitJob(try Self.spec(h, python: python, name: "ko-drain", maxSteps: 260, evalEvery: 1000, checkpointEvery: 1000,
                                                 light: 10, full: 80, stepSeconds: 0.06))
         let runId = try #require(reply.runs.first?.id)
-        try await h.waitUntil("training past step 90", timeout: 90) { (try run(h, runId).step ?? 0) >= 90 }
+        try await h.waitUntil("training past step 90", timeout: 90) { (try h.runSummary(runId).step ?? 0) >= 90 }
         let drained = try h.cli(["drain", "first"])
         #expect(drained.status == 0, "\(drained.err)")
-        let askedAt = try #require(try run(h, runId).step)
+        let askedAt = try #require(try h.runSummary(runId).step)
         try await h.waitUntil("the first worker stopped", timeout: 60) { !(h.process("first")?.isRunning ?? false) }
         try h.startWorker("second", Self.a6000)
-        try await h.waitUntil("the run succeeded on the second worker", timeout: 120) { try run(h, runId).state == "succeeded" }
+        try await h.waitUntil("the run succeeded on the second worker", timeout: 120) { try h.runSummary(runId).state == "succeeded" }
         let output = "\(h.dir.path)/runs/ko-drain-\(runId)"
-        let lines = try logs(h, runId)
+        let lines = try h.runLogLines(runId)
         #expect(lines.contains { $0.contains("[stop]") && $0.contains("waiting for the trainer's next full-state checkpoint") })
         let stopped = try #require(lines.first { $0.contains("[stop] full-state checkpoint at step") })
         let stopStep = try #require(stopped.firstMatch(of: /at step (\d+)/).flatMap { Int64($0.1) })
@@ -241,7 +223,7 @@ struct RealTrainerRunTests {
         let shard = try #require(try h.shards().first { $0.id == reply.runs[0].shardId })
         #expect(shard.history.map(\.state) == ["cancelled", "succeeded"])
         #expect(shard.failures == 0, "a planned stop is not a failure")
-        let lr = try series(h, runId, "train/lr")
+        let lr = try h.series(runId, "train/lr")
         #expect(lr.map(\.step) == Array(stride(from: 10, through: 260, by: 10)))
         #expect(lr.allSatisfy { abs(($0.value ?? .nan) - Self.cosineLR($0.step, total: 260)) < 3e-6 })
     }

@@ -4,7 +4,7 @@ import Shared
 
 /// Decides whether a data-parallel run (`world: {gpus: N}`) can start now on the idle workers,
 /// and if so on which, with which ranks and which batch. Pure: the store gathers the run's state
-/// and the idle workers (``GangCandidate``) and leases every rank in one transaction, or none.
+/// and the idle workers (``GangCandidateRecord``) and leases every rank in one transaction, or none.
 ///
 /// The rules:
 /// - **All or none.** A gang starts only when N idle workers fit it at once; nothing is held for
@@ -22,17 +22,8 @@ import Shared
 /// - **Devices.** Each rank sees its host's gang GPUs in local-rank order
 ///   (`CUDA_VISIBLE_DEVICES`), as torchrun's processes do, so `cuda:LOCAL_RANK` is its own card.
 enum GangDispatch {
-    /// An idle worker offered to a waiting gang.
-    struct Candidate: Sendable, Equatable {
-        var workerId: String
-        var name: String
-        var host: String
-        var device: DeviceInfo
-        /// Where it would host the rendezvous as rank 0 (nil: it cannot be rank 0).
-        var rendezvous: RendezvousEndpoint?
-        /// It failed this run's gang twice.
-        var excluded: Bool = false
-    }
+    /// An idle worker offered to a waiting gang (the store's record of it).
+    typealias Candidate = GangCandidateRecord
 
     /// One rank of a gang that starts.
     struct Member: Sendable, Equatable {
@@ -54,9 +45,7 @@ enum GangDispatch {
         do { spec = try JobSpecParser.parse(yaml: snapshot.specText) } catch {
             return .fail(reason: "the stored job spec no longer parses: \(error)")
         }
-        let offered = candidates.map {
-            Candidate(workerId: $0.workerId, name: $0.name, host: $0.host, device: $0.device, rendezvous: $0.rendezvous, excluded: $0.excluded)
-        }
+        let offered = candidates
         switch decide(spec: spec, run: TrainingDispatch.runState(snapshot, spec: spec), candidates: offered) {
         case .start(let members, let preset, let batch, let note):
             return .start(members: members.map { ($0.workerId, $0.payload) }, preset: preset, batchSize: batch.batchSize, gradAccum: batch.gradAccum,
