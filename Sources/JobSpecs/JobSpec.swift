@@ -90,6 +90,10 @@ public struct JobSpec: Sendable, Equatable {
     public var sameEffectiveBatch: Bool
     /// `world:`: how many ranks train each run together (default one GPU).
     public var world: WorldSpec
+    /// `alerts:`: the run's own alert rule settings (docs/ALERTS.md), as written: an object of
+    /// rule objects (`{stalled: {floor_seconds: 120}}`). The coordinator checks the rule names
+    /// and field types when the job is submitted; nil: the coordinator's defaults.
+    public var alerts: [String: JSONValue]?
 
     public init(
         name: String, project: String, kind: Kind = .train, runner: Runner = .command,
@@ -101,9 +105,10 @@ public struct JobSpec: Sendable, Equatable {
         sweep: SweepGrid? = nil, group: String? = nil, outputDir: String? = nil, logDir: String? = nil, model: String? = nil,
         evaluation: EvalPlan? = nil, python: String? = nil, resume: ResumePolicy = .full,
         stopGrace: Duration = .seconds(1200), retention: RetentionPolicy? = nil, sameEffectiveBatch: Bool = true,
-        world: WorldSpec = .single
+        world: WorldSpec = .single, alerts: [String: JSONValue]? = nil
     ) {
         self.world = world
+        self.alerts = alerts
         self.name = name
         self.project = project
         self.kind = kind

@@ -38,7 +38,7 @@ public enum JobSpecParser {
         "name", "project", "kind", "runner", "command", "workdir", "env", "train_manifests", "val_manifests",
         "hyperparameters", "checkpoint_every", "eval_every", "max_steps", "max_retries", "batch_size",
         "grad_accum", "min_batch_size", "presets", "sweep", "group", "output_dir", "log_dir", "model", "eval",
-        "python", "resume", "stop_grace", "keep", "same_effective_batch", "world",
+        "python", "resume", "stop_grace", "keep", "same_effective_batch", "world", "alerts",
     ]
 
     /// The most runs one sweep may make.
@@ -118,6 +118,43 @@ public enum JobSpecParser {
                 out.append((s.string, k, v))
             }
             return out
+        }
+
+        /// `alerts:`: a mapping of rule names to mappings of settings, kept as JSON. Plain
+        /// scalars that read as numbers or booleans become numbers and booleans; quoted ones stay
+        /// strings (the coordinator's decoder then names a wrong type).
+        func alertSettings(_ node: Node) throws(JobSpecError) -> [String: JSONValue] {
+            var out: [String: JSONValue] = [:]
+            for (rule, ruleNode, value) in try mapping(node, "alerts") {
+                guard case .mapping = value else {
+                    throw fail("alerts.\(rule)", ruleNode, "expected a mapping of the rule's settings (e.g. alerts: {stalled: {floor_seconds: 120}}), found \(describe(value))")
+                }
+                out[rule] = try json(value, "alerts.\(rule)")
+            }
+            return out
+        }
+
+        func json(_ node: Node, _ field: String) throws(JobSpecError) -> JSONValue {
+            switch node {
+            case .scalar(let s):
+                guard s.style == .plain else { return .string(s.string) }
+                switch s.string {
+                case "true", "True", "TRUE", "yes", "on": return .bool(true)
+                case "false", "False", "FALSE", "no", "off": return .bool(false)
+                case "null", "~", "": return .null
+                default: return Double(s.string).flatMap { $0.isFinite ? JSONValue.number($0) : nil } ?? .string(s.string)
+                }
+            case .sequence(let items):
+                var out: [JSONValue] = []
+                for (i, item) in items.enumerated() { out.append(try json(item, "\(field)[\(i)]")) }
+                return .array(out)
+            case .mapping:
+                var out: [String: JSONValue] = [:]
+                for (k, _, v) in try mapping(node, field) { out[k] = try json(v, "\(field).\(k)") }
+                return .object(out)
+            case .alias:
+                throw fail(field, node, "aliases are not supported; write the value out")
+            }
         }
 
         func describe(_ node: Node) -> String {
@@ -618,7 +655,8 @@ public enum JobSpecParser {
                 resume: try nodes["resume"].map { n throws(JobSpecError) in try resumePolicy(n) } ?? .full,
                 stopGrace: try nodes["stop_grace"].map { n throws(JobSpecError) in try duration(n, "stop_grace") } ?? .seconds(1200),
                 retention: try nodes["keep"].map { n throws(JobSpecError) in try retention(n) },
-                sameEffectiveBatch: sameEffectiveBatch, world: world)
+                sameEffectiveBatch: sameEffectiveBatch, world: world,
+                alerts: try nodes["alerts"].map { n throws(JobSpecError) in try alertSettings(n) })
             let names = spec.runs().map(\.name)
             if Set(names).count != names.count, let n = nodes["sweep"] {
                 throw fail("sweep.grid", n, "two combinations get the same run name (values that differ only in spelling, like 1000 and 1_000); make them distinct")

@@ -298,6 +298,43 @@ struct AlertRulesEventTests {
         #expect(signals.map(\.transition) == [.fire, .resolve])
     }
 
+    @Test("a data-parallel gang whose rank 0 stops advancing while every rank's worker heartbeats fires one stalled, naming the gang's workers and rank 0's")
+    func gangStall() throws {
+        var c = AlertRulesConfiguration()
+        c.stalled.floorSeconds = 20
+        c.stalled.stepTimeMultiple = 5 // 5 × 1 s < floor: the floor decides
+        var engine = RulesEngine(configuration: c)
+        var signals: [AlertSignal] = []
+        for w in ["w0", "w1"] { engine.shardStarted(runId: "g", worker: w, step: nil, now: 0, into: &signals) }
+        for t in 1...60 {
+            let now = Double(t)
+            // Rank 0 (w0) reports the step; rank 1 (w1) heartbeats without one. A collective
+            // hangs at step 10: rank 0 waits in it, rank 1 is stuck, both workers still live.
+            engine.heartbeat(worker: "w0", runId: "g", step: Int64(min(t, 10)), now: now, into: &signals)
+            engine.heartbeat(worker: "w1", runId: "g", step: nil, now: now, into: &signals)
+            engine.checkStalls(now: now, into: &signals)
+        }
+        #expect(signals.map(\.transition) == [.fire])
+        let fire = try #require(signals.first)
+        #expect(fire.step == 10 && fire.worker == "w0", "rank 0's worker, which reports the step: \(fire.worker ?? "nil")")
+        #expect(fire.summary.contains("the 2 workers of its gang (w0, w1)"), "\(fire.summary)")
+        #expect(fire.time > 30 && fire.time <= 32, "fired \(fire.time): 20 s after the last step")
+    }
+
+    @Test("a single run that moved to another worker is not called a gang")
+    func movedRunIsNoGang() throws {
+        var c = AlertRulesConfiguration()
+        c.stalled.floorSeconds = 20
+        var engine = RulesEngine(configuration: c)
+        var signals: [AlertSignal] = []
+        engine.heartbeat(worker: "w0", runId: "r", step: 5, now: 0, into: &signals)
+        engine.shardStarted(runId: "r", worker: "w1", step: 5, now: 1, into: &signals)
+        for t in 2...40 { engine.heartbeat(worker: "w1", runId: "r", step: 5, now: Double(t), into: &signals) }
+        engine.checkStalls(now: 40, into: &signals)
+        let fire = try #require(signals.first)
+        #expect(fire.summary.hasSuffix("while its worker w1 still heartbeats"), "\(fire.summary)")
+    }
+
     @Test("the stall limit scales with the median step time when K × median exceeds the floor")
     func stallScalesWithStepTime() throws {
         var c = AlertRulesConfiguration()
@@ -491,6 +528,21 @@ struct AlertRulesPartsTests {
         #expect(c.lossSpike.threshold == 1.5)
         #expect(c.accuracyCollapse.keys == ["train/mel_top1"])
         #expect(c.statusDigest.intervalMinutes == 60)
+    }
+
+    @Test("a job's alerts: section is checked at submission: rule names and setting types, each error naming the field")
+    func jobAlertSettings() throws {
+        let ok = try AlertRulesConfiguration.validated(["stalled": .object(["floor_seconds": .number(5), "enabled": .bool(true)]),
+                                                        "loss_spike": .object(["keys": .array([.string("train/loss")])])])
+        #expect(ok.stalled.floorSeconds == 5 && ok.lossSpike.keys == ["train/loss"])
+        #expect(ok.nonFinite == AlertRulesConfiguration().nonFinite, "rules left out keep their defaults")
+        func failure(_ settings: [String: JSONValue]) -> String {
+            do { _ = try AlertRulesConfiguration.validated(settings); return "" } catch { return error.description }
+        }
+        #expect(failure(["stalld": .object([:])]).hasPrefix("alerts.stalld: unknown rule; the rules are loss_spike, non_finite"))
+        #expect(failure(["stalled": .object(["floor_seconds": .string("soon")])]) == "alerts.stalled.floor_seconds: expected a number")
+        #expect(failure(["oom": .object(["severity": .string("loud")])]).hasPrefix("alerts.oom.severity: "))
+        #expect(AlertRulesConfiguration.ruleNames.count == 12)
     }
 
     @Test("a configuration survives an encode/decode round trip")

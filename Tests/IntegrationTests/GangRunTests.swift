@@ -17,7 +17,7 @@ struct GangRunTests {
     /// A job for the DDP trainer: `world` ranks, preset `batch × accum` (effective batch kept
     /// whatever the world size), 40 steps logged each step, latest_full.pth every 10 steps.
     static func spec(_ h: ClusterHarness, python: String, name: String, world: Int, batch: Int, accum: Int,
-                     stepSeconds: Double = 0, extra: String = "") throws -> String {
+                     stepSeconds: Double = 0, collectiveTimeout: Int = 10, extra: String = "") throws -> String {
         let inputs = try RealTrainerRunTests.inputs(h, python: python).map { "\"\($0)\"" }.joined(separator: ", ")
         return """
             name: \(name)
@@ -29,7 +29,7 @@ struct GangRunTests {
               TTS_FIXTURE_LIGHT_EVERY: "5"
               TTS_FIXTURE_FULL_EVERY: "10"
               TTS_FIXTURE_STEP_SECONDS: "\(stepSeconds)"
-              TTS_DDP_TIMEOUT_S: "10"
+              TTS_DDP_TIMEOUT_S: "\(collectiveTimeout)"
             command: [python, "\(trainer)", \(inputs),
                       --output-dir, "{output_dir}", --batch-size, "{batch_size}", --grad-accumulation, "{grad_accum}",
                       --learning-rate, "1e-2", --warmup-steps, "5", --log-interval, "1", --val-interval, "10",
@@ -44,6 +44,24 @@ struct GangRunTests {
             world: {gpus: \(world)}
             \(extra)
             """
+    }
+
+    /// The rank processes of this harness's runs: trainers started by the workers, each with the
+    /// `RANK` of its environment (not their forked DataLoader workers).
+    static func trainers(_ h: ClusterHarness) -> [(pid: Int32, rank: String)] {
+        let ids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return ids.compactMap { id -> (Int32, String)? in
+            guard let pid = Int32(id), let cmd = try? String(contentsOfFile: "/proc/\(id)/cmdline", encoding: .utf8),
+                  cmd.contains("train_gpt_ddp.py"), cmd.contains(h.dir.path),
+                  let env = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(id)/environ")) else { return nil }
+            let vars = env.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            guard let rank = vars.first(where: { $0.hasPrefix("RANK=") })?.dropFirst(5) else { return nil }
+            // The trainer itself, not its forked DataLoader workers: its parent is not a trainer.
+            let stat = (try? String(contentsOfFile: "/proc/\(id)/stat", encoding: .utf8)) ?? ""
+            let ppid = stat.split(separator: ")").last?.split(separator: " ").dropFirst(1).first.flatMap { Int32($0) } ?? 0
+            let parent = (try? String(contentsOfFile: "/proc/\(ppid)/cmdline", encoding: .utf8)) ?? ""
+            return parent.contains("train_gpt_ddp.py") ? nil : (pid, String(rank))
+        }
     }
 
     @Test("a 2-rank gang on two workers logs every step once, from rank 0, with the losses of the single-process run of the same effective batch")
@@ -159,23 +177,7 @@ struct GangRunTests {
             let r = try h.runSummary(gang)
             return (r.checkpointStep ?? 0) >= 10 && (r.step ?? 0) >= 14
         }
-        // The rank processes: trainers started by the workers (rank 1 has RANK=1 in its environment).
-        func trainers() -> [(pid: Int32, rank: String)] {
-            let ids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-            return ids.compactMap { id -> (Int32, String)? in
-                guard let pid = Int32(id), let cmd = try? String(contentsOfFile: "/proc/\(id)/cmdline", encoding: .utf8),
-                      cmd.contains("train_gpt_ddp.py"), cmd.contains(h.dir.path),
-                      let env = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(id)/environ")) else { return nil }
-                let vars = env.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-                guard let rank = vars.first(where: { $0.hasPrefix("RANK=") })?.dropFirst(5) else { return nil }
-                // The trainer itself, not its forked DataLoader workers: its parent is not a trainer.
-                let stat = (try? String(contentsOfFile: "/proc/\(id)/stat", encoding: .utf8)) ?? ""
-                let ppid = stat.split(separator: ")").last?.split(separator: " ").dropFirst(1).first.flatMap { Int32($0) } ?? 0
-                let parent = (try? String(contentsOfFile: "/proc/\(ppid)/cmdline", encoding: .utf8)) ?? ""
-                return parent.contains("train_gpt_ddp.py") ? nil : (pid, String(rank))
-            }
-        }
-        let before = trainers()
+        let before = Self.trainers(h)
         let rank1 = try #require(before.first { $0.rank == "1" }), rank0 = try #require(before.first { $0.rank == "0" })
         let killedAt = Date()
         kill(-getpgid(rank1.pid), SIGKILL) // the rank's process group: the trainer and its DataLoader worker
@@ -188,5 +190,73 @@ struct GangRunTests {
         #expect(lines.contains { $0.hasPrefix("[resume]") && $0.contains("with full state") }, "resumed from a full-state checkpoint")
         let shards = try h.shards().filter { $0.runId == gang }
         #expect(shards.count == 2 && shards.allSatisfy { $0.state == "succeeded" && $0.history.count == 2 }, "\(shards.map { ($0.state, $0.history.map(\.state)) })")
+    }
+
+    @Test("a collective hang (rank 1's trainer stopped, rank 0 waiting in all-reduce, both workers heartbeating) fires the run's stalled alert naming the gang; when rank 1 continues it resolves and every step is logged once")
+    func collectiveHangIsStalled() async throws {
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000"])
+        try h.startWorker("w0", Self.a6000 + ["--gpu", "0"])
+        try h.startWorker("w1", Self.a6000 + ["--gpu", "1"])
+        try await h.waitUntil("both workers are live", timeout: 20) { try h.workers().count == 2 }
+        // The collective timeout is long (as NCCL's 30 min default is): only the stalled rule can see the hang.
+        let gang = try #require(try h.submitJob(try Self.spec(h, python: python, name: "ddphang", world: 2, batch: 12, accum: 1, stepSeconds: 0.1,
+                                                              collectiveTimeout: 600, extra: "alerts: {stalled: {floor_seconds: 4, step_time_multiple: 3}}")).runs.first?.id)
+        try await h.waitUntil("the gang trains past step 8", timeout: 120) { (try h.runSummary(gang).step ?? 0) >= 8 }
+        let rank1 = try #require(Self.trainers(h).first { $0.rank == "1" })
+        let group = getpgid(rank1.pid)
+        kill(-group, SIGSTOP) // the rank and its DataLoader worker: it never enters the next all-reduce
+        var resumed = false
+        defer { if !resumed { kill(-group, SIGCONT) } }
+        func stalled() throws -> [AlertSummary] {
+            try h.cliJSON(["alerts"], as: [AlertSummary].self).filter { $0.runId == gang && $0.rule == "stalled" }
+        }
+        try await h.waitUntil("the run's stalled alert fires", timeout: 40) { try stalled().contains { $0.state == .firing } }
+        let hungAt = try h.runSummary(gang).step ?? 0
+        let alert = try #require(try stalled().first)
+        #expect(alert.summary.contains("the 2 workers of its gang (w0, w1)"), "\(alert.summary)")
+        #expect(try h.workers().allSatisfy { $0.state == "live" }, "the workers are fine; the collective is not")
+        try await Task.sleep(for: .seconds(2))
+        #expect(try h.runSummary(gang).step == hungAt, "rank 0 waits in the collective: no step while rank 1 is stopped")
+        kill(-group, SIGCONT)
+        resumed = true
+        try await h.waitUntil("the stall resolves", timeout: 40) { try stalled().allSatisfy { $0.state != .firing } }
+        try await h.waitUntil("the gang's run succeeded", timeout: 180) { try h.runSummary(gang).state == "succeeded" }
+        #expect(try h.series(gang, "train/text_loss").map(\.step) == Array(1...40), "every step once")
+        #expect(try h.shards().filter { $0.runId == gang }.allSatisfy { $0.history.count == 1 }, "no restart: the hang ended by itself")
+    }
+
+    @Test("after --gang-reserve-after a waiting gang keeps the idle worker that fits it: a single-GPU run submitted later waits, the gang starts when the busy worker frees, and the single run runs after it")
+    func waitingGangReservesIdleWorkers() async throws {
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000", "--gang-reserve-after", "1"])
+        try h.startWorker("w0", Self.a6000 + ["--gpu", "0"])
+        try await h.waitUntil("w0 is live", timeout: 20) { try h.workers().count == 1 }
+        let busy = try #require(try h.submitJob(try Self.spec(h, python: python, name: "busy", world: 1, batch: 12, accum: 1, stepSeconds: 0.25)).runs.first?.id)
+        try await h.waitUntil("the first single run runs on w0", timeout: 60) { try h.runSummary(busy).state == "running" }
+        try h.startWorker("w1", Self.a6000 + ["--gpu", "1"])
+        try await h.waitUntil("w1 is live", timeout: 20) { try h.workers().count == 2 }
+        let gang = try #require(try h.submitJob(try Self.spec(h, python: python, name: "gang", world: 2, batch: 12, accum: 1)).runs.first?.id)
+        try await h.waitUntil("the gang waits for a GPU", timeout: 30) { (try h.runSummary(gang).waitReason ?? "").hasPrefix("waiting for 1 of 2 GPUs") }
+        try await h.waitUntil("the gang has waited past --gang-reserve-after and reserved w1", timeout: 30) {
+            h.log("coordinator").contains("idle worker(s) are reserved for it")
+        }
+        let later = try #require(try h.submitJob(try Self.spec(h, python: python, name: "later", world: 1, batch: 12, accum: 1)).runs.first?.id)
+        try await Task.sleep(for: .seconds(4)) // w1 polls (and is refused) meanwhile
+        #expect(try h.runSummary(later).state == "queued", "the later single run does not take the worker the gang reserved")
+        #expect(try h.runSummary(busy).state == "running", "the first run still holds w0")
+        try await h.waitUntil("all three runs succeeded", timeout: 300) {
+            try [busy, gang, later].allSatisfy { try h.runSummary($0).state == "succeeded" }
+        }
+        let shards = try h.shards()
+        let busyEnds: [Date] = shards.filter { $0.runId == busy }.compactMap(\.finishedAt)
+        let gangLeases: [Date] = shards.filter { $0.runId == gang }.compactMap { s -> Date? in s.history.first?.leasedAt }
+        let laterLeases: [Date] = shards.filter { $0.runId == later }.compactMap { s -> Date? in s.history.first?.leasedAt }
+        let busyEnded = try #require(busyEnds.max()), gangLeased = try #require(gangLeases.min()), laterLeased = try #require(laterLeases.min())
+        #expect(gangLeased >= busyEnded.addingTimeInterval(-1), "the gang started when w0 freed")
+        #expect(laterLeased >= gangLeased, "the later single run started after the gang it would have starved")
+        for r in [busy, gang, later] { #expect(try h.series(r, "train/text_loss").map(\.step) == Array(1...40)) }
     }
 }

@@ -129,6 +129,23 @@ struct JobSpecTests {
         }
     }
 
+    @Test("alerts: the run's own rule settings, kept as JSON (plain numbers and booleans typed, quoted text kept), and a rule that is not a mapping is refused")
+    func alertSettings() throws {
+        #expect(try JobSpecParser.parse(yaml: Self.minimal).alerts == nil)
+        let spec = try JobSpecParser.parse(yaml: Self.minimal + """
+
+            alerts:
+              stalled: {floor_seconds: 120, enabled: true}
+              loss_spike: {keys: [train/loss], threshold: "2"}
+            """)
+        #expect(spec.alerts == ["stalled": .object(["floor_seconds": .number(120), "enabled": .bool(true)]),
+                                "loss_spike": .object(["keys": .array([.string("train/loss")]), "threshold": .string("2")])])
+        let flat = try #require(error(Self.minimal + "\nalerts: {stalled: 120}"))
+        #expect(flat.field == "alerts.stalled" && flat.message.contains("expected a mapping of the rule's settings"), "\(flat)")
+        let list = try #require(error(Self.minimal + "\nalerts: [stalled]"))
+        #expect(list.field == "alerts", "\(list)")
+    }
+
     @Test("a world the effective batch cannot be shared by, a torch-runner gang and a malformed world are refused with what to write")
     func worldErrors() throws {
         let three = try #require(error(Self.minimal + "\nworld: {gpus: 3}"))

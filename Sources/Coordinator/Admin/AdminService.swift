@@ -91,6 +91,11 @@ public struct AdminService: Sendable {
                 do { spec = try JobSpecParser.parse(yaml: req.spec) } catch {
                     throw ProtocolError(.invalidRequest, "\(req.source.map { "\($0): " } ?? "")\(error)")
                 }
+                if let alerts = spec.alerts {
+                    do { _ = try AlertRulesConfiguration.validated(alerts) } catch {
+                        throw ProtocolError(.invalidRequest, "\(req.source.map { "\($0): " } ?? "")\(error); see docs/ALERTS.md for each rule's settings")
+                    }
+                }
                 for run in spec.runs() {
                     for dir in [TrainingDispatch.outputDirectory(spec: spec, run: run, runId: "RUNID", root: configuration.checkpointRoot), spec.logDir].compactMap({ $0 })
                     where !configuration.isAllowedOutput(dir) {

@@ -46,7 +46,7 @@ public actor AlertCenter {
     private nonisolated let continuation: AsyncStream<Input>.Continuation
     private var notifier: AlertNotifier?
     private var lastDigest: Double
-    private var runOfShard: [Int64: String] = [:]
+    private var runOfShard: [Int64: (run: String, reportsStep: Bool)] = [:]
     private var configuredRuns: Set<String> = []
     /// The last log position fed to the rules, and the last one made durable.
     private var position: Int64 = 0
@@ -246,8 +246,8 @@ public actor AlertCenter {
 
     private func tick(now: Double, into signals: inout [AlertSignal]) {
         for w in registry.liveProgress() {
-            guard let run = run(ofShard: w.progress.shard.shardId) else { continue }
-            engine.heartbeat(worker: w.name, runId: run, step: w.progress.step, now: now, into: &signals)
+            guard let p = placement(ofShard: w.progress.shard.shardId) else { continue }
+            engine.heartbeat(worker: w.name, runId: p.run, step: p.reportsStep ? w.progress.step : nil, now: now, into: &signals)
         }
         engine.checkStalls(now: now, into: &signals)
         let digest = engine.defaultConfiguration.statusDigest
@@ -256,7 +256,7 @@ public actor AlertCenter {
             let live = registry.liveProgress()
             let snapshots = engine.snapshots(now: now).map { s -> RunSnapshot in
                 var s = s
-                if let w = live.first(where: { run(ofShard: $0.progress.shard.shardId) == s.runId }) {
+                if let w = live.first(where: { placement(ofShard: $0.progress.shard.shardId).map { $0.run == s.runId && $0.reportsStep } ?? false }) {
                     s.worker = w.name
                     s.totalSteps = w.progress.totalSteps
                     if let g = w.telemetry {
@@ -313,9 +313,14 @@ public actor AlertCenter {
         }
     }
 
-    private func run(ofShard id: Int64) -> String? {
+    private func run(ofShard id: Int64) -> String? { placement(ofShard: id)?.run }
+
+    /// The shard's run and whether it reports the run's step: every shard of a run does, except
+    /// the ranks other than 0 of a data-parallel gang (their heartbeats carry no step of their own).
+    private func placement(ofShard id: Int64) -> (run: String, reportsStep: Bool)? {
         if let r = runOfShard[id] { return r }
-        guard let r = try? store.runId(ofShard: id) else { return nil }
+        guard let found = try? store.runAndRank(ofShard: id) else { return nil }
+        let r = (run: found.runId, reportsStep: (found.rank ?? 0) == 0)
         runOfShard[id] = r
         return r
     }

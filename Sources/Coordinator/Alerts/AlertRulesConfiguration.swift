@@ -1,3 +1,5 @@
+import Shared
+
 /// Per-job settings of every alert rule, with documented defaults.
 ///
 /// Decoding is lenient: any field left out keeps its default, so a job may write only what it
@@ -148,11 +150,41 @@ public struct AlertRulesConfiguration: Sendable, Equatable, Codable {
     /// Every rule on, with the defaults documented on each field.
     public init() {}
 
-    private enum CodingKeys: String, CodingKey {
+    private enum CodingKeys: String, CodingKey, CaseIterable {
         case lossSpike = "loss_spike", nonFinite = "non_finite", accuracyCollapse = "accuracy_collapse", stalled, oom
         case workerLost = "worker_lost", shardFailed = "shard_failed", runCompleted = "run_completed"
         case evalRegression = "eval_regression", statusDigest = "status_digest"
         case diskLow = "disk_low", resumeMismatch = "resume_mismatch"
+    }
+
+    /// The rule names an `alerts:` object may hold.
+    public static let ruleNames: [String] = CodingKeys.allCases.map(\.rawValue)
+
+    /// A run's `alerts:` object as written in its job spec: every key must name a rule and every
+    /// setting must have its type. - Throws: ``InvalidSettings`` naming the first bad field.
+    public static func validated(_ settings: [String: JSONValue]) throws(InvalidSettings) -> AlertRulesConfiguration {
+        for rule in settings.keys.sorted() where !ruleNames.contains(rule) {
+            throw InvalidSettings(field: "alerts.\(rule)", message: "unknown rule; the rules are \(ruleNames.joined(separator: ", "))")
+        }
+        do {
+            return try JSONCoding.decode(AlertRulesConfiguration.self, from: try JSONCoding.encode(settings))
+        } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            throw InvalidSettings(field: "alerts\(path)", message: "expected \(type == Double.self || type == Int.self ? "a number" : type == Bool.self ? "true or false" : type == String.self ? "text" : "\(type)")")
+        } catch let DecodingError.dataCorrupted(context) {
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            throw InvalidSettings(field: "alerts\(path)", message: context.debugDescription)
+        } catch {
+            throw InvalidSettings(field: "alerts", message: "\(error)")
+        }
+    }
+
+    /// A job's `alerts:` section that the rules cannot use.
+    public struct InvalidSettings: Error, CustomStringConvertible, Sendable {
+        /// The dotted path of the bad setting (`alerts.stalled.floor_seconds`).
+        public let field: String
+        public let message: String
+        public var description: String { "\(field): \(message)" }
     }
 
     public init(from decoder: any Decoder) throws {

@@ -94,7 +94,9 @@ public struct RulesEngine: Sendable {
         workerReturned(worker: worker, now: now, into: &signals)
         guard let runId else { return }
         let r = slot(for: runId)
-        runs[r].worker = worker
+        runs[r].heartbeats[worker] = now
+        // A gang's ranks other than 0 report no step: the run's worker is the one that does.
+        if step != nil || runs[r].worker == nil || runs[r].heartbeats.count == 1 { runs[r].worker = worker }
         if runs[r].stall.observeHeartbeat(step: step, now: now) {
             signals.append(runs[r].stallResolved(step: step, now: now))
         }
@@ -105,6 +107,7 @@ public struct RulesEngine: Sendable {
     public mutating func shardStarted(runId: String, worker: String, step: Int64?, now: Double, into signals: inout [AlertSignal]) {
         let r = slot(for: runId)
         runs[r].worker = worker
+        runs[r].heartbeats = [:] // the workers heartbeating for it from now on are its workers
         if runs[r].stall.restart(step: step, now: now) {
             signals.append(runs[r].stallResolved(step: step, now: now, reason: "run \(runId) restarted on \(worker)"))
         }
@@ -129,6 +132,7 @@ public struct RulesEngine: Sendable {
     /// `worker` was declared lost (while serving `runId`, if any). Fires `worker_lost` once per
     /// loss and resolves the run's `stalled` (the loss explains it).
     public mutating func workerLost(worker: String, runId: String?, now: Double, into signals: inout [AlertSignal]) {
+        if let runId, let r = runIndex[runId] { runs[r].heartbeats[worker] = nil }
         if let runId, let r = runIndex[runId], runs[r].stall.workerGone() {
             signals.append(runs[r].stallResolved(step: nil, now: now, reason: "worker \(worker) of run \(runId) was lost"))
         }

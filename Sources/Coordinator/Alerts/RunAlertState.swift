@@ -51,6 +51,9 @@ struct RunAlertState: Sendable {
     let runId: String
     var configuration: AlertRulesConfiguration
     var worker: String?
+    /// Engine time of each worker's last heartbeat for this run: a data-parallel gang has one
+    /// worker per rank, and a stall names them all.
+    var heartbeats: [String: Double] = [:]
     var series: [SeriesAlertState] = []
     var seriesIndex: [String: Int] = [:]
     /// The series of the previous point (-1: none yet).
@@ -202,9 +205,13 @@ struct RunAlertState: Sendable {
         let step = stall.lastStep == .min ? nil : stall.lastStep
         var values: [AlertSignal.Value] = [.init("seconds_without_progress", idle), .init("limit_seconds", stall.limit(c))]
         if median.isFinite { values.append(.init("median_step_seconds", median)) }
+        let live = heartbeats.filter { now - $0.value <= c.heartbeatFreshSeconds }.keys.sorted()
+        let still = live.count > 1
+            ? "while the \(live.count) workers of its gang (\(live.joined(separator: ", "))) still heartbeat: a rank may be stuck in a collective, or the trainer hung"
+            : "while its worker \(worker ?? "?") still heartbeats"
         return AlertSignal(
             transition: .fire, key: AlertKey(runId: runId, rule: .stalled), severity: c.severity,
-            summary: "run \(runId) has not advanced past step \(step.map(String.init) ?? "?") for \(AlertText.duration(idle)) while its worker \(worker ?? "?") still heartbeats",
+            summary: "run \(runId) has not advanced past step \(step.map(String.init) ?? "?") for \(AlertText.duration(idle)) \(still)",
             values: values, worker: worker, step: step, time: now)
     }
 

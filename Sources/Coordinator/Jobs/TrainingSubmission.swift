@@ -16,6 +16,7 @@ enum TrainingSubmission {
         c["runner"] = .string(spec.runner.rawValue)
         c["effective_batch"] = .number(Double(spec.effectiveBatch))
         if spec.world.isGang { c["world_size"] = .number(Double(spec.world.gpus)) }
+        if let alerts = spec.alerts { c["alerts"] = .object(alerts) } // the run's own rules (AlertCenter reads them)
         c["presets"] = .object(Dictionary(uniqueKeysWithValues: spec.presets.map { p in
             (p.name, JSONValue.object([
                 "match": .string(p.match.requirement), "batch_size": .number(Double(p.batch.batchSize)),

@@ -255,6 +255,15 @@ extension Store {
         try read { db in try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [shardId]) }
     }
 
+    /// A shard's run and, for a rank of a data-parallel gang, its rank (nil otherwise).
+    public func runAndRank(ofShard shardId: Int64) throws -> (runId: String, rank: Int?)? {
+        try read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT run_id, rank FROM shards WHERE id = ?", arguments: [shardId]),
+                  let run: String = row["run_id"] else { return nil }
+            return (run, row["rank"])
+        }
+    }
+
     /// A finished run's facts for `run_completed`: state, exit code, start and end, last checkpoint.
     public func finishedRun(_ runId: String) throws -> (state: RunState, exitCode: Int?, createdAt: Double, finishedAt: Double, checkpoint: String?)? {
         try read { db in
