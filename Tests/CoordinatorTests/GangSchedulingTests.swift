@@ -174,6 +174,31 @@ struct GangSchedulingTests {
         #expect(try run(runId).state == "failed")
     }
 
+    @Test("a drain of one rank's worker ends the gang without using its budget, even when a peer's collective failure is reported before the planned stop")
+    func drainIsNoFailure() throws {
+        let runId = try submit(Self.spec(gpus: 2, retries: 1)).runs[0].id
+        let a = try register("a", gpu: 0), b = try register("b", gpu: 1)
+        let leased = try store.leaseGangs(idle: [a, b], reserveAfter: 3_600).assignments
+        // Worker a drains: its heartbeats say so; its trainer is stopped after a full checkpoint,
+        // and rank 1's trainer fails on the closed collective before a's result arrives.
+        try store.flushHeartbeats([HeartbeatSnapshot(workerId: "a", lastSeen: Date(), status: .draining, progress: nil, telemetry: nil, state: "live")])
+        _ = try store.ingest(workerId: "b", session: b.session, sequence: 1, .result(ResultRequest(shard: leased["b"]!.shard, outcome: .failed, message: "exit 75: peer lost")))
+        #expect(try shards(runId).map { $0["failures"] as Int } == [0, 0], "a planned stop is not a failure of the gang")
+        _ = try store.ingest(workerId: "a", session: a.session, sequence: 1, .result(ResultRequest(shard: leased["a"]!.shard, outcome: .cancelled, message: "worker draining: stopped")))
+        #expect(try shards(runId).map { $0["state"] as String } == ["queued", "queued"])
+        #expect(try shards(runId).map { $0["failures"] as Int } == [0, 0])
+        let attempts = try store.pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT a.state, a.message FROM shard_attempts a JOIN shards s ON s.id = a.shard_id WHERE s.run_id = ? ORDER BY s.rank", arguments: [runId])
+        }
+        #expect(attempts.map { $0["state"] as String } == ["cancelled", "cancelled"])
+        #expect((attempts[1]["message"] as String).contains("a peer rank on a was stopped for a drain or shutdown"), "\(attempts[1]["message"] as String)")
+        // Without a drain the same failure is the gang's (failureIsTheGangs): the budget counts it.
+        try store.flushHeartbeats([HeartbeatSnapshot(workerId: "a", lastSeen: Date(), status: .idle, progress: nil, telemetry: nil, state: "live")])
+        let again = try store.leaseGangs(idle: [a, b], reserveAfter: 3_600).assignments
+        _ = try store.ingest(workerId: "b", session: b.session, sequence: 2, .result(ResultRequest(shard: again["b"]!.shard, outcome: .failed, message: "exit 1")))
+        #expect(try shards(runId).map { $0["failures"] as Int } == [1, 1])
+    }
+
     @Test("a lost rank stops the gang; a worker that failed the gang twice is left out of it, with the reason")
     func lostAndExcluded() throws {
         let runId = try submit(Self.spec(gpus: 2, retries: 5)).runs[0].id

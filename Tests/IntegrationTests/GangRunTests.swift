@@ -259,4 +259,27 @@ struct GangRunTests {
         #expect(laterLeased >= gangLeased, "the later single run started after the gang it would have starved")
         for r in [busy, gang, later] { #expect(try h.series(r, "train/text_loss").map(\.step) == Array(1...40)) }
     }
+
+    @Test("a drain of rank 0's worker: rank 0 waits for its next full checkpoint, the gang stops without using its retry budget, and resumes from that checkpoint on two other workers, every step once")
+    func drainOfRankZero() async throws {
+        let python = try TrainerVenv.python()
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000"])
+        for i in 0..<3 { try h.startWorker("w\(i)", Self.a6000 + ["--gpu", "\(i)"]) }
+        try await h.waitUntil("three workers are live", timeout: 20) { try h.workers().count == 3 }
+        let gang = try #require(try h.submitJob(try Self.spec(h, python: python, name: "ddpdrain", world: 2, batch: 12, accum: 1, stepSeconds: 0.15)).runs.first?.id)
+        try await h.waitUntil("the gang trains past step 12", timeout: 120) { (try h.runSummary(gang).step ?? 0) >= 12 }
+        let rank0 = try #require(try h.shards().first { $0.runId == gang && $0.rank == 0 }?.history.last?.workerName)
+        let drained = try h.cli(["drain", rank0])
+        #expect(drained.status == 0, "\(drained.err)")
+        try await h.waitUntil("the gang's run succeeded after the move", timeout: 240) { try h.runSummary(gang).state == "succeeded" }
+        #expect(try h.series(gang, "train/text_loss").map(\.step) == Array(1...40), "every step once across the move")
+        let shards = try h.shards().filter { $0.runId == gang }
+        #expect(shards.allSatisfy { $0.failures == 0 }, "a drain uses no retry: \(shards.map { ($0.failures, $0.history.map(\.message)) })")
+        #expect(shards.allSatisfy { $0.history.count == 2 && $0.history.first?.state == .cancelled }, "\(shards.map { $0.history.map(\.state) })")
+        #expect(shards.allSatisfy { $0.history.last?.workerName != rank0 }, "the drained worker takes no rank of the restarted gang")
+        let lines = try h.runLogLines(gang)
+        let resume = lines.first { $0.hasPrefix("[resume]") } ?? ""
+        #expect(resume.contains("with full state"), "resumed from the full-state checkpoint rank 0 waited for: \(resume)")
+    }
 }

@@ -142,7 +142,16 @@ extension Store {
         let attempts: Int = row["attempts"]
         // A gang's rank stopped because another rank ended: the gang's end was counted there.
         let gang = (row["rank"] as Int?) != nil
-        let stoppedWithGang = gang && (row["gang_stop"] as Bool)
+        var stoppedWithGang = gang && (row["gang_stop"] as Bool)
+        var message = message
+        if gang, attemptState == .failed, countsAsFailure, !stoppedWithGang,
+           let peer = try Self.plannedStopPeer(db, shardId: shardId, runId: row["run_id"]) {
+            // Its trainer ended because a peer rank's trainer was stopped by plan (a drain or a
+            // worker shutdown waits for a full checkpoint, then stops it): collective failure
+            // follows at once, and may be reported before the planned stop itself.
+            stoppedWithGang = true
+            message = "a peer rank on \(peer) was stopped for a drain or shutdown; \(message)"
+        }
         let failures: Int = (row["failures"] as Int) + (countsAsFailure && !stoppedWithGang ? 1 : 0)
         let maxRetries: Int = row["max_retries"]
         let cancelRequested: Bool = row["cancel_requested"]
@@ -166,6 +175,18 @@ extension Store {
         }
         if terminal { _ = try settleRun(db, shardId: shardId, now: now) }
         return next == .queued
+    }
+
+    /// The worker of another rank of the same gang that is still leased and is draining or
+    /// shutting down (its planned stop ends the whole gang), if any.
+    static func plannedStopPeer(_ db: Database, shardId: Int64, runId: String?) throws -> String? {
+        guard let runId else { return nil }
+        return try String.fetchOne(db, sql: """
+            SELECT w.name FROM shards s JOIN workers w ON w.id = s.worker_id
+            WHERE s.run_id = ? AND s.rank IS NOT NULL AND s.id != ? AND s.state IN ('leased', 'running')
+              AND w.status IN ('draining', 'stopping')
+            ORDER BY s.rank LIMIT 1
+            """, arguments: [runId, shardId])
     }
 
     /// Records that the lease holder started running the shard (leased → running).
