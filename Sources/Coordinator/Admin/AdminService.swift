@@ -142,6 +142,9 @@ public struct AdminService: Sendable {
                 guard let match, registry.requestDrain(workerId: match.id) else {
                     throw ProtocolError(.notFound, "no worker named \(target)")
                 }
+                // Durable at once: a gang member's peers may fail on its planned stop before the
+                // next heartbeat flush, and are judged by it.
+                try store.flushHeartbeats(registry.takeDirty())
                 return try JSONCoding.encode(["drain": match.name])
             }
         } catch let e as ProtocolError {

@@ -110,6 +110,7 @@ public final class WorkerRegistry: Sendable {
         entries.withLock { e in
             guard e[workerId] != nil else { return false }
             e[workerId]?.drainRequested = true
+            e[workerId]?.dirty = true
             return true
         }
     }
@@ -134,7 +135,10 @@ public final class WorkerRegistry: Sendable {
         entries.withLock { e in
             var out: [HeartbeatSnapshot] = []
             for (id, w) in e where w.dirty {
-                out.append(HeartbeatSnapshot(workerId: id, lastSeen: w.lastSeenWall, status: w.status, progress: w.progress, telemetry: w.telemetry, state: w.liveness.rawValue))
+                // A requested drain is the worker's status from the request on, before its
+                // heartbeats say so (a gang's failure is judged by it: Store.plannedStopPeer).
+                let status: WorkerStatus = w.drainRequested && w.status != .stopping ? .draining : w.status
+                out.append(HeartbeatSnapshot(workerId: id, lastSeen: w.lastSeenWall, status: status, progress: w.progress, telemetry: w.telemetry, state: w.liveness.rawValue))
                 e[id]?.dirty = false
             }
             return out
