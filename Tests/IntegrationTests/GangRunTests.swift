@@ -186,6 +186,15 @@ struct GangRunTests {
         #expect(gone < 2, "rank 0's trainer lived \(gone) s after rank 1 died")
         try await h.waitUntil("the gang's run succeeded after the restart", timeout: 180) { try h.runSummary(gang).state == "succeeded" }
         #expect(try h.series(gang, "train/text_loss").map(\.step) == Array(1...40), "every step once across the restart")
+        // W&B (offline, read by wandb 0.29.0): one history row per step, strictly increasing.
+        try await h.waitUntil("the W&B run is complete", timeout: 60) { h.log("coordinator").contains("W&B: run \(gang) complete") }
+        let wandbDir = h.dir.appendingPathComponent("wandb").path
+        let oracle = try #require(try FixtureScript.values("wandb/oracle_venv_029.sh")["PYTHON"])
+        let runDir = try #require(try FileManager.default.contentsOfDirectory(atPath: wandbDir).first { $0.hasSuffix("-\(gang)") })
+        let verdict = try ReliabilityTests.run(oracle, [FixtureScript.fixtures.appendingPathComponent("wandb/check_offline_run.py").path,
+                                                        wandbDir + "/" + runDir, "train/text_loss", "train/mel_loss"])
+        #expect(verdict.status == 0, "W&B run: \(verdict.output)")
+        #expect(verdict.output.contains(#""history_rows": 40"#), "one W&B history row per step: \(verdict.output)")
         let lines = try h.runLogLines(gang)
         #expect(lines.contains { $0.hasPrefix("[resume]") && $0.contains("with full state") }, "resumed from a full-state checkpoint")
         let shards = try h.shards().filter { $0.runId == gang }
