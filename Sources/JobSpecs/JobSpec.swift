@@ -21,7 +21,7 @@ public struct JobSpec: Sendable, Equatable {
     /// batch from the presets, `checkpoint_every`, `eval_every`, `max_steps`).
     public static let torchHyperparameters = [
         "lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip", "schedule", "warmup", "min_lr_ratio",
-        "decay_fraction", "seed", "threads", "amp", "eval_batches", "oom_at_batch",
+        "decay_fraction", "seed", "threads", "amp", "eval_batches", "oom_at_batch", "collective_timeout",
     ]
 
     /// Placeholders the cluster fills in for every run, whatever the hyperparameters are.

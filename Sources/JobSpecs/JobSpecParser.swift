@@ -515,9 +515,6 @@ public enum JobSpecParser {
                 default: throw fail("world", n, "needs gpus (e.g. {gpus: 4}) or both nodes and gpus_per_node (e.g. {nodes: 2, gpus_per_node: 2})")
                 }
                 if world.isGang {
-                    if runner == .torch {
-                        throw fail("world", n, "runner: torch trains in the worker's own process, one GPU per run; a data-parallel world needs runner: command with a torchrun or torch.distributed trainer")
-                    }
                     for p in presets {
                         if let problem = world.splitProblem(p.batch, field: "presets.\(p.name)") { throw fail("world", n, problem) }
                     }

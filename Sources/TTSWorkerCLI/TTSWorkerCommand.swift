@@ -124,7 +124,7 @@ struct Join: AsyncParsableCommand {
                     let shim = try TorchShim.load(path: torchShim)
                     // With CUDA_VISIBLE_DEVICES set to --gpu, the card is cuda:0 to libtorch.
                     let device = shim.cudaDeviceCount > 0 ? 0 : -1
-                    executors.append(TorchTrainExecutor(shim: shim, spool: spool, device: device))
+                    executors.append(TorchTrainExecutor(shim: shim, spool: spool, device: device, collectiveAddress: config.rendezvousAddress))
                     torchShimLoaded = (shim, device)
                     logger.info("torch: \(shim.path) (\(device < 0 ? "CPU" : "CUDA, \(shim.cudaDeviceCount) device(s)"))")
                 } catch {

@@ -12,6 +12,8 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #ifdef TTS_SHIM_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -261,6 +263,16 @@ struct tts_model {
   int64_t parameter_count = 0;
   std::vector<std::string> arg_names;  // forward's arguments after self
   size_t required_args = 0;
+  // ABI 5: the data-parallel group the model trains in (undefined: alone).
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  int32_t group_size = 1;
+};
+
+struct tts_group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  int32_t rank = 0;
+  int32_t size = 1;
 };
 
 namespace {
@@ -550,6 +562,81 @@ torch::Tensor grad_norm_tensor(const tts_model& m, std::vector<torch::Tensor>& g
   return torch::stack(norms).norm(2);
 }
 
+// ---- data-parallel collectives (ABI 5) -----------------------------------------------------
+
+// Runs one collective and waits for it; any failure (a peer gone, a timeout) is TTS_ERR_PEER.
+template <class F>
+void collective(const char* what, F&& start) {
+  try {
+    auto work = start();
+    work->wait();
+  } catch (const ShimError&) {
+    throw;
+  } catch (const c10::Error& e) {
+    fail(TTS_ERR_PEER, std::string(what) + " with the other ranks failed: " + what_of(e));
+  } catch (const std::exception& e) {
+    fail(TTS_ERR_PEER, std::string(what) + " with the other ranks failed: " + e.what());
+  }
+}
+
+void all_reduce(tts_model& m, torch::Tensor& t, c10d::ReduceOp op, const char* what) {
+  std::vector<torch::Tensor> v{t};
+  c10d::AllreduceOptions o;
+  o.reduceOp = op;
+  collective(what, [&] { return m.group->allreduce(v, o); });
+}
+
+// Averages every trainable parameter's gradient over the group, one flat buffer per dtype and
+// device (a parameter no micro-batch reached gets a zero gradient, as on the ranks it did reach).
+void average_gradients(tts_model& m) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  grads.reserve(m.params.size());
+  for (auto& p : m.params) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  std::vector<bool> done(grads.size(), false);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (done[i]) continue;
+    std::vector<size_t> members;
+    for (size_t j = i; j < grads.size(); ++j)
+      if (!done[j] && grads[j].scalar_type() == grads[i].scalar_type() && grads[j].device() == grads[i].device()) {
+        members.push_back(j);
+        done[j] = true;
+      }
+    std::vector<torch::Tensor> flat;
+    flat.reserve(members.size());
+    for (size_t j : members) flat.push_back(grads[j].reshape({-1}));
+    torch::Tensor buffer = torch::cat(flat);
+    all_reduce(m, buffer, c10d::ReduceOp::SUM, "averaging the gradients");
+    buffer.div_(static_cast<double>(m.group_size));
+    int64_t offset = 0;
+    for (size_t j : members) {
+      const int64_t n = grads[j].numel();
+      grads[j].copy_(buffer.narrow(0, offset, n).view_as(grads[j]));
+      offset += n;
+    }
+  }
+}
+
+// Sums every rank's metric sums and counts: each metric becomes the mean over all micro-batches.
+void reduce_metrics(tts_model& m, MetricSums& sums) {
+  const size_t n = sums.names.size();
+  torch::Tensor t = torch::empty({static_cast<int64_t>(2 * n)}, torch::kDouble);
+  auto a = t.accessor<double, 1>();
+  for (size_t i = 0; i < n; ++i) {
+    a[i] = sums.sums[i];
+    a[n + i] = sums.counts[i];
+  }
+  all_reduce(m, t, c10d::ReduceOp::SUM, "averaging the metrics");
+  a = t.accessor<double, 1>();
+  for (size_t i = 0; i < n; ++i) {
+    sums.sums[i] = a[i];
+    sums.counts[i] = static_cast<int32_t>(std::llround(a[n + i]));
+  }
+}
+
 // ---- checkpoint files --------------------------------------------------------------------
 
 void fsync_path(const std::string& path, bool directory) {
@@ -777,17 +864,38 @@ TTS_SHIM_API tts_status tts_shim_train_step(tts_model* m, const tts_batch* micro
   return guarded([&] {
     if (!m) fail(TTS_ERR_INVALID_ARGUMENT, "model is NULL");
     if (!out) fail(TTS_ERR_INVALID_ARGUMENT, "out is NULL");
-    validate_batches(*m, micro_batches, count);
+    if (!m->group) validate_batches(*m, micro_batches, count);
     c10::OptionalDeviceGuard device_guard;
     if (m->device.is_cuda()) device_guard.reset_device(m->device);
     try {
       clear_grads(*m);
       MetricSums sums;
-      for (int32_t b = 0; b < count; ++b) {
-        oom_stand_in(*m, micro_batches[b], b);
-        auto dict = run_forward(*m, make_inputs(*m, micro_batches[b]));
-        torch::Tensor loss = collect(dict, sums, /*need_grad=*/true);
-        (count == 1 ? loss : loss / static_cast<double>(count)).backward();
+      auto local = [&] {
+        if (m->group) validate_batches(*m, micro_batches, count);
+        for (int32_t b = 0; b < count; ++b) {
+          oom_stand_in(*m, micro_batches[b], b);
+          auto dict = run_forward(*m, make_inputs(*m, micro_batches[b]));
+          torch::Tensor loss = collect(dict, sums, /*need_grad=*/true);
+          (count == 1 ? loss : loss / static_cast<double>(count)).backward();
+        }
+      };
+      if (!m->group) {
+        local();
+      } else {
+        // Every rank learns every rank's outcome before anyone updates: a failed rank never
+        // leaves the others waiting in the gradient all-reduce.
+        const tts_status mine = guarded(local);
+        const std::string my_error = g_last_error;
+        torch::Tensor outcome = torch::tensor({static_cast<int64_t>(mine != TTS_OK), static_cast<int64_t>(mine == TTS_ERR_OUT_OF_MEMORY)}, torch::kInt64);
+        all_reduce(*m, outcome, c10d::ReduceOp::MAX, "exchanging the step's outcome");
+        if (mine != TTS_OK) fail(mine, my_error);
+        if (outcome[0].item<int64_t>() != 0) {
+          if (outcome[1].item<int64_t>() != 0)
+            fail(TTS_ERR_OUT_OF_MEMORY, "out of memory on a peer rank of the data-parallel group: this step is not taken on any rank (retry the gang with smaller micro-batches)");
+          fail(TTS_ERR_PEER, "a peer rank of the data-parallel group failed this step (its own error says why); no rank took it");
+        }
+        average_gradients(*m);
+        reduce_metrics(*m, sums);
       }
       std::vector<torch::Tensor> grads;
       torch::Tensor norm_t = grad_norm_tensor(*m, grads);
@@ -1221,5 +1329,81 @@ TTS_SHIM_API tts_status tts_shim_embed_waveform(tts_encoder* e, const float* sam
       fail(TTS_ERR_INVALID_ARGUMENT, "capacity " + std::to_string(capacity) + " < the embedding's " + std::to_string(n) +
                                          " values");
     std::memcpy(out, embedding.data_ptr<float>(), static_cast<size_t>(n) * sizeof(float));
+  });
+}
+
+// ---- data-parallel groups (ABI 5) ------------------------------------------------------------
+
+TTS_SHIM_API tts_status tts_shim_group_join(const char* master_addr, int32_t master_port, const char* local_addr,
+                                            int32_t rank, int32_t world_size, double timeout_seconds, tts_group** out) {
+  if (out) *out = nullptr;
+  return guarded([&] {
+    if (!master_addr || !*master_addr) fail(TTS_ERR_INVALID_ARGUMENT, "master_addr is NULL or empty");
+    if (!out) fail(TTS_ERR_INVALID_ARGUMENT, "out is NULL");
+    if (master_port < 1 || master_port > 65535) fail(TTS_ERR_INVALID_ARGUMENT, "master_port must be in 1..65535");
+    if (world_size < 1) fail(TTS_ERR_INVALID_ARGUMENT, "world_size must be >= 1");
+    if (rank < 0 || rank >= world_size) fail(TTS_ERR_INVALID_ARGUMENT, "rank must be in 0..world_size-1");
+    if (!(timeout_seconds > 0) || !std::isfinite(timeout_seconds)) fail(TTS_ERR_INVALID_ARGUMENT, "timeout_seconds must be > 0");
+    const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000.0));
+    const std::string master(master_addr);
+    const std::string where = master + ":" + std::to_string(master_port);
+    auto g = std::make_unique<tts_group>();
+    g->rank = rank;
+    g->size = world_size;
+    try {
+      c10d::TCPStoreOptions so;
+      so.port = static_cast<std::uint16_t>(master_port);
+      so.isServer = rank == 0;
+      so.numWorkers = static_cast<std::size_t>(world_size);
+      so.waitWorkers = true;
+      so.timeout = timeout;
+      g->store = c10::make_intrusive<c10d::TCPStore>(master, so);
+    } catch (const c10::Error& e) {
+      fail(TTS_ERR_PEER, "rank " + std::to_string(rank) + " could not join the rendezvous at " + where + ": " + what_of(e));
+    } catch (const std::exception& e) {
+      fail(TTS_ERR_PEER, "rank " + std::to_string(rank) + " could not join the rendezvous at " + where + ": " + e.what());
+    }
+    try {
+      auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+      options->threads = 2;
+      const std::string local = local_addr && *local_addr ? std::string(local_addr) : (rank == 0 ? master : std::string());
+      options->devices.push_back(local.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
+                                               : c10d::ProcessGroupGloo::createDeviceForHostname(local));
+      g->group = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, rank, world_size, options);
+    } catch (const c10::Error& e) {
+      fail(TTS_ERR_PEER, "rank " + std::to_string(rank) + " could not connect the group of " + std::to_string(world_size) + " (rendezvous " + where + "): " + what_of(e));
+    } catch (const std::exception& e) {
+      fail(TTS_ERR_PEER, "rank " + std::to_string(rank) + " could not connect the group of " + std::to_string(world_size) + " (rendezvous " + where + "): " + e.what());
+    }
+    *out = g.release();
+  });
+}
+
+TTS_SHIM_API void tts_shim_group_free(tts_group* g) {
+  try {
+    delete g;
+  } catch (...) {
+  }
+}
+
+TTS_SHIM_API tts_status tts_shim_model_join_group(tts_model* m, tts_group* g) {
+  return guarded([&] {
+    if (!m) fail(TTS_ERR_INVALID_ARGUMENT, "model is NULL");
+    if (!g || !g->group) fail(TTS_ERR_INVALID_ARGUMENT, "group is NULL");
+    if (m->group) fail(TTS_ERR_INVALID_ARGUMENT, "the model is already in a data-parallel group");
+    c10::OptionalDeviceGuard device_guard;
+    if (m->device.is_cuda()) device_guard.reset_device(m->device);
+    torch::NoGradGuard no_grad;
+    // Rank 0's parameters and buffers everywhere, one tensor at a time (once per start).
+    std::vector<torch::Tensor> state = m->all_params;
+    state.insert(state.end(), m->buffers.begin(), m->buffers.end());
+    for (auto& t : state) {
+      std::vector<torch::Tensor> v{t.detach()};
+      c10d::BroadcastOptions o;
+      o.rootRank = 0;
+      collective("broadcasting rank 0's parameters", [&] { return g->group->broadcast(v, o); });
+    }
+    m->group = g->group;
+    m->group_size = g->size;
   });
 }

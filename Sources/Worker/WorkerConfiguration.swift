@@ -51,7 +51,7 @@ public struct WorkerConfiguration: Sendable {
 
     /// The rendezvous address this worker offers: ``advertiseAddress``, else the local address
     /// towards the coordinator's host.
-    var rendezvousAddress: String {
+    public var rendezvousAddress: String {
         advertiseAddress ?? RendezvousPort.host(ofCoordinator: coordinator).map(RendezvousPort.localAddress(towards:)) ?? "127.0.0.1"
     }
     public var displayName: String { name ?? "\(hostName)-gpu\(gpuIndex)" }

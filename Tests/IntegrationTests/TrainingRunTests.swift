@@ -432,4 +432,64 @@ struct TorchRunnerTests {
         #expect(try h.cli(["logs", runId]).out.contains("[downshift] OOM downshift: CUDA ran out of memory at batch 8 × accumulation 2"))
         #expect(try h.cliJSON(["metrics", runId, "--key", "train/loss"], as: MetricsReport.self).series?.map(\.step) == Array(1...30))
     }
+
+    /// Issue 18's stretch: the torch runner as a data-parallel gang (c10d gloo in the shim).
+    static func gangSpec(_ h: ClusterHarness, name: String, model: String, dataset: String, world: Int) -> String {
+        """
+        name: \(name)
+        project: tts-it
+        runner: torch
+        model: "\(model)"
+        train_manifests: ["\(dataset)/gpt_pairs_train.jsonl::ko"]
+        val_manifests: ["\(dataset)/gpt_pairs_val.jsonl::ko"]
+        hyperparameters: {lr: 3e-3, warmup: 5, schedule: cosine, seed: 3, threads: 1, eval_batches: 2, collective_timeout: 60}
+        checkpoint_every: 10
+        eval_every: 10
+        max_steps: 40
+        max_retries: 3
+        output_dir: "\(h.dir.path)/runs/{run_name}-{run_id}"
+        presets:
+          cpu: {match: {}, batch_size: 4, grad_accum: 2}
+        world: {gpus: \(world)}
+        """
+    }
+
+    @Test("a torch-runner gang of 2 (the shim's gloo group): each rank 4 × 1 takes the single process's 4 × 2 steps (losses and validation to 1e-4), rank 0 alone checkpoints; kill -9 of rank 1's worker restarts the gang from rank 0's checkpoint, every step once")
+    func torchGangMatchesOneProcess() async throws {
+        let env = try Self.fixture()
+        let shim = try #require(env["SHIM"]), model = try #require(env["MODEL"]), dataset = try #require(env["DATASET"])
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--lost-after-ms", "3000", "--heartbeat-ms", "500", "--no-wandb"])
+        for name in ["cpu-a", "cpu-b", "cpu-c"] { try await Self.startTorchWorker(h, name, shim: shim) }
+        let (_, gang) = try Self.submit(h, Self.gangSpec(h, name: "ref-gang", model: model, dataset: dataset, world: 2))
+        func run(_ id: String) throws -> RunSummary { try #require(try h.cliJSON(["runs"], as: [RunSummary].self).first { $0.id == id }) }
+        try await h.waitUntil("the gang has a checkpoint at step 10 and trains on", timeout: 180) {
+            let r = try run(gang)
+            return (r.checkpointStep ?? 0) >= 10 && (r.step ?? 0) >= 12
+        }
+        let rank1 = try #require(try h.shards().first { $0.runId == gang && $0.rank == 1 }?.history.last?.workerName)
+        h.kill9(rank1)
+        try await h.waitUntil("the gang's run succeeded after the restart", timeout: 300) { try run(gang).state == "succeeded" }
+        let (_, single) = try Self.submit(h, Self.gangSpec(h, name: "ref-one", model: model, dataset: dataset, world: 1))
+        try await h.waitUntil("the single-process run succeeded", timeout: 300) { try run(single).state == "succeeded" }
+
+        #expect((try run(gang).batchSize, try run(gang).gradAccum) == (4, 1), "each rank: 4 × 1, effective 8")
+        #expect((try run(single).batchSize, try run(single).gradAccum) == (4, 2))
+        for key in ["train/loss", "train/grad_norm", "val/loss"] {
+            let a = try h.series(gang, key), b = try h.series(single, key)
+            #expect(a.map(\.step) == b.map(\.step) && !a.isEmpty, "\(key): every step once, the same steps: \(a.map(\.step))")
+            for (x, y) in zip(a, b) {
+                let (u, v) = (try #require(x.value), try #require(y.value))
+                #expect(abs(u - v) <= 1e-4 * max(1, abs(v)), "\(key) at step \(x.step): gang \(u) vs one process \(v)")
+            }
+        }
+        #expect(try h.series(gang, "train/loss").map(\.step) == Array(1...40))
+        let shards = try h.shards().filter { $0.runId == gang }.sorted { ($0.rank ?? 0) < ($1.rank ?? 0) }
+        #expect(shards.count == 2 && shards.allSatisfy { $0.state == "succeeded" && $0.history.count == 2 }, "\(shards.map { $0.history.map(\.state) })")
+        let logs = try h.cli(["logs", gang]).out
+        #expect(logs.contains("[resume] gang of 2: resuming from \(h.dir.path)/runs/ref-gang-\(gang)/model_step"), "\(logs.suffix(2_000))")
+        let files = try FileManager.default.contentsOfDirectory(atPath: h.dir.appendingPathComponent("runs/ref-gang-\(gang)").path)
+        #expect(files.filter { $0.hasSuffix(".pth") }.sorted() == ["model_step10.pth", "model_step20.pth", "model_step30.pth", "model_step40.pth"],
+                "rank 0's checkpoints only, each once: \(files.sorted())")
+    }
 }

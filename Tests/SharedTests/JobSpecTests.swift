@@ -146,7 +146,7 @@ struct JobSpecTests {
         #expect(list.field == "alerts", "\(list)")
     }
 
-    @Test("a world the effective batch cannot be shared by, a torch-runner gang and a malformed world are refused with what to write")
+    @Test("a world the effective batch cannot be shared by and a malformed world are refused with what to write")
     func worldErrors() throws {
         let three = try #require(error(Self.minimal + "\nworld: {gpus: 3}"))
         #expect(three.field == "world" && three.message.contains("effective batch 16") && three.message.contains("multiple of 3"))

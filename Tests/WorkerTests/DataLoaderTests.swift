@@ -132,6 +132,29 @@ import Testing
         for k in 7..<12 { #expect(try resumed.next().batch == produced[k].0) }
     }
 
+    @Test("a data-parallel rank's share: of every N batches one process would take, rank r gets the r-th, across epochs, and every rank's position after a batch is the one process's after all N")
+    func rankShare() throws {
+        let (_, manifest) = try Self.dataset(count: 20) // 5 batches of 4 an epoch: groups of 2 straddle epochs
+        let pairs = try PairManifest.read(ManifestSpec(path: manifest))
+        let one = try BatchLoader(pairs: pairs, batchSize: 4, seed: 7)
+        var global: [(PaddedBatch, LoaderPosition)] = []
+        for _ in 0..<12 { global.append(try one.next()) }
+        one.close()
+        for rank in 0..<2 {
+            let loader = try BatchLoader(pairs: pairs, batchSize: 4, seed: 7, share: (rank, 2))
+            defer { loader.close() }
+            for k in 0..<6 {
+                let (batch, next) = try loader.next()
+                #expect(batch == global[2 * k + rank].0, "rank \(rank), batch \(k): the process's batch \(2 * k + rank)")
+                #expect(next == global[2 * k + 1].1, "rank \(rank), batch \(k): the position after the pair")
+            }
+        }
+        // A checkpoint's position resumes every rank in step.
+        let resumed = try BatchLoader(pairs: pairs, batchSize: 4, seed: 7, start: global[5].1, share: (1, 2))
+        defer { resumed.close() }
+        #expect(try resumed.next().batch == global[7].0)
+    }
+
     @Test("a corrupt feature file is an error for that batch naming the file, not a crash")
     func corruptFeature() throws {
         let (dir, manifest) = try Self.dataset(count: 4)

@@ -1,5 +1,6 @@
 import Foundation
 import Shared
+import Synchronization
 import Testing
 @testable import Worker
 
@@ -122,6 +123,89 @@ import Testing
         #expect(rc.gradNorm > 0.05)
         #expect(abs(rc.gradNorm - ra.gradNorm) < 1e-5 * max(1, ra.gradNorm), "the norm before clipping is reported")
         #expect(abs(rc.gradNormClipped - 0.05) < 1e-4, "clipped to 0.05, measured \(rc.gradNormClipped)")
+    }
+
+    @Test("data-parallel (ABI 5): two ranks in a gloo group, each with its half of a batch, take the steps one process takes with both halves (losses, grad norms, parameters to 1e-5); an OOM on one rank fails the step on both, uncounted, and the group goes on")
+    func dataParallelGroup() throws {
+        let f = try Self.fixture()
+        let batches = (0..<3).map { Self.uniformBatch(rows: 8, offset: 20 + $0) }
+        let probe = Self.uniformBatch(rows: 4, offset: 99)
+        let single = try f.shim.loadModel(f.model, config: Self.config())
+        var expected: [TorchStepResult] = []
+        for b in batches { expected.append(try single.trainStep([Self.rows(b, 0..<4), Self.rows(b, 4..<8)])) }
+        let expectedProbe = try single.evalStep(probe)
+        let port = try #require(RendezvousPort.free(on: "127.0.0.1"))
+
+        struct RankOutcome: Sendable {
+            var steps: [TorchStepResult] = []
+            var probe: TorchStepResult?
+            var oom: TorchShimError?
+            var stepAfterOOM: Int64 = -1
+        }
+        let outcomes = Mutex<[Int: Result<RankOutcome, TorchShimError>]>([:])
+        let done = DispatchSemaphore(value: 0)
+        for rank in 0..<2 {
+            let thread = Thread {
+                let result = Result { () throws(TorchShimError) -> RankOutcome in
+                    var out = RankOutcome()
+                    let group = try f.shim.joinGroup(masterAddress: "127.0.0.1", masterPort: port, localAddress: "127.0.0.1",
+                                                     rank: rank, worldSize: 2, timeout: .seconds(60))
+                    let model = try f.shim.loadModel(f.model, config: Self.config())
+                    try model.join(group)
+                    for b in batches { out.steps.append(try model.trainStep([Self.rows(b, (rank * 4)..<(rank * 4 + 4))])) }
+                    out.probe = try model.evalStep(probe)
+                    // Rank 1's card "runs out of memory" at 4 rows (the shim's stand-in).
+                    var c = Self.config()
+                    c.outOfMemoryAtBatch = rank == 1 ? 4 : 0
+                    let other = try f.shim.loadModel(f.model, config: c)
+                    try other.join(group)
+                    _ = try other.trainStep([Self.rows(batches[0], 0..<2)])
+                    do throws(TorchShimError) { _ = try other.trainStep([Self.rows(batches[1], 0..<4)]) } catch { out.oom = error }
+                    _ = try other.trainStep([Self.rows(batches[1], 0..<2)])
+                    out.stepAfterOOM = other.step
+                    return out
+                }
+                outcomes.withLock { $0[rank] = result }
+                done.signal()
+            }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        for _ in 0..<2 { done.wait() }
+        let ranks = try outcomes.withLock { o in try (0..<2).map { try #require(o[$0]).get() } }
+        for (rank, r) in ranks.enumerated() {
+            #expect(r.steps.count == 3)
+            for (got, want) in zip(r.steps, expected) {
+                #expect(got.step == want.step)
+                #expect(abs((got["loss"] ?? 0) - (want["loss"] ?? 1)) < 1e-5, "rank \(rank) step \(got.step): loss \(got["loss"] ?? 0) vs one process \(want["loss"] ?? 0)")
+                #expect(abs(got.gradNorm - want.gradNorm) < 1e-5 * max(1, want.gradNorm), "rank \(rank) step \(got.step): grad norm \(got.gradNorm) vs \(want.gradNorm)")
+            }
+            let p = try #require(r.probe)
+            #expect(abs((p["loss"] ?? 0) - (expectedProbe["loss"] ?? 1)) < 1e-5, "rank \(rank)'s parameters are the one process's: \(p["loss"] ?? 0) vs \(expectedProbe["loss"] ?? 0)")
+            #expect(r.oom?.code == .outOfMemory, "rank \(rank): \(String(describing: r.oom))")
+            #expect(r.stepAfterOOM == 2, "the OOM step was not counted on rank \(rank); the next one was")
+        }
+        #expect(ranks[0].oom?.message.contains("peer rank") == true, "rank 0 says the OOM was its peer's: \(ranks[0].oom?.message ?? "")")
+        #expect(ranks[0].steps.map { $0["loss"] } == ranks[1].steps.map { $0["loss"] }, "both ranks report the group's mean")
+    }
+
+    @Test("a group whose peer never comes fails the rendezvous with .peer after its timeout, naming the rendezvous; bad arguments are refused")
+    func groupErrors() throws {
+        let f = try Self.fixture()
+        let port = try #require(RendezvousPort.free(on: "127.0.0.1"))
+        do {
+            _ = try f.shim.joinGroup(masterAddress: "127.0.0.1", masterPort: port, localAddress: "127.0.0.1", rank: 0, worldSize: 2, timeout: .seconds(2))
+            Issue.record("a group of 2 with one rank formed")
+        } catch {
+            #expect(error.code == .peer, "\(error)")
+            #expect(error.message.contains("127.0.0.1:\(port)"), "\(error.message)")
+        }
+        do {
+            _ = try f.shim.joinGroup(masterAddress: "127.0.0.1", masterPort: port, localAddress: nil, rank: 2, worldSize: 2, timeout: .seconds(1))
+            Issue.record("rank 2 of 2 was accepted")
+        } catch {
+            #expect(error.code == .invalidArgument)
+        }
     }
 
     @Test("warmup then cosine, linear, constant and warmup-stable-decay give the documented learning rates, and steps use them")

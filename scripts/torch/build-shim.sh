@@ -4,7 +4,7 @@
 #   scripts/torch/build-shim.sh [--smoke] [-- EXTRA_CMAKE_ARGS...]
 #
 # * Installs what is missing (checked with dpkg-query; apt-get update first): cmake g++ and, unless
-#   a libtorch is given with -DTorch_DIR=... / $Torch_DIR, Debian's libtorch-dev (torch 1.13.1,
+#   a libtorch is given with -DTorch_DIR=... / $Torch_DIR, Debian's libtorch-dev and libgloo-dev (torch 1.13.1,
 #   CPU) plus libopenblas0-openmp (Debian's torch calls the system BLAS, and the default reference
 #   BLAS is ~10x slower). --smoke also needs python3-torch python3-numpy.
 # * Configures with `cmake -S Sources/TorchShim -B .build-torchshim -DCMAKE_BUILD_TYPE=Release`
@@ -42,7 +42,7 @@ for a in "${cmake_args[@]+"${cmake_args[@]}"}"; do
 done
 
 pkgs=(cmake g++)
-[ "$custom_torch" = 1 ] || pkgs+=(libtorch-dev libopenblas0-openmp)
+[ "$custom_torch" = 1 ] || pkgs+=(libtorch-dev libgloo-dev libopenblas0-openmp)
 [ "$smoke" = 1 ] && pkgs+=(python3-torch python3-numpy libopenblas0-openmp)
 
 missing=()

@@ -135,6 +135,18 @@ enum GangDispatch {
                 let placement = RankPlacement(rank: rank, worldSize: n, localRank: localRank, localWorldSize: host.count,
                                               nodes: chosen.count, nodeRank: nodeRank,
                                               masterAddress: rendezvous.address, masterPort: rendezvous.port)
+                if spec.runner == .torch {
+                    // The torch runner: the shim joins the gang's c10d group itself.
+                    guard var payload = TrainingDispatch.torchPayload(spec: spec, runSpec: runSpec, run: run, batch: batch) else {
+                        return .invalid(reason: "runner: torch needs a model")
+                    }
+                    payload.placement = placement
+                    var json = (try? JSONCoding.decode([String: JSONValue].self, from: JSONCoding.encode(payload))) ?? [:]
+                    json["preset"] = .string(preset.name)
+                    out.append(Member(workerId: m.candidate.workerId, placement: placement, payload: json))
+                    rank += 1
+                    continue
+                }
                 let argv: [String]
                 do {
                     argv = try spec.renderCommand(run: runSpec, gpu: m.candidate.device.index, runId: run.runId, outputDir: run.outputDir,
@@ -159,6 +171,7 @@ enum GangDispatch {
                 rank += 1
             }
         }
-        return .start(members: out, preset: preset.name, batch: batch, resumeNote: resume?.note)
+        let note = spec.runner == .torch ? run.checkpointPath.map { "resuming from \($0) at step \(run.checkpointStep.map(String.init) ?? "?")" } : resume?.note
+        return .start(members: out, preset: preset.name, batch: batch, resumeNote: note)
     }
 }

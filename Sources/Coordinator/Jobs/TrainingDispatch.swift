@@ -226,6 +226,7 @@ enum TrainingDispatch {
         if let v = number("threads") { p.threads = Int(v) }
         if let v = number("eval_batches") { p.evalBatches = max(1, Int(v)) }
         if let v = number("oom_at_batch") { p.outOfMemoryAtBatch = Int(v) }
+        if let v = number("collective_timeout"), v > 0 { p.collectiveTimeout = v }
         if let v = runSpec["amp"]?.text { p.mixedPrecision = !["false", "0", "no", "off"].contains(v.lowercased()) }
         p.resumeCheckpoint = run.checkpointPath
         p.resumeStep = run.checkpointPath != nil ? run.checkpointStep : nil

@@ -41,6 +41,12 @@ public struct TorchTrainPayload: Codable, Sendable, Equatable {
     public var resumeStep: Int64?
     /// Per key, points at or below this step are not spooled (already stored).
     public var metricsFloors: [String: Int64]
+    /// A data-parallel gang's rank (`world:` in the job; nil: one GPU). The shim joins a c10d
+    /// group at `MASTER_ADDR:MASTER_PORT`; only rank 0 reports metrics and writes checkpoints.
+    public var placement: RankPlacement?
+    /// A gang's limit on its rendezvous and on each collective, in seconds (a peer that hangs
+    /// fails the step after it; one that dies fails it at once). Nil: 120.
+    public var collectiveTimeout: Double?
 
     public init(run: String, model: String, trainManifests: [String], valManifests: [String] = [], outputDir: String,
                 maxSteps: Int64, batchSize: Int, gradAccum: Int = 1, checkpointEvery: Int64 = 1000, evalEvery: Int64 = 0,
@@ -88,6 +94,7 @@ public struct TorchTrainPayload: Codable, Sendable, Equatable {
         case warmupSteps = "warmup_steps", minLearningRateRatio = "min_lr_ratio", decayFraction = "decay_fraction"
         case mixedPrecision = "amp", outOfMemoryAtBatch = "oom_at_batch"
         case resumeCheckpoint = "resume_checkpoint", resumeStep = "resume_step", metricsFloors = "metrics_floors"
+        case placement, collectiveTimeout = "collective_timeout"
     }
 
     /// Reads a shard payload; the error says which field is wrong.

@@ -7,7 +7,7 @@
  * bf16 autocast on CUDA, checkpoints with exact resume, device queries. It also runs two kinds of
  * inference: synthesis with a trained module (ABI 2) and waveform embeddings with an
  * inference-only module such as the speaker encoder of the SIM metric (ABI 3); synthesis in the
- * voice of a prompt (ABI 4).
+ * voice of a prompt (ABI 4). Data-parallel training over a c10d process group (ABI 5).
  *
  * ABI rules
  *  - C99, plain C types and opaque handles only. Every function is safe to call with bad input:
@@ -39,7 +39,7 @@ extern "C" {
 
 /* ---- version --------------------------------------------------------------------------- */
 
-#define TTS_SHIM_ABI_VERSION 4
+#define TTS_SHIM_ABI_VERSION 5
 
 /* The ABI version the library was built with (TTS_SHIM_ABI_VERSION of its header). */
 TTS_SHIM_API int tts_shim_abi_version(void);
@@ -62,6 +62,9 @@ typedef int32_t tts_status;
 #define TTS_ERR_IO 6               /* checkpoint read/write failed, or the checkpoint does not fit the
                                       model (missing / extra / differently shaped tensors) */
 #define TTS_ERR_INTERNAL 7         /* anything else (other errors raised by torch or forward) */
+#define TTS_ERR_PEER 8             /* (ABI 5) a collective of a data-parallel group failed: a peer
+                                      rank's step failed, or a peer left, or did not answer within
+                                      the group's timeout; the step was not counted */
 
 /* Message of the most recent tts_status-returning call on this thread. Never NULL; "" when that
  * call succeeded (every such call clears it on entry). The pointer stays valid until the next
@@ -347,6 +350,44 @@ TTS_SHIM_API int32_t tts_shim_encoder_sample_rate(const tts_encoder *e);
  */
 TTS_SHIM_API tts_status tts_shim_embed_waveform(tts_encoder *e, const float *samples, int64_t count, float *out,
                                                 int64_t capacity, int64_t *out_len);
+
+/* ---- data-parallel groups (ABI 5) ------------------------------------------------------- */
+
+/*
+ * A c10d process group of world_size ranks, one per process (gloo: collectives over TCP, for CPU
+ * and CUDA tensors). Rank 0 serves the rendezvous store on master_port (every address); every rank
+ * connects to master_addr:master_port, then the group connects its ranks to one another over the
+ * interface that holds local_addr (this rank's address as the other ranks reach it; NULL or "":
+ * master_addr for rank 0, else the host's default). Blocks until all world_size ranks joined.
+ * timeout_seconds (> 0) bounds the rendezvous and every later collective: a peer that hangs fails
+ * the step with TTS_ERR_PEER after it (a peer that dies fails it at once).
+ * Failures: TTS_ERR_INVALID_ARGUMENT (NULL address or out, port outside 1..65535, rank outside
+ * 0..world_size-1, world_size < 1, timeout <= 0), TTS_ERR_PEER (the rendezvous or the group's
+ * connections failed or timed out: the message says which). *out is NULL on error.
+ */
+typedef struct tts_group tts_group;
+TTS_SHIM_API tts_status tts_shim_group_join(const char *master_addr, int32_t master_port, const char *local_addr,
+                                            int32_t rank, int32_t world_size, double timeout_seconds,
+                                            tts_group **out);
+
+/* Free a group (NULL is fine). A model that joined it keeps the group alive until it is freed. */
+TTS_SHIM_API void tts_shim_group_free(tts_group *g);
+
+/*
+ * The model trains data-parallel in the group from now on (every rank calls it, after loading the
+ * same checkpoint if any): rank 0's parameters and buffers are broadcast to every rank, then each
+ * tts_shim_train_step
+ *  - runs its micro-batches locally (forward, backward of loss / count), then
+ *  - exchanges every rank's outcome: if any rank's micro-batches failed, no rank updates; the rank
+ *    that failed returns its own error, the others TTS_ERR_OUT_OF_MEMORY when a peer ran out of
+ *    memory (the gang retries smaller together) and TTS_ERR_PEER otherwise;
+ *  - averages the gradients over the ranks (sum / world_size), and the metrics too (each metric is
+ *    the mean over every rank's micro-batches), so every rank takes the same AdamW step with the
+ *    same grad norm and clipping: one step of world_size x count micro-batches.
+ * Eval steps and checkpoints stay local (rank 0 writes the run's checkpoints).
+ * Failures: TTS_ERR_INVALID_ARGUMENT (NULL, or the model is already in a group), TTS_ERR_PEER.
+ */
+TTS_SHIM_API tts_status tts_shim_model_join_group(tts_model *m, tts_group *g);
 
 #ifdef __cplusplus
 }

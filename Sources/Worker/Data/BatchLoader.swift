@@ -49,6 +49,8 @@ public final class BatchLoader: Sendable {
     private let bucketBatches: Int
     /// Whether batches carry the prompts' conditions (``PaddedBatch/condition``).
     public let conditions: Bool
+    /// A data-parallel rank's share of the batches (``init(pairs:batchSize:seed:start:bucketBatches:prefetch:conditions:share:)``).
+    public let share: (rank: Int, of: Int)
 
     private struct Queue: Sendable {
         var ready: [(batch: Result<PaddedBatch, NpyError>, next: LoaderPosition)] = []
@@ -64,11 +66,18 @@ public final class BatchLoader: Sendable {
     ///   - pairs: the training pairs (``PairManifest/read(_:)``).
     ///   - start: the first batch to produce (a checkpoint's position).
     ///   - conditions: also load each pair's `prompt_condition_path` (every pair must have one).
+    ///   - share: a data-parallel rank's share: of every `of` consecutive batches of the plan
+    ///     (the order a single process would take them in), only the `rank`-th is loaded and
+    ///     returned, and the position after it is the one after all `of` — the same on every rank.
+    ///     So `of` ranks taking `a` batches a step together take the batches one process takes
+    ///     with `of × a` micro-batches a step, and a checkpoint's position fits every rank.
     /// - Throws: ``NpyError`` when a pair's lengths are not in the manifest and its codes file
     ///   cannot be read to find out, or `conditions` is set and a pair has no condition file.
     public init(pairs: [TrainingPair], batchSize: Int, seed: UInt64, start: LoaderPosition = LoaderPosition(epoch: 0, batch: 0),
-                bucketBatches: Int = 50, prefetch: Int = 4, conditions: Bool = false) throws(NpyError) {
+                bucketBatches: Int = 50, prefetch: Int = 4, conditions: Bool = false, share: (rank: Int, of: Int) = (0, 1)) throws(NpyError) {
         precondition(!pairs.isEmpty && batchSize > 0)
+        precondition(share.of >= 1 && (0..<share.of).contains(share.rank))
+        self.share = share
         if conditions, let bare = pairs.first(where: { $0.conditionPath == nil }) {
             throw NpyError(path: bare.codesPath, message: "belongs to pair \(bare.id), which has no prompt_condition_path, but the model's forward takes a condition")
         }
@@ -158,13 +167,20 @@ public final class BatchLoader: Sendable {
         while true {
             slots.wait()
             if queue.withLock({ $0.closed }) { return }
-            let result = Result { () throws(NpyError) -> PaddedBatch in try self.load(batches[position.batch]) }
-            position.batch += 1
-            // The position after the last batch of an epoch is the start of the next one.
-            if position.batch >= batches.count {
-                position = LoaderPosition(epoch: position.epoch + 1, batch: 0)
-                batches = plan(epoch: position.epoch)
+            var result: Result<PaddedBatch, NpyError>?
+            for k in 0..<share.of {
+                if k == share.rank {
+                    let indices = batches[position.batch]
+                    result = Result { () throws(NpyError) -> PaddedBatch in try self.load(indices) }
+                }
+                position.batch += 1
+                // The position after the last batch of an epoch is the start of the next one.
+                if position.batch >= batches.count {
+                    position = LoaderPosition(epoch: position.epoch + 1, batch: 0)
+                    batches = plan(epoch: position.epoch)
+                }
             }
+            guard let result else { return }
             let next = position
             queue.withLock { $0.ready.append((result, next)) }
             items.signal()

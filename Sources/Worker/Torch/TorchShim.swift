@@ -123,6 +123,20 @@ public final class TorchShim: Sendable {
         return SpeakerEncoder(shim: self, handle: handle, fns: fns)
     }
 
+    /// Joins a data-parallel process group of `worldSize` ranks (c10d, gloo): rank 0 serves the
+    /// rendezvous on `masterPort`; every rank connects to `masterAddress:masterPort`, then to the
+    /// others over the interface holding `localAddress` (nil: the host's default; rank 0 uses
+    /// `masterAddress`). Blocks until all ranks joined or `timeout` passed; `timeout` also bounds
+    /// every later collective. - Throws: `.peer` when the rendezvous or the connections fail.
+    public func joinGroup(masterAddress: String, masterPort: Int, localAddress: String?, rank: Int, worldSize: Int,
+                          timeout: Duration) throws(TorchShimError) -> TorchProcessGroup {
+        var handle: OpaquePointer?
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        try check(fns.groupJoin(masterAddress, Int32(clamping: masterPort), localAddress, Int32(clamping: rank), Int32(clamping: worldSize), seconds, &handle))
+        guard let handle else { throw TorchShimError(.internal, "group_join returned no handle") }
+        return TorchProcessGroup(handle: handle, rank: rank, worldSize: worldSize, fns: fns)
+    }
+
     /// The step and the caller's JSON stored in a checkpoint, without loading a model.
     public func checkpointInfo(_ path: String) throws(TorchShimError) -> (step: Int64, extra: String) {
         var length: Int64 = 0
@@ -162,6 +176,9 @@ public final class TorchShim: Sendable {
         let encoderFree: @convention(c) (OpaquePointer?) -> Void
         let encoderSampleRate: @convention(c) (OpaquePointer?) -> Int32
         let embedWaveform: @convention(c) (OpaquePointer?, UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Float>?, Int64, UnsafeMutablePointer<Int64>?) -> Int32
+        let groupJoin: @convention(c) (UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?, Int32, Int32, Double, UnsafeMutablePointer<OpaquePointer?>?) -> Int32
+        let groupFree: @convention(c) (OpaquePointer?) -> Void
+        let modelJoinGroup: @convention(c) (OpaquePointer?, OpaquePointer?) -> Int32
 
         init(handle: UnsafeMutableRawPointer, path: String) throws(TorchShimError) {
             func sym<T>(_ name: String, _: T.Type) throws(TorchShimError) -> T {
@@ -197,6 +214,9 @@ public final class TorchShim: Sendable {
             encoderFree = try sym("tts_shim_encoder_free", (@convention(c) (OpaquePointer?) -> Void).self)
             encoderSampleRate = try sym("tts_shim_encoder_sample_rate", (@convention(c) (OpaquePointer?) -> Int32).self)
             embedWaveform = try sym("tts_shim_embed_waveform", (@convention(c) (OpaquePointer?, UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Float>?, Int64, UnsafeMutablePointer<Int64>?) -> Int32).self)
+            groupJoin = try sym("tts_shim_group_join", (@convention(c) (UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?, Int32, Int32, Double, UnsafeMutablePointer<OpaquePointer?>?) -> Int32).self)
+            groupFree = try sym("tts_shim_group_free", (@convention(c) (OpaquePointer?) -> Void).self)
+            modelJoinGroup = try sym("tts_shim_model_join_group", (@convention(c) (OpaquePointer?, OpaquePointer?) -> Int32).self)
         }
     }
 }
@@ -348,6 +368,14 @@ public final class TorchModel: @unchecked Sendable { // the handle is only touch
         try call([batch]) { (batches, _, out) in self.fns.evalStep(self.handle, batches, out) }
     }
 
+    /// Trains data-parallel in `group` from now on: rank 0's parameters are broadcast, and every
+    /// ``trainStep(_:)`` averages gradients and metrics over the ranks (each rank calls its steps
+    /// in the same order). - Throws: `.peer` when the broadcast fails.
+    public func join(_ group: TorchProcessGroup) throws(TorchShimError) {
+        let status = lock.withLock { _ in group.withHandle { fns.modelJoinGroup(handle, $0) } }
+        try shim.check(status)
+    }
+
     /// Writes a checkpoint (temp file + rename) with the caller's JSON (the data position).
     public func saveCheckpoint(_ path: String, extra: String) throws(TorchShimError) {
         let status = lock.withLock { _ in fns.saveCheckpoint(handle, path, extra) }
@@ -476,4 +504,24 @@ private func withTensorRows<R>(_ rows: [[tts_tensor]], _ body: (UnsafePointer<tt
     defer { tensors.forEach { $0.deallocate() } }
     let batches = zip(rows, tensors).map { tts_batch(tensors: UnsafePointer($1), count: Int32($0.count)) }
     return batches.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// A data-parallel process group of the shim (ABI 5): one rank of `worldSize`. A model that joined
+/// it keeps the group's connections alive until the model is freed.
+public final class TorchProcessGroup: @unchecked Sendable { // the handle is immutable after creation and only passed to the shim, which takes a reference of its own
+    public let rank: Int
+    public let worldSize: Int
+    private let handle: OpaquePointer
+    private let fns: TorchShim.Functions
+
+    init(handle: OpaquePointer, rank: Int, worldSize: Int, fns: TorchShim.Functions) {
+        self.handle = handle
+        self.rank = rank
+        self.worldSize = worldSize
+        self.fns = fns
+    }
+
+    deinit { fns.groupFree(handle) }
+
+    func withHandle<T>(_ body: (OpaquePointer) -> T) -> T { body(handle) }
 }

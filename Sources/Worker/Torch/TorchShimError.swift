@@ -10,6 +10,9 @@ public struct TorchShimError: Error, Sendable, Equatable, CustomStringConvertibl
         case outOfMemory = 5
         case io = 6
         case `internal` = 7
+        /// A collective of a data-parallel group failed: a peer rank failed its step, left, or
+        /// did not answer in time (ABI 5).
+        case peer = 8
         case unavailable = 100
     }
 
@@ -30,6 +33,7 @@ public struct TorchShimError: Error, Sendable, Equatable, CustomStringConvertibl
         case .outOfMemory: return "torch shim: out of memory: \(message)"
         case .io: return "torch shim: checkpoint: \(message)"
         case .internal: return "torch shim: \(message)"
+        case .peer: return "torch shim: data-parallel group: \(message)"
         case .unavailable: return "torch is unavailable: \(message)"
         }
     }

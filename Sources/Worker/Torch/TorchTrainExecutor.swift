@@ -21,6 +21,11 @@ import Synchronization
 ///
 /// A resumed shard loads its checkpoint (model, optimizer, step, RNG, data position) and goes on
 /// exactly where the checkpoint was taken. Cancellation (cancel, drain) stops between steps.
+///
+/// A rank of a data-parallel gang (``TorchTrainPayload/placement``) joins the gang's c10d group
+/// through the shim after loading the same checkpoint as every rank; each step's gradients and
+/// metrics are averaged over the ranks (the shim), each rank takes its share of the batches
+/// (``BatchLoader``'s `share`), and only rank 0 spools metrics, validates and writes checkpoints.
 public struct TorchTrainExecutor: ShardExecutor {
     public let kind = "torch"
     public var stopsOnDrain: Bool { true }
@@ -30,11 +35,14 @@ public struct TorchTrainExecutor: ShardExecutor {
     /// The device steps run on: -1 for the CPU, else the CUDA index the trainer sees (0 with
     /// `CUDA_VISIBLE_DEVICES` set to the worker's GPU).
     let device: Int
+    /// This worker's address as the other ranks of a gang reach it (its rendezvous address).
+    let collectiveAddress: String?
 
-    public init(shim: TorchShim, spool: MetricSpool, device: Int) {
+    public init(shim: TorchShim, spool: MetricSpool, device: Int, collectiveAddress: String? = nil) {
         self.shim = shim
         self.spool = spool
         self.device = device
+        self.collectiveAddress = collectiveAddress
     }
 
     /// How many numbered checkpoints are kept.
@@ -46,7 +54,8 @@ public struct TorchTrainExecutor: ShardExecutor {
             return ShardReport(outcome: .failed, message: error.description)
         }
         let stop = StopFlag()
-        let loop = TrainingLoop(shim: shim, spool: spool, device: device, payload: payload, shard: assignment.shard, context: context)
+        let loop = TrainingLoop(shim: shim, spool: spool, device: device, payload: payload, shard: assignment.shard, context: context,
+                                collectiveAddress: collectiveAddress)
         let report: ShardReport = await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<ShardReport, Never>) in
                 let thread = Thread { c.resume(returning: loop.run(stop: stop)) }
@@ -70,6 +79,10 @@ struct TrainingLoop: Sendable {
     let payload: TorchTrainPayload
     let shard: ShardRef
     let context: ShardContext
+    let collectiveAddress: String?
+
+    /// Rank 0 of a gang, or a single-GPU run: the rank whose metrics and checkpoints are the run's.
+    private var reports: Bool { (payload.placement?.rank ?? 0) == 0 }
 
     func run(stop: StopFlag) -> ShardReport {
         do { return try train(stop: stop) } catch let e as TorchShimError {
@@ -121,12 +134,22 @@ struct TrainingLoop: Sendable {
             let extra = try model.loadCheckpoint(checkpoint)
             if let p = try? JSONCoding.decode(LoaderPosition.self, from: Array(extra.utf8)) { position = p }
         }
+        // A gang's rank: every rank loaded the same checkpoint; rank 0's parameters are broadcast.
+        var group: TorchProcessGroup?
+        if let p = payload.placement, p.worldSize > 1 {
+            let g = try shim.joinGroup(masterAddress: p.masterAddress, masterPort: p.masterPort,
+                                       localAddress: p.rank == 0 ? p.masterAddress : collectiveAddress,
+                                       rank: p.rank, worldSize: p.worldSize, timeout: .milliseconds(Int64((payload.collectiveTimeout ?? 120) * 1000)))
+            try model.join(g)
+            group = g
+        }
+        defer { withExtendedLifetime(group) {} }
         let pairs = try payload.trainManifests.flatMap { try PairManifest.read(ManifestSpec(parsing: $0)) }
         let conditions = try Self.passesConditions(forwardArity: model.forwardArity, pairs: pairs)
         let loader = try BatchLoader(pairs: pairs, batchSize: payload.batchSize, seed: UInt64(bitPattern: payload.seed), start: position,
-                                     conditions: conditions)
+                                     conditions: conditions, share: (group?.rank ?? 0, group?.worldSize ?? 1))
         defer { loader.close() }
-        let valBatches = try validationBatches(conditions: conditions)
+        let valBatches = reports ? try validationBatches(conditions: conditions) : []
         var step = model.step
         let started = ContinuousClock.now
         var lastCheckpoint: String? = payload.resumeCheckpoint
@@ -176,7 +199,7 @@ struct TrainingLoop: Sendable {
                 }
                 for name in order { add("val/\(name)", sums[name]! / Double(valBatches.count)) }
             }
-            if step % payload.checkpointEvery == 0 || step >= payload.maxSteps {
+            if reports, step % payload.checkpointEvery == 0 || step >= payload.maxSteps {
                 let path = "\(payload.outputDir)/model_step\(step).pth"
                 let extra = String(decoding: (try? JSONCoding.encode(position)) ?? [], as: UTF8.self)
                 try model.saveCheckpoint(path, extra: extra)
@@ -184,7 +207,7 @@ struct TrainingLoop: Sendable {
                 events.append(try checkpointEvent(path, step: step))
                 pruneCheckpoints()
             }
-            if !points.isEmpty || !events.isEmpty { _ = spool.append(points: points, events: events) }
+            if reports, !points.isEmpty || !events.isEmpty { _ = spool.append(points: points, events: events) }
             context.progress(step: step, of: payload.maxSteps)
         }
         let elapsed = ContinuousClock.now - started

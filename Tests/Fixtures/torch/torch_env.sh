@@ -7,7 +7,7 @@
 #   MODULES=…/modules             (scripts/torch/export_test_modules.py: broken modules for error tests)
 #   DATASET=…/dataset             (scripts/torch/make_reference_dataset.py: Korean espeak-ng speech,
 #                                  codes, code book, codec_audio/ = the codec floor)
-# Installs what is missing (apt-get: libtorch-dev cmake g++ python3-torch python3-numpy espeak-ng
+# Installs what is missing (apt-get: libtorch-dev libgloo-dev cmake g++ python3-torch python3-numpy espeak-ng
 # sox). TTS_TORCH_SHIM names an already built library instead. Outputs are kept in $TTS_ORACLE_DIR/torch (default .build-oracle/torch) and remade when
 # the scripts change. Exit status is non-zero with the reason on stderr when anything fails: the
 # tests turn that into a failure, never a skip.
@@ -20,7 +20,7 @@ exec 9>"$base/.lock"
 if command -v flock >/dev/null 2>&1; then flock 9; fi
 
 need=()
-for p in libtorch-dev cmake g++ python3-torch python3-numpy espeak-ng sox; do
+for p in libtorch-dev libgloo-dev cmake g++ python3-torch python3-numpy espeak-ng sox; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
