@@ -58,6 +58,21 @@ struct GangSchedulingTests {
                           rendezvous: RendezvousEndpoint(address: "10.0.0.\(abs(host.hashValue % 200) + 1)", port: 40_000 + gpu))
     }
 
+    /// The holder's result for a leased rank, as the worker sends it.
+    func report(_ w: IdleWorker, _ sequence: UInt64, _ a: ShardAssignment?, _ outcome: ShardOutcome, _ message: String = "") throws {
+        let a = try #require(a, "\(w.workerId) holds no rank")
+        _ = try store.ingest(workerId: w.workerId, session: w.session, sequence: sequence,
+                             .result(ResultRequest(shard: a.shard, outcome: outcome, message: message)))
+    }
+
+    /// The run's attempts, rank by rank: (state, message).
+    func attempts(_ runId: String) throws -> [(state: String, message: String)] {
+        try store.pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT a.state, a.message FROM shard_attempts a JOIN shards s ON s.id = a.shard_id WHERE s.run_id = ? ORDER BY s.rank, a.attempt",
+                             arguments: [runId]).map { ($0["state"], $0["message"] ?? "") }
+        }
+    }
+
     func payload(_ a: ShardAssignment) throws -> TrainPayload { try TrainPayload.parse(a.payload, runId: a.runId) }
     func run(_ id: String) throws -> RunSummary { try #require(try RunSummaries.list(store).first { $0.id == id }) }
     func shards(_ runId: String) throws -> [Row] {
@@ -127,11 +142,8 @@ struct GangSchedulingTests {
         let backfill = try #require(try store.lease(workerId: idle.workerId, workerName: idle.name, session: idle.session, kinds: ["train"]))
         #expect(backfill.runId == single, "the later single-GPU run uses the idle worker")
         // The first gang finishes; its workers poll again; the second gang starts on them.
-        var seq: [String: UInt64] = [:]
-        for (workerId, a) in leases.assignments {
-            seq[workerId, default: 0] += 1
-            _ = try store.ingest(workerId: workerId, session: w.first { $0.workerId == workerId }!.session, sequence: seq[workerId]!,
-                                 .result(ResultRequest(shard: a.shard, outcome: .succeeded)))
+        for worker in w where leases.assignments[worker.workerId] != nil {
+            try report(worker, 1, leases.assignments[worker.workerId], .succeeded)
         }
         #expect(try run(first).state == "succeeded")
         let freed = w.filter { leases.assignments[$0.workerId] != nil }
@@ -155,21 +167,20 @@ struct GangSchedulingTests {
         let runId = try submit(Self.spec(gpus: 2, retries: 1)).runs[0].id
         let a = try register("a", gpu: 0), b = try register("b", gpu: 1)
         let first = try store.leaseGangs(idle: [a, b], reserveAfter: 3_600).assignments
-        _ = try store.ingest(workerId: "b", session: b.session, sequence: 1, .result(ResultRequest(shard: first["b"]!.shard, outcome: .failed, message: "exit 1")))
+        try report(b, 1, first["b"], .failed, "exit 1")
         #expect(try store.gangStops().map(\.workerId) == ["a"])
         #expect(try shards(runId).map { $0["failures"] as Int } == [1, 1], "one gang restart, counted on every rank")
         #expect(try store.leaseGangs(idle: [b], reserveAfter: 3_600).assignments.isEmpty, "rank 0 still runs: the gang is not whole in the queue")
         // Rank 0's trainer lost its peer: it reports a failure too, but it was being stopped.
-        _ = try store.ingest(workerId: "a", session: a.session, sequence: 1, .result(ResultRequest(shard: first["a"]!.shard, outcome: .failed, message: "gloo: connection closed by peer")))
+        try report(a, 1, first["a"], .failed, "gloo: connection closed by peer")
         #expect(try store.gangStops().isEmpty)
         #expect(try shards(runId).map { $0["failures"] as Int } == [1, 1])
         #expect(try shards(runId).map { $0["state"] as String } == ["queued", "queued"])
-        let attempts = try store.pool.read { db in try String.fetchAll(db, sql: "SELECT a.state FROM shard_attempts a JOIN shards s ON s.id = a.shard_id WHERE s.run_id = ? ORDER BY s.rank", arguments: [runId]) }
-        #expect(attempts == ["cancelled", "failed"], "rank 0 stopped with its gang, rank 1 failed")
+        #expect(try attempts(runId).map(\.state) == ["cancelled", "failed"], "rank 0 stopped with its gang, rank 1 failed")
         let second = try store.leaseGangs(idle: [a, b], reserveAfter: 3_600).assignments
         #expect(second.count == 2)
-        _ = try store.ingest(workerId: "a", session: a.session, sequence: 2, .result(ResultRequest(shard: second["a"]!.shard, outcome: .failed)))
-        _ = try store.ingest(workerId: "b", session: b.session, sequence: 2, .result(ResultRequest(shard: second["b"]!.shard, outcome: .cancelled)))
+        try report(a, 2, second["a"], .failed)
+        try report(b, 2, second["b"], .cancelled)
         #expect(try shards(runId).map { $0["state"] as String } == ["failed", "failed"])
         #expect(try run(runId).state == "failed")
     }
@@ -182,20 +193,18 @@ struct GangSchedulingTests {
         // Worker a drains: its heartbeats say so; its trainer is stopped after a full checkpoint,
         // and rank 1's trainer fails on the closed collective before a's result arrives.
         try store.flushHeartbeats([HeartbeatSnapshot(workerId: "a", lastSeen: Date(), status: .draining, progress: nil, telemetry: nil, state: "live")])
-        _ = try store.ingest(workerId: "b", session: b.session, sequence: 1, .result(ResultRequest(shard: leased["b"]!.shard, outcome: .failed, message: "exit 75: peer lost")))
+        try report(b, 1, leased["b"], .failed, "exit 75: peer lost")
         #expect(try shards(runId).map { $0["failures"] as Int } == [0, 0], "a planned stop is not a failure of the gang")
-        _ = try store.ingest(workerId: "a", session: a.session, sequence: 1, .result(ResultRequest(shard: leased["a"]!.shard, outcome: .cancelled, message: "worker draining: stopped")))
+        try report(a, 1, leased["a"], .cancelled, "worker draining: stopped")
         #expect(try shards(runId).map { $0["state"] as String } == ["queued", "queued"])
         #expect(try shards(runId).map { $0["failures"] as Int } == [0, 0])
-        let attempts = try store.pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT a.state, a.message FROM shard_attempts a JOIN shards s ON s.id = a.shard_id WHERE s.run_id = ? ORDER BY s.rank", arguments: [runId])
-        }
-        #expect(attempts.map { $0["state"] as String } == ["cancelled", "cancelled"])
-        #expect((attempts[1]["message"] as String).contains("a peer rank on a was stopped for a drain or shutdown"), "\(attempts[1]["message"] as String)")
+        let ended = try attempts(runId)
+        #expect(ended.map(\.state) == ["cancelled", "cancelled"])
+        #expect(ended.last?.message.contains("a peer rank on a was stopped for a drain or shutdown") == true, "\(ended)")
         // Without a drain the same failure is the gang's (failureIsTheGangs): the budget counts it.
         try store.flushHeartbeats([HeartbeatSnapshot(workerId: "a", lastSeen: Date(), status: .idle, progress: nil, telemetry: nil, state: "live")])
         let again = try store.leaseGangs(idle: [a, b], reserveAfter: 3_600).assignments
-        _ = try store.ingest(workerId: "b", session: b.session, sequence: 2, .result(ResultRequest(shard: again["b"]!.shard, outcome: .failed, message: "exit 1")))
+        try report(b, 2, again["b"], .failed, "exit 1")
         #expect(try shards(runId).map { $0["failures"] as Int } == [1, 1])
     }
 
@@ -210,7 +219,7 @@ struct GangSchedulingTests {
             _ = try store.markWorkerLost(workerId: "b", silentFor: 30)
             #expect(try store.gangStops().map(\.workerId) == ["a"])
             seq += 1
-            _ = try store.ingest(workerId: "a", session: a.session, sequence: seq, .result(ResultRequest(shard: leased["a"]!.shard, outcome: .cancelled)))
+            try report(a, seq, leased["a"], .cancelled)
             try store.markWorkerLive(workerId: "b")
         }
         let c = try register("c", gpu: 2)
@@ -226,8 +235,8 @@ struct GangSchedulingTests {
         let runId = try submit(Self.spec(gpus: 2)).runs[0].id
         let a = try register("a", gpu: 0), b = try register("b", gpu: 1)
         let first = try store.leaseGangs(idle: [a, b], reserveAfter: 3_600).assignments
-        _ = try store.ingest(workerId: "b", session: b.session, sequence: 1, .result(ResultRequest(shard: first["b"]!.shard, outcome: .outOfMemory, message: "CUDA out of memory")))
-        _ = try store.ingest(workerId: "a", session: a.session, sequence: 1, .result(ResultRequest(shard: first["a"]!.shard, outcome: .cancelled)))
+        try report(b, 1, first["b"], .outOfMemory, "CUDA out of memory")
+        try report(a, 1, first["a"], .cancelled)
         #expect(try run(runId).downshifts == 1)
         let second = try store.leaseGangs(idle: [a, b], reserveAfter: 3_600).assignments
         for w in ["a", "b"] {

@@ -217,6 +217,23 @@ struct WorkerRegistryTests {
         #expect(ref == held)
     }
 
+    @Test("a stop asked for a lease that has already ended (a gang's stop racing its rank's own result) never stops the shard's next lease")
+    func lateCancelKeepsTheNextLease() throws {
+        let r = WorkerRegistry()
+        r.upsert(workerId: "w", name: "w", session: 9, capabilities: ["shard:train"])
+        let first = ShardRef(shardId: 7, leaseEpoch: 1), next = ShardRef(shardId: 7, leaseEpoch: 2)
+        r.leaseGranted(workerId: "w", first)
+        r.leaseEnded(shardId: 7)
+        r.requestCancel(first, reason: "another rank of its gang ended") // arrives after the rank's result
+        r.leaseGranted(workerId: "w", next)
+        let beat = try r.heartbeat(workerId: "w", session: 9, HeartbeatRequest(status: .busy, progress: ShardProgress(shard: next, step: 1, totalSteps: 9, stepsPerSecond: 1))).get()
+        #expect(beat.reply.commands.isEmpty, "the new lease runs: \(beat.reply.commands)")
+        r.requestCancel(next, reason: "cancelled by the user")
+        let stop = try r.heartbeat(workerId: "w", session: 9, HeartbeatRequest(status: .busy, progress: ShardProgress(shard: next, step: 2, totalSteps: 9, stepsPerSecond: 1))).get()
+        guard case .cancelShard(let ref, _) = stop.reply.commands.first else { Issue.record("expected a cancel"); return }
+        #expect(ref == next)
+    }
+
     @Test("a wrong session is refused; silence beyond the limit marks the worker lost; a heartbeat revives it")
     func liveness() throws {
         let r = WorkerRegistry()

@@ -163,7 +163,7 @@ struct TrainingJobTests {
         #expect(try run(queuedRun).state == "cancelled")
         let r = try store.cancelRun(reply.runs[0].id)
         #expect(r.reply.stopping == 1 && r.stopping.first?.shard == running.shard)
-        #expect(try store.cancelRequestedShards() == [running.shard.shardId])
+        #expect(try store.cancelRequestedShards() == [running.shard])
         #expect(try run(reply.runs[0].id).state == "running")
         _ = try store.ingest(workerId: "a6000", session: s, sequence: 1, .result(ResultRequest(shard: running.shard, outcome: .cancelled, message: "cancelled by the user")))
         #expect(try run(reply.runs[0].id).state == "cancelled")

@@ -46,6 +46,16 @@ struct GangRunTests {
             """
     }
 
+    /// A coordinator (heartbeats every 500 ms, lost after 3 s, plus `coordinator`) and `workers`
+    /// A6000 workers w0, w1, … on GPUs 0, 1, …, all live.
+    static func cluster(workers: Int, coordinator: [String] = []) async throws -> ClusterHarness {
+        let h = try ClusterHarness()
+        try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000"] + coordinator)
+        for i in 0..<workers { try h.startWorker("w\(i)", a6000 + ["--gpu", "\(i)"]) }
+        try await h.waitUntil("\(workers) workers are live", timeout: 20) { try h.workers().count == workers }
+        return h
+    }
+
     /// The rank processes of this harness's runs: trainers started by the workers, each with the
     /// `RANK` of its environment (not their forked DataLoader workers).
     static func trainers(_ h: ClusterHarness) -> [(pid: Int32, rank: String)] {
@@ -67,11 +77,7 @@ struct GangRunTests {
     @Test("a 2-rank gang on two workers logs every step once, from rank 0, with the losses of the single-process run of the same effective batch")
     func twoRanksMatchOneProcess() async throws {
         let python = try TrainerVenv.python()
-        let h = try ClusterHarness()
-        try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000"])
-        try h.startWorker("w0", Self.a6000 + ["--gpu", "0"])
-        try h.startWorker("w1", Self.a6000 + ["--gpu", "1"])
-        try await h.waitUntil("both workers are live", timeout: 20) { try h.workers().count == 2 }
+        let h = try await Self.cluster(workers: 2)
         // Effective batch 12: the gang runs 6 × 1 on each rank; the reference one process of 12 × 1.
         let gang = try #require(try h.submitJob(try Self.spec(h, python: python, name: "ddp2", world: 2, batch: 12, accum: 1)).runs.first?.id)
         try await h.waitUntil("the gang's run succeeded", timeout: 180) { try h.runSummary(gang).state == "succeeded" }
@@ -80,14 +86,7 @@ struct GangRunTests {
 
         let r = try h.runSummary(gang)
         #expect((r.batchSize, r.gradAccum) == (6, 1), "each rank: 6 × 1, effective 12")
-        for key in ["train/text_loss", "train/mel_loss", "val/text_loss"] {
-            let a = try h.series(gang, key), b = try h.series(single, key)
-            #expect(a.map(\.step) == b.map(\.step) && !a.isEmpty, "\(key): every step once, the same steps: \(a.map(\.step))")
-            for (x, y) in zip(a, b) {
-                let (u, v) = (try #require(x.value), try #require(y.value))
-                #expect(abs(u - v) <= 1e-4 * max(1, abs(v)), "\(key) at step \(x.step): gang \(u) vs one process \(v)")
-            }
-        }
+        try h.expectSameSeries(gang, as: single, keys: ["train/text_loss", "train/mel_loss", "val/text_loss"])
         #expect(try h.series(gang, "train/text_loss").map(\.step) == Array(1...40))
         let lines = try h.runLogLines(gang)
         #expect(lines.contains { $0.contains("[rank 1]") }, "rank 1's log is kept, marked with its rank")
@@ -120,14 +119,8 @@ struct GangRunTests {
         let single = try #require(try h.submitJob(try Self.spec(h, python: python, name: "one3", world: 1, batch: 12, accum: 1)).runs.first?.id)
         try await h.waitUntil("the single-process run succeeded", timeout: 240) { try h.runSummary(single).state == "succeeded" }
         #expect((try h.runSummary(gang).batchSize, try h.runSummary(gang).gradAccum) == (4, 1), "12 samples a step shared by 3 ranks")
-        for key in ["train/text_loss", "train/mel_loss"] {
-            let a = try h.series(gang, key), b = try h.series(single, key)
-            #expect(a.map(\.step) == Array(1...40) && b.map(\.step) == Array(1...40), "\(key): every step once")
-            for (x, y) in zip(a, b) {
-                let (u, v) = (try #require(x.value), try #require(y.value))
-                #expect(abs(u - v) <= 1e-4 * max(1, abs(v)), "\(key) at step \(x.step): gang \(u) vs one process \(v)")
-            }
-        }
+        try h.expectSameSeries(gang, as: single, keys: ["train/text_loss", "train/mel_loss"])
+        #expect(try h.series(gang, "train/text_loss").map(\.step) == Array(1...40), "every step once")
         let shards = try h.shards().filter { $0.runId == gang }.sorted { ($0.rank ?? 0) < ($1.rank ?? 0) }
         #expect(shards.map { $0.history.last?.workerName } == ["a0", "a1", "b0"], "box-a's two workers are ranks 0 and 1, box-b's is rank 2")
         let lines = try h.runLogLines(gang)
@@ -137,10 +130,7 @@ struct GangRunTests {
     @Test("two gangs of 2 on 3 free workers: one runs, the other waits with a reason and holds no worker; a single-GPU run submitted later backfills the idle worker, and the waiting gang starts when the first ends")
     func twoGangsOnThreeWorkers() async throws {
         let python = try TrainerVenv.python()
-        let h = try ClusterHarness()
-        try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000"])
-        for i in 0..<3 { try h.startWorker("w\(i)", Self.a6000 + ["--gpu", "\(i)"]) }
-        try await h.waitUntil("three workers are live", timeout: 20) { try h.workers().count == 3 }
+        let h = try await Self.cluster(workers: 3)
         let first = try #require(try h.submitJob(try Self.spec(h, python: python, name: "g1", world: 2, batch: 12, accum: 1, stepSeconds: 0.1)).runs.first?.id)
         let second = try #require(try h.submitJob(try Self.spec(h, python: python, name: "g2", world: 2, batch: 12, accum: 1, stepSeconds: 0.02)).runs.first?.id)
         try await h.waitUntil("the first gang runs and the second waits for a GPU", timeout: 60) {
@@ -167,11 +157,7 @@ struct GangRunTests {
     @Test("kill -9 of rank 1's trainer: rank 0's is gone within 2 s, the gang resumes from its last full checkpoint on both workers, every step once")
     func killOfARankRestartsTheGang() async throws {
         let python = try TrainerVenv.python()
-        let h = try ClusterHarness()
-        try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000"])
-        try h.startWorker("w0", Self.a6000 + ["--gpu", "0"])
-        try h.startWorker("w1", Self.a6000 + ["--gpu", "1"])
-        try await h.waitUntil("both workers are live", timeout: 20) { try h.workers().count == 2 }
+        let h = try await Self.cluster(workers: 2)
         let gang = try #require(try h.submitJob(try Self.spec(h, python: python, name: "ddpkill", world: 2, batch: 12, accum: 1, stepSeconds: 0.15)).runs.first?.id)
         try await h.waitUntil("a full checkpoint at step 10 and training past 14", timeout: 120) {
             let r = try h.runSummary(gang)
@@ -204,11 +190,7 @@ struct GangRunTests {
     @Test("a collective hang (rank 1's trainer stopped, rank 0 waiting in all-reduce, both workers heartbeating) fires the run's stalled alert naming the gang; when rank 1 continues it resolves and every step is logged once")
     func collectiveHangIsStalled() async throws {
         let python = try TrainerVenv.python()
-        let h = try ClusterHarness()
-        try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000"])
-        try h.startWorker("w0", Self.a6000 + ["--gpu", "0"])
-        try h.startWorker("w1", Self.a6000 + ["--gpu", "1"])
-        try await h.waitUntil("both workers are live", timeout: 20) { try h.workers().count == 2 }
+        let h = try await Self.cluster(workers: 2)
         // The collective timeout is long (as NCCL's 30 min default is): only the stalled rule can see the hang.
         let gang = try #require(try h.submitJob(try Self.spec(h, python: python, name: "ddphang", world: 2, batch: 12, accum: 1, stepSeconds: 0.1,
                                                               collectiveTimeout: 600, extra: "alerts: {stalled: {floor_seconds: 4, step_time_multiple: 3}}")).runs.first?.id)
@@ -272,10 +254,7 @@ struct GangRunTests {
     @Test("a drain of rank 0's worker: rank 0 waits for its next full checkpoint, the gang stops without using its retry budget, and resumes from that checkpoint on two other workers, every step once")
     func drainOfRankZero() async throws {
         let python = try TrainerVenv.python()
-        let h = try ClusterHarness()
-        try await h.startCoordinator(["--heartbeat-ms", "500", "--lost-after-ms", "3000"])
-        for i in 0..<3 { try h.startWorker("w\(i)", Self.a6000 + ["--gpu", "\(i)"]) }
-        try await h.waitUntil("three workers are live", timeout: 20) { try h.workers().count == 3 }
+        let h = try await Self.cluster(workers: 3)
         let gang = try #require(try h.submitJob(try Self.spec(h, python: python, name: "ddpdrain", world: 2, batch: 12, accum: 1, stepSeconds: 0.15)).runs.first?.id)
         try await h.waitUntil("the gang trains past step 12", timeout: 120) { (try h.runSummary(gang).step ?? 0) >= 12 }
         let rank0 = try #require(try h.shards().first { $0.runId == gang && $0.rank == 0 }?.history.last?.workerName)
@@ -285,7 +264,10 @@ struct GangRunTests {
         #expect(try h.series(gang, "train/text_loss").map(\.step) == Array(1...40), "every step once across the move")
         let shards = try h.shards().filter { $0.runId == gang }
         #expect(shards.allSatisfy { $0.failures == 0 }, "a drain uses no retry: \(shards.map { ($0.failures, $0.history.map(\.message)) })")
-        #expect(shards.allSatisfy { $0.history.count == 2 && $0.history.first?.state == .cancelled }, "\(shards.map { $0.history.map(\.state) })")
+        // Each rank's first attempt ended without failing: stopped with its gang (cancelled), or,
+        // for the drained worker, requeued when it left the cluster before its result arrived.
+        #expect(shards.allSatisfy { s in s.history.count == 2 && [.cancelled, .requeued].contains(s.history.first?.state) },
+                "\(shards.map { $0.history.map { "\($0.state): \($0.message.prefix(80))" } })")
         #expect(shards.allSatisfy { $0.history.last?.workerName != rank0 }, "the drained worker takes no rank of the restarted gang")
         let lines = try h.runLogLines(gang)
         let resume = lines.first { $0.hasPrefix("[resume]") } ?? ""

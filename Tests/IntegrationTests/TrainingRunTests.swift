@@ -475,14 +475,7 @@ struct TorchRunnerTests {
 
         #expect((try run(gang).batchSize, try run(gang).gradAccum) == (4, 1), "each rank: 4 × 1, effective 8")
         #expect((try run(single).batchSize, try run(single).gradAccum) == (4, 2))
-        for key in ["train/loss", "train/grad_norm", "val/loss"] {
-            let a = try h.series(gang, key), b = try h.series(single, key)
-            #expect(a.map(\.step) == b.map(\.step) && !a.isEmpty, "\(key): every step once, the same steps: \(a.map(\.step))")
-            for (x, y) in zip(a, b) {
-                let (u, v) = (try #require(x.value), try #require(y.value))
-                #expect(abs(u - v) <= 1e-4 * max(1, abs(v)), "\(key) at step \(x.step): gang \(u) vs one process \(v)")
-            }
-        }
+        try h.expectSameSeries(gang, as: single, keys: ["train/loss", "train/grad_norm", "val/loss"])
         #expect(try h.series(gang, "train/loss").map(\.step) == Array(1...40))
         let shards = try h.shards().filter { $0.runId == gang }.sorted { ($0.rank ?? 0) < ($1.rank ?? 0) }
         #expect(shards.count == 2 && shards.allSatisfy { $0.state == "succeeded" && $0.history.count == 2 }, "\(shards.map { $0.history.map(\.state) })")

@@ -117,7 +117,7 @@ public struct AdminService: Sendable {
                 let args = (try? JSONCoding.decode([String: String].self, from: request.arguments)) ?? [:]
                 guard let run = args["run"] else { throw ProtocolError(.invalidRequest, "cancel needs {\"run\": RUN_ID}") }
                 let (reply, stopping) = try store.cancelRun(run)
-                for s in stopping { registry.requestCancel(shardId: s.shard.shardId, reason: "cancelled by the user") }
+                for s in stopping { registry.requestCancel(s.shard, reason: "cancelled by the user") }
                 return try JSONCoding.encode(reply)
             case .eval:
                 let req: EvalRequest

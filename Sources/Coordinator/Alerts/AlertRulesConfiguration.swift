@@ -166,14 +166,16 @@ public struct AlertRulesConfiguration: Sendable, Equatable, Codable {
         for rule in settings.keys.sorted() where !ruleNames.contains(rule) {
             throw InvalidSettings(field: "alerts.\(rule)", message: "unknown rule; the rules are \(ruleNames.joined(separator: ", "))")
         }
+        func field(_ context: DecodingError.Context) -> String {
+            "alerts" + context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        }
         do {
             return try JSONCoding.decode(AlertRulesConfiguration.self, from: try JSONCoding.encode(settings))
         } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
-            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-            throw InvalidSettings(field: "alerts\(path)", message: "expected \(type == Double.self || type == Int.self ? "a number" : type == Bool.self ? "true or false" : type == String.self ? "text" : "\(type)")")
+            let expected = type == Double.self || type == Int.self ? "a number" : type == Bool.self ? "true or false" : type == String.self ? "text" : "\(type)"
+            throw InvalidSettings(field: field(context), message: "expected \(expected)")
         } catch let DecodingError.dataCorrupted(context) {
-            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-            throw InvalidSettings(field: "alerts\(path)", message: context.debugDescription)
+            throw InvalidSettings(field: field(context), message: context.debugDescription)
         } catch {
             throw InvalidSettings(field: "alerts", message: "\(error)")
         }

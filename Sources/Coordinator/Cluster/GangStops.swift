@@ -9,7 +9,7 @@ enum GangStops {
     /// Asks for every pending stop (idempotent: a stop already asked for is asked again).
     static func propagate(store: Store, registry: WorkerRegistry, logger: Logger) {
         do {
-            for s in try store.gangStops() { registry.requestCancel(shardId: s.shard.shardId, reason: reason) }
+            for s in try store.gangStops() { registry.requestCancel(s.shard, reason: reason) }
         } catch {
             logger.error("could not read the gang ranks to stop (they stop when their trainers lose their peers): \(error)")
         }

@@ -32,8 +32,10 @@ public final class WorkerRegistry: Sendable {
     }
 
     private let entries = Mutex<[String: Entry]>([:])
-    /// Shards a user cancelled, with the reason, until their holder reports them ended.
-    private let cancels = Mutex<[Int64: String]>([:])
+    /// Leases to stop (a user's cancel, a gang's stop), with the reason, until their holder
+    /// reports them ended. Keyed by lease (shard and epoch): a request that arrives after its
+    /// lease ended can never stop the shard's next lease.
+    private let cancels = Mutex<[ShardRef: String]>([:])
 
     public init() {}
 
@@ -74,7 +76,7 @@ public final class WorkerRegistry: Sendable {
             if let running = hb.progress?.shard, !w.leases.contains(running) {
                 commands.append(.cancelShard(running, reason: "this worker no longer holds the lease of shard \(running.shardId) (it was requeued)"))
             }
-            if let running = hb.progress?.shard, let reason = cancels.withLock({ $0[running.shardId] }) {
+            if let running = hb.progress?.shard, let reason = cancels.withLock({ $0[running] }) {
                 commands.append(.cancelShard(running, reason: reason))
             }
             if w.drainRequested { commands.append(.drain) }
@@ -93,12 +95,12 @@ public final class WorkerRegistry: Sendable {
     }
 
     /// Asks the holder of `shardId` to stop it (in its next heartbeat reply).
-    public func requestCancel(shardId: Int64, reason: String) {
-        cancels.withLock { $0[shardId] = reason }
+    public func requestCancel(_ lease: ShardRef, reason: String) {
+        cancels.withLock { $0[lease] = reason }
     }
 
     public func leaseEnded(shardId: Int64) {
-        cancels.withLock { _ = $0.removeValue(forKey: shardId) }
+        cancels.withLock { c in c = c.filter { $0.key.shardId != shardId } }
         entries.withLock { e in
             for (key, w) in e where w.leases.contains(where: { $0.shardId == shardId }) {
                 e[key]?.leases = w.leases.filter { $0.shardId != shardId }

@@ -128,6 +128,7 @@ enum GangDispatch {
         let resume = TrainingDispatch.resumePoint(run: run, policy: spec.resume)
         let logDir = (spec.logDir ?? "{output_dir}/logs").replacingOccurrences(of: "{output_dir}", with: run.outputDir)
         var out: [Member] = []
+        var torchResumeNote: String?
         var rank = 0
         for (nodeRank, host) in chosen.enumerated() {
             let visible = host.map { String($0.candidate.device.index) }.joined(separator: ",")
@@ -141,9 +142,8 @@ enum GangDispatch {
                         return .invalid(reason: "runner: torch needs a model")
                     }
                     payload.placement = placement
-                    var json = (try? JSONCoding.decode([String: JSONValue].self, from: JSONCoding.encode(payload))) ?? [:]
-                    json["preset"] = .string(preset.name)
-                    out.append(Member(workerId: m.candidate.workerId, placement: placement, payload: json))
+                    if rank == 0 { torchResumeNote = TrainingDispatch.resumeNote(payload) }
+                    out.append(Member(workerId: m.candidate.workerId, placement: placement, payload: TrainingDispatch.shardJSON(payload, preset: preset.name)))
                     rank += 1
                     continue
                 }
@@ -171,7 +171,6 @@ enum GangDispatch {
                 rank += 1
             }
         }
-        let note = spec.runner == .torch ? run.checkpointPath.map { "resuming from \($0) at step \(run.checkpointStep.map(String.init) ?? "?")" } : resume?.note
-        return .start(members: out, preset: preset.name, batch: batch, resumeNote: note)
+        return .start(members: out, preset: preset.name, batch: batch, resumeNote: spec.runner == .torch ? torchResumeNote : resume?.note)
     }
 }

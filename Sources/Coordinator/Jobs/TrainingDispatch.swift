@@ -173,11 +173,8 @@ enum TrainingDispatch {
             guard let payload = torchPayload(spec: spec, runSpec: runSpec, run: run, batch: batch) else {
                 return .invalid(reason: "runner: torch needs a model")
             }
-            var json = (try? JSONCoding.decode([String: JSONValue].self, from: JSONCoding.encode(payload))) ?? [:]
-            json["preset"] = .string(preset.name)
-            return .dispatch(Dispatch(payload: json, resumeCheckpoint: payload.resumeCheckpoint, resumeStep: payload.resumeStep,
-                                      preset: preset.name, batch: batch,
-                                      resumeNote: payload.resumeCheckpoint.map { path -> String in "resuming from \(path) at step \(payload.resumeStep.map(String.init) ?? "?")" }))
+            return .dispatch(Dispatch(payload: shardJSON(payload, preset: preset.name), resumeCheckpoint: payload.resumeCheckpoint,
+                                      resumeStep: payload.resumeStep, preset: preset.name, batch: batch, resumeNote: resumeNote(payload)))
         }
         let argv: [String]
         do {
@@ -232,6 +229,18 @@ enum TrainingDispatch {
         p.resumeStep = run.checkpointPath != nil ? run.checkpointStep : nil
         p.metricsFloors = run.storedThrough
         return p
+    }
+
+    /// A torch payload as its shard's JSON, with the preset's name.
+    static func shardJSON(_ payload: TorchTrainPayload, preset: String) -> [String: JSONValue] {
+        var json = (try? JSONCoding.decode([String: JSONValue].self, from: JSONCoding.encode(payload))) ?? [:]
+        json["preset"] = .string(preset)
+        return json
+    }
+
+    /// What the run log says when a torch payload resumes from a checkpoint.
+    static func resumeNote(_ payload: TorchTrainPayload) -> String? {
+        payload.resumeCheckpoint.map { "resuming from \($0) at step \(payload.resumeStep.map(String.init) ?? "?")" }
     }
 
     /// The output directory of a run: the spec's `output_dir` (with `{run_id}`, `{run_name}`,

@@ -78,7 +78,7 @@ public final class CoordinatorServer: Sendable {
                             liveness: w.state == .lost ? .lost : .live, status: w.status)
         }
         for lease in try store.activeLeases() { registry.leaseGranted(workerId: lease.workerId, lease.shard) }
-        for shard in try store.cancelRequestedShards() { registry.requestCancel(shardId: shard, reason: "cancelled by the user") }
+        for lease in try store.cancelRequestedShards() { registry.requestCancel(lease, reason: "cancelled by the user") }
         GangStops.propagate(store: store, registry: registry, logger: logger)
     }
 

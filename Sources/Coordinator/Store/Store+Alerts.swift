@@ -250,12 +250,8 @@ extension Store {
         try read { db in try String.fetchAll(db, sql: "SELECT id FROM runs WHERE finished_at IS NULL") }
     }
 
-    /// The run a shard belongs to (nil for a shard of no run).
-    public func runId(ofShard shardId: Int64) throws -> String? {
-        try read { db in try String.fetchOne(db, sql: "SELECT run_id FROM shards WHERE id = ?", arguments: [shardId]) }
-    }
-
-    /// A shard's run and, for a rank of a data-parallel gang, its rank (nil otherwise).
+    /// The run a shard belongs to (nil for a shard of no run) and, for a rank of a data-parallel
+    /// gang, its rank (nil otherwise).
     public func runAndRank(ofShard shardId: Int64) throws -> (runId: String, rank: Int?)? {
         try read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT run_id, rank FROM shards WHERE id = ?", arguments: [shardId]),

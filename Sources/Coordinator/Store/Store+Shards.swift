@@ -129,9 +129,14 @@ extension Store {
         }
     }
 
-    /// Leased or running shards whose cancellation was requested (their holders must be told).
-    public func cancelRequestedShards() throws -> [Int64] {
-        try read { db in try Int64.fetchAll(db, sql: "SELECT id FROM shards WHERE cancel_requested = 1 AND state IN ('leased', 'running')") }
+    /// The leases of leased or running shards whose cancellation was requested (their holders
+    /// must be told).
+    public func cancelRequestedShards() throws -> [ShardRef] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT id, lease_epoch FROM shards WHERE cancel_requested = 1 AND state IN ('leased', 'running')").map {
+                ShardRef(shardId: $0["id"], leaseEpoch: $0["lease_epoch"])
+            }
+        }
     }
 
     /// Ends the current attempt of a shard and decides where the shard goes next.

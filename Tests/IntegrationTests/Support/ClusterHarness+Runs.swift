@@ -26,4 +26,21 @@ extension ClusterHarness {
         guard r.status == 0 else { throw HarnessError("logs \(run) failed: \(r.err)") }
         return r.out.split(separator: "\n").map(String.init)
     }
+
+    /// Records an issue unless `run` logged `keys` at the same steps as `reference`, each value
+    /// within `tolerance` (relative above 1): a gang against its one-process run.
+    func expectSameSeries(_ run: String, as reference: String, keys: [String], tolerance: Double = 1e-4,
+                          sourceLocation: SourceLocation = #_sourceLocation) throws {
+        for key in keys {
+            let a = try series(run, key), b = try series(reference, key)
+            #expect(a.map(\.step) == b.map(\.step) && !a.isEmpty, "\(key): every step once, the same steps: \(a.map(\.step))", sourceLocation: sourceLocation)
+            for (x, y) in zip(a, b) {
+                guard let u = x.value, let v = y.value else {
+                    Issue.record("\(key) at step \(x.step): no value", sourceLocation: sourceLocation)
+                    continue
+                }
+                #expect(abs(u - v) <= tolerance * max(1, abs(v)), "\(key) at step \(x.step): \(run) \(u) vs \(reference) \(v)", sourceLocation: sourceLocation)
+            }
+        }
+    }
 }
